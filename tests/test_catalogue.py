@@ -1,0 +1,101 @@
+"""The augmentation catalogue: identity at 0, monotone, right channels, any reasonable shape."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+from conftest import natural_images
+
+import augment
+
+GRID = [round(k / 20, 2) for k in range(21)]
+# Resampling transforms cannot be exactly monotone: between neighbouring scales the
+# pixel grid aligns differently with image content. Their allowed dip is measured,
+# not assumed (see the README's catalogue table).
+MONOTONE_TOLERANCE = {"Downscale": 0.07}
+
+
+def test_catalogue_has_the_seed_names_in_three_groups():
+    assert len(augment.ALL_AUGMENTATIONS) == 24 == len(set(augment.ALL_AUGMENTATIONS))
+    assert set(augment.CATALOGUE) == set(augment.ALL_AUGMENTATIONS)
+    for group, names in [("color", augment.COLOR_AUGMENTATIONS),
+                         ("distortion", augment.DISTORTION_AUGMENTATIONS),
+                         ("pixel_dropout", augment.PIXEL_DROPOUT_AUGMENTATIONS)]:
+        assert all(augment.CATALOGUE[n].group == group for n in names)
+
+
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+def test_intensity_zero_is_the_identity(name):
+    for image in natural_images((40, 56))[:3]:
+        assert np.array_equal(augment.augment_image(image, name, 0.0, seed=7), image)
+
+
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+def test_larger_intensity_never_changes_natural_images_less(name):
+    tolerance = MONOTONE_TOLERANCE.get(name, 0.03)
+    for size in [(48, 64), (32, 32)]:
+        images = natural_images(size)
+        change = np.zeros(len(GRID))
+        for k, image in enumerate(images):
+            for j, t in enumerate(GRID):
+                out = augment.augment_image(image, name, t, seed=k)
+                change[j] += np.abs(out.astype(float) - image).mean() / len(images)
+        assert change[-1] > change[1] and change[-1] > 0, f"{name} at {size}: {change}"
+        dips = [(GRID[j + 1], change[j] - change[j + 1]) for j in range(len(GRID) - 1)
+                if change[j] - change[j + 1] > tolerance * change.max()]
+        assert not dips, f"{name} at {size} changes less at higher intensity: {dips}"
+
+
+def test_channel_names_follow_rgb_order():
+    image = np.full((20, 20, 3), 128, np.uint8)
+    for channel, (less, more) in enumerate([("LessRed", "MoreRed"), ("LessGreen", "MoreGreen"),
+                                            ("LessBlue", "MoreBlue")]):
+        lowered = augment.augment_image(image, less, 0.5).astype(int)
+        raised = augment.augment_image(image, more, 0.5).astype(int)
+        others = [c for c in range(3) if c != channel]
+        assert (lowered[..., channel] < 128).all() and (lowered[..., others] == 128).all(), less
+        assert (raised[..., channel] > 128).all() and (raised[..., others] == 128).all(), more
+
+
+def test_brighten_and_darken_match_albumentations_applied_directly():
+    image = natural_images((32, 32))[0]
+    reference = A.RandomBrightnessContrast(brightness_limit=(0.3, 0.3), contrast_limit=(0, 0), p=1)
+    assert np.array_equal(augment.augment_image(image, "Brighten", 0.3), reference(image=image)["image"])
+    reference = A.RandomBrightnessContrast(brightness_limit=(-0.3, -0.3), contrast_limit=(0, 0), p=1)
+    assert np.array_equal(augment.augment_image(image, "Darken", 0.3), reference(image=image)["image"])
+
+
+def test_cached_superpixels_equals_albumentations_superpixels():
+    for image in natural_images((48, 48))[:3]:
+        for p in (0.3, 1.0):
+            reference = A.Superpixels(p_replace=(p, p), n_segments=(100, 100), max_size=None, p=1)
+            reference.set_random_seed(11)
+            assert np.array_equal(augment.augment_image(image, "Superpixels", p, seed=11),
+                                  reference(image=image)["image"])
+
+
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+def test_runs_on_gray_non_square_and_small_images(name):
+    photo = natural_images((40, 72))[1]
+    gray = np.repeat(photo.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    for image in [photo, gray, photo[:16, :16], photo[:16, :40], photo[:, :, 0]]:
+        out = augment.augment_image(image, name, 0.7, seed=3)
+        assert out.shape[:2] == image.shape[:2] and out.shape[2] == 3 and out.dtype == np.uint8
+
+
+def test_same_seed_same_pixels_and_other_seed_other_pixels():
+    image = natural_images((32, 32))[0]
+    first = augment.augment_image(image, "ElasticTransform", 0.6, seed=1)
+    assert np.array_equal(first, augment.augment_image(image, "ElasticTransform", 0.6, seed=1))
+    assert not np.array_equal(first, augment.augment_image(image, "ElasticTransform", 0.6, seed=2))
+
+
+def test_bad_names_and_intensities_are_named_in_the_error():
+    image = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="Did you mean 'Brighten'"):
+        augment.augment_image(image, "Brigthen", 0.5)
+    with pytest.raises(ValueError, match=r"intensity for Hue must be in \[0, 1\], got 1.5"):
+        augment.augment_image(image, "Hue", 1.5)
+    with pytest.raises(ValueError, match="uint8"):
+        augment.augment_image(image.astype(np.float32), "Hue", 0.5)

@@ -1,0 +1,208 @@
+"""The boundary search: closed-form thresholds, the cache, resume, the predict contract, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+from conftest import BrightnessModel, natural_images, uniform_images, write_pngs
+
+import augment
+
+
+def make(model, **options):
+    options.setdefault("progress", False)
+    options.setdefault("augmentations", ["Brighten", "Darken"])
+    return augment.ImageAugmenter(model, batch_size=16, **options)
+
+
+def test_search_finds_a_closed_form_breaking_point_within_one_step(tmp_path):
+    values = [40, 70, 100, 120]
+    model = BrightnessModel()
+    analysis = make(model).search_randomization_boundaries(
+        uniform_images(values), step_size_percent=0.05, analytics_cache=tmp_path / "a.json")
+    found = analysis.curves["Brighten"].first_failure_intensities
+    for value, intensity in zip(values, found):
+        exact = (127 - value) / 255  # the mean must exceed 127
+        assert exact <= intensity < exact + 0.05 + 1e-9, (value, exact, intensity)
+    # Darkening an already-dark image never flips "bright": no failure anywhere.
+    assert analysis.curves["Darken"].first_failure_intensities == [None] * len(values)
+    # The 50 % intensity is the median image's first failure.
+    assert analysis.curves["Brighten"].intensity_at_share(0.5) == sorted(found)[1]
+
+
+def test_analysis_file_holds_curves_failures_and_exemplars(tmp_path, uniform_files):
+    path = tmp_path / "analysis.json"
+    make(BrightnessModel()).search_randomization_boundaries(uniform_files, [0, 0, 0], 0.1, path)
+    data = json.loads(path.read_text())
+    brighten = data["augmentations"]["Brighten"]
+    assert data["settings"]["intensities"] == [round(k / 10, 6) for k in range(11)]
+    assert len(brighten["summary"]["mean_diff_error"]) == 11 == len(brighten["summary"]["changed_share"])
+    assert brighten["first_failure_intensity"] == [0.4, 0.3, 0.2]  # 40, 70, 100 need +87, +57, +27
+    assert brighten["summary"]["label_accuracy"][0] == 1.0
+    exemplar = brighten["summary"]["exemplar"]
+    assert exemplar["image"] == 1 and exemplar["first_failure_intensity"] == 0.3
+    assert exemplar["last_success_intensity"] == 0.2 and exemplar["first_failure_output"] == "1"
+    assert augment.load_analysis(path).curves["Brighten"].first_failure_intensities == [0.4, 0.3, 0.2]
+
+
+def test_second_search_with_same_inputs_makes_no_predict_call(tmp_path, uniform_files):
+    path = tmp_path / "analysis.json"
+    first = make(BrightnessModel()).search_randomization_boundaries(uniform_files, None, 0.1, path)
+    again = BrightnessModel()
+    second = make(again).search_randomization_boundaries(uniform_files, None, 0.1, path)
+    assert again.calls == 0
+    assert second.to_json() == first.to_json()
+
+
+@pytest.mark.parametrize("change", ["images", "step", "labels"])
+def test_changed_inputs_invalidate_the_cache_and_keep_a_backup(tmp_path, uniform_files, change):
+    path = tmp_path / "analysis.json"
+    make(BrightnessModel()).search_randomization_boundaries(uniform_files, [0, 0, 0], 0.1, path)
+    files, step, labels = uniform_files, 0.1, [0, 0, 0]
+    if change == "images":
+        files, labels = uniform_files[:2], [0, 0]
+    elif change == "step":
+        step = 0.25
+    else:
+        labels = [1, 1, 1]
+    model = BrightnessModel()
+    with pytest.warns(UserWarning, match="kept as"):
+        analysis = make(model).search_randomization_boundaries(files, labels, step, path)
+    assert model.calls > 0
+    assert len(analysis.images) == len(files) and analysis.settings["step_size"] == step
+    backups = [p for p in os.listdir(tmp_path) if p.startswith("analysis.json.bak-")]
+    assert len(backups) == 1
+
+
+def test_adding_an_augmentation_reuses_the_searched_ones(tmp_path, uniform_files):
+    path = tmp_path / "analysis.json"
+    make(BrightnessModel(), augmentations=["Brighten"]).search_randomization_boundaries(uniform_files, None, 0.1, path)
+    model = BrightnessModel()
+    analysis = make(model, augmentations=["Brighten", "Darken"]).search_randomization_boundaries(
+        uniform_files, None, 0.1, path)
+    assert model.calls == len(uniform_files) * 10 + len(uniform_files)  # Darken's grid + the originals
+    assert set(analysis.curves) == {"Brighten", "Darken"}
+
+
+def test_interrupted_search_resumes_and_matches_an_uninterrupted_one(tmp_path):
+    images = write_pngs(tmp_path / "imgs", uniform_images([30, 60, 90, 110, 125, 20]))
+    reference = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.1, None)
+    path = tmp_path / "analysis.json"
+    crashing = BrightnessModel(fail_after=40)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        make(crashing, checkpoint_seconds=0).search_randomization_boundaries(
+            images, None, 0.1, path, images_per_chunk=1)
+    partial = augment.load_analysis(path)
+    done = partial.curves["Brighten"].searched_count
+    assert 0 < done < len(images)
+    resumed_model = BrightnessModel()
+    resumed = make(resumed_model).search_randomization_boundaries(images, None, 0.1, path)
+    assert resumed_model.calls == (len(images) - done) * 21  # only the unfinished images
+    assert resumed.to_json()["augmentations"] == reference.to_json()["augmentations"]
+
+
+def test_filename_predict_gets_private_temporary_files_removed_even_on_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    images = write_pngs(tmp_path / "imgs", uniform_images([60, 100]))
+    seen: list[str] = []
+    monkeypatch.chdir(tmp_path)
+
+    def predict_file(path):
+        assert isinstance(path, str) and os.path.isabs(path)
+        seen.append(path)
+        return int(np.asarray(Image.open(path)).mean() > 127)
+
+    augmenter = augment.ImageAugmenter(predict_file, augmentations=["Brighten"], predict_input="filename",
+                                       progress=False)
+    analysis = augmenter.search_randomization_boundaries(images, None, 0.25, None)
+    assert analysis.curves["Brighten"].first_failure_intensities == [0.5, 0.25]
+    assert set(images) <= {os.path.relpath(p, tmp_path) for p in seen} | set(seen)
+    temporary = {os.path.dirname(p) for p in seen if p not in images}
+    assert temporary and all(not d.startswith(str(tmp_path)) and not os.path.exists(d) for d in temporary)
+
+    def crashing(path):
+        seen.append(path)
+        if len(seen) > 6:
+            raise RuntimeError("boom")
+        return 0
+
+    seen.clear()
+    with pytest.raises(RuntimeError, match="boom"):
+        augment.ImageAugmenter(crashing, augmentations=["Brighten"], predict_input="filename",
+                               progress=False).search_randomization_boundaries(images, None, 0.25, None)
+    assert all(not os.path.exists(os.path.dirname(p)) for p in seen if p not in images)
+    assert sorted(os.listdir(tmp_path)) == ["imgs"]  # nothing written to the working directory
+
+
+def test_auto_mode_detects_a_filename_predict(tmp_path):
+    from PIL import Image
+
+    images = write_pngs(tmp_path / "imgs", uniform_images([60]))
+    augmenter = augment.ImageAugmenter(lambda path: int(np.asarray(Image.open(path)).mean() > 127),
+                                       augmentations=["Brighten"], progress=False)
+    analysis = augmenter.search_randomization_boundaries(images, None, 0.25, None)
+    assert analysis.curves["Brighten"].first_failure_intensities == [0.5]
+
+
+def test_model_free_default_finds_where_images_stop_resembling_themselves():
+    photos = natural_images((48, 48))
+    augmenter = augment.ImageAugmenter(None, augmentations=["GaussianBlur", "PixelDropout"], progress=False)
+    analysis = augmenter.search_randomization_boundaries(photos, None, 0.1, None)
+    for name in ["GaussianBlur", "PixelDropout"]:
+        curve = analysis.curves[name]
+        assert curve.mean_diff_error[0] == 0.0 and curve.mean_diff_error[-1] > 0.5, (name, curve.mean_diff_error)
+        assert curve.intensity_at_share(0.5) is not None
+    assert [record.output for record in analysis.images] == [str((k, 1.0)) for k in range(len(photos))]
+
+
+def test_bad_input_is_reported_before_any_prediction(tmp_path, uniform_files):
+    model = BrightnessModel()
+    augmenter = make(model)
+    with pytest.raises(ValueError, match="not found: .*missing.png"):
+        augmenter.search_randomization_boundaries(uniform_files + [str(tmp_path / "missing.png")], None, 0.1, None)
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read image .*junk.png"):
+        augmenter.search_randomization_boundaries(uniform_files + [str(junk)], None, 0.1, None)
+    with pytest.raises(ValueError, match="2 labels for 3 images"):
+        augmenter.search_randomization_boundaries(uniform_files, [0, 1], 0.1, None)
+    with pytest.raises(ValueError, match="empty"):
+        augmenter.search_randomization_boundaries([], None, 0.1, None)
+    with pytest.raises(ValueError, match="step_size_percent"):
+        augmenter.search_randomization_boundaries(uniform_files, None, 0.3, None)
+    assert model.calls == 0
+    with pytest.raises(ValueError, match="Did you mean 'SafeRotate'.*Valid names"):
+        augment.ImageAugmenter(model, augmentations=["SafeRotat"])
+
+
+def test_diff_error_outside_zero_one_is_an_error_naming_the_value():
+    for bad in [1.5, -0.1, math.nan, "x"]:
+        augmenter = make(BrightnessModel(), diff_error=lambda a, b, bad=bad: bad)
+        with pytest.raises(ValueError, match=f"got {bad!r}.*image array-0, augmentation Brighten"):
+            augmenter.search_randomization_boundaries(uniform_images([60]), None, 0.5, None)
+
+
+def test_wrong_length_from_a_batched_predict_is_an_error():
+    augmenter = make(lambda images: [0] * (len(images) - 1))
+    with pytest.raises(ValueError, match="returned 15 outputs for 16 images"):
+        augmenter.search_randomization_boundaries(uniform_images([60]), None, 0.05, None)
+
+
+def test_percent_step_is_read_as_percent():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        analysis = make(BrightnessModel()).search_randomization_boundaries(uniform_images([60]), None, 25, None)
+    assert analysis.intensities == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_evaluate_returns_the_seed_keys_and_accuracy(uniform_files):
+    result = make(BrightnessModel()).evaluate(uniform_files, [0, 1, 0])
+    assert result["output_differs_count"] == 1 and result["differing_output_errs"] == [1.0]
+    assert result["avg_diff_error"] == pytest.approx(1 / 3) and result["accuracy"] == pytest.approx(2 / 3)
+    assert result["differing_outputs"][0]["file"] == uniform_files[1]
