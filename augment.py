@@ -483,6 +483,8 @@ class _Source:
     array: np.ndarray | None = field(default=None, repr=False)
 
     def load(self) -> np.ndarray:
+        if self.array is None and self.path is None:
+            raise ValueError(f"image {self.key} was given in memory and is not available now")
         return load_image(self.array if self.array is not None else self.path)
 
     def identity(self) -> str:
@@ -872,23 +874,23 @@ class AugmentationCurve:
             result.append(self.intensities[index] if index is not None else None)
         return result
 
-    def share_failed_by(self, intensity: float) -> float:
-        """Share of searched images whose first failure is at or below ``intensity``."""
-        firsts = [f for k, f in zip(range(len(self.diff_errors)), self.first_failure_intensities)
-                  if self.diff_errors[k] is not None]
+    def failed_share_curve(self) -> list[float]:
+        """Per grid intensity: share of searched images whose first failure is at or below it."""
+        firsts = [f for f, row in zip(self.first_failure_intensities, self.diff_errors) if row is not None]
         if not firsts:
-            return 0.0
-        return sum(1 for f in firsts if f is not None and f <= intensity + 1e-9) / len(firsts)
+            return [0.0] * len(self.intensities)
+        return [sum(1 for f in firsts if f is not None and f <= t + 1e-9) / len(firsts) for t in self.intensities]
 
     def intensity_at_share(self, share: float) -> float | None:
         """The lowest grid intensity by which ``share`` of the images have changed output (None: never)."""
-        return next((t for t in self.intensities if self.share_failed_by(t) >= share - 1e-9), None)
+        return next((t for t, failed in zip(self.intensities, self.failed_share_curve())
+                     if failed >= share - 1e-9), None)
 
     def safe_intensity(self, negligible_share: float = 0.02) -> float:
         """The largest grid intensity by which at most ``negligible_share`` of images changed output."""
         safe = 0.0
-        for t in self.intensities:
-            if self.share_failed_by(t) > negligible_share + 1e-9:
+        for t, failed in zip(self.intensities, self.failed_share_curve()):
+            if failed > negligible_share + 1e-9:
                 break
             safe = t
         return safe
@@ -1080,6 +1082,432 @@ def _backup(path: str) -> str:
         counter += 1
     os.replace(path, backup)
     return backup
+
+
+###############################################################################
+# The report
+###############################################################################
+# An offline folder: index.html (jinja2, autoescaped), frames/ and gifs/. Plots are
+# inline SVG; the slider swaps <img> sources among the frame PNGs. The model is only
+# called for the sweep frames (outputs, confidence, Grad-CAM), never for a search.
+
+_CAM_METHODS = {
+    "gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "gradcamplusplus": "GradCAMPlusPlus",
+    "eigencam": "EigenCAM", "scorecam": "ScoreCAM", "layercam": "LayerCAM", "xgradcam": "XGradCAM",
+    "hirescam": "HiResCAM", "ablationcam": "AblationCAM", "eigengradcam": "EigenGradCAM",
+}
+
+
+def _cam_class(method: str):
+    import pytorch_grad_cam
+
+    key = str(method).lower().replace("-", "").replace("_", "")
+    if key not in _CAM_METHODS:
+        raise ValueError(f"unknown cam_method {method!r}; choose one of {sorted(set(_CAM_METHODS.values()))}")
+    return getattr(pytorch_grad_cam, _CAM_METHODS[key])
+
+
+def _default_preprocess(images: Sequence[np.ndarray]):
+    """(H, W, 3) uint8 images to a float (N, 3, H, W) tensor in [0, 1]."""
+    import torch
+
+    batch = np.stack(images).astype(np.float32) / 255.0
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class CamFrame:
+    """One step of an augmentation sweep seen through the model.
+
+    ``image`` is the augmented (H, W, 3) uint8 image, ``heatmap`` the (H, W) float
+    localization map in [0, 1] (None without a torch model), ``overlay`` the heatmap
+    blended on the image, ``predicted`` the model's top class and ``confidence`` its
+    softmax probability.
+    """
+
+    intensity: float
+    image: np.ndarray = field(repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    overlay: np.ndarray | None = field(default=None, repr=False)
+    predicted: int | None = None
+    confidence: float | None = None
+
+
+def gradcam_frames(
+    image: np.ndarray | str,
+    augmentation: str,
+    model: Any,
+    target_layers: Sequence[Any],
+    *,
+    intensities: Sequence[float] | None = None,
+    method: str = "GradCAM",
+    preprocess: Callable | None = None,
+    seed: int = 0,
+) -> list[CamFrame]:
+    """Grad-CAM (or another grad-cam method) at every step of one augmentation sweep.
+
+    All frames go through the model in one batch. ``preprocess(list of (H, W, 3) uint8)
+    -> (N, C, H, W) tensor`` defaults to scaling to [0, 1]. The target class of each
+    frame is the model's own top class on that frame.
+
+    >>> frames = gradcam_frames("digit.png", "SafeRotate", cnn, [cnn.features[6]])  # doctest: +SKIP
+    >>> [round(f.confidence, 2) for f in frames][:3]                                 # doctest: +SKIP
+    [0.99, 0.98, 0.95]
+    """
+    import torch
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    _check_augmentation_name(augmentation)
+    source = load_image(image)
+    grid = list(intensities) if intensities is not None else _grid(0.05)
+    augmented = [augment_image(source, augmentation, t, seed) for t in grid]
+    preprocess = preprocess or _default_preprocess
+    batch = preprocess(augmented)
+    model.eval()
+    with torch.no_grad():
+        probabilities = torch.softmax(model(batch), dim=1).cpu().numpy()
+    predicted = probabilities.argmax(axis=1)
+    with _cam_class(method)(model=model, target_layers=list(target_layers)) as cam:
+        heatmaps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(int(k)) for k in predicted])
+    frames = []
+    for t, img, heat, k in zip(grid, augmented, heatmaps, predicted):
+        overlay = show_cam_on_image(img.astype(np.float32) / 255.0, heat, use_rgb=True, image_weight=0.6)
+        frames.append(CamFrame(t, img, heat, overlay, int(k), float(probabilities[len(frames), k])))
+    return frames
+
+
+def write_gradcam_gif(path: str | os.PathLike, image: np.ndarray | str, augmentation: str, model: Any,
+                      target_layers: Sequence[Any], *, duration: float = 0.15, **options: Any) -> str:
+    """Write the Grad-CAM sweep of one image and augmentation as a captioned GIF (imageio)."""
+    frames = gradcam_frames(image, augmentation, model, target_layers, **options)
+    pictures = [_captioned(f.overlay, f"{augmentation} {f.intensity:.2f}: {f.predicted} ({f.confidence:.2f})")
+                for f in frames]
+    return _write_gif(path, pictures, duration)
+
+
+def _write_gif(path: str | os.PathLike, pictures: Sequence[np.ndarray], duration: float) -> str:
+    import imageio.v3 as iio
+
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    iio.imwrite(path, np.stack(pictures), extension=".gif", duration=int(duration * 1000), loop=0)
+    return path
+
+
+def _display_size(image: np.ndarray, short_side: int = 144, long_cap: int = 288) -> np.ndarray:
+    """Scale for the page: small images up (nearest, pixels stay crisp), large ones down."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = max(short_side / min(height, width), 1.0) if min(height, width) < short_side else 1.0
+    scale = min(scale, long_cap / max(height, width)) if max(height, width) * scale > long_cap else scale
+    if scale == 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA)
+
+
+def _captioned(image: np.ndarray, caption: str) -> np.ndarray:
+    """The image (scaled for display) over a white strip with an ASCII caption."""
+    import cv2
+
+    picture = _display_size(image)
+    strip = np.full((22, picture.shape[1], 3), 255, np.uint8)
+    text = caption.encode("ascii", "replace").decode()
+    scale = 0.4
+    while cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > picture.shape[1] - 4 and len(text) > 4:
+        text = text[:-2]
+    cv2.putText(strip, text, (2, 15), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([picture, strip])
+
+
+def _save_png(path: str, image: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(path, optimize=False, compress_level=3)
+
+
+def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Sequence[float]]],
+              marks: Sequence[tuple[str, float | None]] = (), width: int = 360, height: int = 200,
+              compact: bool = False) -> str:
+    """A line plot as inline SVG: x = intensity in [0, 1], y = share or error in [0, 1].
+
+    ``compact`` draws only the box, the lines and the marks (for the summary table).
+    """
+    left, right, top, bottom = (2, 2, 2, 2) if compact else (42, 10, 10, 34)
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(value: float) -> float:
+        return left + value * plot_w
+
+    def y(value: float) -> float:
+        return top + (1 - value) * plot_h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" class="plot">']
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<line x1="{x(0)}" x2="{x(1)}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>')
+        if compact:
+            continue
+        parts.append(f'<text x="{left - 4}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="10">{tick:g}</text>')
+        parts.append(f'<text x="{x(tick):.1f}" y="{top + plot_h + 13}" text-anchor="middle" '
+                     f'font-size="10">{tick:g}</text>')
+    if not compact:
+        parts.append(f'<text x="{left + plot_w / 2}" y="{height - 3}" text-anchor="middle" font-size="11">'
+                     f'augmentation intensity</text>')
+        parts.append(f'<text x="10" y="{top + plot_h / 2}" font-size="11" text-anchor="middle" '
+                     f'transform="rotate(-90 10 {top + plot_h / 2})">share of images</text>')
+    for label, value in marks:
+        if value is not None:
+            parts.append(f'<line x1="{x(value):.1f}" x2="{x(value):.1f}" y1="{top}" y2="{top + plot_h}" '
+                         f'stroke="#999" stroke-dasharray="3,3"><title>{label}: {value:g}</title></line>')
+    for index, (label, color, values) in enumerate(series):
+        if not values:
+            continue
+        points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(intensities, values))
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}">'
+                     f'<title>{label}</title></polyline>')
+        if not compact:
+            parts.append(f'<rect x="{left + 6}" y="{top + 4 + 13 * index}" width="10" height="3" fill="{color}"/>'
+                         f'<text x="{left + 20}" y="{top + 9 + 13 * index}" font-size="10">{label}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_REPORT_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>augment.py report: where the model breaks</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1180px; padding: 16px; color: #222; }
+h1 { margin-bottom: 4px; } .meta { color: #666; }
+table { border-collapse: collapse; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
+td:first-child, th:first-child { text-align: left; } .never { color: #999; }
+section.aug { border-top: 2px solid #ddd; margin-top: 28px; padding-top: 8px; }
+.row { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
+figure { margin: 0; } figcaption { font-size: 12px; color: #444; max-width: 300px; overflow-wrap: anywhere; }
+.missing { width: 144px; height: 144px; display: flex; align-items: center; justify-content: center;
+  background: repeating-linear-gradient(45deg, #fee, #fee 8px, #fdd 8px, #fdd 16px); color: #a00;
+  font-size: 12px; text-align: center; overflow-wrap: anywhere; padding: 4px; box-sizing: border-box; }
+.slider input { width: 288px; } .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 400px)); gap: 14px; }
+img.pixel { image-rendering: pixelated; }
+</style></head><body>
+<h1>Where the model breaks</h1>
+<p class="meta">{{ image_count }} images, intensity step {{ step }}, {{ augmentation_count }} augmentations,
+failure threshold {{ threshold }} (diff error at or above it counts as a changed output), seed {{ seed }}.
+{% if cam_method %}Heatmaps: {{ cam_method }}.{% endif %} Made by augment.py {{ version }}.</p>
+
+<h2 id="summary">Summary, most fragile first</h2>
+<p>Intensity by which a share of the images changed the model's output (first-failure intensity);
+"safe" is the largest intensity by which at most 2 % changed; "&gt;1" means never within the range.</p>
+<table><thead><tr><th>augmentation</th><th>group</th><th>safe</th><th>10 %</th><th>50 %</th><th>90 %</th>
+<th>changed share and diff error vs intensity</th></tr></thead><tbody>
+{% for row in rows %}<tr><td><a href="#aug-{{ row.name }}">{{ row.name }}</a></td><td>{{ row.group }}</td>
+<td>{{ row.safe }}</td><td>{{ row.q10 }}</td><td>{{ row.q50 }}</td><td>{{ row.q90 }}</td>
+<td>{{ row.small_plot }}</td></tr>
+{% endfor %}</tbody></table>
+
+{% for row in rows %}<section class="aug" id="aug-{{ row.name }}">
+<h2>{{ row.name }} <small>({{ row.transform }}; intensity 1 = {{ row.at_full }})</small></h2>
+<div class="row">
+<figure>{{ row.plot }}<figcaption>Solid: share of images whose output changed at that intensity;
+mean diff error; {% if row.has_labels %}accuracy against the labels;{% endif %} dashed: 10/50/90 % marks.</figcaption></figure>
+{% for picture in row.triptych %}<figure>{% if picture.src %}<img class="pixel" src="{{ picture.src }}" alt="{{ picture.title }}">{% else %}<div class="missing">image missing: {{ picture.missing }}</div>{% endif %}
+<figcaption><b>{{ picture.title }}</b><br>{{ picture.caption }}</figcaption></figure>
+{% endfor %}
+{% if row.gif %}<figure><img src="{{ row.gif }}" alt="{{ row.name }} sweep"><figcaption>Sweep from 0 to 1{% if cam_method %} with {{ cam_method }}{% endif %}</figcaption></figure>{% endif %}
+{% if row.frames %}<figure class="slider"><img class="frame" id="frame-{{ row.name }}" src="{{ row.frames[0].src }}" alt="{{ row.name }} frame"><br>
+<input type="range" min="0" max="{{ row.frames|length - 1 }}" value="0" data-aug="{{ row.name }}" aria-label="{{ row.name }} intensity">
+<figcaption id="caption-{{ row.name }}">{{ row.frames[0].caption }}</figcaption></figure>{% endif %}
+</div></section>
+{% endfor %}
+
+<section id="gallery"><h2>Failure gallery: the images that change output at the lowest intensities</h2>
+<div class="gallery">{% for item in gallery %}<figure>
+{% if item.original %}<img class="pixel" src="{{ item.original }}" alt="original">{% else %}<div class="missing">image missing: {{ item.file }}</div>{% endif %}
+{% if item.augmented %}<img class="pixel" src="{{ item.augmented }}" alt="augmented">{% endif %}
+<figcaption><b>{{ item.file }}</b>{% if item.label is not none %} (label {{ item.label }}){% endif %}<br>
+original output: {{ item.output }}<br>{{ item.augmentation }} at {{ item.intensity }}: {{ item.failure_output }}</figcaption>
+</figure>{% else %}<p>No image changed its output under any augmentation.</p>{% endfor %}</div></section>
+
+<script>
+const FRAMES = {{ frames_json|tojson }};
+for (const input of document.querySelectorAll("input[type=range][data-aug]")) {
+  input.addEventListener("input", () => {
+    const name = input.dataset.aug, frame = FRAMES[name][Number(input.value)];
+    document.getElementById("frame-" + name).src = frame.src;
+    document.getElementById("caption-" + name).textContent = frame.caption;
+  });
+}
+</script>
+</body></html>
+"""  # noqa: E501
+
+
+def _fmt(value: float | None) -> str:
+    return ">1" if value is None else f"{value:.2f}"
+
+
+def _safe_name(text: str, limit: int = 60) -> str:
+    """A file-name-safe slug: letters, digits, '-', '_' and '.', no leading dot, bounded length."""
+    slug = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in str(text))
+    slug = slug.lstrip(".")[:limit]
+    return slug or "_"
+
+
+class _ReportWriter:
+    """Renders one analysis into an offline folder; see ImageAugmenter.render_boundaries."""
+
+    def __init__(self, analysis: Analysis, html_dir: str, sources: list[_Source], predictor: _Predictor | None,
+                 torch_model: Any, target_layers: Sequence | None, cam_method: str, preprocess: Callable | None,
+                 seed: int, gallery_size: int):
+        self.analysis, self.html_dir, self.sources = analysis, html_dir, sources
+        self.predictor, self.torch_model, self.target_layers = predictor, torch_model, target_layers
+        self.cam_method, self.preprocess, self.seed, self.gallery_size = cam_method, preprocess, seed, gallery_size
+        self._loaded: dict[int, np.ndarray | None] = {}
+
+    def image(self, index: int) -> np.ndarray | None:
+        if index not in self._loaded:
+            try:
+                self._loaded[index] = self.sources[index].load()
+            except ValueError:
+                self._loaded[index] = None  # moved or deleted since the search: a placeholder
+        return self._loaded[index]
+
+    def picture(self, name: str, image: np.ndarray, caption: str | None = None) -> str:
+        relative = f"images/{_safe_name(name)}.png"
+        _save_png(os.path.join(self.html_dir, relative), _display_size(image) if caption is None
+                  else _captioned(image, caption))
+        return relative
+
+    def augmented(self, index: int, name: str, intensity: float) -> np.ndarray | None:
+        image = self.image(index)
+        if image is None:
+            return None
+        return augment_image(image, name, intensity, _derive_seed(self.seed, self.sources[index].key, name))
+
+    def sweep(self, name: str, index: int) -> tuple[list[dict], str | None]:
+        """Frames (PNG files, captions) and the GIF of one augmentation on one image."""
+        image = self.image(index)
+        if image is None:
+            return [], None
+        grid = self.analysis.intensities
+        item_seed = _derive_seed(self.seed, self.sources[index].key, name)
+        if self.torch_model is not None and self.target_layers:
+            cams = gradcam_frames(image, name, self.torch_model, self.target_layers, intensities=grid,
+                                  method=self.cam_method, preprocess=self.preprocess, seed=item_seed)
+            pictures = [c.overlay for c in cams]
+            notes = [f"class {c.predicted} ({c.confidence:.2f})" for c in cams]
+        else:
+            pictures = [augment_image(image, name, t, item_seed) for t in grid]
+            notes = [""] * len(grid)
+        if self.predictor is not None:
+            outputs = self.predictor(pictures if self.torch_model is None else [c.image for c in cams])
+            notes = [_truncate(_output_text(o), 40) + (f" ({n})" if n and self.torch_model is not None else "")
+                     for o, n in zip(outputs, notes)]
+        frames, captioned = [], []
+        for k, (t, picture, note) in enumerate(zip(grid, pictures, notes)):
+            caption = f"{t:.2f}: {note}" if note else f"intensity {t:.2f}"
+            framed = _captioned(picture, caption)
+            relative = f"frames/{_safe_name(name)}-{k:02d}.png"
+            _save_png(os.path.join(self.html_dir, relative), framed)
+            frames.append({"src": relative, "caption": f"{name} at intensity {t:.2f}" + (f": {note}" if note else "")})
+            captioned.append(framed)
+        gif = _write_gif(os.path.join(self.html_dir, "gifs", f"{_safe_name(name)}.gif"), captioned, 0.15)
+        return frames, os.path.relpath(gif, self.html_dir)
+
+    def section(self, name: str, curve: AugmentationCurve) -> dict:
+        entry = CATALOGUE[name]
+        marks = [("10 %", curve.intensity_at_share(0.1)), ("50 %", curve.intensity_at_share(0.5)),
+                 ("90 %", curve.intensity_at_share(0.9))]
+        series = [("changed share", "#d62728", curve.changed_share), ("mean diff error", "#1f77b4",
+                                                                      curve.mean_diff_error)]
+        if curve.label_accuracy:
+            series.append(("label accuracy", "#2ca02c", curve.label_accuracy))
+        from markupsafe import Markup
+
+        row = {
+            "name": name, "group": entry.group, "transform": entry.transform, "at_full": entry.at_full_intensity,
+            "safe": _fmt(curve.safe_intensity()), "q10": _fmt(marks[0][1]), "q50": _fmt(marks[1][1]),
+            "q90": _fmt(marks[2][1]), "has_labels": curve.label_accuracy is not None,
+            # The SVG is built here from numbers and fixed labels only, never from user text.
+            "plot": Markup(_svg_plot(curve.intensities, series, marks)),
+            "small_plot": Markup(_svg_plot(curve.intensities, series[:1], marks[1:2], width=160, height=36,
+                                           compact=True)),
+            "triptych": [], "frames": [], "gif": None,
+        }
+        exemplar = curve.exemplar()
+        if exemplar is None:
+            return row
+        index = exemplar["image"]
+        record = self.analysis.images[index]
+        original = self.image(index)
+        shots = [("original", 0.0, record.output),
+                 (f"last success, intensity {exemplar['last_success_intensity']:.2f}",
+                  exemplar["last_success_intensity"], exemplar["last_success_output"])]
+        if exemplar["first_failure_intensity"] is not None:
+            shots.append((f"first failure, intensity {exemplar['first_failure_intensity']:.2f}",
+                          exemplar["first_failure_intensity"], exemplar["first_failure_output"]))
+        for k, (title, intensity, output) in enumerate(shots):
+            picture = {"title": title, "caption": f"{record.file}: output {output}", "src": None,
+                       "missing": record.file}
+            if original is not None:
+                picture["src"] = self.picture(f"{name}-exemplar-{k}", self.augmented(index, name, intensity))
+            row["triptych"].append(picture)
+        row["frames"], row["gif"] = self.sweep(name, index)
+        return row
+
+    def gallery(self) -> list[dict]:
+        candidates = sorted((first, k, name) for name, curve in self.analysis.curves.items()
+                            for k, first in enumerate(curve.first_failure_intensities) if first is not None)
+        seen, items = set(), []
+        for first, k, name in candidates:
+            if k in seen:
+                continue
+            seen.add(k)
+            record, curve = self.analysis.images[k], self.analysis.curves[name]
+            item = {"file": record.file, "label": record.label, "output": record.output, "augmentation": name,
+                    "intensity": f"{first:.2f}", "failure_output": curve.first_failure_output[k],
+                    "original": None, "augmented": None}
+            if self.image(k) is not None:
+                item["original"] = self.picture(f"gallery-{len(items)}-original", self.image(k))
+                item["augmented"] = self.picture(f"gallery-{len(items)}-augmented", self.augmented(k, name, first))
+            items.append(item)
+            if len(items) >= self.gallery_size:
+                break
+        return items
+
+    def write(self) -> str:
+        import jinja2
+
+        for folder in ("images", "frames", "gifs"):
+            os.makedirs(os.path.join(self.html_dir, folder), exist_ok=True)
+        rows = [self.section(r["augmentation"], self.analysis.curves[r["augmentation"]])
+                for r in self.analysis.summary_rows()]
+        environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        html = environment.from_string(_REPORT_TEMPLATE).render(
+            rows=rows, gallery=self.gallery(), frames_json={r["name"]: r["frames"] for r in rows},
+            image_count=len(self.analysis.images), step=self.analysis.settings["step_size"],
+            augmentation_count=len(rows), threshold=self.analysis.settings["failure_threshold"],
+            seed=self.analysis.settings["seed"], version=__version__,
+            cam_method=self.cam_method if self.torch_model is not None and self.target_layers else None,
+        )
+        path = os.path.join(self.html_dir, "index.html")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        return path
+
+
+def _output_text(output: Any) -> str:
+    """An output for a caption; a dict's confidence/score is shown with it."""
+    if isinstance(output, dict):
+        for key in ("confidence", "score", "probability"):
+            if key in output:
+                rest = {k: v for k, v in output.items() if k != key}
+                label = rest.get("label", rest.get("class", rest))
+                return f"{label} ({float(output[key]):.2f})"
+    return str(output)
 
 
 ###############################################################################
@@ -1359,6 +1787,53 @@ class ImageAugmenter:
                 curve.last_success_output[result.index] = result.last_success_output[name]
                 curve.first_failure_output[result.index] = result.first_failure_output[name]
 
+    # -- the report -----------------------------------------------------------------
+
+    def render_boundaries(
+        self,
+        html_dir: str | os.PathLike = "analytics",
+        *,
+        torch_model: Any = None,
+        target_layers: Sequence[Any] | None = None,
+        cam_method: str = "GradCAM",
+        preprocess: Callable | None = None,
+        images: Sequence | None = None,
+        gallery_size: int = 12,
+    ) -> str:
+        """Render the analysis as an offline HTML report; returns the path of index.html.
+
+        With ``torch_model`` and ``target_layers`` each sweep frame overlays a localization
+        map from the ``grad-cam`` package (``cam_method``: GradCAM, GradCAM++, EigenCAM,
+        ScoreCAM, LayerCAM, XGradCAM, HiResCAM, ...). ``images`` replaces the analysis'
+        image sources (needed when the search was given arrays). Nothing is searched; the
+        model is called only on the sweep frames.
+        """
+        if self.analysis is None:
+            if self.analysis_path and os.path.exists(self.analysis_path):
+                self.load_analysis(self.analysis_path)
+            else:
+                raise ValueError("no analysis to render: run search_randomization_boundaries first "
+                                 "(or load_analysis(path))")
+        if (torch_model is None) != (not target_layers):
+            raise ValueError("torch_model and target_layers go together: give both for Grad-CAM, or neither")
+        if torch_model is not None:
+            _cam_class(cam_method)  # an unknown method fails before any rendering
+        analysis = self.analysis
+        sources = (_sources(images, "images") if images is not None
+                   else [_Source(r.file, None if r.file.startswith("array-") else r.file) for r in analysis.images])
+        if len(sources) != len(analysis.images):
+            raise ValueError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
+        predictor = (_Predictor(self.my_predict, self.batch_size, self.predict_input)
+                     if self.my_predict is not None else None)
+        writer = _ReportWriter(analysis, os.fspath(html_dir), sources, predictor, torch_model, target_layers,
+                               cam_method, preprocess, int(analysis.settings["seed"]), gallery_size)
+        if predictor is None:
+            return writer.write()
+        with predictor:
+            return writer.write()
+
+    renderBoundries = render_boundaries  # the seed README's spelling
+
     def load_analysis(self, path: str | os.PathLike = "analysis.json") -> Analysis:
         """Use an analysis file written earlier (for the report and synthesis)."""
         self.analysis = load_analysis(path)
@@ -1523,6 +1998,33 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_report(args: argparse.Namespace) -> int:
+    predict = _import_object(args.predict, "--predict") if args.predict else None
+    augmenter = ImageAugmenter(predict, batch_size=args.batch_size, predict_input=args.predict_input)
+    augmenter.load_analysis(args.cache)
+    model = _import_object(args.torch_model, "--torch-model")() if args.torch_model else None
+    layers = [_resolve_layer(model, name) for name in args.target_layer] if model is not None else None
+    path = augmenter.render_boundaries(args.html_dir, torch_model=model, target_layers=layers,
+                                       cam_method=args.cam_method)
+    print(f"report written: {os.path.abspath(path)}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(Path(path).resolve().as_uri())
+    return 0
+
+
+def _resolve_layer(model: Any, dotted: str) -> Any:
+    """``features.6`` -> model.features[6]."""
+    layer = model
+    for part in dotted.split("."):
+        try:
+            layer = layer[int(part)] if part.isdigit() else getattr(layer, part)
+        except (AttributeError, IndexError, TypeError):
+            raise ValueError(f"--target-layer {dotted!r}: the model has no {part!r} there") from None
+    return layer
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augment.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"augment.py {__version__}")
@@ -1550,6 +2052,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="run the model on images and compare with labels")
     model_options(evaluate)
     evaluate.set_defaults(run=_command_evaluate)
+    report = commands.add_parser("report", help="render the analysis as an offline HTML report")
+    report.add_argument("--cache", default="analysis.json", help="analysis file to render")
+    report.add_argument("--html-dir", default="analytics")
+    report.add_argument("--predict", help="package.module:function, to caption sweep frames with outputs")
+    report.add_argument("--batch-size", type=int, default=None)
+    report.add_argument("--predict-input", choices=["auto", "array", "filename"], default="auto")
+    report.add_argument("--torch-model", help="package.module:factory returning a torch model, for Grad-CAM")
+    report.add_argument("--target-layer", nargs="+", default=[], help="dotted layer name(s), e.g. features.6")
+    report.add_argument("--cam-method", default="GradCAM")
+    report.add_argument("--open", action="store_true", help="open the report in a browser")
+    report.set_defaults(run=_command_report)
+
     catalogue = commands.add_parser("catalogue", help="print the augmentation catalogue as a Markdown table")
     catalogue.set_defaults(run=_command_catalogue)
     return parser

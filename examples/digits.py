@@ -55,6 +55,12 @@ def main(argv=None) -> int:
     print(augment.format_summary(analysis))
     print(f"\nsearch: {len(files)} images, {augmenter.predict_calls} predictions this run, "
           f"{time.perf_counter() - started:.1f} s; analysis in {out / 'analysis.json'}")
+
+    started = time.perf_counter()
+    model = digits_model.load_model()
+    report = augmenter.render_boundaries(out / "analytics", torch_model=model, target_layers=[model.features[6]],
+                                         preprocess=digits_model.to_tensor)
+    print(f"report (Grad-CAM, {time.perf_counter() - started:.1f} s): open {Path(report).resolve()}")
     return 0
 
 

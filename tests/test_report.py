@@ -1,0 +1,147 @@
+"""The analytics report: content, escaping, placeholders, Grad-CAM GIFs, and a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, BrightnessModel, natural_images, uniform_images, write_pngs
+
+import augment
+
+AUGMENTATIONS = ["Brighten", "SafeRotate", "GaussianBlur"]
+HOSTILE = "<script>alert(1)</script>"
+
+
+def tiny_cnn():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
+    )
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    files = write_pngs(folder / "imgs", uniform_images([40, 90, 120], (32, 32)) + natural_images((32, 40))[:2])
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=AUGMENTATIONS, batch_size=32,
+                                       progress=False)
+    augmenter.search_randomization_boundaries(files, [0, 0, HOSTILE, 1, 1], 0.1, folder / "analysis.json")
+    model = tiny_cnn()
+    html = augmenter.render_boundaries(folder / "analytics", torch_model=model, target_layers=[model[2]])
+    return augmenter, Path(html), files
+
+
+def test_report_has_a_sorted_summary_a_section_per_augmentation_and_a_gallery(searched):
+    augmenter, html, _ = searched
+    text = html.read_text()
+    order = [row["augmentation"] for row in augmenter.analysis.summary_rows()]
+    positions = [text.index(f'href="#aug-{name}"') for name in order]
+    assert positions == sorted(positions) and order[0] == "Brighten"  # the brightness model breaks first there
+    for name in AUGMENTATIONS:
+        assert f'id="aug-{name}"' in text and f"gifs/{name}.gif" in text
+    assert "Failure gallery" in text and "accuracy against the labels" in text
+    assert text.count("<svg") == 2 * len(AUGMENTATIONS)
+    for src in __import__("re").findall(r'src="([^"]+)"', text):
+        assert (html.parent / src).is_file(), src  # every picture is in the folder: offline
+
+
+def test_each_gif_has_one_frame_per_grid_intensity_with_a_heatmap(searched):
+    augmenter, html, files = searched
+    grid = augmenter.analysis.intensities
+    for name in AUGMENTATIONS:
+        frames = iio.imread(html.parent / "gifs" / f"{name}.gif", index=None)
+        assert len(frames) == len(grid)
+    # The uniform gray exemplar is colourless; a heatmap overlay makes the frame coloured.
+    first = iio.imread(html.parent / "gifs" / "Brighten.gif", index=0)[..., :3].astype(int)
+    assert np.abs(first[..., 0] - first[..., 2]).max() > 30
+
+
+def test_user_text_is_escaped(searched):
+    text = searched[1].read_text()
+    assert HOSTILE not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_report_before_any_search_is_a_clear_error(tmp_path):
+    augmenter = augment.ImageAugmenter(BrightnessModel())
+    with pytest.raises(ValueError, match="run search_randomization_boundaries first"):
+        augmenter.render_boundaries(tmp_path / "out")
+    assert augment.main(["report", "--cache", str(tmp_path / "none.json")]) == 2
+
+
+def test_a_moved_source_image_leaves_a_placeholder(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 90]))
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    augmenter.search_randomization_boundaries(files, None, 0.25, tmp_path / "analysis.json")
+    os.unlink(files[1])
+    html = Path(augmenter.render_boundaries(tmp_path / "out")).read_text()
+    assert "image missing: " + files[1] in html
+
+
+def test_gradcam_frames_from_python_for_one_image_and_augmentation(tmp_path):
+    model = tiny_cnn()
+    image = natural_images((32, 32))[0]
+    frames = augment.gradcam_frames(image, "SafeRotate", model, [model[2]], intensities=[0, 0.5, 1],
+                                    method="GradCAM++")
+    assert [f.intensity for f in frames] == [0, 0.5, 1]
+    for frame in frames:
+        assert frame.heatmap.shape == (32, 32) and 0 <= frame.heatmap.min() <= frame.heatmap.max() <= 1
+        assert frame.overlay.shape == (32, 32, 3) and 0 <= frame.predicted < 3 and 0 < frame.confidence <= 1
+    gif = augment.write_gradcam_gif(tmp_path / "rot.gif", image, "SafeRotate", model, [model[2]],
+                                    intensities=[0, 0.25, 0.5], method="EigenCAM")
+    assert len(iio.imread(gif, index=None)) == 3
+    with pytest.raises(ValueError, match="unknown cam_method"):
+        augment.gradcam_frames(image, "Hue", model, [model[2]], method="NoSuchCAM")
+
+
+def test_report_cli_writes_the_page(searched, tmp_path, capsys):
+    augmenter, html, _ = searched
+    status = augment.main(["report", "--cache", augmenter.analysis_path, "--html-dir", str(tmp_path / "r")])
+    assert status == 0 and (tmp_path / "r" / "index.html").is_file()
+    assert "report written" in capsys.readouterr().out
+
+
+@pytest.mark.browser
+def test_report_in_a_real_browser(searched):
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; the README's test command installs it")
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    html = searched[1]
+    errors, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(html.resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
+        slider = page.locator("input[type=range][data-aug=SafeRotate]")
+        frame = page.locator("#frame-SafeRotate")
+        before_src = frame.get_attribute("src")
+        slider.fill("7")
+        page.wait_for_function("document.getElementById('frame-SafeRotate').complete")
+        after_src, caption = frame.get_attribute("src"), page.locator("#caption-SafeRotate").inner_text()
+        after_width = frame.evaluate("e => e.naturalWidth")
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.locator("#aug-SafeRotate").scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts / "report.png"))
+        browser.close()
+    assert not errors, errors
+    assert images and all(width > 0 for _, width in images), [src for src, width in images if not width]
+    assert before_src != after_src and after_src.endswith("-07.png") and after_width > 0
+    assert "intensity 0.70" in caption
+    assert all(url.startswith("file://") for url in requests), [u for u in requests if not u.startswith("file")]
