@@ -69,6 +69,7 @@ __all__ = [
 ###############################################################################
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -1511,8 +1512,187 @@ def _output_text(output: Any) -> str:
 
 
 ###############################################################################
+# Synthesis
+###############################################################################
+# Realism turns each augmentation's measured onset (10 % of outputs changed) and
+# failure (50 % changed) intensities into the largest intensity synthesis may draw:
+#
+#   realism in [0.5, 1]:  max = onset * (1 - realism) / 0.5          (1 -> 0, 0.5 -> onset)
+#   realism in [0, 0.5]:  max = failure + (onset - failure) * realism / 0.5   (0 -> failure)
+#   realism < 0:          max = failure + (1 - failure) * min(1, -realism)    (-1 -> extreme 1)
+#
+# and each picked augmentation's intensity is drawn uniformly from [0, max]. Image n
+# of an output folder depends only on (seed, n, attempt), never on what ran before,
+# so an interrupted run continues with exactly the images a full run would make.
+
+_BBOX_FORMATS = ("pascal_voc", "coco", "yolo", "albumentations")
+
+
+def realism_max_intensity(realism: float, onset: float, failure: float) -> float:
+    """The largest intensity synthesis draws at ``realism`` (see the rule above).
+
+    >>> realism_max_intensity(0.5, onset=0.2, failure=0.4), realism_max_intensity(0, 0.2, 0.4)
+    (0.2, 0.4)
+    """
+    onset, failure = min(onset, failure), max(onset, failure)
+    if realism >= 0.5:
+        value = onset * (1.0 - realism) / 0.5
+    elif realism >= 0.0:
+        value = failure + (onset - failure) * realism / 0.5
+    else:
+        value = failure + (1.0 - failure) * min(1.0, -realism)
+    return round(min(1.0, max(0.0, value)), 6)
+
+
+@dataclass
+class SyntheticImage:
+    """One line of manifest.jsonl: what was made, from what, and how."""
+
+    index: int
+    file: str
+    label: Any
+    source_file: str
+    source_label: Any
+    augmentations: list[dict]
+    seed: int
+    realism: float
+    predicted_diff_error: float | None = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> SyntheticImage:
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
+
+def _label_kind(label_format: Any) -> str:
+    if label_format is None:
+        return "class"
+    if label_format in _BBOX_FORMATS:
+        return "bbox"
+    if label_format in ("xy", "keypoints"):
+        return "keypoints"
+    if label_format == "mask":
+        return "mask"
+    raise ValueError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points) or 'mask', "
+                     f"got {label_format!r}")
+
+
+def _apply_with_labels(image: np.ndarray, label: Any, steps: Sequence[tuple[str, float]], kind: str,
+                       label_format: Any, seed: int) -> tuple[np.ndarray, Any]:
+    """Apply ``steps`` [(name, intensity)] in order; positional labels move with the pixels."""
+    import albumentations as A
+
+    height, width = image.shape[:2]
+    transforms = [t for name, intensity in steps if intensity > 0
+                  and (t := _transform(name, round(intensity, 6), height, width)) is not None]
+    extra: dict[str, Any] = {}
+    data: dict[str, Any] = {"image": image}
+    if kind == "bbox":
+        boxes = [list(box) for box in (label or [])]
+        # Albumentations carries only hashable label fields, so it carries each box's index
+        # and the extra items (class names, scores, ...) are looked up afterwards.
+        extra["bbox_params"] = A.BboxParams(format=label_format, label_fields=["box_index"], clip=True,
+                                            min_visibility=0.0)
+        data["bboxes"] = np.array([box[:4] for box in boxes], dtype=np.float32).reshape(-1, 4)
+        data["box_index"] = list(range(len(boxes)))
+    elif kind == "keypoints":
+        points = [list(point) for point in (label or [])]
+        extra["keypoint_params"] = A.KeypointParams(format="xy", label_fields=["point_index"],
+                                                    remove_invisible=False)
+        data["keypoints"] = np.array([point[:2] for point in points], dtype=np.float32).reshape(-1, 2)
+        data["point_index"] = list(range(len(points)))
+    elif kind == "mask":
+        data["mask"] = np.asarray(label)
+    pipeline = A.Compose(transforms, seed=seed, strict=False, **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = pipeline(**data)
+    if kind == "bbox":
+        new_label = [[round(float(v), 3) for v in box[:4]] + boxes[int(k)][4:]
+                     for box, k in zip(out["bboxes"], out["box_index"])]
+    elif kind == "keypoints":
+        new_label = [[round(float(v), 3) for v in point[:2]] + points[int(k)][2:]
+                     for point, k in zip(out["keypoints"], out["point_index"])]
+    elif kind == "mask":
+        new_label = np.ascontiguousarray(out["mask"])
+    else:
+        new_label = label
+    return np.ascontiguousarray(out["image"]), new_label
+
+
+def _read_manifest(path: str) -> tuple[list[SyntheticImage], bool]:
+    """Entries of a manifest and whether its last line was cut short by a kill."""
+    entries: list[SyntheticImage] = []
+    if not os.path.exists(path):
+        return entries, False
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    truncated = bool(lines and lines[-1].strip())  # a complete file ends with a newline
+    for number, line in enumerate(lines[:-1] if truncated else lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(SyntheticImage.from_json(json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"manifest {path} line {number} is damaged ({exc}); fix or remove it") from None
+    return entries, truncated
+
+
+def _write_atomic(path: str, write: Callable[[str], None]) -> None:
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=os.path.splitext(path)[1], dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+_PREVIEW_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>augment.py synthetic images</title>
+<style>body { font: 13px system-ui, sans-serif; margin: 16px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 12px; }
+figure { margin: 0; } img { width: 160px; image-rendering: pixelated; }
+figcaption { overflow-wrap: anywhere; color: #333; }</style></head><body>
+<h1>{{ entries|length }} synthetic images</h1>
+<p>Seed {{ seed }}. Each caption lists the augmentations applied, in order, with their intensities.</p>
+<div class="grid">{% for e in entries %}<figure><img src="{{ e.file }}" alt="{{ e.file }}">
+<figcaption><b>{{ e.file }}</b> (realism {{ e.realism }})<br>label: {{ e.label }}<br>from {{ e.source_file }}<br>
+{% for a in e.augmentations %}{{ a.name }} {{ '%.2f'|format(a.intensity) }}{{ ', ' if not loop.last }}{% endfor %}
+</figcaption></figure>{% endfor %}</div></body></html>
+"""
+
+
+###############################################################################
 # Evaluation
 ###############################################################################
+
+
+def _manifest_breakdown(keys: Sequence[str], errors: Sequence[float], failure_threshold: float) -> dict | None:
+    """Per augmentation: how many of the evaluated synthetic images had it, and how many of those failed."""
+    by_file: dict[str, SyntheticImage] = {}
+    for folder in {os.path.dirname(os.path.abspath(k)) for k in keys}:
+        manifest = os.path.join(folder, "manifest.jsonl")
+        if os.path.exists(manifest):
+            for entry in _read_manifest(manifest)[0]:
+                by_file[os.path.join(folder, entry.file)] = entry
+    if not by_file:
+        return None
+    table: dict[str, dict] = {}
+    for key, error in zip(keys, errors):
+        entry = by_file.get(os.path.abspath(key))
+        for step in entry.augmentations if entry else []:
+            row = table.setdefault(step["name"], {"images": 0, "failures": 0})
+            row["images"] += 1
+            row["failures"] += int(error >= failure_threshold)
+    for row in table.values():
+        row["failure_rate"] = row["failures"] / row["images"]
+    return dict(sorted(table.items(), key=lambda item: -item[1]["failure_rate"]))
 
 
 def _evaluate(outputs: Sequence, labels: Sequence, keys: Sequence[str], diff_error: Callable,
@@ -1532,6 +1712,7 @@ def _evaluate(outputs: Sequence, labels: Sequence, keys: Sequence[str], diff_err
         "differing_output_errs": [d["diff_error"] for d in differing],
         "differing_outputs": differing,
         "diff_errors": errors,
+        "by_augmentation": _manifest_breakdown(keys, errors, failure_threshold),
     }
 
 
@@ -1613,7 +1794,6 @@ class ImageAugmenter:
             raise ValueError("failure_threshold must be > 0, got 0 (every output would count as changed)")
         self.checkpoint_seconds = float(checkpoint_seconds)
         self.progress = progress
-        self.rng = np.random.default_rng(self.seed)
         self.realism_overrides: dict[str, float] = {}
         self.weights: dict[str, float] = {name: 1.0 for name in self.augmentations}
         self.analysis: Analysis | None = None
@@ -1787,6 +1967,248 @@ class ImageAugmenter:
                 curve.last_success_output[result.index] = result.last_success_output[name]
                 curve.first_failure_output[result.index] = result.first_failure_output[name]
 
+    # -- synthesis ------------------------------------------------------------------
+
+    def _require_analysis(self, what: str) -> Analysis:
+        if self.analysis is None:
+            if self.analysis_path and os.path.exists(self.analysis_path):
+                return self.load_analysis(self.analysis_path)
+            raise ValueError(f"no analysis to {what} from: run search_randomization_boundaries first "
+                             f"(or load_analysis(path))")
+        return self.analysis
+
+    def intensity_limits(self, realism: float = 0.5) -> dict[str, float]:
+        """Per searched augmentation, the largest intensity synthesis draws at ``realism``.
+
+        ``set_augmentation_realism`` overrides take precedence over ``realism``.
+        """
+        analysis = self._require_analysis("compute intensity limits")
+        realism = _check_probability_like(realism, "realism", -math.inf, 1.0)
+        return {name: realism_max_intensity(self.realism_overrides.get(name, realism), curve.onset_intensity,
+                                            curve.failure_intensity)
+                for name, curve in analysis.curves.items() if name in self.weights}
+
+    def _plan(self, index: int, attempt: int, eligible: Sequence[str], limits: dict[str, float],
+              fewest: int, most: int) -> tuple[list[tuple[str, float]], int]:
+        """Sample (never apply) synthetic image ``index``'s augmentations, intensities and pixel seed."""
+        rng = np.random.default_rng([self.seed, index, attempt])
+        wanted = int(rng.integers(fewest, most + 1))
+        chosen: list[str] = []
+        families: set[str] = set()
+        while len(chosen) < wanted:
+            pool = [n for n in eligible if CATALOGUE[n].family not in families]
+            if not pool:
+                break
+            weights = np.array([self.weights[n] for n in pool])
+            pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
+            chosen.append(pick)
+            families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
+        steps = [(name, round(float(rng.uniform(0.0, limits[name])), 4)) for name in chosen]
+        return steps, int(rng.integers(2**31 - 1))
+
+    def synthesize_more(
+        self,
+        organic_img_filenames: Any,
+        organic_labels: Sequence | None = None,
+        realism: float = 0.5,
+        count: int | None = None,
+        min_random_augmentations: int = 3,
+        max_random_augmentations: int = 8,
+        min_predicted_diff_error: float = 0.0,
+        max_predicted_diff_error: float = 1.0,
+        output_dir: str | os.PathLike = "generated",
+        preview_html: str | None = "__preview.html",
+        *,
+        count_is_total: bool = False,
+        max_attempts: int = 10,
+    ) -> tuple[list[str], list]:
+        """Write synthetic images (and labels) whose strength is set by ``realism``.
+
+        Source images are used in turn, in equal quantity. Each synthetic image gets
+        between ``min_random_augmentations`` and ``max_random_augmentations`` picks (by
+        ``set_augmentation_weight`` odds, never two of one family such as Brighten and
+        Darken), each at an intensity drawn from [0, max], where max follows from realism
+        and the measured onset (10 %) and failure (50 %) intensities:
+
+        - realism 1 -> 0 (the image unchanged); 0.5 -> onset; 0 -> failure;
+        - between those, linear; below 0 -> beyond failure, reaching the catalogue's
+          extreme 1.0 at realism -1.
+
+        With ``min/max_predicted_diff_error`` narrower than [0, 1], each candidate is run
+        through the model (batched) and kept only if its diff error to the source's
+        output is in range; at most ``max_attempts`` candidates per image, then a warning.
+
+        Every image is appended to ``output_dir/manifest.jsonl`` as it is written. Each
+        call adds ``count`` images (default: one per source image), numbered after the
+        ones already there; with ``count_is_total=True`` it only tops the folder up to
+        ``count``, which is how an interrupted run is finished. Returns the files and
+        labels made by this call. Positional labels (``label_format``) move with the
+        pixels; masks are written as ``*.mask.png`` files and returned as their paths.
+
+        >>> files, labels = augmenter.synthesize_more(train_files, train_labels, realism=0.5,
+        ...                                           count=100)                    # doctest: +SKIP
+        """
+        analysis = self._require_analysis("synthesize")
+        sources = _sources(organic_img_filenames, "organic_img_filenames")
+        labels = _check_labels(organic_labels, len(sources), "organic_labels")
+        realism = _check_probability_like(realism, "realism", -math.inf, 1.0)
+        count = len(sources) if count is None else count
+        if not isinstance(count, (int, np.integer)) or count < 0:
+            raise ValueError(f"count must be a non-negative int or None, got {count!r}")
+        if not (isinstance(min_random_augmentations, int) and isinstance(max_random_augmentations, int)
+                and 1 <= min_random_augmentations <= max_random_augmentations):
+            raise ValueError(f"need 1 <= min_random_augmentations <= max_random_augmentations, got "
+                             f"{min_random_augmentations!r} and {max_random_augmentations!r}")
+        low = _check_probability_like(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0)
+        high = _check_probability_like(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0)
+        if low > high:
+            raise ValueError(f"min_predicted_diff_error {low} is above max_predicted_diff_error {high}")
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        kind = _label_kind(self.label_format)
+        if kind != "class" and labels is None:
+            raise ValueError(f"label_format {self.label_format!r} needs organic_labels to transform")
+        limits = self.intensity_limits(realism)
+        eligible = [n for n in self.augmentations if n in limits and self.weights[n] > 0]
+        if not eligible:
+            raise ValueError("no augmentation to synthesize with: none of this augmenter's augmentations with "
+                             f"weight > 0 is in the analysis (it has {sorted(analysis.curves)})")
+        _check_readable(sources)
+
+        folder = os.fspath(output_dir)
+        os.makedirs(folder, exist_ok=True)
+        manifest = os.path.join(folder, "manifest.jsonl")
+        entries = self._reconcile(folder, manifest)
+        wanted = max(0, count - len(entries)) if count_is_total else int(count)
+        filtering = low > 0.0 or high < 1.0
+        predictor, diff_error = self._predictor(sources) if filtering else (None, None)
+        reference_outputs: dict[int, Any] = {}
+        loaded: dict[int, np.ndarray] = {}
+        made_files: list[str] = []
+        made_labels: list = []
+        index = max((e.index for e in entries), default=-1) + 1
+        block = self.batch_size or 32
+        empty_blocks, skipped = 0, 0
+        from tqdm.auto import tqdm
+
+        with contextlib.ExitStack() as stack:
+            if predictor is not None:
+                stack.enter_context(predictor)
+            bar = stack.enter_context(tqdm(total=wanted, unit="img", desc="synthesize", disable=not self.progress))
+            with open(manifest, "a", encoding="utf-8") as journal:
+                while len(made_files) < wanted:
+                    indices = list(range(index, index + min(block, wanted - len(made_files))))
+                    index += len(indices)
+                    accepted = self._synthesize_block(indices, sources, labels, loaded, reference_outputs, eligible,
+                                                      limits, min_random_augmentations, max_random_augmentations,
+                                                      predictor, diff_error, low, high, max_attempts, kind)
+                    skipped += len(indices) - len(accepted)
+                    for k in indices:
+                        if k not in accepted:
+                            continue
+                        entry, image, label = accepted[k]
+                        entry.realism = realism
+                        self._write_synthetic(folder, entry, image, label, kind)
+                        journal.write(json.dumps(entry.to_json(), separators=(",", ":")) + "\n")
+                        journal.flush()
+                        os.fsync(journal.fileno())
+                        made_files.append(os.path.join(folder, entry.file))
+                        made_labels.append(os.path.join(folder, entry.label) if kind == "mask" else entry.label)
+                        bar.update(1)
+                    empty_blocks = 0 if accepted else empty_blocks + 1
+                    if empty_blocks * block >= max(len(sources), block) and not accepted:
+                        warnings.warn(f"stopping after {len(made_files)} of {wanted} images: no candidate of "
+                                      f"any source image had a predicted diff error in [{low}, {high}] within "
+                                      f"{max_attempts} attempts; widen the range or change realism", stacklevel=2)
+                        break
+        if skipped:
+            warnings.warn(f"{skipped} synthetic image(s) skipped: no candidate within the diff-error range "
+                          f"[{low}, {high}] after {max_attempts} attempts each", stacklevel=2)
+        if predictor is not None:
+            self.predict_calls += predictor.calls
+        if preview_html:
+            self._write_preview(folder, os.path.basename(preview_html), manifest)
+        return made_files, made_labels
+
+    synthesizeMore = synthesize_more  # the seed README's spelling
+
+    def _synthesize_block(self, indices, sources, labels, loaded, reference_outputs, eligible, limits, fewest,
+                          most, predictor, diff_error, low, high, max_attempts, kind) -> dict:
+        """Make images ``indices``, retrying the ones the filter rejects; one model batch per round."""
+        accepted: dict[int, tuple[SyntheticImage, np.ndarray, Any]] = {}
+        attempts = dict.fromkeys(indices, 0)
+        while active := [k for k in indices if k not in accepted and attempts[k] < max_attempts]:
+            candidates = []
+            for k in active:
+                source_index = k % len(sources)
+                if source_index not in loaded:
+                    loaded[source_index] = sources[source_index].load()
+                steps, pixel_seed = self._plan(k, attempts[k], eligible, limits, fewest, most)
+                label = labels[source_index] if labels is not None else None
+                image, new_label = _apply_with_labels(loaded[source_index], label, steps, kind, self.label_format,
+                                                      pixel_seed)
+                source = sources[source_index]
+                entry = SyntheticImage(
+                    index=k, file=f"synthetic-{k:06d}-{_safe_name(Path(source.key).stem, 40)}.png",
+                    label=None if kind == "mask" else _jsonable(new_label), source_file=source.key,
+                    source_label=None if kind == "mask" else _jsonable(label),
+                    augmentations=[{"name": n, "intensity": t} for n, t in steps], seed=pixel_seed, realism=0.0)
+                candidates.append((k, source_index, entry, image, new_label))
+            errors: list[float | None] = [None] * len(candidates)
+            if predictor is not None:
+                missing = sorted({c[1] for c in candidates} - set(reference_outputs))
+                if missing:
+                    outputs = predictor([loaded[i] for i in missing], [sources[i].path for i in missing])
+                    reference_outputs.update(zip(missing, outputs))
+                outputs = predictor([c[3] for c in candidates])
+                errors = [_checked_diff(diff_error, out, reference_outputs[c[1]],
+                                        f"synthetic image {c[2].file}, from {c[2].source_file}")
+                          for out, c in zip(outputs, candidates)]
+            for (k, _, entry, image, new_label), error in zip(candidates, errors):
+                if error is None or low <= error <= high:
+                    entry.predicted_diff_error = error
+                    accepted[k] = (entry, image, new_label)
+                else:
+                    attempts[k] += 1
+        return accepted
+
+    @staticmethod
+    def _write_synthetic(folder: str, entry: SyntheticImage, image: np.ndarray, label: Any, kind: str) -> None:
+        from PIL import Image
+
+        if kind == "mask":
+            mask_name = entry.file[:-4] + ".mask.png"
+            _write_atomic(os.path.join(folder, mask_name),
+                          lambda tmp: Image.fromarray(np.asarray(label)).save(tmp, format="PNG", compress_level=6))
+            entry.label = mask_name
+        _write_atomic(os.path.join(folder, entry.file),
+                      lambda tmp: Image.fromarray(image).save(tmp, format="PNG", compress_level=6))
+
+    @staticmethod
+    def _reconcile(folder: str, manifest: str) -> list[SyntheticImage]:
+        """Make the folder and its manifest agree after a kill: drop a cut-off last line,
+        entries whose image is gone, and images (or partial files) no entry names."""
+        entries, truncated = _read_manifest(manifest)
+        kept = [e for e in entries if os.path.exists(os.path.join(folder, e.file))]
+        if truncated or len(kept) != len(entries):
+            text = "".join(json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in kept)
+            _write_atomic(manifest, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        named = {e.file for e in kept} | {e.label for e in kept if isinstance(e.label, str)}
+        for name in os.listdir(folder):
+            if (name.startswith("synthetic-") and name not in named) or name.startswith(".partial-"):
+                os.unlink(os.path.join(folder, name))
+        return kept
+
+    def _write_preview(self, folder: str, name: str, manifest: str, limit: int = 1000) -> str:
+        import jinja2
+
+        entries = _read_manifest(manifest)[0][-limit:]
+        html = jinja2.Environment(autoescape=True).from_string(_PREVIEW_TEMPLATE).render(
+            entries=entries, seed=self.seed)
+        path = os.path.join(folder, name)
+        _write_atomic(path, lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
+        return path
+
     # -- the report -----------------------------------------------------------------
 
     def render_boundaries(
@@ -1808,12 +2230,7 @@ class ImageAugmenter:
         image sources (needed when the search was given arrays). Nothing is searched; the
         model is called only on the sweep frames.
         """
-        if self.analysis is None:
-            if self.analysis_path and os.path.exists(self.analysis_path):
-                self.load_analysis(self.analysis_path)
-            else:
-                raise ValueError("no analysis to render: run search_randomization_boundaries first "
-                                 "(or load_analysis(path))")
+        self._require_analysis("render")
         if (torch_model is None) != (not target_layers):
             raise ValueError("torch_model and target_layers go together: give both for Grad-CAM, or neither")
         if torch_model is not None:
@@ -2014,6 +2431,20 @@ def _command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_synthesize(args: argparse.Namespace) -> int:
+    files = _expand_images(args.images)
+    labels = _read_labels(args.labels, files)
+    augmenter = _augmenter_from_args(args)
+    augmenter.label_format = args.label_format
+    augmenter.load_analysis(args.cache)
+    made, _ = augmenter.synthesize_more(
+        files, labels, realism=args.realism, count=args.count, min_random_augmentations=args.min_augmentations,
+        max_random_augmentations=args.max_augmentations, min_predicted_diff_error=args.min_diff_error,
+        max_predicted_diff_error=args.max_diff_error, output_dir=args.output_dir, count_is_total=args.total)
+    print(f"{len(made)} synthetic images written to {args.output_dir} (manifest.jsonl, __preview.html)")
+    return 0
+
+
 def _resolve_layer(model: Any, dotted: str) -> Any:
     """``features.6`` -> model.features[6]."""
     layer = model
@@ -2063,6 +2494,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--cam-method", default="GradCAM")
     report.add_argument("--open", action="store_true", help="open the report in a browser")
     report.set_defaults(run=_command_report)
+
+    synthesize = commands.add_parser("synthesize", help="write synthetic images under one realism knob")
+    model_options(synthesize)
+    synthesize.add_argument("--cache", default="analysis.json", help="analysis file from a search")
+    synthesize.add_argument("--realism", type=float, default=0.5)
+    synthesize.add_argument("--count", type=int, default=None, help="images to add (default: one per source)")
+    synthesize.add_argument("--total", action="store_true", help="--count is the total wanted in the folder")
+    synthesize.add_argument("--min-augmentations", type=int, default=3)
+    synthesize.add_argument("--max-augmentations", type=int, default=8)
+    synthesize.add_argument("--min-diff-error", type=float, default=0.0)
+    synthesize.add_argument("--max-diff-error", type=float, default=1.0)
+    synthesize.add_argument("--label-format", default=None, help="pascal_voc, coco, yolo, albumentations, "
+                                                                  "keypoints or mask")
+    synthesize.add_argument("--output-dir", default="generated")
+    synthesize.set_defaults(run=_command_synthesize)
 
     catalogue = commands.add_parser("catalogue", help="print the augmentation catalogue as a Markdown table")
     catalogue.set_defaults(run=_command_catalogue)
