@@ -4,7 +4,9 @@
 
 Writes the digits as PNG files, searches all 24 augmentations on them with the
 trained CNN (examples/digits_model.py), prints per augmentation the intensity at
-which 10/50/90 % of outputs change, and keeps analysis.json in --out.
+which 10/50/90 % of outputs change (analysis.json), renders the report with
+Grad-CAM (analytics/index.html), synthesizes a set at each realism 1, 0.5, 0 and
+-0.5 (synthetic/realism_*/) and evaluates the model on them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/digits", help="output folder")
     parser.add_argument("--step", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--synthetic", type=int, default=300, help="synthetic images per realism (default 300)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -61,7 +64,33 @@ def main(argv=None) -> int:
     report = augmenter.render_boundaries(out / "analytics", torch_model=model, target_layers=[model.features[6]],
                                          preprocess=digits_model.to_tensor)
     print(f"report (Grad-CAM, {time.perf_counter() - started:.1f} s): open {Path(report).resolve()}")
+
+    print(f"\n{'realism':>7} {'images':>6} {'changed vs source':>17} {'accuracy':>8}   (synthetic sets, "
+          f"{args.synthetic} images each)")
+    for row in realism_table(augmenter, files, truth, out / "synthetic", args.synthetic):
+        print(f"{row['realism']:>7} {row['images']:>6} {row['changed_share']:>17.3f} {row['accuracy']:>8.3f}")
     return 0
+
+
+def realism_table(augmenter: augment.ImageAugmenter, files, truth, folder: Path, count: int) -> list[dict]:
+    """Synthesize ``count`` images at each realism and evaluate the model on them.
+
+    "changed vs source": share of synthetic images whose predicted digit differs from
+    the model's digit on the source image; "accuracy": against the true digit.
+    """
+    source_output = {record.file: record.output for record in augmenter.analysis.images}
+    rows = []
+    for realism in (1, 0.5, 0, -0.5):
+        made, labels = augmenter.synthesize_more(files, truth, realism=realism, count=count,
+                                                 output_dir=folder / f"realism_{realism}", count_is_total=True)
+        entries = augment._read_manifest(str(folder / f"realism_{realism}" / "manifest.jsonl"))[0]
+        made = [str(folder / f"realism_{realism}" / e.file) for e in entries]
+        reference = [source_output[e.source_file] for e in entries]
+        changed = augmenter.evaluate(made, reference)
+        accuracy = augmenter.evaluate(made, [e.label for e in entries])
+        rows.append({"realism": realism, "images": len(made), "changed_share": 1 - changed["accuracy"],
+                     "accuracy": accuracy["accuracy"], "by_augmentation": accuracy["by_augmentation"]})
+    return rows
 
 
 if __name__ == "__main__":
