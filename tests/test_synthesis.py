@@ -205,3 +205,16 @@ def test_an_impossible_filter_stops_with_a_warning_instead_of_looping(tmp_path):
         made, _ = augmenter.synthesize_more(files, None, realism=-1, count=50, min_predicted_diff_error=0.5,
                                             output_dir=tmp_path / "none", max_attempts=3)
     assert made == [] and augmenter.my_predict.calls - model_calls < 50 * 3 + 10
+
+
+def test_hostile_source_names_give_safe_file_names_inside_output_dir(tmp_path):
+    augmenter, _ = searched_augmenter(tmp_path, ["Brighten"])
+    hostile = tmp_path / "src" / '..<img src=x onerror=alert(1)> "q".png'
+    Image.fromarray(uniform_images([60])[0]).save(hostile, format="PNG")
+    made, _ = augmenter.synthesize_more([str(hostile)], ["<i>label</i>"], count=2, output_dir=tmp_path / "out",
+                                        min_random_augmentations=1, max_random_augmentations=1)
+    for path in made:
+        assert Path(path).parent == tmp_path / "out" and Path(path).is_file()
+        assert all(ch.isalnum() or ch in "-_." for ch in Path(path).name) and not Path(path).name.startswith(".")
+    preview = (tmp_path / "out" / "__preview.html").read_text()
+    assert "<img src=x" not in preview and "&lt;i&gt;label&lt;/i&gt;" in preview
