@@ -411,7 +411,7 @@ def augment_image(image: np.ndarray, name: str, intensity: float, seed: int = 0)
     >>> import numpy as np
     >>> out = augment_image(np.full((32, 32, 3), 100, np.uint8), "Brighten", 0.5)
     >>> int(out[0, 0, 0])
-    228
+    227
     """
     _check_augmentation_name(name)
     intensity = _check_intensity(intensity, name)
@@ -1901,7 +1901,8 @@ class ImageAugmenter:
         ``analytics_cache``: the analysis file; progress is checkpointed there and a
         re-run with the same inputs resumes (None: keep it in memory only).
 
-        >>> augmenter = ImageAugmenter(lambda img: int(img.mean() > 127), augmentations=["Brighten"])
+        >>> augmenter = ImageAugmenter(lambda img: int(img.mean() > 127), augmentations=["Brighten"],
+        ...                            progress=False)
         >>> import numpy as np
         >>> analysis = augmenter.search_randomization_boundaries(
         ...     [np.full((16, 16, 3), 100, np.uint8)], step_size_percent=0.25, analytics_cache=None)

@@ -63,3 +63,10 @@ def test_import_is_light():
 def test_module_runs_as_a_script():
     out = subprocess.run([sys.executable, "augment.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "search" in out.stdout
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    result = doctest.testmod(augment, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 5
