@@ -882,15 +882,15 @@ class AugmentationCurve:
             return [0.0] * len(self.intensities)
         return [sum(1 for f in firsts if f is not None and f <= t + 1e-9) / len(firsts) for t in self.intensities]
 
-    def intensity_at_share(self, share: float) -> float | None:
+    def intensity_at_share(self, share: float, _failed: Sequence[float] | None = None) -> float | None:
         """The lowest grid intensity by which ``share`` of the images have changed output (None: never)."""
-        return next((t for t, failed in zip(self.intensities, self.failed_share_curve())
-                     if failed >= share - 1e-9), None)
+        failed_curve = _failed if _failed is not None else self.failed_share_curve()
+        return next((t for t, failed in zip(self.intensities, failed_curve) if failed >= share - 1e-9), None)
 
-    def safe_intensity(self, negligible_share: float = 0.02) -> float:
+    def safe_intensity(self, negligible_share: float = 0.02, _failed: Sequence[float] | None = None) -> float:
         """The largest grid intensity by which at most ``negligible_share`` of images changed output."""
         safe = 0.0
-        for t, failed in zip(self.intensities, self.failed_share_curve()):
+        for t, failed in zip(self.intensities, _failed if _failed is not None else self.failed_share_curve()):
             if failed > negligible_share + 1e-9:
                 break
             safe = t
@@ -927,15 +927,18 @@ class AugmentationCurve:
         }
 
     def summary(self) -> dict:
+        # Written at every checkpoint: the failed-share curve is computed once, not per figure.
+        failed = self.failed_share_curve()
+        at_10, at_50 = self.intensity_at_share(0.1, failed), self.intensity_at_share(0.5, failed)
         return {
             "group": self.group,
             "searched_images": self.searched_count,
-            "safe_intensity": self.safe_intensity(),
-            "intensity_at_10": self.intensity_at_share(0.1),
-            "intensity_at_50": self.intensity_at_share(0.5),
-            "intensity_at_90": self.intensity_at_share(0.9),
-            "onset_intensity": self.onset_intensity,
-            "failure_intensity": self.failure_intensity,
+            "safe_intensity": self.safe_intensity(_failed=failed),
+            "intensity_at_10": at_10,
+            "intensity_at_50": at_50,
+            "intensity_at_90": self.intensity_at_share(0.9, failed),
+            "onset_intensity": 1.0 if at_10 is None else at_10,
+            "failure_intensity": 1.0 if at_50 is None else at_50,
             "mean_diff_error": self.mean_diff_error,
             "changed_share": self.changed_share,
             "label_accuracy": self.label_accuracy,
