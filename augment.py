@@ -203,12 +203,10 @@ def _elastic_unit_displacement(height: int, width: int, sigma: float) -> float:
 
 
 def _elastic(intensity: float, height: int, width: int):
-    import albumentations as A
-
     side = _short_side(height, width)
     sigma = max(1.0, 0.06 * side)
     alpha = intensity * 0.05 * side / _elastic_unit_displacement(height, width, sigma)
-    return A.ElasticTransform(alpha=alpha, sigma=sigma, p=1)
+    return _fast_transform_classes()["ElasticTransform"](alpha=alpha, sigma=sigma, p=1)
 
 
 def _gaussian_blur(intensity: float, height: int, width: int):
@@ -219,12 +217,10 @@ def _gaussian_blur(intensity: float, height: int, width: int):
 
 
 def _motion_blur(intensity: float, height: int, width: int):
-    import albumentations as A
-
     kernel = 1 + 2 * round(intensity * 0.15 * _short_side(height, width))
     if kernel < 3:
         return None  # a 1 px kernel is the identity
-    return A.MotionBlur(blur_limit=(kernel, kernel), allow_shifted=False, p=1)
+    return _fast_transform_classes()["MotionBlur"](blur_limit=(kernel, kernel), allow_shifted=False, p=1)
 
 
 def _downscale(intensity: float, height: int, width: int):
@@ -252,44 +248,77 @@ def _random_sized_crop(intensity: float, height: int, width: int):
                              w2h_ratio=width / height, p=1)
 
 
-@functools.lru_cache(maxsize=256)
+# Three augmentations compute something that does not depend on the intensity: the
+# SLIC segmentation (Superpixels) and the random displacement field (ElasticTransform)
+# are computed once per image and reused across a sweep, and MotionBlur's line kernel
+# is applied as a sum of shifted copies instead of OpenCV's FFT path. Each keeps
+# albumentations' parameter draws; the benchmark checks that none costs more than 10x
+# the catalogue median per image at 224x224.
+
+_SLIC_SIDE = 128  # SLIC runs on the image resized to at most this short side
+
+
+@functools.lru_cache(maxsize=64)
 def _superpixel_segments(image_bytes: bytes, shape: tuple[int, ...], n_segments: int):
     """SLIC segments of one image and each segment's mean colour, computed once.
 
-    Returns (positions, means): ``positions`` (H, W) int, the index of each pixel's
-    segment among the non-zero labels (-1 for label 0, which albumentations never
-    replaces); ``means`` (segments, C) uint8, rounded and clipped as albumentations does.
+    scikit-image's SLIC (what albumentations 1.x called; 2.x ships a slower NumPy port)
+    runs on the image resized to at most ``_SLIC_SIDE`` px on the short side; the
+    segment map is scaled back and the means come from the full-size image. Returns
+    (positions (H, W) int segment index, means (segments, C) uint8).
     """
-    from albumentations.augmentations.pixel import functional as fpixel
+    import cv2
+    from skimage.segmentation import slic
 
     image = np.frombuffer(image_bytes, np.uint8).reshape(shape)
-    segments = fpixel.slic(image, n_segments=n_segments, compactness=10)
-    labels = np.unique(segments)
-    labels = labels[labels != 0]
-    lookup = np.full(segments.max() + 1, -1, dtype=np.int64)
-    lookup[labels] = np.arange(len(labels))
-    positions = lookup[segments]
+    height, width = shape[:2]
+    scale = min(1.0, _SLIC_SIDE / min(height, width))
+    small = image if scale == 1.0 else cv2.resize(
+        image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    # Without the connectivity pass, as albumentations' port: n_segments means n superpixels.
+    segments = slic(small, n_segments=n_segments, compactness=10, start_label=0, channel_axis=-1,
+                    enforce_connectivity=False)
+    if scale < 1.0:
+        rows = np.minimum(np.arange(height) * small.shape[0] // height, small.shape[0] - 1)
+        cols = np.minimum(np.arange(width) * small.shape[1] // width, small.shape[1] - 1)
+        segments = segments[rows[:, None], cols[None, :]]
+    _, positions = np.unique(segments, return_inverse=True)
+    positions = positions.reshape(height, width)
     flat = positions.ravel()
-    inside = flat >= 0
-    counts = np.bincount(flat[inside], minlength=len(labels)).astype(np.float64)
-    means = np.stack([
-        np.bincount(flat[inside], weights=image.reshape(-1, shape[2])[inside, c].astype(np.float64),
-                    minlength=len(labels)) / np.maximum(counts, 1)
-        for c in range(shape[2])
-    ], axis=1)
+    counts = np.bincount(flat).astype(np.float64)
+    means = np.stack([np.bincount(flat, weights=image.reshape(-1, shape[2])[:, c].astype(np.float64))
+                      for c in range(shape[2])], axis=1) / counts[:, None]
     return positions, np.clip(np.round(means), 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=16)
+def _elastic_unit_fields(height: int, width: int, sigma: float, approximate: bool, noise: str, state: str):
+    """albumentations' smoothed random displacement field at alpha=1 for one generator state.
+
+    Returns (dx, dy, state after the draw as JSON): alpha only scales the field, so a
+    sweep over intensities draws and smooths it once.
+    """
+    from albumentations.augmentations.geometric import functional as fgeometric
+
+    generator = np.random.Generator(np.random.PCG64())
+    generator.bit_generator.state = json.loads(state)
+    dx, dy = fgeometric.generate_displacement_fields(
+        (height, width), 1.0, sigma, same_dxdy=False, kernel_size=(17, 17) if approximate else (0, 0),
+        random_generator=generator, noise_distribution=noise)
+    dx.flags.writeable = dy.flags.writeable = False
+    return dx, dy, json.dumps(generator.bit_generator.state)
+
+
 @functools.lru_cache(maxsize=1)
-def _cached_superpixels_class():
+def _fast_transform_classes() -> dict[str, type]:
     import albumentations as A
+    import cv2
 
     class CachedSuperpixels(A.Superpixels):
-        """albumentations' Superpixels with the SLIC segmentation cached per image.
+        """albumentations' Superpixels with the segmentation computed once per image.
 
-        The segmentation does not depend on the intensity (``p_replace``), so a sweep
-        over intensities segments each image once instead of once per step; the
-        parameter draws and the replacement rule are albumentations' own.
+        ``p_replace`` (the intensity) only picks which segments are replaced, so a sweep
+        segments each image once; the parameter draws are albumentations' own.
         """
 
         def apply(self, img, replace_samples, n_segments, **params):
@@ -297,17 +326,58 @@ def _cached_superpixels_class():
                 return img
             positions, means = _superpixel_segments(img.tobytes(), img.shape, n_segments)
             replace = np.asarray(replace_samples)[np.arange(len(means)) % len(replace_samples)]
-            chosen = (positions >= 0) & replace[np.maximum(positions, 0)]
+            if len(means) > 256 or img.ndim != 3 or img.shape[2] != 3:
+                return np.where(replace[positions][..., None], means[positions], img)
+            # Table lookups (cv2.LUT) instead of fancy indexing: ~5x faster at 224 px.
+            index = positions.astype(np.uint8)
+            colours = np.zeros((256, 1, 3), np.uint8)
+            colours[:len(means), 0] = means
+            chosen = np.zeros(256, np.uint8)
+            chosen[:len(means)] = np.where(replace, 255, 0)
             out = img.copy()
-            out[chosen] = means[positions[chosen]]
+            cv2.copyTo(cv2.LUT(cv2.merge([index, index, index]), colours), cv2.LUT(index, chosen), out)
             return out
 
-    return CachedSuperpixels
+    class CachedElasticTransform(A.ElasticTransform):
+        """albumentations' ElasticTransform; the alpha=1 field is cached per seed and shape."""
+
+        def get_params_dependent_on_data(self, params, data):
+            height, width = params["shape"][:2]
+            dx, dy, after = _elastic_unit_fields(height, width, float(self.sigma), bool(self.approximate),
+                                                 self.noise_distribution,
+                                                 json.dumps(self.random_generator.bit_generator.state))
+            self.random_generator.bit_generator.state = json.loads(after)
+            alpha = np.float32(self.alpha)
+            return {"map_x": (np.arange(width)[None, :] + dx * alpha).astype(np.float32),
+                    "map_y": (np.arange(height)[:, None] + dy * alpha).astype(np.float32)}
+
+    class ShiftSumMotionBlur(A.MotionBlur):
+        """albumentations' MotionBlur (same kernel draws) applied as a mean of shifted copies.
+
+        The kernel is a one-pixel line of equal weights, so correlating with it is the
+        mean of the image shifted to each point of the line: a few cheap adds instead of
+        OpenCV's FFT path for large kernels. Equal to filter2D's result up to rounding.
+        """
+
+        def apply(self, img, kernel, **params):
+            ys, xs = np.nonzero(kernel)
+            if img.dtype != np.uint8 or not np.all(kernel[ys, xs] == kernel[ys[0], xs[0]]):
+                return super().apply(img, kernel=kernel, **params)
+            half = kernel.shape[0] // 2
+            height, width = img.shape[:2]
+            padded = cv2.copyMakeBorder(img, half, half, half, half, cv2.BORDER_REFLECT_101)
+            total = np.zeros(img.shape, np.uint16 if len(ys) <= 257 else np.uint32)
+            for y, x in zip(ys, xs):
+                total += padded[y:y + height, x:x + width]
+            return np.rint(total * np.float32(1.0 / len(ys))).astype(np.uint8)
+
+    return {"Superpixels": CachedSuperpixels, "ElasticTransform": CachedElasticTransform,
+            "MotionBlur": ShiftSumMotionBlur}
 
 
 def _superpixels(intensity: float, height: int, width: int):
-    return _cached_superpixels_class()(p_replace=(intensity, intensity), n_segments=(100, 100),
-                                       max_size=None, p=1)
+    return _fast_transform_classes()["Superpixels"](p_replace=(intensity, intensity), n_segments=(100, 100),
+                                                    max_size=None, p=1)
 
 
 def _catalogue() -> dict[str, Augmentation]:
@@ -360,7 +430,7 @@ def _catalogue() -> dict[str, Augmentation]:
          "dropout", False, lambda i, h, w: _albumentations().PixelDropout(dropout_prob=i, p=1)),
         ("RandomSizedCrop", "pixel_dropout", "RandomSizedCrop", "crop of 25% of each side, stretched back",
          "crop", True, _random_sized_crop),
-        ("Superpixels", "pixel_dropout", "Superpixels", "every one of 100 SLIC superpixels replaced by its mean",
+        ("Superpixels", "pixel_dropout", "Superpixels", "every one of 100 SLIC superpixels (scikit-image) replaced by its mean",
          "superpixels", False, _superpixels),  # SLIC cached per image: see CachedSuperpixels
     ]
     return {name: Augmentation(name, group, transform, full, family, geometric, build)

@@ -66,13 +66,47 @@ def test_brighten_and_darken_match_albumentations_applied_directly():
     assert np.array_equal(augment.augment_image(image, "Darken", 0.3), reference(image=image)["image"])
 
 
-def test_cached_superpixels_equals_albumentations_superpixels():
-    for image in natural_images((48, 48))[:3]:
-        for p in (0.3, 1.0):
-            reference = A.Superpixels(p_replace=(p, p), n_segments=(100, 100), max_size=None, p=1)
-            reference.set_random_seed(11)
-            assert np.array_equal(augment.augment_image(image, "Superpixels", p, seed=11),
-                                  reference(image=image)["image"])
+def test_superpixels_replaces_the_drawn_share_of_segments_by_their_mean_colour():
+    from skimage.segmentation import slic
+
+    image = natural_images((224, 224))[0]
+    positions, means = augment._superpixel_segments(image.tobytes(), image.shape, 100)
+    assert 90 <= len(means) <= 100  # n_segments=100: one per SLIC grid centre that keeps pixels
+    full = slic(image, n_segments=100, compactness=10, start_label=0, enforce_connectivity=False)
+    assert abs(len(np.unique(full)) - len(means)) <= 10  # the 128 px working size changes little
+    for p in (0.0, 0.3, 1.0):
+        out = augment.augment_image(image, "Superpixels", p, seed=11)
+        replaced = [k for k in range(len(means)) if np.all(out[positions == k] == means[k])
+                    and not np.all(image[positions == k] == means[k])]
+        assert abs(len(replaced) / len(means) - p) <= 0.2, (p, len(replaced), len(means))
+        untouched = np.isin(positions, replaced, invert=True)
+        assert np.array_equal(out[untouched], image[untouched])
+
+
+def test_motion_blur_equals_albumentations_filter2d_up_to_rounding():
+    image = natural_images((224, 224))[1]
+    for size in (5, 31, 67):
+        reference = A.MotionBlur(blur_limit=(size, size), allow_shifted=False, p=1)
+        fast = augment._fast_transform_classes()["MotionBlur"](blur_limit=(size, size), allow_shifted=False, p=1)
+        for seed in (1, 2):
+            reference.set_random_seed(seed)
+            fast.set_random_seed(seed)
+            expected, got = reference(image=image)["image"], fast(image=image)["image"]
+            difference = np.abs(expected.astype(int) - got.astype(int))
+            assert difference.max() <= 1 and difference.mean() < 0.05, (size, seed, difference.mean())
+
+
+def test_cached_elastic_equals_albumentations_elastic_and_reuses_the_field():
+    image = natural_images((96, 128))[2]
+    for alpha in (3.0, 30.0):
+        reference = A.ElasticTransform(alpha=alpha, sigma=6.0, p=1)
+        cached = augment._fast_transform_classes()["ElasticTransform"](alpha=alpha, sigma=6.0, p=1)
+        reference.set_random_seed(5)
+        cached.set_random_seed(5)
+        assert np.array_equal(reference(image=image)["image"], cached(image=image)["image"])
+        # the generator ends in the same state, so later draws are unchanged too
+        assert reference.random_generator.bit_generator.state == cached.random_generator.bit_generator.state
+    assert augment._elastic_unit_fields.cache_info().hits >= 1
 
 
 @pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
