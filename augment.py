@@ -430,7 +430,8 @@ def _catalogue() -> dict[str, Augmentation]:
          "dropout", False, lambda i, h, w: _albumentations().PixelDropout(dropout_prob=i, p=1)),
         ("RandomSizedCrop", "pixel_dropout", "RandomSizedCrop", "crop of 25% of each side, stretched back",
          "crop", True, _random_sized_crop),
-        ("Superpixels", "pixel_dropout", "Superpixels", "every one of 100 SLIC superpixels (scikit-image) replaced by its mean",
+        ("Superpixels", "pixel_dropout", "Superpixels",
+         "every one of 100 SLIC superpixels (scikit-image) replaced by its mean",
          "superpixels", False, _superpixels),  # SLIC cached per image: see CachedSuperpixels
     ]
     return {name: Augmentation(name, group, transform, full, family, geometric, build)
