@@ -69,6 +69,8 @@ __all__ = [
 ###############################################################################
 
 import argparse
+import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import difflib
@@ -81,7 +83,9 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -485,8 +489,11 @@ def augment_image(image: np.ndarray, name: str, intensity: float, seed: int = 0)
     227
     """
     _check_augmentation_name(name)
-    intensity = _check_intensity(intensity, name)
-    image = _as_rgb(image, "image")
+    return _apply_augmentation(_as_rgb(image, "image"), name, _check_intensity(intensity, name), seed)
+
+
+def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: int) -> np.ndarray:
+    """augment_image without the argument checks (the search's inner loop)."""
     if intensity == 0.0:
         return image.copy()
     transform = _transform(name, round(intensity, 6), image.shape[0], image.shape[1])
@@ -760,8 +767,22 @@ class TemplateMatcher:
 # For every (image, augmentation, intensity) the model's output on the augmented
 # image is compared with its output on the original: diff_error in [0, 1]. An image
 # "fails" an augmentation at the first grid intensity whose diff error reaches
-# ``failure_threshold``. Work is done in chunks of images; each finished chunk is a
-# checkpoint of the analysis file.
+# ``failure_threshold``.
+#
+# Strategies: "grid" measures every grid intensity; "adaptive" walks a coarse grid
+# upward until the output changes, then bisects down to neighbouring grid points, so
+# it finds the same first failure with about a third of the model calls, and measures
+# a seeded sample of images on the full grid (the report's curves come from those, and
+# they tell how often the adaptive probe would have disagreed with the grid).
+#
+# The pipeline (_run_search): images stream through (at most ``images_in_flight``
+# decoded at once, each decoded once); each (image, augmentation) pair is a probe that
+# asks for grid intensities; rendering runs in worker processes (or inline) while the
+# main process feeds the model full batches; finished images go to ``on_result``.
+# With an executor, images are cut into shards and each shard runs the same pipeline
+# in a worker (_run_shard); finished shards are merged and checkpointed as they arrive.
+
+_COARSE_PROBES = 5  # adaptive: probes of the coarse walk over a whole sweep
 
 
 def _grid(step: float) -> list[float]:
@@ -787,85 +808,316 @@ def _truncate(text: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _grid_probe(points: int):
+    """Probe every grid index 1..points at once; returns the first failing index (None: never)."""
+    failed = yield tuple(range(1, points + 1))
+    return next((index for index in range(1, points + 1) if failed[index]), None)
+
+
+def _adaptive_probe(points: int):
+    """Coarse walk up, then bisection: the first failing grid index with few measurements.
+
+    Yields tuples of grid indices to measure and receives {index: failed}. The walk
+    probes every ``stride``-th index (about ``_COARSE_PROBES`` in all) until one fails,
+    then bisects between the last passing and the first failing probe down to
+    neighbouring indices. It assumes that a failure, once reached, lasts over one coarse
+    step; ``AugmentationCurve.adaptive_agreement`` measures that on the full-grid sample.
+    """
+    stride = max(1, round(points / _COARSE_PROBES))
+    passed, failed_at = 0, None
+    for index in [*range(stride, points, stride), points]:
+        if (yield (index,))[index]:
+            failed_at = index
+            break
+        passed = index
+    if failed_at is None:
+        return None
+    while failed_at - passed > 1:
+        middle = (passed + failed_at) // 2
+        if (yield (middle,))[middle]:
+            failed_at = middle
+        else:
+            passed = middle
+    return failed_at
+
+
+_PROBES = {"grid": _grid_probe, "adaptive": _adaptive_probe}
+
+
+def _replay_probe(strategy: str, row: Sequence[float], threshold: float) -> tuple[int | None, int]:
+    """Run a probe against a fully measured row: (first failing index it finds, measurements used)."""
+    probe, used = _PROBES[strategy](len(row) - 1), 0
+    try:
+        request = next(probe)
+        while True:
+            used += len(request)
+            request = probe.send({index: row[index] >= threshold for index in request})
+    except StopIteration as stop:
+        return stop.value, used
+
+
 @dataclass
 class _ImageResult:
-    """What the search learns about one image (one chunk item, before it joins the Analysis)."""
+    """What the search learns about one image (before it joins the Analysis)."""
 
     index: int
     output: str
     label_error: float | None
-    diff_errors: dict[str, list[float]]
-    label_errors: dict[str, list[float]] | None
+    diff_errors: dict[str, list[float | None]]
+    label_errors: dict[str, list[float | None]] | None
     last_success_output: dict[str, str]
     first_failure_output: dict[str, str | None]
 
 
-def _search_chunk(
-    sources: Sequence[_Source],
-    todo: dict[int, list[str]],
-    labels: Sequence | None,
-    grid: Sequence[float],
-    predictor: _Predictor,
-    diff_error: Callable,
-    failure_threshold: float,
-    seed: int,
-    progress: Any = None,
-) -> list[_ImageResult]:
-    """Search ``todo`` (image index -> augmentations not yet searched); one model batch stream."""
-    keys: list[tuple[int, str | None, float]] = []
-    arrays: list[np.ndarray] = []
-    paths: list[str | None] = []
-    for index, augmentations in todo.items():
-        source = sources[index]
-        image = source.load()
-        keys.append((index, None, 0.0))
-        arrays.append(image)
-        paths.append(source.path)
-        for name in augmentations:
-            image_seed = _derive_seed(seed, source.key, name)
-            for intensity in grid[1:]:
-                keys.append((index, name, intensity))
-                arrays.append(augment_image(image, name, intensity, image_seed))
-                paths.append(None)
-    outputs: list = []
-    step = predictor.batch_size or 64
-    for start in range(0, len(arrays), step):
-        outputs.extend(predictor(arrays[start:start + step], paths[start:start + step]))
-        if progress is not None:
-            progress.update(min(step, len(arrays) - start))
-    by_key = dict(zip(keys, outputs))
+@dataclass
+class _SearchJob:
+    """One process's share of a search; picklable, so it can travel to executor workers."""
 
-    results = []
-    for index, augmentations in todo.items():
-        original = by_key[(index, None, 0.0)]
-        key = sources[index].key
-        label = labels[index] if labels is not None else None
+    sources: dict[int, _Source]
+    todo: dict[int, list[str]]  # image index -> augmentations to search
+    labels: dict[int, Any] | None
+    full_grid: frozenset[int]  # images probed on the whole grid whatever the strategy
+    strategy: str
+    grid: list[float]
+    failure_threshold: float
+    seed: int
+    batch_size: int
+    images_in_flight: int
+
+
+def _render(image: np.ndarray, key: str, name: str, intensities: Sequence[float], seed: int) -> list[np.ndarray]:
+    """The augmented images one probe asks for (runs in a render worker or inline)."""
+    item_seed = _derive_seed(seed, key, name)
+    return [_apply_augmentation(image, name, t, item_seed) for t in intensities]
+
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """Runs each task at submit time: the pipeline without worker processes."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # delivered by future.result(), as a pool would
+            future.set_exception(exc)
+        return future
+
+
+class _Pair:
+    """The probe of one (image, augmentation) and what it has measured so far."""
+
+    def __init__(self, name: str, points: int, strategy: str, with_labels: bool):
+        self.name = name
+        self.done = False
+        self.probe = _PROBES[strategy](points)
+        self.row: list[float | None] = [0.0] + [None] * points
+        self.label_row: list[float | None] | None = [None] * (points + 1) if with_labels else None
+        self.outputs: dict[int, Any] = {}
+        self.request: tuple[int, ...] = next(self.probe)
+        self.waiting = set(self.request)
+        self.first_failure: int | None = None
+
+
+class _Image:
+    def __init__(self, index: int, source: _Source, image: np.ndarray, pairs: dict[str, _Pair], label: Any):
+        self.index, self.source, self.image, self.pairs, self.label = index, source, image, pairs, label
+        self.original: Any = _Image  # the model's output on the image itself, once predicted
+        self.label_error: float | None = None
+        self.remaining = len(pairs)
+
+    def result(self) -> _ImageResult:
         result = _ImageResult(
-            index=index, output=_truncate(original),
-            label_error=(_checked_diff(diff_error, original, label, f"image {key}, label")
-                         if labels is not None else None),
-            diff_errors={}, label_errors={} if labels is not None else None,
-            last_success_output={}, first_failure_output={},
-        )
-        for name in augmentations:
-            row, label_row = [0.0], [result.label_error] if labels is not None else None
-            for intensity in grid[1:]:
-                output = by_key[(index, name, intensity)]
-                where = f"image {key}, augmentation {name}, intensity {intensity}"
-                row.append(round(_checked_diff(diff_error, output, original, where), 4))
-                if label_row is not None:
-                    label_row.append(round(_checked_diff(diff_error, output, label, where + ", label"), 4))
-            result.diff_errors[name] = row
-            if label_row is not None:
-                result.label_errors[name] = label_row
-            failed = next((i for i, d in enumerate(row) if d >= failure_threshold), None)
-            last = (failed - 1) if failed is not None else len(grid) - 1
-            result.last_success_output[name] = _truncate(
-                original if last == 0 else by_key[(index, name, grid[last])])
-            result.first_failure_output[name] = (
-                _truncate(by_key[(index, name, grid[failed])]) if failed is not None else None)
-        results.append(result)
-    return results
+            index=self.index, output=_truncate(self.original), label_error=self.label_error,
+            diff_errors={}, label_errors={} if self.label_error is not None else None,
+            last_success_output={}, first_failure_output={})
+        for name, pair in self.pairs.items():
+            result.diff_errors[name] = pair.row
+            if result.label_errors is not None:
+                pair.label_row[0] = self.label_error  # intensity 0 is the image itself
+                result.label_errors[name] = pair.label_row
+            first = pair.first_failure
+            below = [i for i, d in enumerate(pair.row) if d is not None and (first is None or i < first)]
+            last = max(below)
+            result.last_success_output[name] = _truncate(self.original if last == 0 else pair.outputs[last])
+            result.first_failure_output[name] = _truncate(pair.outputs[first]) if first is not None else None
+        return result
+
+
+def _run_search(job: _SearchJob, predictor: _Predictor, diff_error: Callable,
+                renderer: concurrent.futures.Executor, on_result: Callable[[_ImageResult], None],
+                on_pair: Callable[[], None] | None = None) -> None:
+    """Search ``job`` with ``predictor``, rendering through ``renderer``; see the section comment."""
+    points = len(job.grid) - 1
+    batch = job.batch_size
+    limit = 4 * batch  # rendered or rendering, not yet predicted: bounds memory
+    pending = collections.deque(job.todo.items())
+    active: dict[int, _Image] = {}
+    wanted: collections.deque[tuple[int, str]] = collections.deque()
+    rendering: collections.deque[tuple[concurrent.futures.Future, int, str, tuple[int, ...]]] = collections.deque()
+    ready: collections.deque[tuple[int, str | None, int, np.ndarray]] = collections.deque()
+    outstanding = 0
+
+    def finish_pair(state: _Image, pair: _Pair) -> None:
+        key = state.source.key
+        for index in pair.request:
+            where = f"image {key}, augmentation {pair.name}, intensity {job.grid[index]}"
+            output = pair.outputs[index]
+            pair.row[index] = round(_checked_diff(diff_error, output, state.original, where), 4)
+            if pair.label_row is not None:
+                pair.label_row[index] = round(_checked_diff(diff_error, output, state.label, where + ", label"), 4)
+        try:
+            pair.request = pair.probe.send({i: pair.row[i] >= job.failure_threshold for i in pair.request})
+            pair.waiting = set(pair.request)
+            wanted.append((state.index, pair.name))
+            return
+        except StopIteration as stop:
+            pair.first_failure, pair.done = stop.value, True
+        state.remaining -= 1
+        if on_pair is not None:
+            on_pair()
+        if state.remaining == 0:
+            on_result(state.result())
+            del active[state.index]
+
+    while True:
+        while pending and len(active) < job.images_in_flight and len(wanted) < limit:
+            index, names = pending.popleft()
+            source = job.sources[index]
+            strategy = "grid" if index in job.full_grid else job.strategy
+            label = job.labels[index] if job.labels is not None else None
+            pairs = {name: _Pair(name, points, strategy, job.labels is not None) for name in names}
+            state = active[index] = _Image(index, source, source.load(), pairs, label)
+            ready.append((index, None, 0, state.image))
+            outstanding += 1
+            wanted.extend((index, name) for name in names)
+        while wanted and outstanding < limit:
+            index, name = wanted.popleft()
+            state, request = active[index], active[index].pairs[name].request
+            future = renderer.submit(_render, state.image, state.source.key, name,
+                                     [job.grid[i] for i in request], job.seed)
+            rendering.append((future, index, name, request))
+            outstanding += len(request)
+        if len(ready) >= batch or (ready and not rendering):
+            items = [ready.popleft() for _ in range(min(batch, len(ready)))]
+            outputs = predictor([item[3] for item in items],
+                                [active[i].source.path if name is None else None for i, name, _, _ in items])
+            outstanding -= len(items)
+            for (index, name, point, _), output in zip(items, outputs):
+                state = active[index]
+                if name is None:
+                    state.original = output
+                    if job.labels is not None:
+                        state.label_error = _checked_diff(diff_error, output, state.label,
+                                                          f"image {state.source.key}, label")
+                    for pair in list(state.pairs.values()):
+                        if not pair.done and not pair.waiting:  # answered before the original was
+                            finish_pair(state, pair)
+                    continue
+                pair = state.pairs[name]
+                pair.outputs[point] = output
+                pair.waiting.discard(point)
+                if not pair.waiting and state.original is not _Image:
+                    finish_pair(state, pair)
+        elif rendering:
+            future, index, name, request = rendering.popleft()
+            ready.extend((index, name, point, array) for point, array in zip(request, future.result()))
+        elif not pending and not active:
+            return
+        else:  # pragma: no cover - a bookkeeping bug, never a user error
+            raise RuntimeError(f"search pipeline stalled with {len(active)} images in flight")
+
+
+_WORKER_MODELS: dict[str, Callable] = {}  # predict functions made by a predict_factory, per process
+_WORKER_MODELS_LOCK = threading.Lock()
+_POOL_MIN_RENDERS = 20_000  # smaller searches render inline: starting workers would cost more
+
+
+@dataclass
+class _ModelSpec:
+    """How any process gets the model: ``predict`` itself, or ``factory()`` called once per process."""
+
+    predict: Callable | None
+    factory: Callable | None
+    token: str
+    batch_size: int | None
+    predict_input: str
+    diff_error: Callable
+
+    def predict_function(self) -> Callable:
+        if self.predict is not None:
+            return self.predict
+        with _WORKER_MODELS_LOCK:
+            if self.token not in _WORKER_MODELS:
+                predict = self.factory()
+                if not callable(predict):
+                    raise ValueError(f"predict_factory must return a predict function, got {type(predict).__name__}")
+                _WORKER_MODELS[self.token] = predict
+            return _WORKER_MODELS[self.token]
+
+    def predictor(self) -> _Predictor:
+        return _Predictor(self.predict_function(), self.batch_size, self.predict_input)
+
+
+def _run_shard(job: _SearchJob, model: _ModelSpec) -> tuple[list[_ImageResult], int]:
+    """One executor task: search a shard of images in this worker, the model loaded once per worker."""
+    results: list[_ImageResult] = []
+    with model.predictor() as predictor:
+        _run_search(job, predictor, model.diff_error, _InlineExecutor(), results.append)
+    return results, predictor.calls
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _render_worker_start() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the workers are the parallelism
+
+
+def _render_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """Worker processes for rendering; forkserver (clean of the model's threads) where there is one."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__, "albumentations"])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_render_worker_start)
+
+
+def _check_picklable(value: Any, what: str) -> None:
+    import pickle
+
+    try:
+        pickle.dumps(value)
+        return
+    except Exception as exc:
+        error = exc
+    try:
+        import cloudpickle  # what dask uses: lambdas and closures travel too
+
+        cloudpickle.dumps(value)
+    except Exception:
+        raise ValueError(f"{what} cannot be sent to executor workers ({error}); use a module-level "
+                         f"function, or predict_factory (see the README, 'Distributed searches')") from None
+
+
+def _grid_sample(count: int, sample: Any, seed: int) -> frozenset[int]:
+    """The seeded images an adaptive search measures on the whole grid (int: how many; float: share)."""
+    if isinstance(sample, float) and 0.0 <= sample <= 1.0:
+        size = math.ceil(sample * count)
+    elif isinstance(sample, (int, np.integer)) and not isinstance(sample, bool) and sample >= 0:
+        size = min(int(sample), count)
+    else:
+        raise ValueError(f"grid_sample must be an int >= 0 (images) or a float in [0, 1] (share), got {sample!r}")
+    order = np.random.default_rng([seed, count]).permutation(count)
+    return frozenset(int(k) for k in order[:size])
 
 
 ###############################################################################
@@ -911,13 +1163,31 @@ class AugmentationCurve:
     def searched_count(self) -> int:
         return len(self.searched)
 
+    def _full(self, rows: Sequence[list[float | None] | None] | None) -> list[list[float]]:
+        return [row for row in rows or [] if row is not None and None not in row]
+
     def _rows(self) -> np.ndarray:
-        rows = [row for row in self.diff_errors if row is not None]
+        rows = self._full(self.diff_errors)
         return np.array(rows, dtype=float).reshape(len(rows), len(self.intensities))
 
     @property
+    def full_grid_count(self) -> int:
+        """Images measured at every grid intensity (all of them, unless the search was adaptive)."""
+        return len(self._full(self.diff_errors))
+
+    @property
+    def adaptive_agreement(self) -> float | None:
+        """On the full-grid images: share whose first failure the adaptive probe would find too."""
+        rows = self._full(self.diff_errors)
+        if not rows:
+            return None
+        agree = sum(_replay_probe("adaptive", row, self.failure_threshold)[0]
+                    == _first_at_or_above(row, self.failure_threshold) for row in rows)
+        return round(agree / len(rows), 4)
+
+    @property
     def mean_diff_error(self) -> list[float]:
-        """Mean diff error per grid intensity."""
+        """Mean diff error per grid intensity, over the images measured on the whole grid."""
         rows = self._rows()
         return [round(float(v), 4) for v in rows.mean(axis=0)] if len(rows) else []
 
@@ -932,7 +1202,7 @@ class AugmentationCurve:
         """Share of images whose augmented output still matches the ground truth."""
         if self.label_errors is None:
             return None
-        rows = [row for row in self.label_errors if row is not None]
+        rows = self._full(self.label_errors)
         if not rows:
             return []
         return [round(float(v), 4) for v in (np.array(rows) < self.failure_threshold).mean(axis=0)]
@@ -1004,6 +1274,8 @@ class AugmentationCurve:
         return {
             "group": self.group,
             "searched_images": self.searched_count,
+            "full_grid_images": self.full_grid_count,
+            "adaptive_agreement": self.adaptive_agreement,
             "safe_intensity": self.safe_intensity(_failed=failed),
             "intensity_at_10": at_10,
             "intensity_at_50": at_50,
@@ -1157,6 +1429,44 @@ def _backup(path: str) -> str:
         counter += 1
     os.replace(path, backup)
     return backup
+
+
+class _Checkpointer:
+    """Merges finished images into the analysis and saves it now and then.
+
+    Saves at most every ``seconds`` and never spend more than ~5 % of the time saving:
+    a save that took s seconds defers the next one by at least 20 s.
+    """
+
+    def __init__(self, analysis: Analysis, path: str | None, seconds: float):
+        self.analysis, self.path, self.seconds = analysis, path, seconds
+        self.last, self.cost = time.monotonic(), 0.0
+
+    def merge(self, results: Iterable[_ImageResult]) -> None:
+        _merge_results(self.analysis, results)
+        if self.path is not None and time.monotonic() - self.last >= max(self.seconds, 20 * self.cost):
+            self.save()
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        started = time.monotonic()
+        self.analysis.save(self.path)
+        self.last = time.monotonic()
+        self.cost = self.last - started
+
+
+def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
+    for result in results:
+        record = analysis.images[result.index]
+        record.output, record.label_error = result.output, result.label_error
+        for name, row in result.diff_errors.items():
+            curve = analysis.curves[name]
+            curve.diff_errors[result.index] = row
+            if curve.label_errors is not None and result.label_errors is not None:
+                curve.label_errors[result.index] = result.label_errors[name]
+            curve.last_success_output[result.index] = result.last_success_output[name]
+            curve.first_failure_output[result.index] = result.first_failure_output[name]
 
 
 ###############################################################################
@@ -1839,9 +2149,12 @@ class ImageAugmenter:
         failure_threshold: float = 0.5,
         checkpoint_seconds: float = 10.0,
         progress: bool = True,
+        predict_factory: Callable[[], Callable] | None = None,
     ):
         if my_predict is not None and not callable(my_predict):
             raise ValueError(f"my_predict must be callable or None, got {type(my_predict).__name__}")
+        if predict_factory is not None and (my_predict is not None or not callable(predict_factory)):
+            raise ValueError("predict_factory must be a callable returning predict, given instead of my_predict")
         if diff_error is not None and not callable(diff_error):
             raise ValueError(f"diff_error must be callable or None, got {type(diff_error).__name__}")
         if isinstance(augmentations, str):
@@ -1858,6 +2171,8 @@ class ImageAugmenter:
         if not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.my_predict = my_predict
+        self.predict_factory = predict_factory
+        self._model_token = uuid.uuid4().hex  # names this augmenter's model in each worker's cache
         self.diff_error = diff_error
         self.label_format = label_format
         self.seed = int(seed)
@@ -1899,16 +2214,21 @@ class ImageAugmenter:
 
     # -- model plumbing -----------------------------------------------------------
 
-    def _predictor(self, default_images: Sequence[_Source] | None = None) -> tuple[_Predictor, Callable]:
-        """The batched predictor and the diff_error to use with it."""
-        if self.my_predict is None:
+    def _model_spec(self, default_images: Sequence[_Source] | None = None) -> _ModelSpec:
+        """The model as any process can rebuild it, and the diff_error that goes with it."""
+        if self.my_predict is None and self.predict_factory is None:
             if default_images is None:
                 raise ValueError("my_predict is None and there are no training images to build the "
                                  "model-free matcher from: run the search first or give my_predict")
             matcher = TemplateMatcher([source.load() for source in default_images])
-            return _Predictor(matcher, 256, "array"), self.diff_error or matcher.diff_error
-        return (_Predictor(self.my_predict, self.batch_size, self.predict_input),
-                self.diff_error or default_diff_error)
+            return _ModelSpec(matcher, None, self._model_token, 256, "array", self.diff_error or matcher.diff_error)
+        return _ModelSpec(self.my_predict, self.predict_factory, self._model_token, self.batch_size,
+                          self.predict_input, self.diff_error or default_diff_error)
+
+    def _predictor(self, default_images: Sequence[_Source] | None = None) -> tuple[_Predictor, Callable]:
+        """The batched predictor (in this process) and the diff_error to use with it."""
+        spec = self._model_spec(default_images)
+        return spec.predictor(), spec.diff_error
 
     # -- the search ---------------------------------------------------------------
 
@@ -1965,6 +2285,11 @@ class ImageAugmenter:
         step_size_percent: float = 0.05,
         analytics_cache: str | os.PathLike | None = "analysis.json",
         *,
+        strategy: str = "grid",
+        grid_sample: int | float = 32,
+        num_workers: int | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        images_per_shard: int | None = None,
         images_per_chunk: int | None = None,
     ) -> Analysis:
         """Measure, per augmentation and intensity, how often the model's output changes.
@@ -1974,6 +2299,17 @@ class ImageAugmenter:
         ``step_size_percent``: grid step as a fraction (0.05) or percent (5).
         ``analytics_cache``: the analysis file; progress is checkpointed there and a
         re-run with the same inputs resumes (None: keep it in memory only).
+
+        ``strategy``: "grid" measures every intensity; "adaptive" finds each image's first
+        failure by a coarse walk and bisection (same resolution, about a third of the
+        model calls) and measures ``grid_sample`` seeded images (int, or a share) on the
+        whole grid for the curves. ``num_workers``: processes that render augmentations
+        while the model predicts (default: the usable cores; 0 or 1: inline; small
+        searches render inline). ``executor``: any ``concurrent.futures.Executor``, e.g.
+        ``dask.distributed.Client(...).get_executor()``: images are cut into shards of
+        ``images_per_shard``, each searched in a worker (the model must be picklable, or
+        given as ``predict_factory``) and checkpointed as it arrives.
+        ``images_per_chunk``: images decoded and in flight at once (memory bound).
 
         >>> augmenter = ImageAugmenter(lambda img: int(img.mean() > 127), augmentations=["Brighten"],
         ...                            progress=False)
@@ -1986,61 +2322,116 @@ class ImageAugmenter:
         sources = _sources(training_img_filenames, "training_img_filenames")
         labels = _check_labels(training_labels, len(sources), "training_labels")
         step = _check_step(step_size_percent)
+        if strategy not in _PROBES:
+            raise ValueError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
+        full_grid = (frozenset(range(len(sources))) if strategy == "grid"
+                     else _grid_sample(len(sources), grid_sample, self.seed))
+        for name, value in (("num_workers", num_workers), ("images_per_shard", images_per_shard),
+                            ("images_per_chunk", images_per_chunk)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < (0 if name == "num_workers"
+                                                                                          else 1)):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise ValueError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
         _check_readable(sources)
         path = os.fspath(analytics_cache) if analytics_cache is not None else None
         fingerprint = self._fingerprint(sources, labels, step)
         analysis = self._resume_or_start(path, fingerprint, sources, labels, step)
         for curve in analysis.curves.values():
             curve.failure_threshold = self.failure_threshold
+        analysis.settings["strategy"] = strategy
+        analysis.settings["grid_sample"] = None if strategy == "grid" else sorted(full_grid)
         self.analysis, self.analysis_path = analysis, path
         grid = analysis.intensities
 
-        todo = {k: missing for k in range(len(sources))
-                if (missing := [n for n in self.augmentations if analysis.curves[n].diff_errors[k] is None])}
+        todo = {}
+        for k in range(len(sources)):
+            missing = [name for name in self.augmentations
+                       if (row := analysis.curves[name].diff_errors[k]) is None or (k in full_grid and None in row)]
+            if missing:
+                todo[k] = missing
         if not todo:
             if path is not None and not os.path.exists(path):
                 analysis.save(path)
             return analysis
 
-        predictor, diff_error = self._predictor(sources)
-        chunk = images_per_chunk or max(1, (self.batch_size or 64) // max(1, len(self.augmentations)))
-        total = sum(1 + len(names) * (len(grid) - 1) for names in todo.values())
+        batch = self.batch_size or 64
+        job = _SearchJob(
+            sources=dict(enumerate(sources)), todo=todo,
+            labels=dict(enumerate(labels)) if labels is not None else None, full_grid=full_grid,
+            strategy=strategy, grid=grid, failure_threshold=self.failure_threshold, seed=self.seed,
+            batch_size=batch,
+            images_in_flight=images_per_chunk or max(2, math.ceil(4 * batch / len(self.augmentations))))
+        checkpoint = _Checkpointer(analysis, path, self.checkpoint_seconds)
         from tqdm.auto import tqdm
 
-        last_save = time.monotonic()
         try:
-            with predictor, tqdm(total=total, unit="pred", desc="search",
-                                 disable=not self.progress, smoothing=0.1) as bar:
-                pending = list(todo.items())
-                for start in range(0, len(pending), chunk):
-                    results = _search_chunk(sources, dict(pending[start:start + chunk]), labels, grid,
-                                            predictor, diff_error, self.failure_threshold, self.seed,
-                                            progress=bar)
-                    self._merge(analysis, results)
-                    if path is not None and time.monotonic() - last_save >= self.checkpoint_seconds:
-                        analysis.save(path)
-                        last_save = time.monotonic()
+            with tqdm(total=sum(map(len, todo.values())), unit="pair", desc=f"search ({strategy})",
+                      disable=not self.progress, smoothing=0.1) as bar:
+                if executor is None:
+                    self._search_here(job, sources, num_workers, checkpoint, bar)
+                else:
+                    self._search_sharded(job, sources, executor, images_per_shard, checkpoint, bar)
         finally:
             # Whatever ended the search (done, an error, Ctrl-C), finished images are kept.
-            self.predict_calls += predictor.calls
-            if path is not None:
-                analysis.save(path)
+            checkpoint.save()
         return analysis
 
     searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
 
-    @staticmethod
-    def _merge(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
-        for result in results:
-            record = analysis.images[result.index]
-            record.output, record.label_error = result.output, result.label_error
-            for name, row in result.diff_errors.items():
-                curve = analysis.curves[name]
-                curve.diff_errors[result.index] = row
-                if curve.label_errors is not None and result.label_errors is not None:
-                    curve.label_errors[result.index] = result.label_errors[name]
-                curve.last_success_output[result.index] = result.last_success_output[name]
-                curve.first_failure_output[result.index] = result.first_failure_output[name]
+    def _search_here(self, job: _SearchJob, sources: Sequence[_Source], num_workers: int | None,
+                     checkpoint: _Checkpointer, bar: Any) -> None:
+        predictor, diff_error = self._predictor(sources)
+        workers = _usable_cores() if num_workers is None else num_workers
+        renders = sum(map(len, job.todo.values())) * (len(job.grid) - 1)
+        pooled = workers > 1 and (num_workers is not None or renders >= _POOL_MIN_RENDERS)
+        renderer = _render_pool(workers) if pooled else _InlineExecutor()
+        try:
+            with predictor:
+                _run_search(job, predictor, diff_error, renderer,
+                            on_result=lambda result: checkpoint.merge([result]), on_pair=lambda: bar.update(1))
+        finally:
+            self.predict_calls += predictor.calls
+            renderer.shutdown(wait=True, cancel_futures=True)
+
+    def _search_sharded(self, job: _SearchJob, sources: Sequence[_Source], executor: concurrent.futures.Executor,
+                        images_per_shard: int | None, checkpoint: _Checkpointer, bar: Any) -> None:
+        model = self._model_spec(sources)
+        _check_picklable(model.predict if model.predict is not None else model.factory,
+                         "my_predict" if self.my_predict is not None else "predict_factory")
+        _check_picklable(model.diff_error, "diff_error")
+        indices = list(job.todo)
+        size = images_per_shard or max(1, min(256, math.ceil(len(indices) / 16)))
+        futures = {}
+        for start in range(0, len(indices), size):
+            shard = indices[start:start + size]
+            part = dataclasses.replace(
+                job, sources={k: job.sources[k] for k in shard}, todo={k: job.todo[k] for k in shard},
+                labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
+                full_grid=job.full_grid & frozenset(shard))
+            futures[executor.submit(_run_shard, part, model)] = shard
+        error: BaseException | None = None
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    results, calls = future.result()
+                except concurrent.futures.CancelledError:
+                    continue
+                except Exception as exc:  # keep every other shard that finishes, then raise the first error
+                    if error is None:
+                        error = exc
+                        for other in futures:
+                            other.cancel()
+                    continue
+                self.predict_calls += calls
+                checkpoint.merge(results)
+                bar.update(sum(len(job.todo[k]) for k in futures[future]))
+        except BaseException:  # Ctrl-C: do not wait for the shards still running
+            for future in futures:
+                future.cancel()
+            raise
+        if error is not None:
+            raise error
 
     # -- synthesis ------------------------------------------------------------------
 
@@ -2315,8 +2706,8 @@ class ImageAugmenter:
                    else [_Source(r.file, None if r.file.startswith("array-") else r.file) for r in analysis.images])
         if len(sources) != len(analysis.images):
             raise ValueError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
-        predictor = (_Predictor(self.my_predict, self.batch_size, self.predict_input)
-                     if self.my_predict is not None else None)
+        has_model = self.my_predict is not None or self.predict_factory is not None
+        predictor = self._model_spec().predictor() if has_model else None
         writer = _ReportWriter(analysis, os.fspath(html_dir), sources, predictor, torch_model, target_layers,
                                cam_method, preprocess, int(analysis.settings["seed"]), gallery_size)
         if predictor is None:
@@ -2348,7 +2739,7 @@ class ImageAugmenter:
         if labels is None:
             raise ValueError("img_labels is required to evaluate")
         _check_readable(sources)
-        predictor, diff_error = self._predictor(None if self.my_predict is not None else sources)
+        predictor, diff_error = self._predictor(sources)
         outputs: list = []
         step = self.batch_size or 64
         with predictor:
