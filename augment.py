@@ -71,6 +71,7 @@ __all__ = [
 import argparse
 import collections
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import dataclasses
 import difflib
@@ -2390,6 +2391,11 @@ class ImageAugmenter:
             with predictor:
                 _run_search(job, predictor, diff_error, renderer,
                             on_result=lambda result: checkpoint.merge([result]), on_pair=lambda: bar.update(1))
+        except concurrent.futures.process.BrokenProcessPool as exc:
+            raise RuntimeError(
+                f"the {workers} render worker processes stopped ({exc}). A script that starts a search "
+                f"needs the `if __name__ == '__main__':` guard (workers re-import it); or pass "
+                f"num_workers=0 to render in this process. Finished images are in the analysis file.") from exc
         finally:
             self.predict_calls += predictor.calls
             renderer.shutdown(wait=True, cancel_futures=True)

@@ -11,3 +11,21 @@ def bright(images):
 def bright_one(image):
     """Single image: 1 where the mean pixel is above 127."""
     return int(np.asarray(image).mean() > 127)
+
+
+def brightness_factory(log_dir: str, poison_flag: str | None = None):
+    """A predict_factory: records each model load (one file per load, named by process id)
+    and returns ``bright``, which raises on a coloured (not gray) image while ``poison_flag`` exists."""
+    import os
+    import uuid
+
+    with open(os.path.join(log_dir, f"load-{os.getpid()}-{uuid.uuid4().hex[:8]}"), "w") as handle:
+        handle.write("loaded")
+
+    def predict(images):
+        if poison_flag and os.path.exists(poison_flag) and any(
+                np.any(np.asarray(i)[..., 0] != np.asarray(i)[..., 1]) for i in images):
+            raise RuntimeError("model crashed on a coloured image")
+        return bright(images)
+
+    return predict

@@ -1,0 +1,161 @@
+"""Scale: the adaptive strategy, render workers, executors and Dask give the grid's boundaries."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import os
+
+import numpy as np
+import pytest
+from conftest import BrightnessModel, uniform_images, write_pngs
+from models import oracles
+
+import augment
+
+VALUES = [5, 30, 60, 90, 110, 125, 20, 70]  # Brighten flips at (127 - v) / 255, Darken at (v - 127) / 255
+
+
+def make(model=None, **options):
+    options.setdefault("progress", False)
+    options.setdefault("augmentations", ["Brighten", "Darken"])
+    return augment.ImageAugmenter(model, batch_size=16, **options)
+
+
+def boundaries(analysis):
+    return {name: curve.first_failure_intensities for name, curve in analysis.curves.items()}
+
+
+def test_adaptive_finds_the_grid_first_failures_with_a_third_of_the_calls():
+    images = uniform_images(VALUES + [200, 240])
+    grid_model, adaptive_model = BrightnessModel(), BrightnessModel()
+    grid = make(grid_model).search_randomization_boundaries(images, None, 0.05, None)
+    adaptive = make(adaptive_model).search_randomization_boundaries(images, None, 0.05, None,
+                                                                    strategy="adaptive", grid_sample=0)
+    assert boundaries(adaptive) == boundaries(grid)
+    expected = [round(np.ceil((127 - v) / 255 / 0.05 - 1e-9) * 0.05, 6) if v < 127 else None for v in VALUES]
+    assert grid.curves["Brighten"].first_failure_intensities[:len(VALUES)] == expected
+    assert grid_model.calls == len(images) * (1 + 2 * 20)
+    assert adaptive_model.calls <= 0.35 * grid_model.calls
+    assert adaptive.settings["strategy"] == "adaptive" and adaptive.settings["grid_sample"] == []
+    row = adaptive.curves["Brighten"].diff_errors[0]
+    assert row[0] == 0.0 and None in row  # unmeasured intensities stay empty, not zero
+
+
+def test_adaptive_measures_a_seeded_sample_on_the_whole_grid_for_the_curves(tmp_path):
+    images = uniform_images(VALUES)
+    path = tmp_path / "analysis.json"
+    analysis = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.1, path,
+                                                                       strategy="adaptive", grid_sample=3)
+    sample = analysis.settings["grid_sample"]
+    assert len(sample) == 3
+    curve = augment.load_analysis(path).curves["Brighten"]
+    assert [k for k, row in enumerate(curve.diff_errors) if None not in row] == sample
+    assert curve.full_grid_count == 3 and curve.adaptive_agreement == 1.0
+    assert len(curve.mean_diff_error) == 11
+    # the same seed picks the same sample; a grid run over the cache completes the other rows
+    again = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.1, None,
+                                                                    strategy="adaptive", grid_sample=3)
+    assert again.settings["grid_sample"] == sample
+    model = BrightnessModel()
+    full = make(model).search_randomization_boundaries(images, None, 0.1, path)
+    assert model.calls == (len(images) - 3) * (1 + 2 * 10)
+    assert full.curves["Brighten"].full_grid_count == len(images)
+
+
+def test_adaptive_probe_misses_a_failure_narrower_than_its_coarse_step_and_says_so():
+    threshold = 0.5
+    steady = [0.0] * 9 + [1.0] * 12  # fails from index 9 on
+    spike = [0.0] * 5 + [1.0] + [0.0] * 10 + [1.0] * 5  # a blip at 5, then from 16 on
+    assert augment._replay_probe("adaptive", steady, threshold) == (9, 5)  # 4, 8, 12 then 10, 9
+    assert augment._replay_probe("grid", steady, threshold) == (9, 20)
+    assert augment._replay_probe("adaptive", spike, threshold)[0] == 16  # the blip falls between probes
+    curve = augment.AugmentationCurve("Brighten", augment._grid(0.05), threshold, "", [steady, spike])
+    assert curve.adaptive_agreement == 0.5
+
+
+def test_each_image_is_decoded_once_and_at_most_a_chunk_is_in_flight(tmp_path, monkeypatch):
+    files = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
+    loads: list[str] = []
+    real_load = augment.load_image
+    monkeypatch.setattr(augment, "load_image", lambda source: loads.append(source) or real_load(source))
+    alive, peak = set(), [0]
+    real_init = augment._Image.__init__
+
+    def tracked_init(self, index, *args):
+        real_init(self, index, *args)
+        alive.add(index)
+        peak[0] = max(peak[0], len(alive))
+
+    monkeypatch.setattr(augment._Image, "__init__", tracked_init)
+    real_result = augment._Image.result
+    monkeypatch.setattr(augment._Image, "result", lambda self: alive.discard(self.index) or real_result(self))
+    make(BrightnessModel()).search_randomization_boundaries(files, None, 0.1, None, images_per_chunk=3,
+                                                           strategy="adaptive", grid_sample=2)
+    assert sorted(loads) == sorted(files)
+    assert peak[0] == 3
+
+
+def test_render_workers_give_the_same_analysis_as_rendering_inline(tmp_path):
+    from examples import digits_model
+
+    images, _ = digits_model.load_digits_rgb()
+    names = ["Brighten", "GaussianBlur", "SafeRotate", "Superpixels", "ElasticTransform", "MotionBlur"]
+    analyses = [augment.ImageAugmenter(digits_model.predict, augmentations=names, batch_size=64, progress=False)
+                .search_randomization_boundaries(list(images[:6]), None, 0.1, None, num_workers=workers)
+                for workers in (0, 2)]
+    assert analyses[0].to_json()["augmentations"] == analyses[1].to_json()["augmentations"]
+
+
+def test_a_process_pool_executor_gives_the_local_analysis_and_a_failed_shard_costs_only_itself(tmp_path):
+    coloured = np.full((8, 8, 3), (40, 90, 140), np.uint8)
+    images = write_pngs(tmp_path / "imgs", uniform_images(VALUES) + [coloured])
+    local = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, None)
+    path, flag = tmp_path / "analysis.json", tmp_path / "poison"
+    flag.write_text("on")
+    factory = functools.partial(oracles.brightness_factory, str(tmp_path), str(flag))
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        with pytest.raises(RuntimeError, match="coloured image"):
+            make(predict_factory=factory).search_randomization_boundaries(
+                images, None, 0.1, path, executor=pool, images_per_shard=3)
+        partial = augment.load_analysis(path)
+        assert partial.curves["Brighten"].searched == [0, 1, 2, 3, 4, 5]  # the coloured image's shard is missing
+        flag.unlink()
+        resumed = make(predict_factory=factory)
+        analysis = resumed.search_randomization_boundaries(images, None, 0.1, path, executor=pool,
+                                                           images_per_shard=3)
+    assert resumed.predict_calls == 3 * (1 + 2 * 10)  # only the lost shard
+    assert analysis.to_json()["augmentations"] == local.to_json()["augmentations"]
+
+
+def test_an_unpicklable_model_for_an_executor_is_a_clear_error():
+    class Local:
+        def __call__(self, images):
+            return [0] * len(images)
+
+        def __reduce__(self):
+            raise TypeError("cannot pickle this model")
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="predict_factory"):
+        make(Local()).search_randomization_boundaries(uniform_images([10]), None, 0.5, None, executor=pool)
+
+
+def test_dask_local_cluster_with_two_workers_gives_the_local_analysis(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    images = write_pngs(tmp_path / "imgs", uniform_images(VALUES + [0, 200, 240, 15]))
+    local = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, None,
+                                                                strategy="adaptive", grid_sample=4)
+    logs = tmp_path / "loads"
+    logs.mkdir()
+    factory = functools.partial(oracles.brightness_factory, str(logs))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        augmenter = make(predict_factory=factory)
+        analysis = augmenter.search_randomization_boundaries(
+            images, None, 0.1, tmp_path / "analysis.json", strategy="adaptive", grid_sample=4,
+            executor=client.get_executor(), images_per_shard=2)
+        worker_pids = set(client.run(os.getpid).values())
+    assert analysis.to_json()["augmentations"] == local.to_json()["augmentations"]
+    loads = [name.split("-")[1] for name in os.listdir(logs)]
+    assert len(loads) == len(set(loads)) and set(map(int, loads)) <= worker_pids  # once per worker
+    assert augment.load_analysis(tmp_path / "analysis.json").complete
