@@ -24,6 +24,19 @@ def test_search_prints_the_table_and_writes_the_analysis(tmp_path, capsys):
     assert augment.load_analysis(cache).curves["Brighten"].first_failure_intensities == [0.4, 0.3, 0.2]
 
 
+def test_adaptive_search_from_the_command_line_finds_the_same_boundaries(tmp_path, capsys):
+    write_pngs(tmp_path / "imgs", uniform_images([40, 70, 100]))
+    cache = tmp_path / "analysis.json"
+    status = augment.main(["search", "--predict", f"{ORACLE}:bright", "--batch-size", "8",
+                           "--images", str(tmp_path / "imgs" / "*.png"), "--augmentations", "Brighten",
+                           "--step", "0.05", "--cache", str(cache), "--strategy", "adaptive", "--grid-sample", "1",
+                           "--workers", "0"])
+    assert status == 0
+    analysis = augment.load_analysis(cache)
+    assert analysis.settings["strategy"] == "adaptive" and len(analysis.settings["grid_sample"]) == 1
+    assert analysis.curves["Brighten"].first_failure_intensities == [0.35, 0.25, 0.15]
+
+
 def test_evaluate_prints_the_seed_keys(tmp_path, capsys):
     write_pngs(tmp_path / "imgs", uniform_images([40, 200]))
     (tmp_path / "labels.json").write_text(json.dumps([0, 0]))

@@ -140,22 +140,47 @@ def test_an_unpicklable_model_for_an_executor_is_a_clear_error():
         make(Local()).search_randomization_boundaries(uniform_images([10]), None, 0.5, None, executor=pool)
 
 
-def test_dask_local_cluster_with_two_workers_gives_the_local_analysis(tmp_path):
+def test_an_interrupted_multi_worker_search_resumes_from_its_checkpoint(tmp_path):
+    images = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
+    reference = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, None)
+    path = tmp_path / "analysis.json"
+    with pytest.raises(RuntimeError, match="model crashed"):
+        make(BrightnessModel(fail_after=70), checkpoint_seconds=0).search_randomization_boundaries(
+            images, None, 0.1, path, num_workers=2, images_per_chunk=1)
+    done = augment.load_analysis(path).curves["Brighten"].searched_count
+    assert 0 < done < len(images)
+    model = BrightnessModel()
+    resumed = make(model).search_randomization_boundaries(images, None, 0.1, path, num_workers=2)
+    assert model.calls == (len(images) - done) * (1 + 2 * 10)
+    assert resumed.to_json()["augmentations"] == reference.to_json()["augmentations"]
+
+
+def test_dask_local_cluster_with_two_workers_gives_the_local_analysis_and_resumes(tmp_path):
     distributed = pytest.importorskip("distributed")
-    images = write_pngs(tmp_path / "imgs", uniform_images(VALUES + [0, 200, 240, 15]))
+    coloured = np.full((8, 8, 3), (40, 90, 140), np.uint8)
+    images = write_pngs(tmp_path / "imgs", uniform_images(VALUES + [0, 200, 240]) + [coloured])
     local = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, None,
                                                                 strategy="adaptive", grid_sample=4)
-    logs = tmp_path / "loads"
+    logs, flag, path = tmp_path / "loads", tmp_path / "poison", tmp_path / "analysis.json"
     logs.mkdir()
-    factory = functools.partial(oracles.brightness_factory, str(logs))
+    flag.write_text("on")
+    factory = functools.partial(oracles.brightness_factory, str(logs), str(flag))
+    options = {"strategy": "adaptive", "grid_sample": 4, "images_per_shard": 2}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with pytest.raises(RuntimeError, match="coloured image"):
+            make(predict_factory=factory).search_randomization_boundaries(
+                images, None, 0.1, path, executor=client.get_executor(), **options)
+        assert augment.load_analysis(path).curves["Brighten"].searched == list(range(len(images) - 2))
+        flag.unlink()
         augmenter = make(predict_factory=factory)
-        analysis = augmenter.search_randomization_boundaries(
-            images, None, 0.1, tmp_path / "analysis.json", strategy="adaptive", grid_sample=4,
-            executor=client.get_executor(), images_per_shard=2)
+        analysis = augmenter.search_randomization_boundaries(images, None, 0.1, path,
+                                                             executor=client.get_executor(), **options)
         worker_pids = set(client.run(os.getpid).values())
     assert analysis.to_json()["augmentations"] == local.to_json()["augmentations"]
+    assert augment.load_analysis(path).complete
+    lost = [len(images) - 2, len(images) - 1]  # the coloured image's shard
+    measured = sum(v is not None for curve in analysis.curves.values() for k in lost for v in curve.diff_errors[k][1:])
+    assert augmenter.predict_calls == len(lost) + measured  # the re-run searched only the lost shard
     loads = [name.split("-")[1] for name in os.listdir(logs)]
-    assert len(loads) == len(set(loads)) and set(map(int, loads)) <= worker_pids  # once per worker
-    assert augment.load_analysis(tmp_path / "analysis.json").complete
+    assert len(loads) == len(set(loads)) and set(map(int, loads)) <= worker_pids  # once per worker process

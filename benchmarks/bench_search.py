@@ -1,0 +1,303 @@
+"""Search speed, model calls, memory and Dask, each printed next to its target.
+
+    python benchmarks/bench_search.py            # about 6 minutes on 2 cores
+    python benchmarks/bench_search.py --quick    # smaller sizes, a smoke run
+
+Models: the bundled digits CNN at 32x32 (a small model) and torchvision's ResNet-18 with
+random weights at 112x112 (a model of realistic cost). Figures:
+
+1. catalogue: each augmentation's cost per augmented 224x224 image over a 20-step sweep
+   (what the search does per image and augmentation), against 10x the catalogue median;
+2. overhead ratio: grid-search wall time / (model alone on the same images, batched +
+   augmentations alone), rendering inline and with worker processes; target <= 1.15;
+3. adaptive search vs a seed-style loop (a temporary PNG per augmented image, one predict
+   per file, the full grid): time to every first failure; target >= 10x (small CNN),
+   >= 3x (ResNet-18); with the share of first failures that agree;
+4. adaptive / grid model calls at step 0.05; target <= 0.35;
+5. peak resident memory of a search over 200 and over 2,000 image files; growth <= 1.5x;
+6. Dask LocalCluster (2 worker processes, 1 thread each) / local single process, wall time
+   of a ResNet-18 search (no target: a measured figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import augment  # noqa: E402
+from examples import digits_model, resnet  # noqa: E402
+
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def report(figure: str, measured: float, target: str, met: bool | None, unit: str = "") -> None:
+    verdict = "-" if met is None else ("met" if met else "NOT met")
+    ROWS.append((figure, f"{measured:.3g}{unit}", target, verdict))
+    print(f"  {figure:<58} {measured:>9.3g}{unit:<2} target {target:<8} {verdict}", flush=True)
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def digits(count: int) -> list[np.ndarray]:
+    images, _ = digits_model.load_digits_rgb()
+    train, _ = digits_model.train_test_indices(len(images))
+    return [images[k] for k in np.resize(train, count)]
+
+
+def photos(count: int, size: int) -> list[np.ndarray]:
+    import cv2
+    from skimage import data
+
+    pictures = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry()]
+    return [cv2.resize(pictures[k % len(pictures)], (size, size), interpolation=cv2.INTER_AREA)
+            for k in range(count)]
+
+
+def render_all(images: list[np.ndarray], grid: list[float]) -> list[np.ndarray]:
+    return [out for k, image in enumerate(images) for name in augment.ALL_AUGMENTATIONS
+            for out in augment._render(image, f"array-{k}", name, grid[1:], 0)]
+
+
+def predict_all(predict, images: list[np.ndarray], batch: int) -> None:
+    for start in range(0, len(images), batch):
+        predict(images[start:start + batch])
+
+
+# -- 1. catalogue -------------------------------------------------------------------
+
+
+def bench_catalogue() -> None:
+    print("\n1. catalogue: ms per augmented 224x224 image over a 20-step sweep (best of 3)")
+    image = photos(1, 224)[0]
+    grid = augment._grid(0.05)
+    augment._render(image, "warm-up", "Brighten", grid[1:], 0)
+    cost = {}
+    for name in augment.ALL_AUGMENTATIONS:
+        runs = []
+        for repeat in range(3):
+            fresh = image.copy()
+            fresh[0, 0, 0] = repeat  # new bytes: per-image caches start cold
+            runs.append(timed(augment._render, fresh, f"img-{repeat}", name, grid[1:], repeat)[0] / 20)
+        cost[name] = min(runs)
+    median = float(np.median(list(cost.values())))
+    for name, value in sorted(cost.items(), key=lambda item: -item[1])[:5]:
+        print(f"    {name:<20} {value * 1000:6.2f} ms  {value / median:5.1f}x median")
+    print(f"    catalogue median     {median * 1000:6.2f} ms")
+    worst = max(cost, key=cost.get)
+    report(f"costliest augmentation ({worst}) / catalogue median", cost[worst] / median, "<= 10",
+           cost[worst] / median <= 10, "x")
+
+
+# -- 2. overhead ratio -------------------------------------------------------------
+
+
+def bench_overhead(name: str, predict, images: list[np.ndarray], batch: int) -> None:
+    grid = augment._grid(0.05)
+    render_all(images[:1], grid)  # transforms built, caches warm, model loaded
+    predict(images[:batch])
+    aug_seconds, rendered = timed(render_all, images, grid)
+    model_seconds, _ = timed(predict_all, predict, list(images) + rendered, batch)
+    print(f"\n2. overhead, {name}: {len(images)} images x 24 augmentations x 20 intensities = "
+          f"{len(rendered) + len(images)} predictions; model alone {model_seconds:.1f} s, "
+          f"augmentations alone {aug_seconds:.1f} s")
+    del rendered
+    for workers in (0, augment._usable_cores()):
+        augmenter = augment.ImageAugmenter(predict, batch_size=batch, progress=False)
+        seconds, _ = timed(augmenter.search_randomization_boundaries, images, None, 0.05, None,
+                           num_workers=workers)
+        label = "inline" if workers == 0 else f"{workers} render workers"
+        ratio = seconds / (model_seconds + aug_seconds)
+        report(f"overhead ratio, {name}, {label} ({seconds:.1f} s)", ratio, "<= 1.15", ratio <= 1.15)
+
+
+# -- 3 and 4. adaptive search ----------------------------------------------------------
+
+
+def seed_style_loop(predict_file, images: list[np.ndarray], grid: list[float]) -> dict[str, list]:
+    """The seed README's loop: every intensity, a temporary PNG per augmented image, one predict per file."""
+    from PIL import Image
+
+    firsts: dict[str, list] = {name: [] for name in augment.ALL_AUGMENTATIONS}
+    with tempfile.TemporaryDirectory() as folder:
+        for k, image in enumerate(images):
+            path = os.path.join(folder, "original.png")
+            Image.fromarray(image).save(path)
+            reference = predict_file(path)
+            for name in augment.ALL_AUGMENTATIONS:
+                outputs = []
+                for intensity in grid[1:]:
+                    augmented = augment.augment_image(image, name, intensity, augment._derive_seed(0, f"array-{k}",
+                                                                                                    name))
+                    path = os.path.join(folder, f"{name}-{intensity}.png")
+                    Image.fromarray(augmented).save(path)
+                    outputs.append(predict_file(path))
+                    os.unlink(path)
+                first = next((t for t, output in zip(grid[1:], outputs) if str(output) != str(reference)), None)
+                firsts[name].append(first)
+    return firsts
+
+
+def bench_adaptive(name: str, predict, images: list[np.ndarray], batch: int, target: float,
+                   calls_images: list[np.ndarray] | None = None) -> None:
+    from PIL import Image
+
+    grid = augment._grid(0.05)
+
+    def predict_file(path):
+        return predict([np.asarray(Image.open(path).convert("RGB"))])[0]
+
+    print(f"\n3. adaptive search vs seed-style loop, {name}, {len(images)} images, step 0.05")
+    loop_seconds, loop_firsts = timed(seed_style_loop, predict_file, images, grid)
+    augmenter = augment.ImageAugmenter(predict, batch_size=batch, progress=False)
+    seconds, analysis = timed(augmenter.search_randomization_boundaries, images, None, 0.05, None,
+                              strategy="adaptive", grid_sample=0, num_workers=0)
+    pairs = [(loop_firsts[n][k], analysis.curves[n].first_failure_intensities[k])
+             for n in augment.ALL_AUGMENTATIONS for k in range(len(images))]
+    agree = sum(a == b for a, b in pairs) / len(pairs)
+    print(f"    seed-style loop {loop_seconds:.1f} s, adaptive {seconds:.1f} s; "
+          f"first failures that agree: {agree:.1%}")
+    report(f"adaptive speed-up over the seed-style loop, {name}", loop_seconds / seconds, f">= {target:g}",
+           loop_seconds / seconds >= target, "x")
+    if calls_images is None:
+        return
+    grid_augmenter = augment.ImageAugmenter(predict, batch_size=batch, progress=False)
+    grid_analysis = grid_augmenter.search_randomization_boundaries(calls_images, None, 0.05, None)
+    adaptive_augmenter = augment.ImageAugmenter(predict, batch_size=batch, progress=False)
+    adaptive = adaptive_augmenter.search_randomization_boundaries(calls_images, None, 0.05, None,
+                                                                  strategy="adaptive", grid_sample=0)
+    pairs = [(grid_analysis.curves[n].first_failure_intensities[k], adaptive.curves[n].first_failure_intensities[k])
+             for n in augment.ALL_AUGMENTATIONS for k in range(len(calls_images))]
+    agree = sum(a == b for a, b in pairs) / len(pairs)
+    ratio = adaptive_augmenter.predict_calls / grid_augmenter.predict_calls
+    print(f"\n4. model calls, {name}, {len(calls_images)} images: grid {grid_augmenter.predict_calls}, "
+          f"adaptive {adaptive_augmenter.predict_calls}; first failures equal to the grid's: {agree:.1%}")
+    report(f"adaptive / grid model calls, {name}", ratio, "<= 0.35", ratio <= 0.35)
+
+
+# -- 5. memory ---------------------------------------------------------------------
+
+
+def memory_child(count: int) -> None:
+    """Run in a subprocess: search ``count`` digit PNG files, print the peak resident set (MiB)."""
+    import resource
+
+    from PIL import Image
+
+    digits_model.predict(digits(256))  # model loaded: what every run holds before the search
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as folder:
+        files = []
+        for k, image in enumerate(digits(count)):
+            files.append(os.path.join(folder, f"digit-{k:05d}.png"))
+            Image.fromarray(image).save(files[-1])
+        augmenter = augment.ImageAugmenter(digits_model.predict, batch_size=256, progress=False,
+                                           checkpoint_seconds=5)
+        augmenter.search_randomization_boundaries(files, None, 0.05, os.path.join(folder, "analysis.json"),
+                                                  strategy="adaptive", num_workers=0)
+        size = os.path.getsize(os.path.join(folder, "analysis.json"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{peak:.1f} {baseline:.1f} {size / 2**20:.2f}")
+
+
+def bench_memory(small: int, large: int) -> None:
+    print("\n5. peak resident memory, adaptive search of digit files (all 24 augmentations, step 0.05)")
+    peaks, extra = {}, {}
+    for count in (small, large):
+        seconds, out = timed(subprocess.run, [sys.executable, __file__, "--memory-child", str(count)],
+                             capture_output=True, text=True, check=True)
+        peak, baseline, size = map(float, out.stdout.split()[-3:])
+        peaks[count], extra[count] = peak, peak - baseline
+        print(f"    {count:>5} images: peak {peak:.0f} MiB, of which {peak - baseline:.0f} MiB above the process "
+              f"with its model loaded; analysis.json {size:.1f} MiB; {seconds:.0f} s")
+    growth = peaks[large] / peaks[small]
+    report(f"peak memory growth, {small} -> {large} images", growth, "<= 1.5", growth <= 1.5, "x")
+    print(f"    above the loaded model: {extra[small]:.0f} -> {extra[large]:.0f} MiB (the analysis itself grows "
+          f"with images x augmentations; decoded images do not)")
+
+
+# -- 6. Dask -------------------------------------------------------------------------
+
+
+def bench_dask(count: int) -> None:
+    try:
+        import distributed
+    except ImportError:
+        print("\n6. Dask: dask.distributed is not installed; skipped")
+        return
+    images = photos(count, 112)
+    names = ["Brighten", "GaussianBlur", "SafeRotate", "RandomSizedCrop", "Hue", "PixelDropout"]
+    local = augment.ImageAugmenter(resnet.load_predict(), augmentations=names, batch_size=32, progress=False)
+    local_seconds, reference = timed(local.search_randomization_boundaries, images, None, 0.05, None,
+                                     num_workers=0)
+    started = time.perf_counter()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        startup = time.perf_counter() - started
+        augmenter = augment.ImageAugmenter(predict_factory=functools.partial(resnet.load_predict, threads=1),
+                                           augmentations=names, batch_size=32, progress=False)
+        runs = [timed(augmenter.search_randomization_boundaries, images, None, 0.05, None,
+                      executor=client.get_executor(), images_per_shard=1) for _ in range(2)]
+    (cold, analysis), (warm, _) = runs
+    same = analysis.to_json()["augmentations"] == reference.to_json()["augmentations"]
+    print(f"\n6. Dask, ResNet-18 112x112, {count} images x {len(names)} augmentations, grid 0.05: local "
+          f"{local_seconds:.1f} s (torch on all cores); 2 workers: first search {cold:.1f} s (workers import torch "
+          f"and build the model), second {warm:.1f} s (model cached per worker); cluster start {startup:.1f} s; "
+          f"same analysis as local: {same}")
+    report("Dask (2 local workers) / local, first search (cold workers)", cold / local_seconds, "-", None, "x")
+    report("Dask (2 local workers) / local, second search (model cached)", warm / local_seconds, "-", None, "x")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)")
+    parser.add_argument("--only", choices=["catalogue", "overhead", "adaptive", "memory", "dask"],
+                        help="run one section")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return 0
+    quick = args.quick
+    print(f"machine: {platform.machine()}, {augment._usable_cores()} usable cores, python "
+          f"{platform.python_version()}, {'quick' if quick else 'full'} run")
+    def wanted(section: str) -> bool:
+        return args.only in (None, section)
+
+    if wanted("catalogue"):
+        bench_catalogue()
+    resnet_predict = resnet.load_predict()
+    if wanted("overhead"):
+        bench_overhead("small CNN 32x32", digits_model.predict, digits(10 if quick else 60), 256)
+        bench_overhead("ResNet-18 112x112", resnet_predict, photos(1 if quick else 3, 112), 32)
+    if wanted("adaptive"):
+        bench_adaptive("small CNN 32x32", digits_model.predict, digits(2 if quick else 10), 256, 10,
+                       calls_images=digits(20 if quick else 200))
+        bench_adaptive("ResNet-18 112x112", resnet_predict, photos(1 if quick else 2, 112), 32, 3)
+    if wanted("memory"):
+        bench_memory(50 if quick else 200, 200 if quick else 2000)
+    if wanted("dask"):
+        bench_dask(2 if quick else 6)
+    print("\n| figure | measured | target | |\n|---|---|---|---|")
+    for row in ROWS:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
