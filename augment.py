@@ -1698,6 +1698,9 @@ img.pixel { image-rendering: pixelated; }
 <p class="meta">{{ image_count }} images, intensity step {{ step }}, {{ augmentation_count }} augmentations,
 failure threshold {{ threshold }} (diff error at or above it counts as a changed output), seed {{ seed }}.
 {% if cam_method %}Heatmaps: {{ cam_method }}.{% endif %} Made by augment.py {{ version }}.</p>
+{% if grid_sample is not none %}<p class="meta">Adaptive search: first failures found by a coarse walk and bisection;
+the changed-share, diff-error and accuracy curves come from the {{ grid_sample }} images measured on the whole grid,
+"failed by" from every image.</p>{% endif %}
 
 <h2 id="summary">Summary, most fragile first</h2>
 <p>Intensity by which a share of the images changed the model's output (first-failure intensity);
@@ -1713,7 +1716,9 @@ failure threshold {{ threshold }} (diff error at or above it counts as a changed
 <h2>{{ row.name }} <small>({{ row.transform }}; intensity 1 = {{ row.at_full }})</small></h2>
 <div class="row">
 <figure>{{ row.plot }}<figcaption>Solid: share of images whose output changed at that intensity;
-mean diff error; {% if row.has_labels %}accuracy against the labels;{% endif %} dashed: 10/50/90 % marks.</figcaption></figure>
+mean diff error; {% if row.has_labels %}accuracy against the labels;{% endif %} "failed by": share of images
+whose first failure is at or below it; dashed: 10/50/90 % marks.{% if row.agreement is not none %} Adaptive
+probe agreed with the full grid on {{ row.agreement }} of the sampled images.{% endif %}</figcaption></figure>
 {% for picture in row.triptych %}<figure>{% if picture.src %}<img class="pixel" src="{{ picture.src }}" alt="{{ picture.title }}">{% else %}<div class="missing">image missing: {{ picture.missing }}</div>{% endif %}
 <figcaption><b>{{ picture.title }}</b><br>{{ picture.caption }}</figcaption></figure>
 {% endfor %}
@@ -1823,15 +1828,18 @@ class _ReportWriter:
         marks = [("10 %", curve.intensity_at_share(0.1)), ("50 %", curve.intensity_at_share(0.5)),
                  ("90 %", curve.intensity_at_share(0.9))]
         series = [("changed share", "#d62728", curve.changed_share), ("mean diff error", "#1f77b4",
-                                                                      curve.mean_diff_error)]
-        if curve.label_accuracy:
-            series.append(("label accuracy", "#2ca02c", curve.label_accuracy))
+                                                                      curve.mean_diff_error),
+                  ("label accuracy", "#2ca02c", curve.label_accuracy or []),
+                  ("failed by", "#9467bd", curve.failed_share_curve())]
+        series = [item for item in series if item[2]]  # adaptive, no full-grid sample: first failures only
         from markupsafe import Markup
 
         row = {
             "name": name, "group": entry.group, "transform": entry.transform, "at_full": entry.at_full_intensity,
             "safe": _fmt(curve.safe_intensity()), "q10": _fmt(marks[0][1]), "q50": _fmt(marks[1][1]),
             "q90": _fmt(marks[2][1]), "has_labels": curve.label_accuracy is not None,
+            "agreement": (f"{curve.adaptive_agreement:.0%}" if self.analysis.settings.get("grid_sample")
+                          and curve.adaptive_agreement is not None else None),
             # The SVG is built here from numbers and fixed labels only, never from user text.
             "plot": Markup(_svg_plot(curve.intensities, series, marks)),
             "small_plot": Markup(_svg_plot(curve.intensities, series[:1], marks[1:2], width=160, height=36,
@@ -1892,6 +1900,8 @@ class _ReportWriter:
             image_count=len(self.analysis.images), step=self.analysis.settings["step_size"],
             augmentation_count=len(rows), threshold=self.analysis.settings["failure_threshold"],
             seed=self.analysis.settings["seed"], version=__version__,
+            grid_sample=(len(self.analysis.settings["grid_sample"])
+                         if self.analysis.settings.get("grid_sample") is not None else None),
             cam_method=self.cam_method if self.torch_model is not None and self.target_layers else None,
         )
         path = os.path.join(self.html_dir, "index.html")

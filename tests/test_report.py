@@ -84,6 +84,19 @@ def test_a_moved_source_image_leaves_a_placeholder(tmp_path):
     assert "image missing: " + files[1] in html
 
 
+@pytest.mark.parametrize("grid_sample", [0, 2])
+def test_report_of_an_adaptive_search_plots_first_failures_and_names_the_sample(tmp_path, grid_sample):
+    files = write_pngs(tmp_path / "imgs", uniform_images([20, 40, 70, 90, 110]))
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten", "Darken"], progress=False)
+    augmenter.search_randomization_boundaries(files, None, 0.05, tmp_path / "analysis.json", strategy="adaptive",
+                                              grid_sample=grid_sample)
+    html = Path(augmenter.render_boundaries(tmp_path / "out")).read_text()
+    assert f"the {grid_sample} images measured on the whole grid" in html
+    assert html.count('stroke="#9467bd"') >= 2  # the "failed by" curve, from every image's first failure
+    assert ("agreed with the full grid on 100%" in html) == (grid_sample > 0)
+    assert ('stroke="#d62728"' in html) == (grid_sample > 0)  # changed share needs full-grid rows
+
+
 def test_gradcam_frames_from_python_for_one_image_and_augmentation(tmp_path):
     model = tiny_cnn()
     image = natural_images((32, 32))[0]
