@@ -82,6 +82,7 @@ import importlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -113,7 +114,8 @@ ALL_AUGMENTATIONS = COLOR_AUGMENTATIONS + DISTORTION_AUGMENTATIONS + PIXEL_DROPO
 # mapping are then recomputed for that augmentation instead of silently reused.
 _CATALOGUE_VERSION = 1
 _ANALYSIS_FORMAT = "augment.py analysis"
-_ANALYSIS_VERSION = 1
+_ANALYSIS_VERSION = 2  # 2: rows may hold null (adaptive), images may hold an error
+_READABLE_VERSIONS = (1, 2)  # version 1 files (grid only) read as they are
 
 ###############################################################################
 # The augmentation catalogue
@@ -554,6 +556,22 @@ def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
         raise ValueError(f"cannot read image {path}: {exc}") from None
 
 
+MAX_IMAGE_PIXELS = 40_000_000  # larger files are skipped by the search (a 8000x8000 photo is 64 MP)
+
+
+def _check_pixels(path: str, max_pixels: int) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+    except (OSError, SyntaxError, ValueError):
+        return  # load_image names the problem
+    if width * height > max_pixels:
+        raise ValueError(f"image {path} is {width}x{height} ({width * height / 1e6:.0f} MP), more than "
+                         f"max_image_pixels={max_pixels / 1e6:g} MP: resize it, or raise max_image_pixels")
+
+
 @dataclass
 class _Source:
     """One input image: where it comes from and how to load it."""
@@ -562,9 +580,11 @@ class _Source:
     path: str | None
     array: np.ndarray | None = field(default=None, repr=False)
 
-    def load(self) -> np.ndarray:
+    def load(self, max_pixels: int | None = None) -> np.ndarray:
         if self.array is None and self.path is None:
             raise ValueError(f"image {self.key} was given in memory and is not available now")
+        if max_pixels is not None and self.path is not None and self.array is None:
+            _check_pixels(self.path, max_pixels)  # from the header, before decoding
         return load_image(self.array if self.array is not None else self.path)
 
     def identity(self) -> str:
@@ -594,19 +614,10 @@ def _sources(images: Any, parameter: str) -> list[_Source]:
 
 
 def _check_readable(sources: Sequence[_Source]) -> None:
-    """Fail before any prediction if a file is missing or not an image."""
-    from PIL import Image
-
+    """Fail before any prediction if a file is missing (a wrong path, not a bad image)."""
     for source in sources:
-        if source.path is None:
-            continue
-        if not os.path.isfile(source.path):
+        if source.path is not None and source.array is None and not os.path.isfile(source.path):
             raise ValueError(f"image file not found: {source.path}")
-        try:
-            with Image.open(source.path):
-                pass
-        except OSError as exc:
-            raise ValueError(f"cannot read image {source.path}: {exc}") from None
 
 
 def _check_labels(labels: Any, count: int, parameter: str) -> list | None:
@@ -628,10 +639,11 @@ class _Predictor:
     to a file name if predict raises on it).
     """
 
-    def __init__(self, predict: Callable, batch_size: int | None, predict_input: str):
+    def __init__(self, predict: Callable, batch_size: int | None, predict_input: str, on_error: str = "raise"):
         self.predict = predict
         self.batch_size = batch_size
         self.predict_input = predict_input
+        self.on_error = on_error
         self.calls = 0  # images sent to the model
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._written = 0
@@ -673,31 +685,84 @@ class _Predictor:
             return self._call(arrays)
         return self._call([self._path_for(a, p) for a, p in zip(arrays, paths)])
 
-    def __call__(self, arrays: list[np.ndarray], paths: list[str | None] | None = None) -> list:
-        """Predict ``arrays`` ((H, W, 3) uint8); ``paths`` are their files where they have one."""
+    def _checked_call(self, arrays: list[np.ndarray], paths: list[str | None]) -> list:
+        if self.predict_input == "auto":
+            try:
+                result = self._call_in_mode(arrays, paths, "array")
+                self.predict_input = "array"
+            except Exception as array_error:
+                try:
+                    result = self._call_in_mode(arrays, paths, "filename")
+                except Exception:
+                    raise array_error from None
+                self.predict_input = "filename"
+        else:
+            result = self._call_in_mode(arrays, paths, self.predict_input)
+        self.calls += len(arrays)
+        for output in result:
+            if (problem := _invalid_output(output)) is not None:
+                raise ValueError(f"predict {problem}")
+        return result
+
+    def __call__(self, arrays: list[np.ndarray], paths: list[str | None] | None = None,
+                 names: list[str] | None = None) -> list:
+        """Predict ``arrays`` ((H, W, 3) uint8); ``paths`` are their files where they have one.
+
+        ``names`` say what each image is ("image a.png, augmentation Hue, intensity 0.3"):
+        errors name them. With ``on_error="skip"`` a failing batch is retried image by image
+        and each image that still fails gets a ``PredictFailure`` instead of an output.
+        """
         paths = paths if paths is not None else [None] * len(arrays)
+        names = names if names is not None else [f"image {k}" for k in range(len(arrays))]
         outputs: list = []
         step = self.batch_size or len(arrays) or 1
         for start in range(0, len(arrays), step):
             chunk, chunk_paths = arrays[start:start + step], paths[start:start + step]
-            if self.predict_input == "auto":
-                try:
-                    result = self._call_in_mode(chunk, chunk_paths, "array")
-                    self.predict_input = "array"
-                except Exception as array_error:
+            chunk_names = names[start:start + step]
+            try:
+                outputs.extend(self._checked_call(chunk, chunk_paths))
+            except Exception as exc:
+                if self.on_error == "raise" or len(chunk) == 1:
+                    if self.on_error == "skip":
+                        outputs.append(PredictFailure(chunk_names[0], exc))
+                        continue
+                    what = chunk_names[0] if len(chunk) == 1 else f"a batch of {len(chunk)} from {chunk_names[0]}"
+                    exc.add_note(f"augment.py: predict failed on {what} (on_error='skip' records and goes on)")
+                    raise
+                for array, path, name in zip(chunk, chunk_paths, chunk_names):  # find the culprits
                     try:
-                        result = self._call_in_mode(chunk, chunk_paths, "filename")
-                    except Exception:
-                        raise array_error from None
-                    self.predict_input = "filename"
-            else:
-                result = self._call_in_mode(chunk, chunk_paths, self.predict_input)
-            self.calls += len(chunk)
-            outputs.extend(result)
+                        outputs.extend(self._checked_call([array], [path]))
+                    except Exception as single:
+                        outputs.append(PredictFailure(name, single))
         if self.predict_input == "filename" and self._tmp is not None:
             for name in os.listdir(self._tmp.name):  # keep the folder small between batches
                 os.unlink(os.path.join(self._tmp.name, name))
         return outputs
+
+
+class PredictFailure:
+    """What ``on_error="skip"`` puts in place of an output that predict could not give."""
+
+    def __init__(self, where: str, error: BaseException):
+        self.where = where
+        self.reason = f"predict failed on {where}: {type(error).__name__}: {_truncate(error, 200)}"
+
+    def __repr__(self) -> str:
+        return f"PredictFailure({self.reason!r})"
+
+
+def _invalid_output(output: Any, depth: int = 0) -> str | None:
+    """Why an output cannot be compared (None, NaN), or None when it is fine."""
+    if output is None:
+        return "returned None (return an empty list for 'nothing found')"
+    if isinstance(output, (float, np.floating)) and math.isnan(output):
+        return "returned NaN"
+    if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and np.isnan(output).any():
+        return "returned an array containing NaN"
+    if depth < 2 and isinstance(output, (list, tuple)):
+        return next((f"{problem} inside a list" for item in output
+                     if (problem := _invalid_output(item, depth + 1)) is not None), None)
+    return None
 
 
 def default_diff_error(output: Any, reference: Any) -> float:
@@ -868,6 +933,12 @@ class _ImageResult:
     label_errors: dict[str, list[float | None]] | None
     last_success_output: dict[str, str]
     first_failure_output: dict[str, str | None]
+    error: str | None = None  # why the image was skipped (then there are no rows)
+
+    @classmethod
+    def skipped(cls, index: int, reason: str) -> _ImageResult:
+        return cls(index=index, output="", label_error=None, diff_errors={}, label_errors=None,
+                   last_success_output={}, first_failure_output={}, error=reason)
 
 
 @dataclass
@@ -884,6 +955,7 @@ class _SearchJob:
     seed: int
     batch_size: int
     images_in_flight: int
+    max_pixels: int | None = None
     # Unique per search: Dask treats equal task arguments as the same task and would hand back a
     # previous run's result, or its error, for a shard that is re-run.
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -949,17 +1021,29 @@ class _Image:
 
 def _run_search(job: _SearchJob, predictor: _Predictor, diff_error: Callable,
                 renderer: concurrent.futures.Executor, on_result: Callable[[_ImageResult], None],
-                on_pair: Callable[[], None] | None = None) -> None:
-    """Search ``job`` with ``predictor``, rendering through ``renderer``; see the section comment."""
+                on_pair: Callable[[int], None] | None = None) -> None:
+    """Search ``job`` with ``predictor``, rendering through ``renderer``; see the section comment.
+
+    An image that cannot be read, or on which predict fails under ``on_error="skip"``, ends
+    as an ``_ImageResult`` with ``error`` set and no rows.
+    """
     points = len(job.grid) - 1
     batch = job.batch_size
-    limit = 4 * batch  # rendered or rendering, not yet predicted: bounds memory
+    limit = 4 * batch  # images rendered or rendering, not yet predicted: bounds memory ...
+    byte_limit = 512 * 2**20  # ... and so do their bytes, for large images
     pending = collections.deque(job.todo.items())
     active: dict[int, _Image] = {}
     wanted: collections.deque[tuple[int, str]] = collections.deque()
     rendering: collections.deque[tuple[concurrent.futures.Future, int, str, tuple[int, ...]]] = collections.deque()
     ready: collections.deque[tuple[int, str | None, int, np.ndarray]] = collections.deque()
-    outstanding = 0
+    outstanding = [0, 0]  # images, bytes
+
+    def count(images: int, nbytes: int) -> None:
+        outstanding[0] += images
+        outstanding[1] += nbytes
+
+    def room() -> bool:
+        return outstanding[0] == 0 or (outstanding[0] < limit and outstanding[1] < byte_limit)
 
     def finish_pair(state: _Image, pair: _Pair) -> None:
         key = state.source.key
@@ -978,36 +1062,58 @@ def _run_search(job: _SearchJob, predictor: _Predictor, diff_error: Callable,
             pair.first_failure, pair.done = stop.value, True
         state.remaining -= 1
         if on_pair is not None:
-            on_pair()
+            on_pair(1)
         if state.remaining == 0:
             on_result(state.result())
             del active[state.index]
+
+    def give_up(index: int, pairs: int, reason: str) -> None:
+        active.pop(index, None)
+        on_result(_ImageResult.skipped(index, reason))
+        if on_pair is not None:
+            on_pair(pairs)
 
     while True:
         while pending and len(active) < job.images_in_flight and len(wanted) < limit:
             index, names = pending.popleft()
             source = job.sources[index]
+            try:
+                image = source.load(job.max_pixels)
+            except ValueError as exc:  # unreadable, empty, not an image, too large: skipped and recorded
+                give_up(index, len(names), str(exc))
+                continue
             strategy = "grid" if index in job.full_grid else job.strategy
             label = job.labels[index] if job.labels is not None else None
             pairs = {name: _Pair(name, points, strategy, job.labels is not None) for name in names}
-            state = active[index] = _Image(index, source, source.load(), pairs, label)
-            ready.append((index, None, 0, state.image))
-            outstanding += 1
+            active[index] = _Image(index, source, image, pairs, label)
+            ready.append((index, None, 0, image))
+            count(1, image.nbytes)
             wanted.extend((index, name) for name in names)
-        while wanted and outstanding < limit:
+        while wanted and room():
             index, name = wanted.popleft()
+            if index not in active:
+                continue
             state, request = active[index], active[index].pairs[name].request
             future = renderer.submit(_render, state.image, state.source.key, name,
                                      [job.grid[i] for i in request], job.seed)
             rendering.append((future, index, name, request))
-            outstanding += len(request)
+            count(len(request), len(request) * state.image.nbytes)
         if len(ready) >= batch or (ready and not rendering):
             items = [ready.popleft() for _ in range(min(batch, len(ready)))]
+            count(-len(items), -sum(item[3].nbytes for item in items))
+            items = [item for item in items if item[0] in active]  # images given up on
+            names = [f"image {active[i].source.key}" + ("" if name is None else
+                                                        f", augmentation {name}, intensity {job.grid[point]}")
+                     for i, name, point, _ in items]
             outputs = predictor([item[3] for item in items],
-                                [active[i].source.path if name is None else None for i, name, _, _ in items])
-            outstanding -= len(items)
+                                [active[i].source.path if name is None else None for i, name, _, _ in items], names)
             for (index, name, point, _), output in zip(items, outputs):
-                state = active[index]
+                state = active.get(index)
+                if state is None:
+                    continue
+                if isinstance(output, PredictFailure):
+                    give_up(index, state.remaining, output.reason)
+                    continue
                 if name is None:
                     state.original = output
                     if job.labels is not None:
@@ -1024,7 +1130,8 @@ def _run_search(job: _SearchJob, predictor: _Predictor, diff_error: Callable,
                     finish_pair(state, pair)
         elif rendering:
             future, index, name, request = rendering.popleft()
-            ready.extend((index, name, point, array) for point, array in zip(request, future.result()))
+            arrays = future.result()
+            ready.extend((index, name, point, array) for point, array in zip(request, arrays))
         elif not pending and not active:
             return
         else:  # pragma: no cover - a bookkeeping bug, never a user error
@@ -1046,6 +1153,7 @@ class _ModelSpec:
     batch_size: int | None
     predict_input: str
     diff_error: Callable
+    on_error: str = "raise"
 
     def predict_function(self) -> Callable:
         if self.predict is not None:
@@ -1059,7 +1167,7 @@ class _ModelSpec:
             return _WORKER_MODELS[self.token]
 
     def predictor(self) -> _Predictor:
-        return _Predictor(self.predict_function(), self.batch_size, self.predict_input)
+        return _Predictor(self.predict_function(), self.batch_size, self.predict_input, self.on_error)
 
 
 def _factory_token(factory: Callable | None) -> str:
@@ -1333,6 +1441,7 @@ class ImageRecord:
     label: Any = None
     output: str | None = None
     label_error: float | None = None
+    error: str | None = None  # why the search skipped it (unreadable, too large, predict failed)
 
 
 @dataclass
@@ -1360,7 +1469,14 @@ class Analysis:
 
     @property
     def complete(self) -> bool:
-        return all(c.searched_count == len(self.images) for c in self.curves.values())
+        """Every image searched for every augmentation, or skipped with a reason."""
+        skipped = len(self.skipped)
+        return all(c.searched_count + skipped >= len(self.images) for c in self.curves.values())
+
+    @property
+    def skipped(self) -> list[dict]:
+        """The images the search skipped: {"file", "reason"} (a re-run tries them again)."""
+        return [{"file": record.file, "reason": record.error} for record in self.images if record.error]
 
     def summary_rows(self) -> list[dict]:
         """One row per augmentation, most fragile (lowest 50 % intensity) first."""
@@ -1384,9 +1500,9 @@ class Analysis:
     def from_json(cls, data: Any, where: str = "analysis") -> Analysis:
         if not isinstance(data, dict) or data.get("format") != _ANALYSIS_FORMAT:
             raise ValueError(f"{where} is not an augment.py analysis file")
-        if data.get("version") != _ANALYSIS_VERSION:
+        if data.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"{where} has analysis format version {data.get('version')!r}; this augment.py "
-                             f"{__version__} reads version {_ANALYSIS_VERSION}. Re-run the search "
+                             f"{__version__} reads versions {_READABLE_VERSIONS}. Re-run the search "
                              f"(the old file is kept as a backup).")
         try:
             settings = data["settings"]
@@ -1409,7 +1525,7 @@ class Analysis:
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".analysis-", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(self.to_json(), handle, separators=(",", ":"))
@@ -1420,6 +1536,18 @@ class Analysis:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+def _temporary_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}."
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Temporary files a killed save left next to ``path`` (the file itself is always whole)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in glob.glob(glob.escape(os.path.join(folder, _temporary_prefix(path))) + "*.tmp"):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
@@ -1475,6 +1603,9 @@ class _Checkpointer:
 def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
     for result in results:
         record = analysis.images[result.index]
+        record.error = result.error
+        if result.error is not None:
+            continue
         record.output, record.label_error = result.output, result.label_error
         for name, row in result.diff_errors.items():
             curve = analysis.curves[name]
@@ -1736,6 +1867,12 @@ probe agreed with the full grid on {{ row.agreement }} of the sampled images.{% 
 <figcaption><b>{{ item.file }}</b>{% if item.label is not none %} (label {{ item.label }}){% endif %}<br>
 original output: {{ item.output }}<br>{{ item.augmentation }} at {{ item.intensity }}: {{ item.failure_output }}</figcaption>
 </figure>{% else %}<p>No image changed its output under any augmentation.</p>{% endfor %}</div></section>
+{% if skipped %}
+<section id="skipped"><h2>Skipped images ({{ skipped|length }})</h2>
+<p>The search could not use these; they are not in any figure above. A re-run tries them again.</p>
+<table><thead><tr><th>file</th><th>reason</th></tr></thead><tbody>
+{% for item in skipped %}<tr><td>{{ item.file }}</td><td>{{ item.reason }}</td></tr>
+{% endfor %}</tbody></table></section>{% endif %}
 
 <script>
 const FRAMES = {{ frames_json|tojson }};
@@ -1753,6 +1890,16 @@ for (const input of document.querySelectorAll("input[type=range][data-aug]")) {
 
 def _fmt(value: float | None) -> str:
     return ">1" if value is None else f"{value:.2f}"
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: Any) -> Any:
+    """jinja2 finalize: control characters (NUL, ...) in user text are shown as \\xNN, never written."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return _CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    return value
 
 
 def _safe_name(text: str, limit: int = 60) -> str:
@@ -1894,12 +2041,12 @@ class _ReportWriter:
             os.makedirs(os.path.join(self.html_dir, folder), exist_ok=True)
         rows = [self.section(r["augmentation"], self.analysis.curves[r["augmentation"]])
                 for r in self.analysis.summary_rows()]
-        environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
         html = environment.from_string(_REPORT_TEMPLATE).render(
             rows=rows, gallery=self.gallery(), frames_json={r["name"]: r["frames"] for r in rows},
             image_count=len(self.analysis.images), step=self.analysis.settings["step_size"],
             augmentation_count=len(rows), threshold=self.analysis.settings["failure_threshold"],
-            seed=self.analysis.settings["seed"], version=__version__,
+            seed=self.analysis.settings["seed"], version=__version__, skipped=self.analysis.skipped,
             grid_sample=(len(self.analysis.settings["grid_sample"])
                          if self.analysis.settings.get("grid_sample") is not None else None),
             cam_method=self.cam_method if self.torch_model is not None and self.target_layers else None,
@@ -2176,6 +2323,8 @@ class ImageAugmenter:
         checkpoint_seconds: float = 10.0,
         progress: bool = True,
         predict_factory: Callable[[], Callable] | None = None,
+        on_error: str = "raise",
+        max_image_pixels: int | None = MAX_IMAGE_PIXELS,
     ):
         if my_predict is not None and not callable(my_predict):
             raise ValueError(f"my_predict must be callable or None, got {type(my_predict).__name__}")
@@ -2192,12 +2341,18 @@ class ImageAugmenter:
             raise ValueError(f"augmentations lists a name twice: {self.augmentations}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if max_image_pixels is not None and (not isinstance(max_image_pixels, int) or max_image_pixels < 1):
+            raise ValueError(f"max_image_pixels must be a positive int or None, got {max_image_pixels!r}")
         if predict_input not in ("auto", "array", "filename"):
             raise ValueError(f"predict_input must be 'auto', 'array' or 'filename', got {predict_input!r}")
         if not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.my_predict = my_predict
         self.predict_factory = predict_factory
+        self.on_error = on_error
+        self.max_image_pixels = max_image_pixels
         self._model_token = _factory_token(predict_factory)  # names the model in each worker's cache
         self.diff_error = diff_error
         self.label_format = label_format
@@ -2247,9 +2402,10 @@ class ImageAugmenter:
                 raise ValueError("my_predict is None and there are no training images to build the "
                                  "model-free matcher from: run the search first or give my_predict")
             matcher = TemplateMatcher([source.load() for source in default_images])
-            return _ModelSpec(matcher, None, self._model_token, 256, "array", self.diff_error or matcher.diff_error)
+            return _ModelSpec(matcher, None, self._model_token, 256, "array", self.diff_error or matcher.diff_error,
+                              self.on_error)
         return _ModelSpec(self.my_predict, self.predict_factory, self._model_token, self.batch_size,
-                          self.predict_input, self.diff_error or default_diff_error)
+                          self.predict_input, self.diff_error or default_diff_error, self.on_error)
 
     def _predictor(self, default_images: Sequence[_Source] | None = None) -> tuple[_Predictor, Callable]:
         """The batched predictor (in this process) and the diff_error to use with it."""
@@ -2271,6 +2427,8 @@ class ImageAugmenter:
     def _resume_or_start(self, path: str | None, fingerprint: str, sources: Sequence[_Source],
                          labels: list | None, step: float) -> Analysis:
         grid = _grid(step)
+        if path is not None:
+            _remove_stale_temporaries(path)
         if path is not None and os.path.exists(path):
             try:
                 cached = load_analysis(path)
@@ -2386,7 +2544,7 @@ class ImageAugmenter:
             sources=dict(enumerate(sources)), todo=todo,
             labels=dict(enumerate(labels)) if labels is not None else None, full_grid=full_grid,
             strategy=strategy, grid=grid, failure_threshold=self.failure_threshold, seed=self.seed,
-            batch_size=batch,
+            batch_size=batch, max_pixels=self.max_image_pixels,
             images_in_flight=images_per_chunk or max(2, math.ceil(4 * batch / len(self.augmentations))))
         checkpoint = _Checkpointer(analysis, path, self.checkpoint_seconds)
         from tqdm.auto import tqdm
@@ -2401,6 +2559,12 @@ class ImageAugmenter:
         finally:
             # Whatever ended the search (done, an error, Ctrl-C), finished images are kept.
             checkpoint.save()
+        if skipped := analysis.skipped:
+            listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+            warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
+                          f"analysis.skipped and in the report; a re-run tries them again.", stacklevel=2)
+            if len(skipped) == len(sources):
+                raise ValueError(f"every image was skipped, nothing was searched: {listed}")
         return analysis
 
     searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
@@ -2417,7 +2581,7 @@ class ImageAugmenter:
         try:
             with predictor:
                 _run_search(job, predictor, diff_error, renderer,
-                            on_result=lambda result: checkpoint.merge([result]), on_pair=lambda: bar.update(1))
+                            on_result=lambda result: checkpoint.merge([result]), on_pair=bar.update)
         except concurrent.futures.process.BrokenProcessPool as exc:
             raise RuntimeError(
                 f"the {workers} render worker processes stopped ({exc}). A script that starts a search "
@@ -2699,7 +2863,7 @@ class ImageAugmenter:
         import jinja2
 
         entries = _read_manifest(manifest)[0][-limit:]
-        html = jinja2.Environment(autoescape=True).from_string(_PREVIEW_TEMPLATE).render(
+        html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
             entries=entries, seed=self.seed)
         path = os.path.join(folder, name)
         _write_atomic(path, lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))

@@ -1,0 +1,267 @@
+"""Fault injection: kills at any moment, bad images, failing models, damaged caches, hostile text.
+
+Kill tests run the work in a child process (tests/models/killable.py) and SIGKILL it at a
+point it announces on stdout; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, BrightnessModel, uniform_images, write_pngs
+from models import oracles
+
+import augment
+
+KILLABLE = str(ROOT / "tests" / "models" / "killable.py")
+VALUES = [20, 45, 70, 95, 120, 30]
+PER_IMAGE = 1 + 2 * 10  # the original + Brighten and Darken at 10 intensities
+
+
+def kill_at(mode: str, work: Path, hang: str, after: int, marker: str) -> None:
+    """Run the child until it has announced ``marker`` ``after`` times, then SIGKILL it."""
+    child = subprocess.Popen([sys.executable, KILLABLE, mode, str(work), hang, str(after)],
+                             stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    seen = 0
+    for line in child.stdout:
+        seen += line.strip() == marker
+        if seen >= (after if hang == "none" else 1) or line.strip() == "DONE":
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    child.stdin.close()
+    assert child.returncode == -signal.SIGKILL and seen, "the child finished before the kill point"
+
+
+def search(files, path, model=None):
+    return augment.ImageAugmenter(model or oracles.bright, **killable_options()).search_randomization_boundaries(
+        files, None, 0.1, path)
+
+
+def killable_options():
+    sys.path.insert(0, str(ROOT / "tests" / "models"))
+    from killable import SEARCH
+
+    return dict(SEARCH)
+
+
+@pytest.fixture()
+def work(tmp_path):
+    write_pngs(tmp_path / "imgs", uniform_images(VALUES))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("hang", "after"), [("none", 2), ("none", 9), ("none", 17), ("save", 1), ("save", 2)])
+def test_a_search_killed_at_any_point_resumes_to_the_uninterrupted_analysis(work, hang, after):
+    files = sorted(str(p) for p in (work / "imgs").glob("*.png"))
+    reference = search(files, None)
+    path = work / "analysis.json"
+    kill_at("search", work, hang, after, "PREDICT" if hang == "none" else "WRITING")
+    done = augment.load_analysis(path).curves["Brighten"].searched_count if path.exists() else 0
+    assert done < len(files)
+    model = BrightnessModel()
+    resumed = search(files, path, model)
+    assert resumed.to_json()["augmentations"] == reference.to_json()["augmentations"]
+    assert model.calls == (len(files) - done) * PER_IMAGE  # only what the last checkpoint did not hold
+    assert not [name for name in os.listdir(work) if name.endswith(".tmp")]  # no half-written leftovers
+
+
+@pytest.mark.parametrize(("hang", "after"), [("none", 3), ("image", 5), ("manifest", 7)])
+def test_a_synthesis_killed_at_any_point_completes_with_the_uninterrupted_files(work, hang, after):
+    files = sorted(str(p) for p in (work / "imgs").glob("*.png"))
+    search(files, work / "analysis.json")
+    augmenter = augment.ImageAugmenter(oracles.bright, **killable_options())
+    augmenter.load_analysis(work / "analysis.json")
+    augmenter.synthesize_more(files, realism=0, count=12, output_dir=work / "reference", preview_html=None)
+    kill_at("synthesize", work, hang, after, "WROTE" if hang == "none" else "WRITING")
+    augmenter.synthesize_more(files, realism=0, count=12, output_dir=work / "out", preview_html=None,
+                              count_is_total=True)
+    out, reference = work / "out", work / "reference"
+    entries = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    names = [entry["file"] for entry in entries]
+    assert len(names) == len(set(names)) == 12  # no duplicate
+    assert sorted(names) == sorted(p.name for p in out.iterdir() if p.name != "manifest.jsonl")  # no orphan
+    for name in names:  # none truncated, and each byte-identical to the uninterrupted run's
+        assert (out / name).read_bytes() == (reference / name).read_bytes()
+        augment.load_image(str(out / name))
+
+
+# -- bad images ----------------------------------------------------------------------
+
+
+def bad_images(folder: Path) -> dict[str, str]:
+    """One file per case -> the policy for it ("converted" or "skipped")."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = np.full((24, 24, 3), 90, np.uint8)
+    Image.fromarray(photo).save(folder / "good.png")
+    full = (folder / "good.png").read_bytes()
+    (folder / "truncated.png").write_bytes(full[:len(full) // 2])
+    (folder / "not-an-image.png").write_text("just some text")
+    (folder / "empty.png").write_bytes(b"")
+    Image.fromarray(photo[..., 0]).save(folder / "gray.png")
+    Image.fromarray(np.dstack([photo, np.full((24, 24), 128, np.uint8)])).save(folder / "rgba.png")
+    Image.fromarray(photo).convert("P").save(folder / "palette.png")
+    Image.fromarray((np.full((24, 24), 90, np.uint16) * 257)).save(folder / "sixteen-bit.png")
+    Image.fromarray(photo[:1, :1]).save(folder / "one-pixel.png")
+    Image.new("RGB", (8000, 8000), (90, 90, 90)).save(folder / "huge.png", compress_level=1)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: stored 24 wide x 12 high, shown 12 x 24
+    Image.fromarray(np.full((12, 24, 3), 90, np.uint8)).save(folder / "exif-rotated.jpg", exif=exif)
+    return {"good.png": "converted", "truncated.png": "skipped", "not-an-image.png": "skipped",
+            "empty.png": "skipped", "gray.png": "converted", "rgba.png": "converted", "palette.png": "converted",
+            "sixteen-bit.png": "converted", "one-pixel.png": "converted", "huge.png": "skipped",
+            "exif-rotated.jpg": "converted"}
+
+
+def test_bad_images_are_converted_or_skipped_and_listed_by_name_never_a_silent_zero(tmp_path):
+    policy = bad_images(tmp_path / "imgs")
+    files = [str(tmp_path / "imgs" / name) for name in policy]
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], batch_size=8, progress=False)
+    with pytest.warns(UserWarning, match="4 of 11 images skipped"):
+        analysis = augmenter.search_randomization_boundaries(files, None, 0.25, tmp_path / "analysis.json")
+    skipped = {Path(item["file"]).name: item["reason"] for item in analysis.skipped}
+    assert set(skipped) == {name for name, what in policy.items() if what == "skipped"}
+    assert "huge.png is 8000x8000 (64 MP), more than max_image_pixels=40 MP" in skipped["huge.png"]
+    assert all(name in reason for name, reason in skipped.items())
+    curve = analysis.curves["Brighten"]
+    for k, name in enumerate(policy):
+        assert (curve.diff_errors[k] is None) == (policy[name] == "skipped"), name
+        if policy[name] == "converted":  # a mid-gray image of value 90: Brighten flips it at +0.25
+            assert curve.first_failure_intensities[k] == 0.25, name
+    assert augment.load_image(files[list(policy).index("exif-rotated.jpg")]).shape == (24, 12, 3)
+    assert augment.load_image(files[list(policy).index("sixteen-bit.png")])[0, 0, 0] == 90
+    html = Path(augmenter.render_boundaries(tmp_path / "report")).read_text()
+    assert "Skipped images (4)" in html and "not-an-image.png" in html and "max_image_pixels" in html
+    assert analysis.complete
+    with pytest.raises(ValueError, match="every image was skipped"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        augmenter.search_randomization_boundaries(files[1:4], None, 0.25, None)
+
+
+# -- a model that fails ------------------------------------------------------------------
+
+
+def flaky(images):
+    """Raises on a very dark image, returns None on gray 200, NaN on gray 128."""
+    outputs = []
+    for image in images:
+        mean = float(np.asarray(image).mean())
+        if mean < 10:
+            raise RuntimeError("model crashed on a dark image")
+        outputs.append(None if mean == 200 else (float("nan") if mean == 128 else int(mean > 127)))
+    return outputs
+
+
+def test_on_error_raise_names_the_image_and_augmentation():
+    augmenter = augment.ImageAugmenter(flaky, augmentations=["Darken"], batch_size=1, progress=False)
+    with pytest.raises(RuntimeError, match="dark image") as raised:
+        augmenter.search_randomization_boundaries(uniform_images([60]), None, 0.25, None)
+    assert "image array-0, augmentation Darken, intensity" in "".join(raised.value.__notes__)
+    with pytest.raises(ValueError, match="returned None") as raised:
+        augment.ImageAugmenter(flaky, augmentations=["Brighten"], batch_size=4, progress=False
+                               ).search_randomization_boundaries(uniform_images([60, 200]), None, 0.25, None)
+    assert "a batch of 4 from image array-0" in "".join(raised.value.__notes__)
+    with pytest.raises(ValueError, match="returned NaN"):
+        augment.ImageAugmenter(flaky, augmentations=["Brighten"], progress=False
+                               ).search_randomization_boundaries(uniform_images([128]), None, 0.25, None)
+
+
+def test_on_error_skip_records_each_failing_image_and_keeps_the_others(tmp_path):
+    def wrong_length(images):
+        return flaky(images)[:-1] if len(images) == 3 else flaky(images)
+
+    values = [60, 128, 200]  # 60 is searched; the originals 128, 200 and 5 give NaN, None and a crash
+    for predict in (flaky, wrong_length):
+        augmenter = augment.ImageAugmenter(predict, augmentations=["Brighten"], batch_size=3, on_error="skip",
+                                           progress=False)
+        with pytest.warns(UserWarning, match="3 of 4 images skipped"):
+            analysis = augmenter.search_randomization_boundaries(uniform_images(values + [5]), None, 0.5, None)
+        reasons = [item["reason"] for item in analysis.skipped]
+        assert any("image array-1" in r and "returned NaN" in r for r in reasons)
+        assert any("image array-2:" in r and "returned None" in r for r in reasons)
+        assert any("image array-3" in r and "dark image" in r for r in reasons)
+        assert analysis.curves["Brighten"].first_failure_intensities[0] == 0.5  # 60 + 127 > 127
+
+
+# -- the cache -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", '{"format": "augment.py analysis", "versi', "{}", '{"hello": 1}', "\x00\xff",
+                                     '{"format": "augment.py analysis", "version": 99}'])
+def test_a_damaged_or_foreign_cache_is_a_clear_error_and_is_kept_as_a_backup(tmp_path, content):
+    path = tmp_path / "analysis.json"
+    path.write_bytes(content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content)
+    with pytest.raises(ValueError, match=r"analysis.*(truncated|not an augment.py|version 99)"):
+        augment.load_analysis(path)
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    with pytest.warns(UserWarning, match="not reusing .* kept as .*bak"):
+        augmenter.search_randomization_boundaries(uniform_images([50]), None, 0.5, path)
+    backups = list(tmp_path.glob("analysis.json.bak-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == path.with_name(backups[0].name).read_bytes()
+    assert backups[0].read_bytes() == (content.encode("utf-8", "surrogateescape"))
+    assert augment.load_analysis(path).complete
+
+
+def test_a_version_1_cache_from_the_previous_release_is_read(tmp_path):
+    images = uniform_images([40, 90])
+    path = tmp_path / "analysis.json"
+    augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False
+                           ).search_randomization_boundaries(images, None, 0.5, path)
+    data = json.loads(path.read_text())
+    data["version"] = 1
+    for record in data["images"]:
+        del record["error"]
+    path.write_text(json.dumps(data))
+    model = BrightnessModel()
+    analysis = augment.ImageAugmenter(model, augmentations=["Brighten"], progress=False
+                                      ).search_randomization_boundaries(images, None, 0.5, path)
+    assert model.calls == 0 and analysis.curves["Brighten"].first_failure_intensities == [0.5, 0.5]
+
+
+# -- hostile text ------------------------------------------------------------------------
+
+
+HOSTILE = ['<img src=x onerror=alert(1)>', '"quoted" \'single\'', "../../escape", "a/b\\c", "nul\x00byte",
+           "x" * 5000]
+
+
+def test_hostile_labels_outputs_and_file_names_are_escaped_and_stay_inside_the_folders(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    files = []
+    for k, name in enumerate(["<b>bold<b>.png", "quote\"'.png", "..dots...png", "long" + "y" * 200 + ".png"]):
+        path = folder / name
+        from PIL import Image
+
+        Image.fromarray(np.full((16, 16, 3), 40 + 30 * k, np.uint8)).save(path)
+        files.append(str(path))
+
+    def hostile_predict(images):
+        return [HOSTILE[int(np.asarray(i).mean()) % len(HOSTILE)] for i in images]
+
+    augmenter = augment.ImageAugmenter(hostile_predict, augmentations=["Brighten", "SafeRotate"], batch_size=8,
+                                       progress=False)
+    labels = HOSTILE[:4]
+    augmenter.search_randomization_boundaries(files, labels, 0.25, tmp_path / "analysis.json")
+    html_path = Path(augmenter.render_boundaries(tmp_path / "report"))
+    made, _ = augmenter.synthesize_more(files, labels, realism=0, count=6, output_dir=tmp_path / "synthetic")
+    pages = [html_path.read_text(), (tmp_path / "synthetic" / "__preview.html").read_text()]
+    for page in pages:
+        assert "<img src=x" not in page and "<b>bold<b>" not in page and "\x00" not in page
+        assert "&lt;b&gt;bold&lt;b&gt;" in page
+    for root in (tmp_path / "report", tmp_path / "synthetic"):
+        for path in root.rglob("*"):
+            assert path.resolve().is_relative_to(root.resolve())
+            assert len(path.name) < 255
+    assert all(Path(f).resolve().parent == (tmp_path / "synthetic").resolve() for f in made)
