@@ -112,7 +112,7 @@ def bad_images(folder: Path) -> dict[str, str]:
     Image.fromarray(photo[..., 0]).save(folder / "gray.png")
     Image.fromarray(np.dstack([photo, np.full((24, 24), 128, np.uint8)])).save(folder / "rgba.png")
     Image.fromarray(photo).convert("P").save(folder / "palette.png")
-    Image.fromarray((np.full((24, 24), 90, np.uint16) * 257)).save(folder / "sixteen-bit.png")
+    Image.fromarray(np.full((24, 24), 90, np.uint16) * 257).save(folder / "sixteen-bit.png")
     Image.fromarray(photo[:1, :1]).save(folder / "one-pixel.png")
     Image.new("RGB", (8000, 8000), (90, 90, 90)).save(folder / "huge.png", compress_level=1)
     exif = Image.Exif()

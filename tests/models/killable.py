@@ -14,8 +14,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), HERE]
 
-import augment  # noqa: E402
 import oracles  # noqa: E402
+
+import augment  # noqa: E402
 
 SEARCH = {"augmentations": ["Brighten", "Darken"], "batch_size": 8, "progress": False}
 
