@@ -1433,6 +1433,36 @@ class AugmentationCurve:
                    first_failure_output=data["first_failure_output"])
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _expect(condition: bool, problem: str) -> None:
+    if not condition:
+        raise ValueError(problem)
+
+
+def _check_curve(curve: AugmentationCurve, count: int) -> None:
+    """The shape and types of one augmentation's rows in a loaded analysis."""
+    width = len(curve.intensities)
+    for field_name in ("diff_errors", "label_errors"):
+        rows = getattr(curve, field_name)
+        if rows is None and field_name == "label_errors":
+            continue
+        _expect(isinstance(rows, list) and len(rows) == count,
+                f"augmentation {curve.name} has {field_name} for {len(rows) if isinstance(rows, list) else '?'} "
+                f"of {count} images")
+        for row in rows:
+            _expect(row is None or (isinstance(row, list) and len(row) == width and all(
+                v is None or (_is_number(v) and 0 <= v <= 1) for v in row)),
+                f"augmentation {curve.name} has a {field_name} row that is not {width} values in [0, 1] or null")
+    for field_name in ("last_success_output", "first_failure_output"):
+        outputs = getattr(curve, field_name)
+        _expect(isinstance(outputs, list) and len(outputs) == count and all(
+            o is None or isinstance(o, str) for o in outputs), f"augmentation {curve.name} has a bad {field_name}")
+    _expect(isinstance(curve.definition, str), f"augmentation {curve.name} has no definition text")
+
+
 @dataclass
 class ImageRecord:
     """One searched image: its file (or array key), label and the model's original output."""
@@ -1506,18 +1536,29 @@ class Analysis:
                              f"(the old file is kept as a backup).")
         try:
             settings = data["settings"]
-            intensities = settings["intensities"]
-            threshold = settings["failure_threshold"]
+            intensities, threshold = settings["intensities"], settings["failure_threshold"]
+            _expect(isinstance(data["fingerprint"], str), "fingerprint is not text")
+            _expect(isinstance(intensities, list) and len(intensities) >= 2 and all(
+                _is_number(t) for t in intensities) and intensities == sorted(intensities),
+                "settings.intensities is not an increasing list of numbers")
+            _expect(_is_number(threshold) and 0 < threshold <= 1, "settings.failure_threshold is not in (0, 1]")
+            _expect(all(_is_number(settings[k]) for k in ("step_size", "seed")), "settings.step_size or seed")
+            _expect(isinstance(data["images"], list) and all(isinstance(r, dict) for r in data["images"]),
+                    "images is not a list of records")
             images = [ImageRecord(**record) for record in data["images"]]
-            curves = {name: AugmentationCurve.from_json(name, entry, intensities, threshold)
-                      for name, entry in data["augmentations"].items()}
-            for name, curve in curves.items():
+            _expect(all(isinstance(r.file, str) and (r.error is None or isinstance(r.error, str)) for r in images),
+                    "an image record's file or error is not text")
+            _expect(isinstance(data["augmentations"], dict), "augmentations is not an object")
+            curves = {}
+            for name, entry in data["augmentations"].items():
                 _check_augmentation_name(name, "augmentation in the analysis")
-                if len(curve.diff_errors) != len(images):
-                    raise ValueError(f"augmentation {name} has {len(curve.diff_errors)} rows for "
-                                     f"{len(images)} images")
+                _expect(isinstance(entry, dict), f"augmentation {name} is not an object")
+                curve = curves[name] = AugmentationCurve.from_json(name, entry, intensities, threshold)
+                _check_curve(curve, len(images))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{where} is damaged: missing or malformed field {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{where} is damaged: {exc}") from None
         return cls(fingerprint=data["fingerprint"], settings=settings, images=images, curves=curves)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -2119,8 +2160,22 @@ class SyntheticImage:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> SyntheticImage:
-        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+    def from_json(cls, data: Any) -> SyntheticImage:
+        """One manifest line; a ValueError says what is wrong with it."""
+        _expect(isinstance(data, dict), "not a JSON object")
+        entry = cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+        _expect(isinstance(entry.index, int) and not isinstance(entry.index, bool) and entry.index >= 0,
+                "index is not a whole number >= 0")
+        for name in (entry.file,) + ((entry.label,) if isinstance(entry.label, str) and
+                                     entry.label.endswith(".mask.png") else ()):
+            _expect(isinstance(name, str) and name == os.path.basename(name) and name.startswith("synthetic-")
+                    and "\\" not in name and "\x00" not in name, f"file {name!r} is not a synthetic image name")
+        _expect(isinstance(entry.source_file, str), "source_file is not text")
+        _expect(isinstance(entry.augmentations, list) and all(
+            isinstance(a, dict) and isinstance(a.get("name"), str) and _is_number(a.get("intensity"))
+            for a in entry.augmentations), "augmentations is not a list of {name, intensity}")
+        _expect(isinstance(entry.seed, int) and _is_number(entry.realism), "seed or realism is not a number")
+        return entry
 
 
 def _label_kind(label_format: Any) -> str:
@@ -2192,7 +2247,7 @@ def _read_manifest(path: str) -> tuple[list[SyntheticImage], bool]:
             continue
         try:
             entries.append(SyntheticImage.from_json(json.loads(line)))
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             raise ValueError(f"manifest {path} line {number} is damaged ({exc}); fix or remove it") from None
     return entries, truncated
 
