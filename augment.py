@@ -11,9 +11,11 @@ Public API
 ----------
 ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS,
                label_format=None, *, seed=0, batch_size=None, predict_input="auto",
-               failure_threshold=0.5, ...)
+               failure_threshold=0.5, on_error="raise", predict_factory=None,
+               max_image_pixels=MAX_IMAGE_PIXELS, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
-                                     analytics_cache="analysis.json")
+                                     analytics_cache="analysis.json", *, strategy="grid",
+                                     grid_sample=32, num_workers=None, executor=None)
     .render_boundaries(html_dir="analytics", ...)
     .synthesize_more(organic_img_filenames, organic_labels=None, realism=0.5, ...)
     .evaluate(img_filenames, img_labels)
@@ -26,7 +28,7 @@ load_image(source) -> (H, W, 3) uint8
 load_analysis(path) -> Analysis
 gradcam_frames(...) / write_gradcam_gif(...)   Grad-CAM over one augmentation sweep
 CATALOGUE, ALL_AUGMENTATIONS, COLOR_AUGMENTATIONS, DISTORTION_AUGMENTATIONS,
-PIXEL_DROPOUT_AUGMENTATIONS
+PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
 main(argv=None)                                 the command line (python augment.py -h)
 
 Quickstart
@@ -52,6 +54,7 @@ __all__ = [
     "CATALOGUE",
     "COLOR_AUGMENTATIONS",
     "DISTORTION_AUGMENTATIONS",
+    "MAX_IMAGE_PIXELS",
     "PIXEL_DROPOUT_AUGMENTATIONS",
     "Analysis",
     "Augmentation",
@@ -2359,6 +2362,12 @@ class ImageAugmenter:
     default is 0 for equal strings, else 1. An output "changed" when its diff error
     reaches ``failure_threshold``. ``seed`` makes searches and synthesis repeatable.
 
+    ``on_error``: "raise" (default; the error names the image and augmentation) or
+    "skip" (images predict fails on, or returns None / NaN for, are skipped and
+    recorded). ``predict_factory``: instead of ``my_predict``, a picklable zero-argument
+    callable returning predict, called once per process (executor workers).
+    ``max_image_pixels``: larger image files are skipped by the search and listed.
+
     >>> augmenter = ImageAugmenter(lambda imgs: [int(i.mean() > 127) for i in imgs], batch_size=32)
     >>> augmenter.augmentations[:3]
     ['Brighten', 'Contrast', 'Darken']
@@ -2876,11 +2885,13 @@ class ImageAugmenter:
                     outputs = predictor([loaded[i] for i in missing], [sources[i].path for i in missing])
                     reference_outputs.update(zip(missing, outputs))
                 outputs = predictor([c[3] for c in candidates])
-                errors = [_checked_diff(diff_error, out, reference_outputs[c[1]],
+                errors = [math.nan if isinstance(out, PredictFailure) or isinstance(
+                    reference_outputs[c[1]], PredictFailure) else  # on_error="skip": the candidate is rejected
+                          _checked_diff(diff_error, out, reference_outputs[c[1]],
                                         f"synthetic image {c[2].file}, from {c[2].source_file}")
                           for out, c in zip(outputs, candidates)]
             for (k, _, entry, image, new_label), error in zip(candidates, errors):
-                if error is None or low <= error <= high:
+                if error is None or low <= error <= high:  # NaN never passes
                     entry.predicted_diff_error = error
                     accepted[k] = (entry, image, new_label)
                 else:
@@ -2981,7 +2992,9 @@ class ImageAugmenter:
         Returns the seed's keys ``avg_diff_error``, ``output_differs_count`` and
         ``differing_output_errs`` (the diff errors of the outputs that differ), plus
         ``accuracy``, ``count``, ``differing_outputs`` (file, label, output, error) and
-        ``diff_errors`` (every image's error, in order).
+        ``diff_errors`` (every image's error, in order) and ``skipped`` (with
+        ``on_error="skip"``: images predict failed on, left out of every figure). An
+        unreadable image is an error naming it: every image must count.
         """
         sources = _sources(img_filenames, "img_filenames")
         labels = _check_labels(img_labels, len(sources), "img_labels")
@@ -2994,9 +3007,15 @@ class ImageAugmenter:
         with predictor:
             for start in range(0, len(sources), step):
                 chunk = sources[start:start + step]
-                outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk]))
+                outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk],
+                                         [f"image {s.key}" for s in chunk]))
         self.predict_calls += predictor.calls
-        return _evaluate(outputs, labels, [s.key for s in sources], diff_error, self.failure_threshold)
+        kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
+        result = _evaluate([outputs[k] for k in kept], [labels[k] for k in kept], [sources[k].key for k in kept],
+                           diff_error, self.failure_threshold)
+        result["skipped"] = [{"file": sources[k].key, "reason": output.reason}  # on_error="skip" only
+                             for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]
+        return result
 
 
 def _jsonable(value: Any) -> Any:
