@@ -72,8 +72,12 @@ def to_tensor(images):
 
 
 def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: int = 0,
-              augment_fn=None):
-    """Train a fresh CNN deterministically; ``augment_fn(images, rng)`` may alter each epoch's batch."""
+              augment_fn=None, on_epoch=None):
+    """Train a fresh CNN deterministically; ``augment_fn(images, rng)`` may alter each epoch's batch.
+
+    ``on_epoch(epoch, model)`` is called after each epoch (the model in eval mode), e.g. for
+    learning curves.
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -82,7 +86,11 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: in
     rng = np.random.default_rng(seed)
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     model.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if on_epoch is not None and epoch:
+            model.eval()
+            on_epoch(epoch, model)
+            model.train()
         order = rng.permutation(len(images))
         for start in range(0, len(order), 64):
             index = order[start:start + 64]
@@ -92,6 +100,8 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: in
             loss.backward()
             optimizer.step()
     model.eval()
+    if on_epoch is not None:
+        on_epoch(epochs, model)
     return model
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 from conftest import ROOT  # noqa: F401  (puts the repository on sys.path)
 
 import augment
@@ -36,3 +39,69 @@ def test_digits_outputs_change_more_often_as_realism_falls(tmp_path):
     assert [row["realism"] for row in rows] == [1, 0.5, 0, -0.5]
     assert shares[0] == 0.0  # realism 1 draws intensity 0: the source image itself
     assert shares == sorted(shares) and shares[-1] > 0.3, shares
+
+
+@pytest.mark.parametrize("kind", ["boxes", "masks", "keypoints"])
+def test_shapes_example_searches_synthesizes_moved_labels_and_evaluates(tmp_path, capsys, kind):
+    from examples import shapes
+
+    assert shapes.main(["--kind", kind, "--images", "6", "--synthetic", "6", "--step", "0.25",
+                        "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{kind}: detector accuracy" in out and "on the real images 1.000" in out
+    folder = tmp_path / kind / "synthetic"
+    entries = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert len(entries) == 6
+    moved = [e for e in entries if any(a["name"] in ("SafeRotate", "RandomSizedCrop", "ElasticTransform")
+                                       for a in e["augmentations"])]
+    if kind != "masks":  # geometric augmentations moved the label with the pixels
+        assert all(e["label"] != e["source_label"] for e in moved)
+
+
+def test_shapes_diff_errors_are_iou_and_distance():
+    from examples import shapes
+
+    assert shapes.box_diff_error([[0, 0, 10, 10]], [[0, 0, 10, 10]]) == 0.0
+    assert shapes.box_diff_error([[0, 0, 10, 10]], [[5, 0, 15, 10]]) == pytest.approx(1 - 50 / 150)
+    assert shapes.box_diff_error([], [[0, 0, 1, 1]]) == 1.0 and shapes.box_diff_error([], []) == 0.0
+    images, truths = shapes.make_shapes(3)
+    for image, truth in zip(images, truths):
+        assert shapes.box_diff_error(shapes.predict_boxes([image])[0], [truth["box"]]) < 0.1
+        assert shapes.mask_diff_error(shapes.predict_masks([image])[0], truth["mask"]) < 0.1
+        assert shapes.keypoint_diff_error(shapes.predict_keypoints([image])[0], [truth["center"]]) < 0.2
+
+
+def test_model_free_photos_example_writes_a_report_and_synthetic_photos(tmp_path, capsys):
+    from examples import photos
+
+    assert photos.main(["--out", str(tmp_path), "--step", "0.5", "--synthetic", "3"]) == 0
+    assert (tmp_path / "analytics" / "index.html").is_file()
+    assert len(list((tmp_path / "synthetic").glob("synthetic-*.png"))) == 3
+    assert augment.load_analysis(tmp_path / "analysis.json").complete
+
+
+def test_resnet_example_with_random_weights_as_predict_and_factory(tmp_path, capsys):
+    from examples import resnet
+
+    predict = resnet.load_predict(weights=None, size=64)
+    photos = [np.full((40, 50, 3), 90, np.uint8), np.full((30, 30, 3), 200, np.uint8)]
+    outputs = predict(photos)
+    assert len(outputs) == 2 and all(0 <= k < 1000 for k in outputs)
+    assert resnet.load_predict(weights=None, size=64)(photos) == outputs  # seeded random weights
+    assert resnet.main(["--out", str(tmp_path), "--step", "0.5", "--size", "64"]) == 0
+    assert "predictions" in capsys.readouterr().out
+    assert augment.load_analysis(tmp_path / "analysis.json").settings["strategy"] == "adaptive"
+
+
+def test_robustness_study_quick_run_writes_its_table_and_plots(tmp_path):
+    from examples import digits_robustness
+
+    assert digits_robustness.main(["--quick", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "results.md").read_text().splitlines()
+    methods = [line.split("|")[1].strip() for line in table[2:]]
+    assert methods == ["baseline", "augment.py realism 0.5", "augment.py realism 0", "augment.py realism -0.5",
+                       "RandAugment", "TrivialAugmentWide"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["rows"][0]["mCE"] == pytest.approx(1.0)  # the baseline is the reference
+    for name in ("robustness.png", "learning_curves.png"):
+        assert augment.load_image(str(tmp_path / name)).shape[0] > 100

@@ -1,0 +1,207 @@
+"""Does realism-tuned synthetic data make the digits CNN more robust? A retraining study.
+
+    python examples/digits_robustness.py            # about 10 minutes on 2 cores
+    python examples/digits_robustness.py --quick    # a smoke run (the tests use it)
+
+1. Train the baseline CNN on the real training digits (``--epochs`` epochs, per seed).
+2. Search its randomization boundaries (adaptive search on ``--search-images`` training digits).
+3. For realism 0.5, 0 and -0.5, synthesize as many images as there are real ones and retrain on
+   real + synthetic with the same budget (the same number of optimizer steps: half the epochs
+   over twice the images).
+4. Compare with random augmentation of the same budget: torchvision's RandAugment and
+   TrivialAugmentWide applied to half of each batch (the synthetic share), same steps.
+5. Evaluate every model on the held-out digits, clean and corrupted by each catalogue
+   augmentation at intensities 0.1 ... 0.5 (five severities; each corrupted image gets its own
+   seed), and report clean error, mean corruption error (mCE) and relative mCE as in Hendrycks
+   & Dietterich (2019), with the baseline as the reference model (baseline = 100 %).
+
+Writes ``OUT/results.json``, ``OUT/results.md`` (the table), ``OUT/robustness.png`` (error
+against intensity, before and after) and ``OUT/learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import augment  # noqa: E402
+from examples import digits, digits_model  # noqa: E402
+
+SEVERITIES = [0.1, 0.2, 0.3, 0.4, 0.5]
+REALISMS = [0.5, 0.0, -0.5]
+
+
+def corrupted_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str, float], np.ndarray]:
+    """Each held-out image under each augmentation and severity (a fixed, seeded corruption)."""
+    return {(name, s): np.stack([augment.augment_image(image, name, s, augment._derive_seed("test", k, name))
+                                 for k, image in enumerate(images)])
+            for name in names for s in SEVERITIES}
+
+
+def errors_of(model, images: np.ndarray, labels: np.ndarray) -> float:
+    predicted = digits_model.predict_probabilities(list(images), model).argmax(axis=1)
+    return float(np.mean(predicted != labels))
+
+
+def evaluate(model, clean: np.ndarray, labels: np.ndarray, corrupted: dict) -> dict:
+    return {"clean": errors_of(model, clean, labels),
+            "corrupted": {f"{name}@{s}": errors_of(model, images, labels) for (name, s), images in corrupted.items()}}
+
+
+def corruption_errors(result: dict, reference: dict, names: list[str]) -> tuple[float, float]:
+    """(mCE, relative mCE) of ``result`` against ``reference`` (Hendrycks & Dietterich 2019)."""
+    ce, rce = [], []
+    for name in names:
+        errors = [result["corrupted"][f"{name}@{s}"] for s in SEVERITIES]
+        base = [reference["corrupted"][f"{name}@{s}"] for s in SEVERITIES]
+        ce.append(sum(errors) / max(sum(base), 1e-9))
+        rce.append(sum(e - result["clean"] for e in errors) / max(sum(b - reference["clean"] for b in base), 1e-9))
+    return float(np.mean(ce)), float(np.mean(rce))
+
+
+def random_augment(kind: str):
+    """augment_fn for train_cnn: torchvision's policy on half of each batch (uint8 tensors)."""
+    import torch
+    from torchvision.transforms import v2
+
+    policy = v2.RandAugment() if kind == "RandAugment" else v2.TrivialAugmentWide()
+
+    def apply(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = batch.copy()
+        chosen = rng.random(len(batch)) < 0.5
+        torch.manual_seed(int(rng.integers(2**31)))
+        for k in np.flatnonzero(chosen):
+            tensor = torch.from_numpy(np.ascontiguousarray(batch[k])).permute(2, 0, 1)
+            out[k] = policy(tensor).permute(1, 2, 0).numpy()
+        return out
+
+    return apply
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/robustness")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--search-images", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not the figures")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.epochs, args.search_images = 1, 2, 40
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    images, labels = digits_model.load_digits_rgb()
+    train, test = digits_model.train_test_indices(len(images))
+    if args.quick:
+        train, test = train[:200], test[:100]
+    names = augment.ALL_AUGMENTATIONS if not args.quick else ["Brighten", "GaussianBlur", "SafeRotate"]
+    corrupted = corrupted_test_sets(images[test], names)
+    files, truth = digits.write_pngs(images, labels, train, out / "train")
+
+    results: dict[str, list[dict]] = {}
+    curves: dict[str, list[list[float]]] = {}
+
+    def train_and_evaluate(method: str, seed: int, train_images, train_labels, epochs, augment_fn=None):
+        curve: list[float] = []
+
+        def on_epoch(epoch, model):
+            curve.append(1 - errors_of(model, images[test], labels[test]))
+
+        model = digits_model.train_cnn(train_images, train_labels, epochs=epochs, seed=seed, augment_fn=augment_fn,
+                                       on_epoch=on_epoch)
+        results.setdefault(method, []).append(evaluate(model, images[test], labels[test], corrupted))
+        curves.setdefault(method, []).append(curve)
+        print(f"  {method:<22} seed {seed}: clean error {results[method][-1]['clean']:.3f} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        return model
+
+    for seed in range(args.seeds):
+        print(f"seed {seed}")
+        baseline = train_and_evaluate("baseline", seed, images[train], labels[train], args.epochs)
+        augmenter = augment.ImageAugmenter(lambda batch, model=baseline: [
+            int(k) for k in digits_model.predict_probabilities(batch, model).argmax(axis=1)],
+            batch_size=256, seed=seed, progress=False)
+        augmenter.search_randomization_boundaries(files[:args.search_images], truth[:args.search_images], 0.05,
+                                                  out / f"analysis-seed{seed}.json", strategy="adaptive")
+        for realism in REALISMS:
+            made, made_labels = augmenter.synthesize_more(
+                files, truth, realism=realism, count=len(files), output_dir=out / f"synthetic-seed{seed}-r{realism}",
+                preview_html=None, count_is_total=True)
+            synthetic = np.stack([augment.load_image(f) for f in made])
+            mixed = np.concatenate([images[train], synthetic])
+            mixed_labels = np.concatenate([labels[train], np.asarray(made_labels, dtype=np.int64)])
+            train_and_evaluate(f"augment.py realism {realism:g}", seed, mixed, mixed_labels,
+                               max(1, args.epochs // 2))
+        for kind in ("RandAugment", "TrivialAugmentWide"):
+            train_and_evaluate(kind, seed, images[train], labels[train], args.epochs, random_augment(kind))
+
+    reference = {"clean": float(np.mean([r["clean"] for r in results["baseline"]])),
+                 "corrupted": {key: float(np.mean([r["corrupted"][key] for r in results["baseline"]]))
+                               for key in results["baseline"][0]["corrupted"]}}
+    rows = []
+    for method, runs in results.items():
+        scores = [corruption_errors(run, reference, names) for run in runs]
+        clean = [1 - run["clean"] for run in runs]
+        rows.append({"method": method, "clean_accuracy": float(np.mean(clean)),
+                     "clean_accuracy_std": float(np.std(clean)),
+                     "mCE": float(np.mean([s[0] for s in scores])), "mCE_std": float(np.std([s[0] for s in scores])),
+                     "relative_mCE": float(np.mean([s[1] for s in scores])),
+                     "relative_mCE_std": float(np.std([s[1] for s in scores])), "seeds": len(runs)})
+    table = ["| method | clean accuracy | mCE | relative mCE |", "|---|---|---|---|"]
+    table += [f"| {r['method']} | {r['clean_accuracy']:.3f} ± {r['clean_accuracy_std']:.3f} | "
+              f"{100 * r['mCE']:.1f} % ± {100 * r['mCE_std']:.1f} | "
+              f"{100 * r['relative_mCE']:.1f} % ± {100 * r['relative_mCE_std']:.1f} |" for r in rows]
+    (out / "results.md").write_text("\n".join(table) + "\n")
+    (out / "results.json").write_text(json.dumps({"rows": rows, "runs": results, "curves": curves,
+                                                  "severities": SEVERITIES, "augmentations": names,
+                                                  "epochs": args.epochs, "seeds": args.seeds}, indent=1))
+    plot(results, curves, names, out)
+    print("\n" + "\n".join(table))
+    print(f"\n{out / 'results.md'}, {out / 'robustness.png'}, {out / 'learning_curves.png'} "
+          f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def plot(results: dict, curves: dict, names: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for method, runs in results.items():
+        by_severity = [np.mean([run["corrupted"][f"{n}@{s}"] for run in runs for n in names]) for s in SEVERITIES]
+        clean = np.mean([run["clean"] for run in runs])
+        axis.plot([0.0, *SEVERITIES], [clean, *by_severity], marker="o", label=method)
+    axis.set_xlabel("corruption intensity (every catalogue augmentation)")
+    axis.set_ylabel("test error, mean over augmentations and seeds")
+    axis.set_title("Held-out digits: error against corruption intensity")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "robustness.png", dpi=110)
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for method, runs in curves.items():
+        mean = np.mean(np.array(runs), axis=0)
+        axis.plot(np.linspace(0, 1, len(mean) + 1)[1:], mean, label=method)
+    axis.set_xlabel("share of the training budget (optimizer steps)")
+    axis.set_ylabel("clean test accuracy")
+    axis.set_title("Learning curves (mean over seeds)")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "learning_curves.png", dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
