@@ -171,35 +171,32 @@ def main(argv=None) -> int:
 
 
 def plot(results: dict, curves: dict, names: list[str], out: Path) -> None:
+    robustness = {}
+    for method, runs in results.items():
+        by_severity = [np.mean([run["corrupted"][f"{n}@{s}"] for run in runs for n in names]) for s in SEVERITIES]
+        robustness[method] = ([0.0, *SEVERITIES], [np.mean([run["clean"] for run in runs]), *by_severity])
+    line_plot(out / "robustness.png", robustness, "corruption intensity (every catalogue augmentation)",
+              "test error, mean over augmentations and seeds", "Held-out digits: error against corruption intensity")
+    learning = {method: (np.linspace(0, 1, len(mean) + 1)[1:], mean)
+                for method, runs in curves.items() if len(mean := np.mean(np.array(runs), axis=0))}
+    line_plot(out / "learning_curves.png", learning, "share of the training budget (optimizer steps)",
+              "clean test accuracy", "Learning curves (mean over seeds)")
+
+
+def line_plot(path: Path, series: dict, xlabel: str, ylabel: str, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.2))
-    for method, runs in results.items():
-        by_severity = [np.mean([run["corrupted"][f"{n}@{s}"] for run in runs for n in names]) for s in SEVERITIES]
-        clean = np.mean([run["clean"] for run in runs])
-        axis.plot([0.0, *SEVERITIES], [clean, *by_severity], marker="o", label=method)
-    axis.set_xlabel("corruption intensity (every catalogue augmentation)")
-    axis.set_ylabel("test error, mean over augmentations and seeds")
-    axis.set_title("Held-out digits: error against corruption intensity")
+    for label, (xs, ys) in series.items():
+        axis.plot(xs, ys, marker="o" if len(xs) < 10 else None, label=label)
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(out / "robustness.png", dpi=110)
-    plt.close(figure)
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    for method, runs in curves.items():
-        mean = np.mean(np.array(runs), axis=0)
-        axis.plot(np.linspace(0, 1, len(mean) + 1)[1:], mean, label=method)
-    axis.set_xlabel("share of the training budget (optimizer steps)")
-    axis.set_ylabel("clean test accuracy")
-    axis.set_title("Learning curves (mean over seeds)")
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(out / "learning_curves.png", dpi=110)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
