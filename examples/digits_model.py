@@ -12,7 +12,6 @@ Use it from augment.py as ``--predict examples/digits_model.py:predict``.
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +72,11 @@ def to_tensor(images):
 
 
 def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: int = 0,
-              augment_fn=None, on_epoch=None, cosine: bool = False):
+              augment_fn=None, on_epoch=None):
     """Train a fresh CNN deterministically; ``augment_fn(images, rng)`` may alter each epoch's batch.
 
     ``on_epoch(epoch, model)`` is called after each epoch (the model in eval mode), e.g. for
-    learning curves. ``cosine``: anneal the learning rate to 0 over the run (a stable final
-    model, for comparisons between training sets; the committed weights were trained without).
+    learning curves.
     """
     import torch
 
@@ -86,8 +84,6 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: in
     model = build_cnn()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(seed)
-    steps = epochs * math.ceil(len(images) / 64)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if cosine else None
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     model.train()
     for epoch in range(epochs):
@@ -103,8 +99,6 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: in
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if schedule is not None:
-                schedule.step()
     model.eval()
     if on_epoch is not None:
         on_epoch(epochs, model)

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             curve.append(1 - errors_of(model, images[test], labels[test]))
 
         model = digits_model.train_cnn(train_images, train_labels, epochs=epochs, seed=seed, augment_fn=augment_fn,
-                                       on_epoch=on_epoch, cosine=True)
+                                       on_epoch=on_epoch)
         results.setdefault(method, []).append(evaluate(model, images[test], labels[test], corrupted))
         curves.setdefault(method, []).append(curve)
         print(f"  {method:<22} seed {seed}: clean error {results[method][-1]['clean']:.3f} "
