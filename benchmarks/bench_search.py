@@ -1,6 +1,6 @@
 """Search speed, model calls, memory and Dask, each printed next to its target.
 
-    python benchmarks/bench_search.py            # about 6 minutes on 2 cores
+    python benchmarks/bench_search.py            # about 8 minutes on 2 cores
     python benchmarks/bench_search.py --quick    # smaller sizes, a smoke run
 
 Models: the bundled digits CNN at 32x32 (a small model) and torchvision's ResNet-18 with

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, BrightnessModel, uniform_images, write_pngs
 from models import oracles
+from models.killable import SEARCH
 
 import augment
 
@@ -43,15 +44,8 @@ def kill_at(mode: str, work: Path, hang: str, after: int, marker: str) -> None:
 
 
 def search(files, path, model=None):
-    return augment.ImageAugmenter(model or oracles.bright, **killable_options()).search_randomization_boundaries(
+    return augment.ImageAugmenter(model or oracles.bright, **SEARCH).search_randomization_boundaries(
         files, None, 0.1, path)
-
-
-def killable_options():
-    sys.path.insert(0, str(ROOT / "tests" / "models"))
-    from killable import SEARCH
-
-    return dict(SEARCH)
 
 
 @pytest.fixture()
@@ -79,7 +73,7 @@ def test_a_search_killed_at_any_point_resumes_to_the_uninterrupted_analysis(work
 def test_a_synthesis_killed_at_any_point_completes_with_the_uninterrupted_files(work, hang, after):
     files = sorted(str(p) for p in (work / "imgs").glob("*.png"))
     search(files, work / "analysis.json")
-    augmenter = augment.ImageAugmenter(oracles.bright, **killable_options())
+    augmenter = augment.ImageAugmenter(oracles.bright, **SEARCH)
     augmenter.load_analysis(work / "analysis.json")
     augmenter.synthesize_more(files, realism=0, count=12, output_dir=work / "reference", preview_html=None)
     kill_at("synthesize", work, hang, after, "WROTE" if hang == "none" else "WRITING")
