@@ -1344,12 +1344,14 @@ class AugmentationCurve:
             result.append(self.intensities[index] if index is not None else None)
         return result
 
-    def failed_share_curve(self) -> list[float]:
+    def failed_share_curve(self, _firsts: Sequence[float | None] | None = None) -> list[float]:
         """Per grid intensity: share of searched images whose first failure is at or below it."""
-        firsts = [f for f, row in zip(self.first_failure_intensities, self.diff_errors) if row is not None]
-        if not firsts:
+        firsts = self.first_failure_intensities if _firsts is None else _firsts
+        searched = np.array([math.inf if f is None else f for f, row in zip(firsts, self.diff_errors)
+                             if row is not None], dtype=float)
+        if not len(searched):
             return [0.0] * len(self.intensities)
-        return [sum(1 for f in firsts if f is not None and f <= t + 1e-9) / len(firsts) for t in self.intensities]
+        return [float(v) for v in (searched[:, None] <= np.asarray(self.intensities) + 1e-9).mean(axis=0)]
 
     def intensity_at_share(self, share: float, _failed: Sequence[float] | None = None) -> float | None:
         """The lowest grid intensity by which ``share`` of the images have changed output (None: never)."""
@@ -1377,13 +1379,13 @@ class AugmentationCurve:
         value = self.intensity_at_share(0.5)
         return 1.0 if value is None else value
 
-    def exemplar(self) -> dict | None:
+    def exemplar(self, _firsts: Sequence[float | None] | None = None, _failure: float | None = None) -> dict | None:
         """The representative image: its first failure is closest to the 50 % intensity."""
-        firsts = self.first_failure_intensities
+        firsts = self.first_failure_intensities if _firsts is None else _firsts
         searched = self.searched
         if not searched:
             return None
-        target = self.failure_intensity
+        target = self.failure_intensity if _failure is None else _failure
         best = min(searched, key=lambda k: (abs((firsts[k] if firsts[k] is not None else 1.5) - target), k))
         first = firsts[best]
         last_index = (self.intensities.index(first) - 1) if first is not None else len(self.intensities) - 1
@@ -1395,9 +1397,11 @@ class AugmentationCurve:
             "first_failure_output": self.first_failure_output[best],
         }
 
-    def summary(self) -> dict:
-        # Written at every checkpoint: the failed-share curve is computed once, not per figure.
-        failed = self.failed_share_curve()
+    def summary(self, _firsts: Sequence[float | None] | None = None) -> dict:
+        # Written at every checkpoint: first failures and the failed-share curve are computed
+        # once, not per figure.
+        firsts = self.first_failure_intensities if _firsts is None else _firsts
+        failed = self.failed_share_curve(firsts)
         at_10, at_50 = self.intensity_at_share(0.1, failed), self.intensity_at_share(0.5, failed)
         return {
             "group": self.group,
@@ -1413,14 +1417,15 @@ class AugmentationCurve:
             "mean_diff_error": self.mean_diff_error,
             "changed_share": self.changed_share,
             "label_accuracy": self.label_accuracy,
-            "exemplar": self.exemplar(),
+            "exemplar": self.exemplar(firsts, 1.0 if at_50 is None else at_50),
         }
 
     def to_json(self) -> dict:
+        firsts = self.first_failure_intensities
         return {
             "definition": self.definition,
-            "summary": self.summary(),
-            "first_failure_intensity": self.first_failure_intensities,
+            "summary": self.summary(firsts),
+            "first_failure_intensity": firsts,
             "diff_errors": self.diff_errors,
             "label_errors": self.label_errors,
             "last_success_output": self.last_success_output,

@@ -55,7 +55,7 @@ def test_shapes_example_searches_synthesizes_moved_labels_and_evaluates(tmp_path
     moved = [e for e in entries if any(a["name"] in ("SafeRotate", "RandomSizedCrop", "ElasticTransform")
                                        for a in e["augmentations"])]
     if kind != "masks":  # geometric augmentations moved the label with the pixels
-        assert all(e["label"] != e["source_label"] for e in moved)
+        assert moved and all(e["label"] != e["source_label"] for e in moved)
 
 
 def test_shapes_diff_errors_are_iou_and_distance():
