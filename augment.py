@@ -223,6 +223,8 @@ def _gaussian_blur(intensity: float, height: int, width: int):
     import albumentations as A
 
     sigma = intensity * 0.08 * _short_side(height, width)
+    if sigma <= 0.0:
+        return None  # a zero sigma makes albumentations' kernel 0/0 (a black image)
     return A.GaussianBlur(blur_limit=0, sigma_limit=(sigma, sigma), p=1)
 
 
@@ -500,9 +502,10 @@ def augment_image(image: np.ndarray, name: str, intensity: float, seed: int = 0)
 
 def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: int) -> np.ndarray:
     """augment_image without the argument checks (the search's inner loop)."""
+    intensity = round(intensity, 6)  # transforms are cached per rounded intensity; below 5e-7 is 0
     if intensity == 0.0:
         return image.copy()
-    transform = _transform(name, round(intensity, 6), image.shape[0], image.shape[1])
+    transform = _transform(name, intensity, image.shape[0], image.shape[1])
     if transform is None:
         return image.copy()
     transform.set_random_seed(seed)
