@@ -84,6 +84,7 @@ import hashlib
 import importlib
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -239,8 +240,11 @@ def _downscale(intensity: float, height: int, width: int):
     import albumentations as A
     import cv2
 
-    scale = 1.0 - 0.9 * intensity
-    if round(_short_side(height, width) * scale) >= _short_side(height, width):
+    side = _short_side(height, width)
+    # Below 10 px the 0.1 scale would leave less than one pixel (OpenCV refuses an
+    # empty size), so the scale stops at one pixel on the short side.
+    scale = max(1.0 - 0.9 * intensity, 1.0 / side)
+    if round(side * scale) >= side:
         return None
     # Area down / linear up: nearest-neighbour aliasing made the change jump around
     # between neighbouring scales.
@@ -253,7 +257,11 @@ def _random_sized_crop(intensity: float, height: int, width: int):
 
     # Crop windows of one seed are nested as the intensity grows (albumentations places
     # them at the same relative offset), so a sweep zooms steadily into one region.
-    crop_height = max(1, round(height * (1.0 - 0.75 * intensity)))
+    # albumentations floors the crop width (crop_height * width / height); on images
+    # much taller than wide the crop stays at least one pixel wide.
+    crop_height = max(1, round(height * (1.0 - 0.75 * intensity)), math.ceil(height / width))
+    while int(crop_height * (width / height)) < 1:
+        crop_height += 1
     if crop_height >= height:
         return None
     return A.RandomSizedCrop(min_max_height=(crop_height, crop_height), size=(height, width),
@@ -462,10 +470,10 @@ def _check_augmentation_name(name: Any, parameter: str = "augmentation") -> str:
 
 
 def _check_intensity(intensity: Any, name: str) -> float:
-    try:
-        value = float(intensity)
-    except (TypeError, ValueError):
-        raise ValueError(f"intensity for {name} must be a number in [0, 1], got {intensity!r}") from None
+    if isinstance(intensity, bool) or not isinstance(intensity, numbers.Real):
+        # float() would also take "0.5" or True, and hide a mixed-up argument.
+        raise ValueError(f"intensity for {name} must be a number in [0, 1], got {intensity!r}")
+    value = float(intensity)
     if not 0.0 <= value <= 1.0 or math.isnan(value):
         raise ValueError(f"intensity for {name} must be in [0, 1], got {intensity!r}")
     return value

@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import augment
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The default run is derandomized, so CI runs the same examples every time (a failure
+# is a change in the code, not a lucky draw); HYPOTHESIS_PROFILE=explore draws new,
+# more numerous examples to look for bugs (see the README).
+settings.register_profile("default", max_examples=60, derandomize=True)
+settings.register_profile("explore", max_examples=1000, derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Images with a side of one or two pixels, or much taller than wide: each size-based
+# augmentation must stay at least one pixel wide (found by an explore run in CI:
+# Downscale on 1x1, RandomSizedCrop on 2x1).
+THIN_SHAPES = [(1, 1), (1, 2), (2, 1), (3, 3), (1, 48), (48, 1), (2, 9), (9, 2), (47, 5)]
+
+
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+def test_every_augmentation_handles_one_pixel_and_thin_images(name):
+    for height, width in THIN_SHAPES:
+        image = (np.arange(height * width * 3).reshape(height, width, 3) * 37 % 256).astype(np.uint8)
+        for intensity in (0.05, 0.5, 0.95, 1.0):
+            out = augment.augment_image(image, name, intensity, seed=3)
+            assert out.shape == (height, width, 3) and out.dtype == np.uint8, (height, width, intensity)
 
 
 @st.composite
@@ -27,6 +48,8 @@ def images(draw):
 @FUZZ
 @given(image=images(), name=st.sampled_from(augment.ALL_AUGMENTATIONS),
        intensity=st.floats(0.0, 1.0, allow_nan=False), seed=st.integers(0, 2**32 - 1))
+@example(image=np.zeros((1, 1), np.uint8), name="Downscale", intensity=1.0, seed=0)
+@example(image=np.zeros((2, 1, 3), np.uint8), name="RandomSizedCrop", intensity=0.5, seed=0)
 def test_any_accepted_image_any_intensity_gives_an_rgb_image_of_the_same_size(image, name, intensity, seed):
     out = augment.augment_image(image, name, intensity, seed)
     assert out.shape == (*image.shape[:2], 3) and out.dtype == np.uint8
@@ -44,8 +67,10 @@ def test_other_dtypes_are_a_clear_error(image, name):
 
 @FUZZ
 @given(intensity=st.one_of(st.floats(allow_nan=True).filter(lambda v: not 0 <= v <= 1), st.text(max_size=3),
-                           st.none()))
-def test_intensities_outside_zero_one_are_a_clear_error(intensity):
+                           st.none(), st.booleans()))
+@example(intensity="0")
+@example(intensity=True)
+def test_intensities_that_are_not_numbers_in_zero_one_are_a_clear_error(intensity):
     with pytest.raises(ValueError, match="intensity"):
         augment.augment_image(np.zeros((4, 4, 3), np.uint8), "Brighten", intensity)
 
