@@ -12,7 +12,7 @@ Public API
 ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS,
                label_format=None, *, seed=0, batch_size=None, predict_input="auto",
                failure_threshold=0.5, on_error="raise", predict_factory=None,
-               max_image_pixels=MAX_IMAGE_PIXELS, ...)
+               max_image_pixels=MAX_IMAGE_PIXELS, model_id=None, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
                                      analytics_cache="analysis.json", *, strategy="grid",
                                      grid_sample=32, num_workers=None, executor=None)
@@ -582,8 +582,8 @@ def _check_pixels(path: str, max_pixels: int) -> None:
     except (OSError, SyntaxError, ValueError):
         return  # load_image names the problem
     if width * height > max_pixels:
-        raise ValueError(f"image {path} is {width}x{height} ({width * height / 1e6:.0f} MP), more than "
-                         f"max_image_pixels={max_pixels / 1e6:g} MP: resize it, or raise max_image_pixels")
+        raise ValueError(f"image {path} is {width}x{height} = {width * height:,} pixels, more than "
+                         f"max_image_pixels={max_pixels:,}: resize it, or raise max_image_pixels")
 
 
 @dataclass
@@ -1563,6 +1563,8 @@ class Analysis:
                 "settings.intensities is not an increasing list of numbers")
             _expect(_is_number(threshold) and 0 < threshold <= 1, "settings.failure_threshold is not in (0, 1]")
             _expect(all(_is_number(settings[k]) for k in ("step_size", "seed")), "settings.step_size or seed")
+            _expect(settings.get("model_id") is None or isinstance(settings["model_id"], str),
+                    "settings.model_id is not text")
             _expect(isinstance(data["images"], list) and all(isinstance(r, dict) for r in data["images"]),
                     "images is not a list of records")
             images = [ImageRecord(**record) for record in data["images"]]
@@ -1888,7 +1890,8 @@ img.pixel { image-rendering: pixelated; }
 </style></head><body>
 <h1>Where the model breaks</h1>
 <p class="meta">{{ image_count }} images, intensity step {{ step }}, {{ augmentation_count }} augmentations,
-failure threshold {{ threshold }} (diff error at or above it counts as a changed output), seed {{ seed }}.
+failure threshold {{ threshold }} (diff error at or above it counts as a changed output), seed {{ seed }}{% if model_id %},
+model {{ model_id }}{% endif %}.
 {% if cam_method %}Heatmaps: {{ cam_method }}.{% endif %} Made by augment.py {{ version }}.</p>
 {% if grid_sample is not none %}<p class="meta">Adaptive search: first failures found by a coarse walk and bisection;
 the changed-share, diff-error and accuracy curves come from the {{ grid_sample }} images measured on the whole grid,
@@ -2107,7 +2110,8 @@ class _ReportWriter:
             rows=rows, gallery=self.gallery(), frames_json={r["name"]: r["frames"] for r in rows},
             image_count=len(self.analysis.images), step=self.analysis.settings["step_size"],
             augmentation_count=len(rows), threshold=self.analysis.settings["failure_threshold"],
-            seed=self.analysis.settings["seed"], version=__version__, skipped=self.analysis.skipped,
+            seed=self.analysis.settings["seed"], model_id=self.analysis.settings.get("model_id"),
+            version=__version__, skipped=self.analysis.skipped,
             grid_sample=(len(self.analysis.settings["grid_sample"])
                          if self.analysis.settings.get("grid_sample") is not None else None),
             cam_method=self.cam_method if self.torch_model is not None and self.target_layers else None,
@@ -2384,6 +2388,9 @@ class ImageAugmenter:
     recorded). ``predict_factory``: instead of ``my_predict``, a picklable zero-argument
     callable returning predict, called once per process (executor workers).
     ``max_image_pixels``: larger image files are skipped by the search and listed.
+    ``model_id``: any text naming the model's version (a weights file's hash, a training
+    run); it is part of the cache fingerprint, so a search with a retrained model and a new
+    ``model_id`` starts afresh instead of reusing the old model's boundaries.
 
     >>> augmenter = ImageAugmenter(lambda imgs: [int(i.mean() > 127) for i in imgs], batch_size=32)
     >>> augmenter.augmentations[:3]
@@ -2406,6 +2413,7 @@ class ImageAugmenter:
         predict_factory: Callable[[], Callable] | None = None,
         on_error: str = "raise",
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+        model_id: str | None = None,
     ):
         if my_predict is not None and not callable(my_predict):
             raise ValueError(f"my_predict must be callable or None, got {type(my_predict).__name__}")
@@ -2426,6 +2434,8 @@ class ImageAugmenter:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if max_image_pixels is not None and (not isinstance(max_image_pixels, int) or max_image_pixels < 1):
             raise ValueError(f"max_image_pixels must be a positive int or None, got {max_image_pixels!r}")
+        if model_id is not None and not isinstance(model_id, str):
+            raise ValueError(f"model_id must be text or None, got {type(model_id).__name__}")
         if predict_input not in ("auto", "array", "filename"):
             raise ValueError(f"predict_input must be 'auto', 'array' or 'filename', got {predict_input!r}")
         if not isinstance(seed, (int, np.integer)):
@@ -2434,6 +2444,7 @@ class ImageAugmenter:
         self.predict_factory = predict_factory
         self.on_error = on_error
         self.max_image_pixels = max_image_pixels
+        self.model_id = model_id
         self._model_token = _factory_token(predict_factory)  # names the model in each worker's cache
         self.diff_error = diff_error
         self.label_format = label_format
@@ -2503,6 +2514,8 @@ class ImageAugmenter:
             "seed": self.seed,
             "failure_threshold": self.failure_threshold,
         }
+        if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
+            parts["model_id"] = self.model_id
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
     def _resume_or_start(self, path: str | None, fingerprint: str, sources: Sequence[_Source],
@@ -2514,7 +2527,7 @@ class ImageAugmenter:
             try:
                 cached = load_analysis(path)
                 reason = None if cached.fingerprint == fingerprint else (
-                    "its images, labels, step size, seed or failure threshold differ from this search")
+                    "its images, labels, step size, seed, failure threshold or model_id differ from this search")
             except ValueError as exc:
                 cached, reason = None, str(exc)
             if reason is None:
@@ -2530,7 +2543,7 @@ class ImageAugmenter:
                   for source, label in zip(sources, labels if labels is not None else [None] * len(sources))]
         settings = {"step_size": step, "intensities": grid, "seed": self.seed,
                     "failure_threshold": self.failure_threshold, "strategy": "grid",
-                    "labels": labels is not None}
+                    "labels": labels is not None, "model_id": self.model_id}
         curves = {name: self._empty_curve(name, grid, len(sources), labels is not None)
                   for name in self.augmentations}
         return Analysis(fingerprint=fingerprint, settings=settings, images=images, curves=curves)
@@ -3142,7 +3155,8 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     diff_error = _import_object(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
     return ImageAugmenter(predict, diff_error, augmentations=args.augmentations or ALL_AUGMENTATIONS,
                           seed=args.seed, batch_size=args.batch_size, predict_input=args.predict_input,
-                          failure_threshold=args.failure_threshold)
+                          failure_threshold=args.failure_threshold, on_error=args.on_error,
+                          max_image_pixels=args.max_image_pixels, model_id=args.model_id)
 
 
 def _command_search(args: argparse.Namespace) -> int:
@@ -3231,6 +3245,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--predict-input", choices=["auto", "array", "filename"], default="auto")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--failure-threshold", type=float, default=0.5)
+        sub.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                         help="skip: record images the model fails on and go on (default: stop)")
+        sub.add_argument("--model-id", help="the model's version (e.g. a weights hash): a new one re-searches")
+        sub.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                         help="larger images are skipped with a warning (default: %(default)s)")
 
     search = commands.add_parser("search", help="search randomization boundaries into the analysis file")
     model_options(search)

@@ -12,6 +12,7 @@ Grad-CAM (analytics/index.html), synthesizes a set at each realism 1, 0.5, 0 and
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,10 @@ def main(argv=None) -> int:
     chosen = np.random.default_rng(args.seed).choice(train, size=min(args.images, len(train)), replace=False)
     files, truth = write_pngs(images, labels, sorted(chosen), out / "train")
 
-    augmenter = augment.ImageAugmenter(digits_model.predict, batch_size=512, seed=args.seed)
+    # model_id: a retrained digits_cnn.pt re-searches instead of reusing the old model's boundaries
+    digits_model.load_model()  # trains and writes the weights first if the file is missing
+    model_id = "digits_cnn.pt " + hashlib.sha256(digits_model.WEIGHTS.read_bytes()).hexdigest()[:16]
+    augmenter = augment.ImageAugmenter(digits_model.predict, batch_size=512, seed=args.seed, model_id=model_id)
     started = time.perf_counter()
     analysis = augmenter.search_randomization_boundaries(files, truth, args.step, out / "analysis.json")
     print(augment.format_summary(analysis))

@@ -73,7 +73,9 @@ def to_tensor(images):
 
 def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: int = 0,
               augment_fn=None, on_epoch=None):
-    """Train a fresh CNN deterministically; ``augment_fn(images, rng)`` may alter each epoch's batch.
+    """Train a fresh CNN deterministically; ``augment_fn(batch, rng, index)`` may alter each batch.
+
+    ``index`` holds the batch's positions in ``images`` (to pick variants of the same source).
 
     ``on_epoch(epoch, model)`` is called after each epoch (the model in eval mode), e.g. for
     learning curves.
@@ -94,7 +96,7 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 30, seed: in
         order = rng.permutation(len(images))
         for start in range(0, len(order), 64):
             index = order[start:start + 64]
-            batch = images[index] if augment_fn is None else augment_fn(images[index], rng)
+            batch = images[index] if augment_fn is None else augment_fn(images[index], rng, index)
             loss = torch.nn.functional.cross_entropy(model(to_tensor(batch)), targets[index])
             optimizer.zero_grad()
             loss.backward()

@@ -1,19 +1,22 @@
 """Does realism-tuned synthetic data make the digits CNN more robust? A retraining study.
 
-    python examples/digits_robustness.py            # about 10 minutes on 2 cores
+    python examples/digits_robustness.py            # about 15 minutes on 2 cores
     python examples/digits_robustness.py --quick    # a smoke run (the tests use it)
 
 1. Train the baseline CNN on the real training digits (``--epochs`` epochs, per seed).
 2. Search its randomization boundaries (adaptive search on ``--search-images`` training digits).
-3. For realism 0.5, 0 and -0.5, synthesize as many images as there are real ones and retrain on
-   real + synthetic with the same budget (the same number of optimizer steps: half the epochs
-   over twice the images).
+3. For realism 0.5, 0 and -0.5, synthesize ``--variants`` images per real training digit
+   (``synthesize_more`` with its defaults otherwise) and retrain: the same epochs, batches and
+   optimizer steps as the baseline, with half of each batch replaced by a synthetic variant of
+   the same real digit, so each real digit is seen under a fresh variant most times.
 4. Compare with random augmentation of the same budget: torchvision's RandAugment and
    TrivialAugmentWide applied to half of each batch (the synthetic share), same steps.
 5. Evaluate every model on the held-out digits, clean and corrupted by each catalogue
    augmentation at intensities 0.1 ... 0.5 (five severities; each corrupted image gets its own
    seed), and report clean error, mean corruption error (mCE) and relative mCE as in Hendrycks
    & Dietterich (2019), with the baseline as the reference model (baseline = 100 %).
+   Augmentations that leave every held-out image unchanged (the colour ones on gray digits) are
+   not corruptions and are left out, and named in the results.
 
 Writes ``OUT/results.json``, ``OUT/results.md`` (the table), ``OUT/robustness.png`` (error
 against intensity, before and after) and ``OUT/learning_curves.png``.
@@ -45,6 +48,12 @@ def corrupted_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str,
             for name in names for s in SEVERITIES}
 
 
+def corruptions(images: np.ndarray, corrupted: dict, names: list[str]) -> tuple[list[str], list[str]]:
+    """(names that change at least one held-out image at some severity, names that change none)."""
+    changes = [name for name in names if any(not np.array_equal(corrupted[name, s], images) for s in SEVERITIES)]
+    return changes, [name for name in names if name not in changes]
+
+
 def errors_of(model, images: np.ndarray, labels: np.ndarray) -> float:
     predicted = digits_model.predict_probabilities(list(images), model).argmax(axis=1)
     return float(np.mean(predicted != labels))
@@ -56,14 +65,47 @@ def evaluate(model, clean: np.ndarray, labels: np.ndarray, corrupted: dict) -> d
 
 
 def corruption_errors(result: dict, reference: dict, names: list[str]) -> tuple[float, float]:
-    """(mCE, relative mCE) of ``result`` against ``reference`` (Hendrycks & Dietterich 2019)."""
+    """(mCE, relative mCE) of ``result`` against ``reference`` (Hendrycks & Dietterich 2019).
+
+    Relative CE divides by the reference's degradation (corrupted minus clean error); a
+    corruption the reference does not degrade at all has no relative CE and is left out of
+    that mean (with a zero denominator it would be 0 or infinite).
+    """
     ce, rce = [], []
     for name in names:
         errors = [result["corrupted"][f"{name}@{s}"] for s in SEVERITIES]
         base = [reference["corrupted"][f"{name}@{s}"] for s in SEVERITIES]
-        ce.append(sum(errors) / max(sum(base), 1e-9))
-        rce.append(sum(e - result["clean"] for e in errors) / max(sum(b - reference["clean"] for b in base), 1e-9))
-    return float(np.mean(ce)), float(np.mean(rce))
+        ce.append(sum(errors) / sum(base) if sum(base) > 0 else 1.0)
+        degradation = sum(b - reference["clean"] for b in base)
+        if degradation > 0:
+            rce.append(sum(e - result["clean"] for e in errors) / degradation)
+    return float(np.mean(ce)), float(np.mean(rce)) if rce else float("nan")
+
+
+def synthetic_variants(made: list[str], manifest: Path, files: list[str], variants: int) -> np.ndarray:
+    """(variants, N, H, W, 3): the synthetic images of each real training image, by its position."""
+    position = {name: k for k, name in enumerate(files)}
+    by_file = {Path(name).name: name for name in made}
+    slots: list[list[np.ndarray]] = [[] for _ in files]
+    for line in manifest.read_text().splitlines():
+        entry = json.loads(line)
+        slots[position[entry["source_file"]]].append(augment.load_image(by_file[entry["file"]]))
+    if any(len(slot) != variants for slot in slots):
+        raise RuntimeError(f"{manifest}: expected {variants} synthetic images per training image")
+    return np.stack([np.stack(slot) for slot in slots], axis=1)
+
+
+def synthetic_half(variants: np.ndarray):
+    """augment_fn for train_cnn: half of each batch replaced by a synthetic variant of the same image."""
+
+    def apply(batch: np.ndarray, rng: np.random.Generator, index: np.ndarray) -> np.ndarray:
+        out = batch.copy()
+        chosen = rng.random(len(batch)) < 0.5
+        picks = rng.integers(0, len(variants), len(batch))
+        out[chosen] = variants[picks[chosen], index[chosen]]
+        return out
+
+    return apply
 
 
 def random_augment(kind: str):
@@ -73,7 +115,7 @@ def random_augment(kind: str):
 
     policy = v2.RandAugment() if kind == "RandAugment" else v2.TrivialAugmentWide()
 
-    def apply(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def apply(batch: np.ndarray, rng: np.random.Generator, index: np.ndarray) -> np.ndarray:
         out = batch.copy()
         chosen = rng.random(len(batch)) < 0.5
         torch.manual_seed(int(rng.integers(2**31)))
@@ -89,12 +131,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/robustness")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--variants", type=int, default=8, help="synthetic images per real training image")
     parser.add_argument("--search-images", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not the figures")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.epochs, args.search_images = 1, 2, 40
+        args.seeds, args.epochs, args.search_images, args.variants = 1, 2, 40, 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -104,6 +147,9 @@ def main(argv=None) -> int:
         train, test = train[:200], test[:100]
     names = augment.ALL_AUGMENTATIONS if not args.quick else ["Brighten", "GaussianBlur", "SafeRotate"]
     corrupted = corrupted_test_sets(images[test], names)
+    names, unchanged = corruptions(images[test], corrupted, names)
+    if unchanged:
+        print(f"left out (they change no held-out image): {', '.join(unchanged)}")
     files, truth = digits.write_pngs(images, labels, train, out / "train")
 
     results: dict[str, list[dict]] = {}
@@ -128,18 +174,16 @@ def main(argv=None) -> int:
         baseline = train_and_evaluate("baseline", seed, images[train], labels[train], args.epochs)
         augmenter = augment.ImageAugmenter(lambda batch, model=baseline: [
             int(k) for k in digits_model.predict_probabilities(batch, model).argmax(axis=1)],
-            batch_size=256, seed=seed, progress=False)
+            batch_size=256, seed=seed, progress=False, model_id=f"baseline seed {seed}, {args.epochs} epochs")
         augmenter.search_randomization_boundaries(files[:args.search_images], truth[:args.search_images], 0.05,
                                                   out / f"analysis-seed{seed}.json", strategy="adaptive")
         for realism in REALISMS:
-            made, made_labels = augmenter.synthesize_more(
-                files, truth, realism=realism, count=len(files), output_dir=out / f"synthetic-seed{seed}-r{realism}",
-                preview_html=None, count_is_total=True)
-            synthetic = np.stack([augment.load_image(f) for f in made])
-            mixed = np.concatenate([images[train], synthetic])
-            mixed_labels = np.concatenate([labels[train], np.asarray(made_labels, dtype=np.int64)])
-            train_and_evaluate(f"augment.py realism {realism:g}", seed, mixed, mixed_labels,
-                               max(1, args.epochs // 2))
+            folder = out / f"synthetic-seed{seed}-r{realism}"
+            made, _ = augmenter.synthesize_more(files, truth, realism=realism, count=args.variants * len(files),
+                                                output_dir=folder, preview_html=None, count_is_total=True)
+            variants = synthetic_variants(made, folder / "manifest.jsonl", files, args.variants)
+            train_and_evaluate(f"augment.py realism {realism:g}", seed, images[train], labels[train], args.epochs,
+                               synthetic_half(variants))
         for kind in ("RandAugment", "TrivialAugmentWide"):
             train_and_evaluate(kind, seed, images[train], labels[train], args.epochs, random_augment(kind))
 
@@ -157,17 +201,22 @@ def main(argv=None) -> int:
                      "relative_mCE_std": float(np.std([s[1] for s in scores])), "seeds": len(runs)})
     table = ["| method | clean accuracy | mCE | relative mCE |", "|---|---|---|---|"]
     table += [f"| {r['method']} | {r['clean_accuracy']:.3f} ± {r['clean_accuracy_std']:.3f} | "
-              f"{100 * r['mCE']:.1f} % ± {100 * r['mCE_std']:.1f} | "
-              f"{100 * r['relative_mCE']:.1f} % ± {100 * r['relative_mCE_std']:.1f} |" for r in rows]
+              f"{percent(r['mCE'], r['mCE_std'])} | {percent(r['relative_mCE'], r['relative_mCE_std'])} |"
+              for r in rows]
     (out / "results.md").write_text("\n".join(table) + "\n")
     (out / "results.json").write_text(json.dumps({"rows": rows, "runs": results, "curves": curves,
                                                   "severities": SEVERITIES, "augmentations": names,
+                                                  "left_out": unchanged, "variants": args.variants,
                                                   "epochs": args.epochs, "seeds": args.seeds}, indent=1))
     plot(results, curves, names, out)
     print("\n" + "\n".join(table))
     print(f"\n{out / 'results.md'}, {out / 'robustness.png'}, {out / 'learning_curves.png'} "
           f"({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def percent(mean: float, spread: float) -> str:
+    return "n/a" if np.isnan(mean) else f"{100 * mean:.1f} % ± {100 * spread:.1f}"
 
 
 def plot(results: dict, curves: dict, names: list[str], out: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import ROOT, uniform_images, write_pngs
 
 import augment
@@ -55,3 +56,20 @@ def test_errors_go_to_stderr_with_a_non_zero_exit(tmp_path, capsys):
     status = augment.main(["search", "--predict", f"{ORACLE}:bright", "--images", str(tmp_path / "imgs/*.png"),
                            "--augmentations", "Blurr"])
     assert status == 2 and "unknown augmentation 'Blurr'" in capsys.readouterr().err
+
+
+def test_on_error_and_max_image_pixels_from_the_command_line(tmp_path, capsys):
+    files = write_pngs(tmp_path / "imgs", uniform_images([20, 70]) + uniform_images([100], size=(40, 40)))
+    common = ["search", "--predict", f"{ORACLE}:bright_refuses_dark", "--batch-size", "8", "--images",
+              str(tmp_path / "imgs" / "*.png"), "--augmentations", "Brighten", "--step", "0.25"]
+    with pytest.raises(RuntimeError, match="too dark to see") as raised:  # the model's own error, traceback and all
+        augment.main([*common, "--cache", str(tmp_path / "raise.json")])
+    assert files[0] in "".join(raised.value.__notes__)
+    with pytest.warns(UserWarning, match="2 of 3 images skipped"):
+        status = augment.main([*common, "--cache", str(tmp_path / "skip.json"), "--on-error", "skip",
+                               "--max-image-pixels", str(24 * 24)])
+    assert status == 0
+    skipped = augment.load_analysis(tmp_path / "skip.json").skipped
+    assert [item["file"] for item in skipped] == [files[0], files[2]]
+    assert "too dark to see" in skipped[0]["reason"]
+    assert "40x40 = 1,600 pixels, more than max_image_pixels=576" in skipped[1]["reason"]

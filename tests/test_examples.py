@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,37 @@ def test_robustness_study_quick_run_writes_its_table_and_plots(tmp_path):
     assert results["rows"][0]["mCE"] == pytest.approx(1.0)  # the baseline is the reference
     for name in ("robustness.png", "learning_curves.png"):
         assert augment.load_image(str(tmp_path / name)).shape[0] > 100
+    # two synthetic variants of each of the 200 training digits, each named after its source
+    manifest = [json.loads(line) for line in (tmp_path / "synthetic-seed0-r0.0" / "manifest.jsonl").open()]
+    assert len(manifest) == 400
+    assert sorted(Path(m["source_file"]).name for m in manifest) == sorted(
+        2 * [p.name for p in (tmp_path / "train").iterdir()])
+
+
+def test_robustness_study_measures_corruption_errors_as_hendrycks_and_dietterich():
+    from examples import digits_robustness as study
+
+    severities = study.SEVERITIES
+    reference = {"clean": 0.1, "corrupted": {f"{n}@{s}": e for n, errors in
+                                             {"Blur": [0.2] * 5, "Noise": [0.1, 0.2, 0.3, 0.4, 0.5]}.items()
+                                             for s, e in zip(severities, errors)}}
+    model = {"clean": 0.05, "corrupted": {f"Blur@{s}": 0.1 for s in severities} |
+             {f"Noise@{s}": 0.15 for s in severities}}
+    mce, relative = study.corruption_errors(model, reference, ["Blur", "Noise"])
+    # CE: Blur 0.5 / 1.0, Noise 0.75 / 1.5; relative CE: Blur 0.25 / 0.5, Noise 0.5 / 1.0
+    assert mce == pytest.approx((0.5 + 0.5) / 2)
+    assert relative == pytest.approx((0.5 + 0.5) / 2)
+    # a corruption the reference does not degrade has no relative CE (left out, not 0 or infinite)
+    reference["corrupted"] |= {f"Flat@{s}": 0.1 for s in severities}
+    model["corrupted"] |= {f"Flat@{s}": 0.2 for s in severities}
+    mce, relative = study.corruption_errors(model, reference, ["Blur", "Noise", "Flat"])
+    assert mce == pytest.approx((0.5 + 0.5 + 2.0) / 3) and relative == pytest.approx(0.5)
+
+
+def test_robustness_study_leaves_out_augmentations_that_change_no_test_image():
+    from examples import digits_robustness as study
+
+    gray = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8).reshape(1, 8, 8, 1), 3, axis=3)
+    corrupted = study.corrupted_test_sets(gray, ["Brighten", "Hue", "Desaturate"])
+    assert study.corruptions(gray, corrupted, ["Brighten", "Hue", "Desaturate"]) == (["Brighten"],
+                                                                                      ["Hue", "Desaturate"])

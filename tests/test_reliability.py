@@ -126,7 +126,7 @@ def test_bad_images_are_converted_or_skipped_and_listed_by_name_never_a_silent_z
         analysis = augmenter.search_randomization_boundaries(files, None, 0.25, tmp_path / "analysis.json")
     skipped = {Path(item["file"]).name: item["reason"] for item in analysis.skipped}
     assert set(skipped) == {name for name, what in policy.items() if what == "skipped"}
-    assert "huge.png is 8000x8000 (64 MP), more than max_image_pixels=40 MP" in skipped["huge.png"]
+    assert "huge.png is 8000x8000 = 64,000,000 pixels, more than max_image_pixels=40,000,000" in skipped["huge.png"]
     assert all(name in reason for name, reason in skipped.items())
     curve = analysis.curves["Brighten"]
     for k, name in enumerate(policy):

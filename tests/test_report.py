@@ -31,7 +31,7 @@ def searched(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     files = write_pngs(folder / "imgs", uniform_images([40, 90, 120], (32, 32)) + natural_images((32, 40))[:2])
     augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=AUGMENTATIONS, batch_size=32,
-                                       progress=False)
+                                       progress=False, model_id="brightness <v1>")
     augmenter.search_randomization_boundaries(files, [0, 0, HOSTILE, 1, 1], 0.1, folder / "analysis.json")
     model = tiny_cnn()
     html = augmenter.render_boundaries(folder / "analytics", torch_model=model, target_layers=[model[2]])
@@ -47,6 +47,7 @@ def test_report_has_a_sorted_summary_a_section_per_augmentation_and_a_gallery(se
     for name in AUGMENTATIONS:
         assert f'id="aug-{name}"' in text and f"gifs/{name}.gif" in text
     assert "Failure gallery" in text and "accuracy against the labels" in text
+    assert "model brightness &lt;v1&gt;." in text  # the model_id the search ran with, escaped
     assert text.count("<svg") == 2 * len(AUGMENTATIONS)
     for src in __import__("re").findall(r'src="([^"]+)"', text):
         assert (html.parent / src).is_file(), src  # every picture is in the folder: offline

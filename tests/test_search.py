@@ -59,24 +59,39 @@ def test_second_search_with_same_inputs_makes_no_predict_call(tmp_path, uniform_
     assert second.to_json() == first.to_json()
 
 
-@pytest.mark.parametrize("change", ["images", "step", "labels"])
+@pytest.mark.parametrize("change", ["images", "step", "labels", "model_id"])
 def test_changed_inputs_invalidate_the_cache_and_keep_a_backup(tmp_path, uniform_files, change):
     path = tmp_path / "analysis.json"
-    make(BrightnessModel()).search_randomization_boundaries(uniform_files, [0, 0, 0], 0.1, path)
-    files, step, labels = uniform_files, 0.1, [0, 0, 0]
+    make(BrightnessModel(), model_id="weights v1").search_randomization_boundaries(uniform_files, [0, 0, 0], 0.1,
+                                                                                   path)
+    files, step, labels, model_id = uniform_files, 0.1, [0, 0, 0], "weights v1"
     if change == "images":
         files, labels = uniform_files[:2], [0, 0]
     elif change == "step":
         step = 0.25
-    else:
+    elif change == "labels":
         labels = [1, 1, 1]
+    else:
+        model_id = "weights v2"  # a retrained model
     model = BrightnessModel()
     with pytest.warns(UserWarning, match="kept as"):
-        analysis = make(model).search_randomization_boundaries(files, labels, step, path)
+        analysis = make(model, model_id=model_id).search_randomization_boundaries(files, labels, step, path)
+    assert analysis.settings["model_id"] == model_id
     assert model.calls > 0
     assert len(analysis.images) == len(files) and analysis.settings["step_size"] == step
     backups = [p for p in os.listdir(tmp_path) if p.startswith("analysis.json.bak-")]
     assert len(backups) == 1
+
+
+def test_a_cache_made_without_model_id_still_matches_a_search_without_one(tmp_path, uniform_files):
+    path = tmp_path / "analysis.json"
+    make(BrightnessModel()).search_randomization_boundaries(uniform_files, None, 0.1, path)
+    data = json.loads(path.read_text())
+    del data["settings"]["model_id"]  # as written before model_id existed
+    path.write_text(json.dumps(data))
+    model = BrightnessModel()
+    make(model).search_randomization_boundaries(uniform_files, None, 0.1, path)
+    assert model.calls == 0
 
 
 def test_adding_an_augmentation_reuses_the_searched_ones(tmp_path, uniform_files):

@@ -29,3 +29,10 @@ def brightness_factory(log_dir: str, poison_flag: str | None = None):
         return bright(images)
 
     return predict
+
+
+def bright_refuses_dark(images):
+    """Batched ``bright`` that raises on any image darker than 30 (a model that sometimes fails)."""
+    if any(np.asarray(image).mean() < 30 for image in images):
+        raise RuntimeError("too dark to see")
+    return bright(images)
