@@ -1,6 +1,6 @@
 """Does realism-tuned synthetic data make the digits CNN more robust? A retraining study.
 
-    python examples/digits_robustness.py            # about 15 minutes on 2 cores
+    python examples/digits_robustness.py            # about 17 minutes on 2 cores
     python examples/digits_robustness.py --quick    # a smoke run (the tests use it)
 
 1. Train the baseline CNN on the real training digits (``--epochs`` epochs, per seed).
