@@ -17,9 +17,13 @@
    & Dietterich (2019), with the baseline as the reference model (baseline = 100 %).
    Augmentations that leave every held-out image unchanged (the colour ones on gray digits) are
    not corruptions and are left out, and named in the results.
+6. The second yardstick: the same metrics on the 15 ImageNet-C corruptions at severities 1-5
+   (Hendrycks & Dietterich's own code, as maintained in the ``imagecorruptions-imaug`` package),
+   which the tool does not synthesize.
 
-Writes ``OUT/results.json``, ``OUT/results.md`` (the table), ``OUT/robustness.png`` (error
-against intensity, before and after) and ``OUT/learning_curves.png``.
+Writes ``OUT/results.json``, ``OUT/results.md`` (the table), ``OUT/robustness.png`` and
+``OUT/robustness_imagenet_c.png`` (error against intensity, before and after) and
+``OUT/learning_curves.png``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import augment  # noqa: E402
 from examples import digits, digits_model  # noqa: E402
 
 SEVERITIES = [0.1, 0.2, 0.3, 0.4, 0.5]
+IMAGENET_C_SEVERITIES = [1, 2, 3, 4, 5]
 REALISMS = [0.5, 0.0, -0.5]
 
 
@@ -46,6 +51,21 @@ def corrupted_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str,
     return {(name, s): np.stack([augment.augment_image(image, name, s, augment._derive_seed("test", k, name))
                                  for k, image in enumerate(images)])
             for name in names for s in SEVERITIES}
+
+
+def imagenet_c_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str, int], np.ndarray]:
+    """Each held-out image under each ImageNet-C corruption and severity 1-5 (seeded per image)."""
+    from imagecorruptions import corrupt
+
+    sets = {}
+    for name in names:
+        for severity in IMAGENET_C_SEVERITIES:
+            corrupted = []
+            for k, image in enumerate(images):
+                np.random.seed(augment._derive_seed("imagenet-c", k, name, severity) % 2**32)  # the package's RNG
+                corrupted.append(np.asarray(corrupt(image, corruption_name=name, severity=severity), np.uint8))
+            sets[name, severity] = np.stack(corrupted)
+    return sets
 
 
 def corruptions(images: np.ndarray, corrupted: dict, names: list[str]) -> tuple[list[str], list[str]]:
@@ -59,12 +79,15 @@ def errors_of(model, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predicted != labels))
 
 
-def evaluate(model, clean: np.ndarray, labels: np.ndarray, corrupted: dict) -> dict:
+def evaluate(model, clean: np.ndarray, labels: np.ndarray, corrupted: dict, imagenet_c: dict) -> dict:
     return {"clean": errors_of(model, clean, labels),
-            "corrupted": {f"{name}@{s}": errors_of(model, images, labels) for (name, s), images in corrupted.items()}}
+            "corrupted": {f"{name}@{s}": errors_of(model, images, labels) for (name, s), images in corrupted.items()},
+            "imagenet_c": {f"{name}@{s}": errors_of(model, images, labels)
+                           for (name, s), images in imagenet_c.items()}}
 
 
-def corruption_errors(result: dict, reference: dict, names: list[str]) -> tuple[float, float]:
+def corruption_errors(result: dict, reference: dict, names: list[str], key: str = "corrupted",
+                      severities: list = SEVERITIES) -> tuple[float, float]:
     """(mCE, relative mCE) of ``result`` against ``reference`` (Hendrycks & Dietterich 2019).
 
     Relative CE divides by the reference's degradation (corrupted minus clean error); a
@@ -73,8 +96,8 @@ def corruption_errors(result: dict, reference: dict, names: list[str]) -> tuple[
     """
     ce, rce = [], []
     for name in names:
-        errors = [result["corrupted"][f"{name}@{s}"] for s in SEVERITIES]
-        base = [reference["corrupted"][f"{name}@{s}"] for s in SEVERITIES]
+        errors = [result[key][f"{name}@{s}"] for s in severities]
+        base = [reference[key][f"{name}@{s}"] for s in severities]
         ce.append(sum(errors) / sum(base) if sum(base) > 0 else 1.0)
         degradation = sum(b - reference["clean"] for b in base)
         if degradation > 0:
@@ -82,16 +105,18 @@ def corruption_errors(result: dict, reference: dict, names: list[str]) -> tuple[
     return float(np.mean(ce)), float(np.mean(rce)) if rce else float("nan")
 
 
-def synthetic_variants(made: list[str], manifest: Path, files: list[str], variants: int) -> np.ndarray:
-    """(variants, N, H, W, 3): the synthetic images of each real training image, by its position."""
+def synthetic_variants(folder: Path, files: list[str], variants: int) -> np.ndarray:
+    """(variants, N, H, W, 3): the synthetic images of each real training image, by its position.
+
+    Read from the folder's manifest, so a re-run that synthesizes nothing new finds them too.
+    """
     position = {name: k for k, name in enumerate(files)}
-    by_file = {Path(name).name: name for name in made}
     slots: list[list[np.ndarray]] = [[] for _ in files]
-    for line in manifest.read_text().splitlines():
+    for line in (folder / "manifest.jsonl").read_text().splitlines():
         entry = json.loads(line)
-        slots[position[entry["source_file"]]].append(augment.load_image(by_file[entry["file"]]))
+        slots[position[entry["source_file"]]].append(augment.load_image(str(folder / entry["file"])))
     if any(len(slot) != variants for slot in slots):
-        raise RuntimeError(f"{manifest}: expected {variants} synthetic images per training image")
+        raise RuntimeError(f"{folder / 'manifest.jsonl'}: expected {variants} synthetic images per training image")
     return np.stack([np.stack(slot) for slot in slots], axis=1)
 
 
@@ -150,6 +175,10 @@ def main(argv=None) -> int:
     names, unchanged = corruptions(images[test], corrupted, names)
     if unchanged:
         print(f"left out (they change no held-out image): {', '.join(unchanged)}")
+    from imagecorruptions import get_corruption_names
+
+    imagenet_names = get_corruption_names("common") if not args.quick else ["gaussian_noise", "zoom_blur"]
+    imagenet_c = imagenet_c_test_sets(images[test], imagenet_names)
     files, truth = digits.write_pngs(images, labels, train, out / "train")
 
     results: dict[str, list[dict]] = {}
@@ -163,7 +192,7 @@ def main(argv=None) -> int:
 
         model = digits_model.train_cnn(train_images, train_labels, epochs=epochs, seed=seed, augment_fn=augment_fn,
                                        on_epoch=on_epoch)
-        results.setdefault(method, []).append(evaluate(model, images[test], labels[test], corrupted))
+        results.setdefault(method, []).append(evaluate(model, images[test], labels[test], corrupted, imagenet_c))
         curves.setdefault(method, []).append(curve)
         print(f"  {method:<22} seed {seed}: clean error {results[method][-1]['clean']:.3f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
@@ -179,38 +208,48 @@ def main(argv=None) -> int:
                                                   out / f"analysis-seed{seed}.json", strategy="adaptive")
         for realism in REALISMS:
             folder = out / f"synthetic-seed{seed}-r{realism}"
-            made, _ = augmenter.synthesize_more(files, truth, realism=realism, count=args.variants * len(files),
-                                                output_dir=folder, preview_html=None, count_is_total=True)
-            variants = synthetic_variants(made, folder / "manifest.jsonl", files, args.variants)
+            augmenter.synthesize_more(files, truth, realism=realism, count=args.variants * len(files),
+                                      output_dir=folder, preview_html=None, count_is_total=True)
+            variants = synthetic_variants(folder, files, args.variants)
             train_and_evaluate(f"augment.py realism {realism:g}", seed, images[train], labels[train], args.epochs,
                                synthetic_half(variants))
         for kind in ("RandAugment", "TrivialAugmentWide"):
             train_and_evaluate(kind, seed, images[train], labels[train], args.epochs, random_augment(kind))
 
-    reference = {"clean": float(np.mean([r["clean"] for r in results["baseline"]])),
-                 "corrupted": {key: float(np.mean([r["corrupted"][key] for r in results["baseline"]]))
-                               for key in results["baseline"][0]["corrupted"]}}
+    baseline_runs = results["baseline"]
+    reference = {"clean": float(np.mean([r["clean"] for r in baseline_runs]))} | {
+        kind: {key: float(np.mean([r[kind][key] for r in baseline_runs])) for key in baseline_runs[0][kind]}
+        for kind in ("corrupted", "imagenet_c")}
     rows = []
     for method, runs in results.items():
-        scores = [corruption_errors(run, reference, names) for run in runs]
         clean = [1 - run["clean"] for run in runs]
-        rows.append({"method": method, "clean_accuracy": float(np.mean(clean)),
-                     "clean_accuracy_std": float(np.std(clean)),
-                     "mCE": float(np.mean([s[0] for s in scores])), "mCE_std": float(np.std([s[0] for s in scores])),
-                     "relative_mCE": float(np.mean([s[1] for s in scores])),
-                     "relative_mCE_std": float(np.std([s[1] for s in scores])), "seeds": len(runs)})
-    table = ["| method | clean accuracy | mCE | relative mCE |", "|---|---|---|---|"]
+        row = {"method": method, "clean_accuracy": float(np.mean(clean)), "clean_accuracy_std": float(np.std(clean)),
+               "seeds": len(runs)}
+        for prefix, kind, kind_names, severities in (("", "corrupted", names, SEVERITIES),
+                                                     ("imagenet_c_", "imagenet_c", imagenet_names,
+                                                      IMAGENET_C_SEVERITIES)):
+            scores = np.array([corruption_errors(run, reference, kind_names, kind, severities) for run in runs])
+            row |= {f"{prefix}mCE": float(scores[:, 0].mean()), f"{prefix}mCE_std": float(scores[:, 0].std()),
+                    f"{prefix}relative_mCE": float(scores[:, 1].mean()),
+                    f"{prefix}relative_mCE_std": float(scores[:, 1].std())}
+        rows.append(row)
+    table = ["| method | clean accuracy | mCE | relative mCE | ImageNet-C mCE | ImageNet-C relative mCE |",
+             "|---|---|---|---|---|---|"]
     table += [f"| {r['method']} | {r['clean_accuracy']:.3f} ± {r['clean_accuracy_std']:.3f} | "
-              f"{percent(r['mCE'], r['mCE_std'])} | {percent(r['relative_mCE'], r['relative_mCE_std'])} |"
-              for r in rows]
+              f"{percent(r['mCE'], r['mCE_std'])} | {percent(r['relative_mCE'], r['relative_mCE_std'])} | "
+              f"{percent(r['imagenet_c_mCE'], r['imagenet_c_mCE_std'])} | "
+              f"{percent(r['imagenet_c_relative_mCE'], r['imagenet_c_relative_mCE_std'])} |" for r in rows]
     (out / "results.md").write_text("\n".join(table) + "\n")
     (out / "results.json").write_text(json.dumps({"rows": rows, "runs": results, "curves": curves,
                                                   "severities": SEVERITIES, "augmentations": names,
                                                   "left_out": unchanged, "variants": args.variants,
+                                                  "imagenet_c": imagenet_names,
+                                                  "imagenet_c_severities": IMAGENET_C_SEVERITIES,
                                                   "epochs": args.epochs, "seeds": args.seeds}, indent=1))
-    plot(results, curves, names, out)
+    plot(results, curves, names, imagenet_names, out)
     print("\n" + "\n".join(table))
-    print(f"\n{out / 'results.md'}, {out / 'robustness.png'}, {out / 'learning_curves.png'} "
+    print(f"\n{out / 'results.md'}, {out / 'robustness.png'}, {out / 'robustness_imagenet_c.png'}, "
+          f"{out / 'learning_curves.png'} "
           f"({time.perf_counter() - started:.0f} s)")
     return 0
 
@@ -219,13 +258,17 @@ def percent(mean: float, spread: float) -> str:
     return "n/a" if np.isnan(mean) else f"{100 * mean:.1f} % ± {100 * spread:.1f}"
 
 
-def plot(results: dict, curves: dict, names: list[str], out: Path) -> None:
-    robustness = {}
-    for method, runs in results.items():
-        by_severity = [np.mean([run["corrupted"][f"{n}@{s}"] for run in runs for n in names]) for s in SEVERITIES]
-        robustness[method] = ([0.0, *SEVERITIES], [np.mean([run["clean"] for run in runs]), *by_severity])
-    line_plot(out / "robustness.png", robustness, "corruption intensity (every catalogue augmentation)",
-              "test error, mean over augmentations and seeds", "Held-out digits: error against corruption intensity")
+def plot(results: dict, curves: dict, names: list[str], imagenet_names: list[str], out: Path) -> None:
+    for file, kind, kind_names, severities, xlabel, title in (
+            ("robustness.png", "corrupted", names, SEVERITIES, "corruption intensity (every catalogue augmentation)",
+             "Held-out digits: error against corruption intensity"),
+            ("robustness_imagenet_c.png", "imagenet_c", imagenet_names, IMAGENET_C_SEVERITIES,
+             "ImageNet-C severity (15 corruptions)", "Held-out digits: error under ImageNet-C corruptions")):
+        robustness = {}
+        for method, runs in results.items():
+            by_severity = [np.mean([run[kind][f"{n}@{s}"] for run in runs for n in kind_names]) for s in severities]
+            robustness[method] = ([0, *severities], [np.mean([run["clean"] for run in runs]), *by_severity])
+        line_plot(out / file, robustness, xlabel, "test error, mean over corruptions and seeds", title)
     learning = {method: (np.linspace(0, 1, len(mean) + 1)[1:], mean)
                 for method, runs in curves.items() if len(mean := np.mean(np.array(runs), axis=0))}
     line_plot(out / "learning_curves.png", learning, "share of the training budget (optimizer steps)",

@@ -102,9 +102,15 @@ def test_robustness_study_quick_run_writes_its_table_and_plots(tmp_path):
     methods = [line.split("|")[1].strip() for line in table[2:]]
     assert methods == ["baseline", "augment.py realism 0.5", "augment.py realism 0", "augment.py realism -0.5",
                        "RandAugment", "TrivialAugmentWide"]
+    assert table[0].count("|") == 7 and "ImageNet-C mCE" in table[0]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["rows"][0]["mCE"] == pytest.approx(1.0)  # the baseline is the reference
-    for name in ("robustness.png", "learning_curves.png"):
+    assert results["rows"][0]["imagenet_c_mCE"] == pytest.approx(1.0)
+    # a second run reuses the searches and synthetic folders and reproduces every number
+    assert digits_robustness.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["runs"] == results["runs"]
+    assert results["imagenet_c"] == ["gaussian_noise", "zoom_blur"]
+    for name in ("robustness.png", "robustness_imagenet_c.png", "learning_curves.png"):
         assert augment.load_image(str(tmp_path / name)).shape[0] > 100
     # two synthetic variants of each of the 200 training digits, each named after its source
     manifest = [json.loads(line) for line in (tmp_path / "synthetic-seed0-r0.0" / "manifest.jsonl").open()]
