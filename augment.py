@@ -258,7 +258,8 @@ def _random_sized_crop(intensity: float, height: int, width: int):
     # Crop windows of one seed are nested as the intensity grows (albumentations places
     # them at the same relative offset), so a sweep zooms steadily into one region.
     # albumentations floors the crop width (crop_height * width / height); on images
-    # much taller than wide the crop stays at least one pixel wide.
+    # much taller than wide the crop stays at least one pixel wide (ceil is the closed
+    # form; the loop corrects float rounding, e.g. 49 * (1 / 49) < 1).
     crop_height = max(1, round(height * (1.0 - 0.75 * intensity)), math.ceil(height / width))
     while int(crop_height * (width / height)) < 1:
         crop_height += 1

@@ -44,6 +44,7 @@ from examples import digits, digits_model  # noqa: E402
 SEVERITIES = [0.1, 0.2, 0.3, 0.4, 0.5]
 IMAGENET_C_SEVERITIES = [1, 2, 3, 4, 5]
 REALISMS = [0.5, 0.0, -0.5]
+AUGMENTED_SHARE = 0.5  # of each training batch, for the synthetic data and the random policies alike
 
 
 def corrupted_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str, float], np.ndarray]:
@@ -125,7 +126,7 @@ def synthetic_half(variants: np.ndarray):
 
     def apply(batch: np.ndarray, rng: np.random.Generator, index: np.ndarray) -> np.ndarray:
         out = batch.copy()
-        chosen = rng.random(len(batch)) < 0.5
+        chosen = rng.random(len(batch)) < AUGMENTED_SHARE
         picks = rng.integers(0, len(variants), len(batch))
         out[chosen] = variants[picks[chosen], index[chosen]]
         return out
@@ -142,7 +143,7 @@ def random_augment(kind: str):
 
     def apply(batch: np.ndarray, rng: np.random.Generator, index: np.ndarray) -> np.ndarray:
         out = batch.copy()
-        chosen = rng.random(len(batch)) < 0.5
+        chosen = rng.random(len(batch)) < AUGMENTED_SHARE
         torch.manual_seed(int(rng.integers(2**31)))
         for k in np.flatnonzero(chosen):
             tensor = torch.from_numpy(np.ascontiguousarray(batch[k])).permute(2, 0, 1)
