@@ -21,7 +21,8 @@
    (Hendrycks & Dietterich's own code, as maintained in the ``imagecorruptions-imaug`` package),
    which the tool does not synthesize.
 
-Writes ``OUT/results.json``, ``OUT/results.md`` (the table), ``OUT/robustness.png`` and
+Writes ``OUT/results.json``, ``OUT/results.md`` (the table), ``OUT/results_by_severity.md``
+(mean error at each intensity, as plotted), ``OUT/robustness.png`` and
 ``OUT/robustness_imagenet_c.png`` (error against intensity, before and after) and
 ``OUT/learning_curves.png``.
 """
@@ -241,6 +242,13 @@ def main(argv=None) -> int:
               f"{percent(r['imagenet_c_mCE'], r['imagenet_c_mCE_std'])} | "
               f"{percent(r['imagenet_c_relative_mCE'], r['imagenet_c_relative_mCE_std'])} |" for r in rows]
     (out / "results.md").write_text("\n".join(table) + "\n")
+    by_severity = []  # what the robustness plots draw, as numbers
+    for kind, kind_names, severities, heading in (
+            ("corrupted", names, SEVERITIES, "test error by catalogue intensity"),
+            ("imagenet_c", imagenet_names, IMAGENET_C_SEVERITIES, "test error by ImageNet-C severity")):
+        by_severity += ["", *severity_table(error_by_severity(results, kind, kind_names, severities), severities,
+                                            heading)]
+    (out / "results_by_severity.md").write_text("\n".join(by_severity[1:]) + "\n")
     (out / "results.json").write_text(json.dumps({"rows": rows, "runs": results, "curves": curves,
                                                   "severities": SEVERITIES, "augmentations": names,
                                                   "left_out": unchanged, "variants": args.variants,
@@ -248,7 +256,7 @@ def main(argv=None) -> int:
                                                   "imagenet_c_severities": IMAGENET_C_SEVERITIES,
                                                   "epochs": args.epochs, "seeds": args.seeds}, indent=1))
     plot(results, curves, names, imagenet_names, out)
-    print("\n" + "\n".join(table))
+    print("\n" + "\n".join(table + by_severity))
     print(f"\n{out / 'results.md'}, {out / 'robustness.png'}, {out / 'robustness_imagenet_c.png'}, "
           f"{out / 'learning_curves.png'} "
           f"({time.perf_counter() - started:.0f} s)")
@@ -259,17 +267,28 @@ def percent(mean: float, spread: float) -> str:
     return "n/a" if np.isnan(mean) else f"{100 * mean:.1f} % ± {100 * spread:.1f}"
 
 
+def error_by_severity(results: dict, kind: str, names: list[str], severities: list) -> dict[str, list[float]]:
+    """Per method: [clean error, mean error over corruptions and seeds at each severity]."""
+    return {method: [float(np.mean([run["clean"] for run in runs])),
+                     *(float(np.mean([run[kind][f"{n}@{s}"] for run in runs for n in names])) for s in severities)]
+            for method, runs in results.items()}
+
+
+def severity_table(errors: dict[str, list[float]], severities: list, heading: str) -> list[str]:
+    lines = [f"| {heading} | clean | " + " | ".join(str(s) for s in severities) + " |",
+             "|---" * (len(severities) + 2) + "|"]
+    return lines + [f"| {method} | " + " | ".join(f"{e:.3f}" for e in row) + " |" for method, row in errors.items()]
+
+
 def plot(results: dict, curves: dict, names: list[str], imagenet_names: list[str], out: Path) -> None:
     for file, kind, kind_names, severities, xlabel, title in (
             ("robustness.png", "corrupted", names, SEVERITIES, "corruption intensity (every catalogue augmentation)",
              "Held-out digits: error against corruption intensity"),
             ("robustness_imagenet_c.png", "imagenet_c", imagenet_names, IMAGENET_C_SEVERITIES,
              "ImageNet-C severity (15 corruptions)", "Held-out digits: error under ImageNet-C corruptions")):
-        robustness = {}
-        for method, runs in results.items():
-            by_severity = [np.mean([run[kind][f"{n}@{s}"] for run in runs for n in kind_names]) for s in severities]
-            robustness[method] = ([0, *severities], [np.mean([run["clean"] for run in runs]), *by_severity])
-        line_plot(out / file, robustness, xlabel, "test error, mean over corruptions and seeds", title)
+        errors = error_by_severity(results, kind, kind_names, severities)
+        line_plot(out / file, {method: ([0, *severities], row) for method, row in errors.items()}, xlabel,
+                  "test error, mean over corruptions and seeds", title)
     learning = {method: (np.linspace(0, 1, len(mean) + 1)[1:], mean)
                 for method, runs in curves.items() if len(mean := np.mean(np.array(runs), axis=0))}
     line_plot(out / "learning_curves.png", learning, "share of the training budget (optimizer steps)",
