@@ -101,6 +101,390 @@ from typing import Any
 import numpy as np
 
 ###############################################################################
+# Helpers used everywhere
+###############################################################################
+# Errors, text and names, numbers, turning outputs and labels into plain values,
+# comparing and fingerprinting them, and the one way augment.py writes a file.
+
+
+class AugmentError(ValueError):
+    """A bad argument, file or value, named in the message (the CLI prints it as ``error: ...``).
+
+    Errors raised by the user's own code (predict, diff_error, a factory) are never
+    turned into this: they keep their type and traceback, with a note naming the image.
+
+    >>> try:
+    ...     augment_image(np.zeros((4, 4, 3), np.uint8), "Brightn", 0.5)
+    ... except AugmentError as error:
+    ...     print(str(error).split(" Valid")[0])
+    unknown augmentation 'Brightn'. Did you mean 'Brighten'?
+    """
+
+
+def _truncate(text: Any, limit: int = 300) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: Any) -> Any:
+    """jinja2 finalize: control characters (NUL, ...) in user text are shown as \\xNN, never written."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return _CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    return value
+
+
+def _safe_name(text: str, limit: int = 60) -> str:
+    """A file-name-safe slug: letters, digits, '-', '_' and '.', no leading dot, bounded length."""
+    slug = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in str(text))
+    slug = slug.lstrip(".")[:limit]
+    return slug or "_"
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number that is not a bool (JSON's numbers)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    """An int (Python or numpy) that is not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_int(value: Any, parameter: str, minimum: int = 0, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if not _is_int(value) or value < minimum:
+        none = " or None" if allow_none else ""
+        raise AugmentError(f"{parameter} must be an int >= {minimum}{none}, got {value!r}")
+    return int(value)
+
+
+def _check_number(value: Any, parameter: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """A real number in [low, high] (not a bool, not a string: those hide mixed-up arguments)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
+        raise AugmentError(f"{parameter} must be a number, got {value!r}")
+    if not low <= value <= high:
+        allowed = f">= {low}" if high == math.inf else f"<= {high}" if low == -math.inf else f"in [{low}, {high}]"
+        raise AugmentError(f"{parameter} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+def _expect(condition: bool, problem: str) -> None:
+    if not condition:
+        raise AugmentError(problem)
+
+
+def _is_tensor(value: Any) -> bool:
+    # Checked by module name so that `import augment` never imports torch.
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays, torch tensors and tuples as Python numbers and lists, recursively.
+
+    What labels and outputs become in JSON files and in what synthesis returns: an
+    ``np.int64(5)`` class id stays the number 5, an array a nested list.
+
+    >>> _plain({"boxes": np.array([[1, 2, 3, 4]]), "id": np.int64(5), "score": (np.float32(0.5),)})
+    {'boxes': [[1, 2, 3, 4]], 'id': 5, 'score': [0.5]}
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if _is_tensor(value):
+        return value.detach().cpu().numpy().tolist()
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else str(_plain(key)): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """``_plain(value)`` when JSON can hold it, else its string (an object JSON cannot encode)."""
+    plain = _plain(value)
+    try:
+        json.dumps(plain)
+        return plain
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _as_comparable(value: Any) -> Any:
+    """Tensors as arrays, numpy scalars as Python numbers; everything else as it is."""
+    if _is_tensor(value):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _float_tolerance(*arrays: np.ndarray) -> float:
+    # A few units in the last place of the least precise float involved: noise of the
+    # arithmetic, never a change of the model's answer.
+    kinds = [a.dtype for a in arrays if a.dtype.kind == "f"]
+    return max([1e-9] + [4 * float(np.finfo(kind).eps) for kind in kinds])
+
+
+def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "biuf" and b.dtype.kind in "biuf":
+        if a.dtype.kind != "f" and b.dtype.kind != "f":
+            return bool(np.array_equal(a, b))
+        return bool(np.allclose(a, b, rtol=_float_tolerance(a, b), atol=1e-12, equal_nan=True))
+    return all(outputs_equal(x, y) for x, y in zip(a.ravel().tolist(), b.ravel().tolist()))
+
+
+def outputs_equal(output: Any, reference: Any) -> bool:
+    """Whether two model outputs (or an output and a label) say the same thing.
+
+    Every element counts: arrays and tensors are compared whole (never through a
+    truncated ``str``), lists and tuples item by item, dicts key by key whatever their
+    order. Numbers compare by value within float noise (``0.1 + 0.2`` equals ``0.3``;
+    float32 arrays within a few units in the last place), and a number equals its
+    string (``7`` and ``"7"``, the seed's string rule). Other objects compare with
+    ``==`` when their class defines it, else by ``str``.
+
+    >>> outputs_equal({"boxes": np.zeros((2, 4)), "label": 3}, {"label": 3, "boxes": [[0] * 4] * 2})
+    True
+    >>> mask = np.zeros((40, 40), np.uint8); changed = mask.copy(); changed[20, 20] = 1
+    >>> outputs_equal(mask, changed), outputs_equal(0.1 + 0.2, 0.3)
+    (False, True)
+    """
+    a, b = _as_comparable(output), _as_comparable(reference)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, (np.ndarray, list, tuple)) and isinstance(b, (np.ndarray, list, tuple))):
+            return False
+        try:
+            return _arrays_equal(np.asarray(a), np.asarray(b))
+        except ValueError:  # a ragged list: compare item by item
+            return len(a) == len(b) and all(outputs_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(outputs_equal(a[key], b[key]) for key in a))
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
+                and all(outputs_equal(x, y) for x, y in zip(a, b)))
+    if isinstance(a, numbers.Number) and isinstance(b, numbers.Number):
+        if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
+            return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return str(a) == str(b)
+    if type(a).__eq__ is not object.__eq__:
+        result = a == b
+        if isinstance(result, (bool, np.bool_)):
+            return bool(result)
+    return str(a) == str(b)
+
+
+def _digest_into(value: Any, sink: Any) -> None:
+    value = _as_comparable(value)
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        sink.update(f"a{array.dtype.str}{array.shape}".encode())
+        sink.update(array.tobytes() if array.dtype.kind != "O" else repr(array.tolist()).encode())
+    elif isinstance(value, dict):
+        sink.update(b"d%d" % len(value))
+        for key in sorted(value, key=repr):  # the order of a dict's keys does not matter
+            _digest_into(key, sink)
+            _digest_into(value[key], sink)
+    elif isinstance(value, (list, tuple)):
+        sink.update(b"l%d" % len(value))
+        for item in value:
+            _digest_into(item, sink)
+    elif isinstance(value, float):
+        sink.update(f"f{value:.9g}".encode())  # float noise (0.1 + 0.2) is not a change
+    else:
+        sink.update(f"{type(value).__name__}:{value}".encode())
+
+
+def _digest(value: Any) -> str:
+    """A fingerprint of any label or output that sees every element of arrays and tensors."""
+    sink = hashlib.blake2b(digest_size=16)
+    _digest_into(value, sink)
+    return sink.hexdigest()
+
+
+def _image_digest(image: np.ndarray) -> str:
+    """The pixels' fingerprint: where an image's random draws come from (not its file's path)."""
+    sink = hashlib.blake2b(f"{image.shape}".encode(), digest_size=16)
+    sink.update(np.ascontiguousarray(image).data)
+    return sink.hexdigest()
+
+
+def _derive_seed(*parts: Any) -> int:
+    """A stable 32-bit seed from any parts: the same in every process and on every machine."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+# -- writing files -------------------------------------------------------------------
+# Every file augment.py writes goes through _write_atomic: a temporary file in the target's
+# folder, fsync, rename. A reader sees the old file or the new one, never half of either; a
+# symlink planted at the target is replaced, never followed; and the file gets the permissions
+# the umask gives any new file (tempfile's 0600 would hide a data set from other users).
+
+_TEMPORARY_PREFIX = ".augment-tmp-"
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, for every thread, for a moment)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _temporary_prefix(path: str) -> str:
+    """Temporary files for ``path`` start with this (what a killed job leaves; see _remove_temporaries)."""
+    return f"{_TEMPORARY_PREFIX}{os.path.basename(path)[:100]}~"
+
+
+def _write_atomic(path: str | os.PathLike, content: bytes | str | Callable[[Any], None],
+                  durable: bool = True) -> str:
+    """Write ``path`` whole or not at all; ``content`` is bytes, text or ``write(binary_file)``.
+
+    ``durable=False`` skips the fsync (report frames: a crash may lose them, never tear them).
+    A failure (a full disk) leaves the previous file as it was and names ``path``.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}", path) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}", path) from None
+        raise
+    return path
+
+
+def _remove_temporaries(folder: str, prefix: str = _TEMPORARY_PREFIX) -> None:
+    """Temporary files a killed job left in ``folder`` (only called while holding its lock)."""
+    for name in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.tmp")):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _own_folder(path: str | os.PathLike) -> str:
+    """A folder augment.py writes into: created if needed; a symlink planted there is replaced
+    by a real folder (the link's target is never touched); an existing file is an error."""
+    path = os.fspath(path)
+    if os.path.islink(path):
+        os.unlink(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise AugmentError(f"{path} is a file, not a folder: choose another path or move the file")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _output_folder(path: str | os.PathLike, parameter: str) -> str:
+    """The user's output folder (a link the user made is followed); an existing file is an error."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise AugmentError(f"{parameter} {path} is an existing file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise AugmentError(f"cannot create {parameter} {path}: {exc.strerror}") from None
+    return path
+
+
+class _JobLock:
+    """An advisory lock that one job holds on a cache file or output folder.
+
+    A second job on the same file, in another process or this one, fails at once with an
+    error naming the file and the holder's pid. POSIX record locks (``fcntl.lockf``) are
+    released by the kernel when their holder dies, even by SIGKILL, so a killed job never
+    leaves a stale lock; unlike ``flock`` they are not inherited by worker processes the job
+    forks. Temporaries are cleaned only while holding it. (No lock where there is no fcntl.)
+    """
+
+    _held: set[str] = set()  # lock files held by this process
+    _held_guard = threading.Lock()
+
+    def __init__(self, lock_path: str, what: str):
+        self.lock_path, self.what = os.path.abspath(lock_path), what
+        self._fd: int | None = None
+
+    def _busy(self, holder: str) -> AugmentError:
+        return AugmentError(f"{self.what} is in use by another augment.py job (pid {holder}); wait for it to "
+                            f"finish or stop it (lock file {self.lock_path})")
+
+    def __enter__(self) -> _JobLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        with self._held_guard:
+            if self.lock_path in self._held:
+                raise self._busy(str(os.getpid()))
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                fd = os.open(self.lock_path, flags, 0o666)
+            except OSError as exc:
+                raise AugmentError(f"cannot lock {self.what}: {self.lock_path}: {exc.strerror}") from None
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise self._busy(holder) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self._held.add(self.lock_path)
+            self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._fd is not None:
+            with self._held_guard:
+                os.close(self._fd)  # closing releases the lock; the file stays (removing it would race)
+                self._held.discard(self.lock_path)
+                self._fd = None
+
+
+def _lock_for_file(path: str) -> _JobLock:
+    folder, name = os.path.split(os.path.abspath(path))
+    return _JobLock(os.path.join(folder, f".{name}.lock"), f"analysis file {path}")
+
+
+def _lock_for_folder(folder: str) -> _JobLock:
+    return _JobLock(os.path.join(folder, ".augment.lock"), f"folder {folder}")
+
+
+###############################################################################
 # Public constants: augmentation names
 ###############################################################################
 
@@ -466,17 +850,17 @@ def _check_augmentation_name(name: Any, parameter: str = "augmentation") -> str:
     if name not in ALL_AUGMENTATIONS:
         close = difflib.get_close_matches(str(name), ALL_AUGMENTATIONS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown {parameter} {name!r}.{hint} Valid names: {', '.join(ALL_AUGMENTATIONS)}")
+        raise AugmentError(f"unknown {parameter} {name!r}.{hint} Valid names: {', '.join(ALL_AUGMENTATIONS)}")
     return name
 
 
 def _check_intensity(intensity: Any, name: str) -> float:
     if isinstance(intensity, bool) or not isinstance(intensity, numbers.Real):
         # float() would also take "0.5" or True, and hide a mixed-up argument.
-        raise ValueError(f"intensity for {name} must be a number in [0, 1], got {intensity!r}")
+        raise AugmentError(f"intensity for {name} must be a number in [0, 1], got {intensity!r}")
     value = float(intensity)
     if not 0.0 <= value <= 1.0 or math.isnan(value):
-        raise ValueError(f"intensity for {name} must be in [0, 1], got {intensity!r}")
+        raise AugmentError(f"intensity for {name} must be in [0, 1], got {intensity!r}")
     return value
 
 
@@ -485,12 +869,6 @@ def _transform(name: str, intensity: float, height: int, width: int):
     # Building an albumentations transform validates its arguments (pydantic) and
     # costs far more than applying it to a small image, so transforms are reused.
     return CATALOGUE[name].build(intensity, height, width)
-
-
-def _derive_seed(*parts: Any) -> int:
-    """A stable 32-bit seed from any parts: the same in every process and on every machine."""
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def augment_image(image: np.ndarray, name: str, intensity: float, seed: int = 0) -> np.ndarray:
@@ -531,13 +909,13 @@ def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: in
 def _as_rgb(array: Any, what: str) -> np.ndarray:
     """Return ``array`` as (H, W, 3) uint8; grayscale is repeated, alpha dropped."""
     if not isinstance(array, np.ndarray):
-        raise ValueError(f"{what} must be a numpy array or a file path, got {type(array).__name__}")
+        raise AugmentError(f"{what} must be a numpy array or a file path, got {type(array).__name__}")
     if array.dtype != np.uint8:
-        raise ValueError(f"{what} must be uint8 (H, W, 3) RGB, got dtype {array.dtype}")
+        raise AugmentError(f"{what} must be uint8 (H, W, 3) RGB, got dtype {array.dtype}")
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
-        raise ValueError(f"{what} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
+        raise AugmentError(f"{what} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     elif array.shape[2] == 4:
@@ -566,9 +944,9 @@ def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
                 return _as_rgb((array / peak * 255).round().clip(0, 255).astype(np.uint8), path)
             return _as_rgb(np.asarray(opened.convert("RGB")), path)
     except FileNotFoundError:
-        raise ValueError(f"image file not found: {path}") from None
+        raise AugmentError(f"image file not found: {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
+        raise AugmentError(f"cannot read image {path}: {exc}") from None
 
 
 MAX_IMAGE_PIXELS = 40_000_000  # larger files are skipped by the search (a 8000x8000 photo is 64 MP)
@@ -583,7 +961,7 @@ def _check_pixels(path: str, max_pixels: int) -> None:
     except (OSError, SyntaxError, ValueError):
         return  # load_image names the problem
     if width * height > max_pixels:
-        raise ValueError(f"image {path} is {width}x{height} = {width * height:,} pixels, more than "
+        raise AugmentError(f"image {path} is {width}x{height} = {width * height:,} pixels, more than "
                          f"max_image_pixels={max_pixels:,}: resize it, or raise max_image_pixels")
 
 
@@ -597,7 +975,7 @@ class _Source:
 
     def load(self, max_pixels: int | None = None) -> np.ndarray:
         if self.array is None and self.path is None:
-            raise ValueError(f"image {self.key} was given in memory and is not available now")
+            raise AugmentError(f"image {self.key} was given in memory and is not available now")
         if max_pixels is not None and self.path is not None and self.array is None:
             _check_pixels(self.path, max_pixels)  # from the header, before decoding
         return load_image(self.array if self.array is not None else self.path)
@@ -615,7 +993,7 @@ def _sources(images: Any, parameter: str) -> list[_Source]:
         images = [images]
     images = list(images)
     if not images:
-        raise ValueError(f"{parameter} is empty: give at least one image file or array")
+        raise AugmentError(f"{parameter} is empty: give at least one image file or array")
     sources = []
     for index, image in enumerate(images):
         if isinstance(image, np.ndarray):
@@ -623,7 +1001,7 @@ def _sources(images: Any, parameter: str) -> list[_Source]:
         elif isinstance(image, (str, os.PathLike)):
             sources.append(_Source(os.fspath(image), os.fspath(image)))
         else:
-            raise ValueError(f"{parameter}[{index}] must be a file path or an RGB uint8 array, "
+            raise AugmentError(f"{parameter}[{index}] must be a file path or an RGB uint8 array, "
                              f"got {type(image).__name__}")
     return sources
 
@@ -632,7 +1010,7 @@ def _check_readable(sources: Sequence[_Source]) -> None:
     """Fail before any prediction if a file is missing (a wrong path, not a bad image)."""
     for source in sources:
         if source.path is not None and source.array is None and not os.path.isfile(source.path):
-            raise ValueError(f"image file not found: {source.path}")
+            raise AugmentError(f"image file not found: {source.path}")
 
 
 def _check_labels(labels: Any, count: int, parameter: str) -> list | None:
@@ -640,7 +1018,7 @@ def _check_labels(labels: Any, count: int, parameter: str) -> list | None:
         return None
     labels = list(labels)
     if len(labels) != count:
-        raise ValueError(f"{parameter} has {len(labels)} labels for {count} images; they must match 1-to-1")
+        raise AugmentError(f"{parameter} has {len(labels)} labels for {count} images; they must match 1-to-1")
     return labels
 
 
@@ -690,9 +1068,9 @@ class _Predictor:
         try:
             outputs = list(outputs)
         except TypeError:
-            raise ValueError(f"batched predict must return a list, got {type(outputs).__name__}") from None
+            raise AugmentError(f"batched predict must return a list, got {type(outputs).__name__}") from None
         if len(outputs) != len(inputs):
-            raise ValueError(f"batched predict returned {len(outputs)} outputs for {len(inputs)} images")
+            raise AugmentError(f"batched predict returned {len(outputs)} outputs for {len(inputs)} images")
         return outputs
 
     def _call_in_mode(self, arrays: list[np.ndarray], paths: list[str | None], mode: str) -> list:
@@ -716,7 +1094,7 @@ class _Predictor:
         self.calls += len(arrays)
         for output in result:
             if (problem := _invalid_output(output)) is not None:
-                raise ValueError(f"predict {problem}")
+                raise AugmentError(f"predict {problem}")
         return result
 
     def __call__(self, arrays: list[np.ndarray], paths: list[str | None] | None = None,
@@ -790,9 +1168,9 @@ def _checked_diff(diff_error: Callable, output: Any, reference: Any, where: str)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"diff_error must return a number in [0, 1], got {value!r} ({where})") from None
+        raise AugmentError(f"diff_error must return a number in [0, 1], got {value!r} ({where})") from None
     if math.isnan(number) or not 0.0 <= number <= 1.0:
-        raise ValueError(f"diff_error must return a number in [0, 1], got {value!r} ({where})")
+        raise AugmentError(f"diff_error must return a number in [0, 1], got {value!r} ({where})")
     return number
 
 
@@ -875,18 +1253,13 @@ def _check_step(step_size_percent: Any) -> float:
     try:
         step = float(step_size_percent)
     except (TypeError, ValueError):
-        raise ValueError(f"step_size_percent must be a number, got {step_size_percent!r}") from None
+        raise AugmentError(f"step_size_percent must be a number, got {step_size_percent!r}") from None
     if 1.0 < step <= 50.0:
         step = step / 100.0  # the seed's README also speaks of "5" meaning 5 %
     if not 0.0 < step <= 0.5 or abs(1.0 / step - round(1.0 / step)) > 1e-6:
-        raise ValueError(f"step_size_percent must divide 1 into whole steps (0.05, 0.1, 0.25, ...), "
+        raise AugmentError(f"step_size_percent must divide 1 into whole steps (0.05, 0.1, 0.25, ...), "
                          f"got {step_size_percent!r}")
     return step
-
-
-def _truncate(text: Any, limit: int = 300) -> str:
-    text = str(text)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _grid_probe(points: int):
@@ -1177,7 +1550,7 @@ class _ModelSpec:
             if self.token not in _WORKER_MODELS:
                 predict = self.factory()
                 if not callable(predict):
-                    raise ValueError(f"predict_factory must return a predict function, got {type(predict).__name__}")
+                    raise AugmentError(f"predict_factory must return a predict function, got {type(predict).__name__}")
                 _WORKER_MODELS[self.token] = predict
             return _WORKER_MODELS[self.token]
 
@@ -1243,7 +1616,7 @@ def _check_picklable(value: Any, what: str) -> None:
 
         cloudpickle.dumps(value)
     except Exception:
-        raise ValueError(f"{what} cannot be sent to executor workers ({error}); use a module-level "
+        raise AugmentError(f"{what} cannot be sent to executor workers ({error}); use a module-level "
                          f"function, or predict_factory (see the README, 'Distributed searches')") from None
 
 
@@ -1254,7 +1627,7 @@ def _grid_sample(count: int, sample: Any, seed: int) -> frozenset[int]:
     elif isinstance(sample, (int, np.integer)) and not isinstance(sample, bool) and sample >= 0:
         size = min(int(sample), count)
     else:
-        raise ValueError(f"grid_sample must be an int >= 0 (images) or a float in [0, 1] (share), got {sample!r}")
+        raise AugmentError(f"grid_sample must be an int >= 0 (images) or a float in [0, 1] (share), got {sample!r}")
     order = np.random.default_rng([seed, count]).permutation(count)
     return frozenset(int(k) for k in order[:size])
 
@@ -1454,15 +1827,6 @@ class AugmentationCurve:
                    first_failure_output=data["first_failure_output"])
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _expect(condition: bool, problem: str) -> None:
-    if not condition:
-        raise ValueError(problem)
-
-
 def _check_curve(curve: AugmentationCurve, count: int) -> None:
     """The shape and types of one augmentation's rows in a loaded analysis."""
     width = len(curve.intensities)
@@ -1550,9 +1914,9 @@ class Analysis:
     @classmethod
     def from_json(cls, data: Any, where: str = "analysis") -> Analysis:
         if not isinstance(data, dict) or data.get("format") != _ANALYSIS_FORMAT:
-            raise ValueError(f"{where} is not an augment.py analysis file")
+            raise AugmentError(f"{where} is not an augment.py analysis file")
         if data.get("version") not in _READABLE_VERSIONS:
-            raise ValueError(f"{where} has analysis format version {data.get('version')!r}; this augment.py "
+            raise AugmentError(f"{where} has analysis format version {data.get('version')!r}; this augment.py "
                              f"{__version__} reads versions {_READABLE_VERSIONS}. Re-run the search "
                              f"(the old file is kept as a backup).")
         try:
@@ -1579,52 +1943,30 @@ class Analysis:
                 curve = curves[name] = AugmentationCurve.from_json(name, entry, intensities, threshold)
                 _check_curve(curve, len(images))
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"{where} is damaged: missing or malformed field {exc}") from None
+            raise AugmentError(f"{where} is damaged: missing or malformed field {exc}") from None
         except ValueError as exc:
-            raise ValueError(f"{where} is damaged: {exc}") from None
+            raise AugmentError(f"{where} is damaged: {exc}") from None
         return cls(fingerprint=data["fingerprint"], settings=settings, images=images, curves=curves)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically: a temporary file in the same folder, fsync, then rename."""
+        """Write atomically (temporary file in the same folder, fsync, rename)."""
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.to_json(), handle, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-
-def _temporary_prefix(path: str) -> str:
-    return f".{os.path.basename(path)}."
-
-
-def _remove_stale_temporaries(path: str) -> None:
-    """Temporary files a killed save left next to ``path`` (the file itself is always whole)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    for name in glob.glob(glob.escape(os.path.join(folder, _temporary_prefix(path))) + "*.tmp"):
-        with contextlib.suppress(OSError):
-            os.unlink(name)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        data = json.dumps(self.to_json(), separators=(",", ":"))
+        _write_atomic(path, data)
 
 
 def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     """Read an analysis file; a missing, truncated or foreign file is a ``ValueError`` naming it."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ValueError(f"no analysis file at {path}: run the search first "
+        raise AugmentError(f"no analysis file at {path}: run the search first "
                          f"(search_randomization_boundaries or `python augment.py search`)")
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"analysis file {path} is truncated or corrupt ({exc}); move it away to start "
+        raise AugmentError(f"analysis file {path} is truncated or corrupt ({exc}); move it away to start "
                          f"a fresh search") from None
     return Analysis.from_json(data, where=f"analysis file {path}")
 
@@ -1699,7 +2041,7 @@ def _cam_class(method: str):
 
     key = str(method).lower().replace("-", "").replace("_", "")
     if key not in _CAM_METHODS:
-        raise ValueError(f"unknown cam_method {method!r}; choose one of {sorted(set(_CAM_METHODS.values()))}")
+        raise AugmentError(f"unknown cam_method {method!r}; choose one of {sorted(set(_CAM_METHODS.values()))}")
     return getattr(pytorch_grad_cam, _CAM_METHODS[key])
 
 
@@ -1957,23 +2299,6 @@ def _fmt(value: float | None) -> str:
     return ">1" if value is None else f"{value:.2f}"
 
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _printable(value: Any) -> Any:
-    """jinja2 finalize: control characters (NUL, ...) in user text are shown as \\xNN, never written."""
-    if isinstance(value, str) and not hasattr(value, "__html__"):
-        return _CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
-    return value
-
-
-def _safe_name(text: str, limit: int = 60) -> str:
-    """A file-name-safe slug: letters, digits, '-', '_' and '.', no leading dot, bounded length."""
-    slug = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in str(text))
-    slug = slug.lstrip(".")[:limit]
-    return slug or "_"
-
-
 class _ReportWriter:
     """Renders one analysis into an offline folder; see ImageAugmenter.render_boundaries."""
 
@@ -2184,6 +2509,12 @@ class SyntheticImage:
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def files(self) -> list[str]:
+        """The files this entry made in its folder: the image, and a mask label if any."""
+        mask = self.label if isinstance(self.label, str) and self.label.endswith(".mask.png") else None
+        return [self.file] + ([mask] if mask else [])
+
     @classmethod
     def from_json(cls, data: Any) -> SyntheticImage:
         """One manifest line; a ValueError says what is wrong with it."""
@@ -2212,7 +2543,7 @@ def _label_kind(label_format: Any) -> str:
         return "keypoints"
     if label_format == "mask":
         return "mask"
-    raise ValueError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points) or 'mask', "
+    raise AugmentError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points) or 'mask', "
                      f"got {label_format!r}")
 
 
@@ -2273,21 +2604,122 @@ def _read_manifest(path: str) -> tuple[list[SyntheticImage], bool]:
         try:
             entries.append(SyntheticImage.from_json(json.loads(line)))
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-            raise ValueError(f"manifest {path} line {number} is damaged ({exc}); fix or remove it") from None
+            raise AugmentError(f"manifest {path} line {number} is damaged ({exc}); fix or remove it") from None
     return entries, truncated
 
 
-def _write_atomic(path: str, write: Callable[[str], None]) -> None:
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
+_SYNTHETIC_NAME = re.compile(r"synthetic-(\d+)-")
+
+
+def _write_temporary(folder: str, target: str, content: bytes) -> str:
+    """Write ``content`` to a durable temporary file for ``target`` in ``folder``; return its path."""
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=".tmp", dir=folder)
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, f"cannot write {os.path.join(folder, target)}: {exc.strerror}") from None
         raise
+    return tmp
+
+
+def _png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+class _SyntheticFolder:
+    """An output folder of synthetic images and its ``manifest.jsonl``, held by one job at a time.
+
+    Each image (and mask) is written to a temporary file, then its manifest line is appended
+    and fsynced, then the files are renamed into place. So after a kill at any point the
+    folder holds only whole files; a line whose files are missing is dropped (with the files
+    it names: the line proves augment.py wrote them), and temporaries are removed. Nothing
+    else is ever deleted: files named like synthetic images that no line names (copied in, or
+    the user's) are left alone with a warning, and new images are numbered after them.
+    """
+
+    def __init__(self, folder: str, manifest_name: str = "manifest.jsonl"):
+        self.folder = folder
+        self.manifest = os.path.join(folder, manifest_name)
+        self.entries: list[SyntheticImage] = []
+        self.next_index = 0
+        self._lock = _lock_for_folder(folder)
+        self._journal: int | None = None
+
+    def __enter__(self) -> _SyntheticFolder:
+        self._lock.__enter__()
+        try:
+            self._reconcile()
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            self._journal = os.open(self.manifest, flags, 0o666)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
+        self._lock.__exit__(*exc_info)
+
+    def _reconcile(self) -> None:
+        if os.path.islink(self.manifest):
+            raise AugmentError(f"{self.manifest} is a symbolic link; augment.py never writes through links: "
+                               f"remove it or choose another output_dir")
+        entries, truncated = _read_manifest(self.manifest)
+        kept = [e for e in entries if all(os.path.isfile(os.path.join(self.folder, n)) for n in e.files)]
+        kept_ids = {id(e) for e in kept}
+        if truncated or len(kept) != len(entries):
+            text = "".join(json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in kept)
+            _write_atomic(self.manifest, text)
+        for entry in entries:
+            if id(entry) not in kept_ids:  # cut off by a kill between its line and its renames
+                for name in entry.files:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.folder, name))
+        # Only this folder's own temporaries: an analysis file kept here may belong to a live search.
+        _remove_temporaries(self.folder, _TEMPORARY_PREFIX + "synthetic-")
+        _remove_temporaries(self.folder, _temporary_prefix(self.manifest))
+        named = {name for entry in kept for name in entry.files}
+        stray = sorted(n for n in os.listdir(self.folder) if _SYNTHETIC_NAME.match(n) and n not in named)
+        if stray:
+            warnings.warn(f"{len(stray)} file(s) in {self.folder} are named like synthetic images but its "
+                          f"manifest does not list them (e.g. {stray[0]}); they are left alone and new images "
+                          f"are numbered after them", stacklevel=4)
+        self.entries = kept
+        self.next_index = 1 + max([e.index for e in kept] + [int(_SYNTHETIC_NAME.match(n)[1]) for n in stray],
+                                  default=-1)
+
+    def add(self, entry: SyntheticImage, files: dict[str, bytes]) -> None:
+        """Write ``files`` ({name: content}), journal ``entry`` naming them, then rename them in."""
+        temporaries = {}
+        try:
+            for name, content in files.items():
+                temporaries[name] = _write_temporary(self.folder, name, content)
+            line = (json.dumps(entry.to_json(), separators=(",", ":")) + "\n").encode("utf-8")
+            os.write(self._journal, line)
+            os.fsync(self._journal)
+        except BaseException:
+            for tmp in temporaries.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
+        for name, tmp in temporaries.items():
+            os.replace(tmp, os.path.join(self.folder, name))
+        self.entries.append(entry)
 
 
 _PREVIEW_TEMPLATE = """<!doctype html>
@@ -2358,15 +2790,22 @@ def _evaluate(outputs: Sequence, labels: Sequence, keys: Sequence[str], diff_err
 ###############################################################################
 
 
-def _check_probability_like(value: Any, parameter: str, low: float, high: float | None) -> float:
+def _check_cache_path(analytics_cache: Any) -> str | None:
+    """The analysis file's path, checked before any prediction: a folder, or a folder this
+    process cannot write to, would otherwise lose a whole search at its first checkpoint."""
+    if analytics_cache is None:
+        return None
+    path = os.fspath(analytics_cache)
+    if os.path.isdir(path):
+        raise AugmentError(f"analytics_cache {path} is a folder; give a file name such as {path}/analysis.json")
+    folder = os.path.dirname(os.path.abspath(path))
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{parameter} must be a number, got {value!r}") from None
-    if math.isnan(number) or number < low or (high is not None and number > high):
-        allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{parameter} must be {allowed}, got {value!r}")
-    return number
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise AugmentError(f"cannot write the analysis file {path}: {exc.strerror} in {folder}") from None
+    return path
 
 
 class ImageAugmenter:
@@ -2417,30 +2856,30 @@ class ImageAugmenter:
         model_id: str | None = None,
     ):
         if my_predict is not None and not callable(my_predict):
-            raise ValueError(f"my_predict must be callable or None, got {type(my_predict).__name__}")
+            raise AugmentError(f"my_predict must be callable or None, got {type(my_predict).__name__}")
         if predict_factory is not None and (my_predict is not None or not callable(predict_factory)):
-            raise ValueError("predict_factory must be a callable returning predict, given instead of my_predict")
+            raise AugmentError("predict_factory must be a callable returning predict, given instead of my_predict")
         if diff_error is not None and not callable(diff_error):
-            raise ValueError(f"diff_error must be callable or None, got {type(diff_error).__name__}")
+            raise AugmentError(f"diff_error must be callable or None, got {type(diff_error).__name__}")
         if isinstance(augmentations, str):
             augmentations = [augmentations]
         self.augmentations = [_check_augmentation_name(n, "augmentation") for n in augmentations]
         if not self.augmentations:
-            raise ValueError("augmentations is empty: pick at least one of ALL_AUGMENTATIONS")
+            raise AugmentError("augmentations is empty: pick at least one of ALL_AUGMENTATIONS")
         if len(set(self.augmentations)) != len(self.augmentations):
-            raise ValueError(f"augmentations lists a name twice: {self.augmentations}")
+            raise AugmentError(f"augmentations lists a name twice: {self.augmentations}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+            raise AugmentError(f"batch_size must be a positive int or None, got {batch_size!r}")
         if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+            raise AugmentError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if max_image_pixels is not None and (not isinstance(max_image_pixels, int) or max_image_pixels < 1):
-            raise ValueError(f"max_image_pixels must be a positive int or None, got {max_image_pixels!r}")
+            raise AugmentError(f"max_image_pixels must be a positive int or None, got {max_image_pixels!r}")
         if model_id is not None and not isinstance(model_id, str):
-            raise ValueError(f"model_id must be text or None, got {type(model_id).__name__}")
+            raise AugmentError(f"model_id must be text or None, got {type(model_id).__name__}")
         if predict_input not in ("auto", "array", "filename"):
-            raise ValueError(f"predict_input must be 'auto', 'array' or 'filename', got {predict_input!r}")
+            raise AugmentError(f"predict_input must be 'auto', 'array' or 'filename', got {predict_input!r}")
         if not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an int, got {seed!r}")
+            raise AugmentError(f"seed must be an int, got {seed!r}")
         self.my_predict = my_predict
         self.predict_factory = predict_factory
         self.on_error = on_error
@@ -2452,9 +2891,9 @@ class ImageAugmenter:
         self.seed = int(seed)
         self.batch_size = batch_size
         self.predict_input = predict_input
-        self.failure_threshold = _check_probability_like(failure_threshold, "failure_threshold", 0.0, 1.0)
+        self.failure_threshold = _check_number(failure_threshold, "failure_threshold", 0.0, 1.0)
         if self.failure_threshold == 0.0:
-            raise ValueError("failure_threshold must be > 0, got 0 (every output would count as changed)")
+            raise AugmentError("failure_threshold must be > 0, got 0 (every output would count as changed)")
         self.checkpoint_seconds = float(checkpoint_seconds)
         self.progress = progress
         self.realism_overrides: dict[str, float] = {}
@@ -2472,18 +2911,18 @@ class ImageAugmenter:
     def set_augmentation_realism(self, augmentation_name: str, realism: float) -> None:
         """Override the global realism for one augmentation (<= 1; see synthesize_more)."""
         _check_augmentation_name(augmentation_name, "augmentation_name")
-        value = _check_probability_like(realism, f"realism for {augmentation_name}", -math.inf, 1.0)
+        value = _check_number(realism, f"realism for {augmentation_name}", high=1.0)
         self.realism_overrides[augmentation_name] = value
 
     def set_augmentation_weight(self, augmentation_name: str, weight: float) -> None:
         """Relative odds of picking one augmentation in synthesis (default 1; 0 never picks it)."""
         _check_augmentation_name(augmentation_name, "augmentation_name")
         if augmentation_name not in self.weights:
-            raise ValueError(f"augmentation_name {augmentation_name!r} is not among this augmenter's "
+            raise AugmentError(f"augmentation_name {augmentation_name!r} is not among this augmenter's "
                              f"augmentations {self.augmentations}")
-        value = _check_probability_like(weight, f"weight for {augmentation_name}", 0.0, None)
+        value = _check_number(weight, f"weight for {augmentation_name}", 0.0)
         if math.isinf(value):
-            raise ValueError(f"weight for {augmentation_name} must be finite, got {weight!r}")
+            raise AugmentError(f"weight for {augmentation_name} must be finite, got {weight!r}")
         self.weights[augmentation_name] = value
 
     # -- model plumbing -----------------------------------------------------------
@@ -2492,7 +2931,7 @@ class ImageAugmenter:
         """The model as any process can rebuild it, and the diff_error that goes with it."""
         if self.my_predict is None and self.predict_factory is None:
             if default_images is None:
-                raise ValueError("my_predict is None and there are no training images to build the "
+                raise AugmentError("my_predict is None and there are no training images to build the "
                                  "model-free matcher from: run the search first or give my_predict")
             matcher = TemplateMatcher([source.load() for source in default_images])
             return _ModelSpec(matcher, None, self._model_token, 256, "array", self.diff_error or matcher.diff_error,
@@ -2510,7 +2949,7 @@ class ImageAugmenter:
     def _fingerprint(self, sources: Sequence[_Source], labels: list | None, step: float) -> str:
         parts = {
             "images": [source.identity() for source in sources],
-            "labels": None if labels is None else [str(label) for label in labels],
+            "labels": None if labels is None else [_digest(label) for label in labels],
             "step": step,
             "seed": self.seed,
             "failure_threshold": self.failure_threshold,
@@ -2522,8 +2961,8 @@ class ImageAugmenter:
     def _resume_or_start(self, path: str | None, fingerprint: str, sources: Sequence[_Source],
                          labels: list | None, step: float) -> Analysis:
         grid = _grid(step)
-        if path is not None:
-            _remove_stale_temporaries(path)
+        if path is not None:  # what a killed job left; this job holds the lock, so no live job owns them
+            _remove_temporaries(os.path.dirname(os.path.abspath(path)), _temporary_prefix(path))
         if path is not None and os.path.exists(path):
             try:
                 cached = load_analysis(path)
@@ -2602,43 +3041,51 @@ class ImageAugmenter:
         labels = _check_labels(training_labels, len(sources), "training_labels")
         step = _check_step(step_size_percent)
         if strategy not in _PROBES:
-            raise ValueError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
+            raise AugmentError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
         full_grid = (frozenset(range(len(sources))) if strategy == "grid"
                      else _grid_sample(len(sources), grid_sample, self.seed))
         for name, value in (("num_workers", num_workers), ("images_per_shard", images_per_shard),
                             ("images_per_chunk", images_per_chunk)):
             if value is not None and (not isinstance(value, (int, np.integer)) or value < (0 if name == "num_workers"
                                                                                           else 1)):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+                raise AugmentError(f"{name} must be a positive int or None, got {value!r}")
         if executor is not None and not callable(getattr(executor, "submit", None)):
-            raise ValueError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+            raise AugmentError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
         _check_readable(sources)
-        path = os.fspath(analytics_cache) if analytics_cache is not None else None
-        fingerprint = self._fingerprint(sources, labels, step)
-        analysis = self._resume_or_start(path, fingerprint, sources, labels, step)
-        for curve in analysis.curves.values():
-            curve.failure_threshold = self.failure_threshold
-        analysis.settings["strategy"] = strategy
-        analysis.settings["grid_sample"] = None if strategy == "grid" else sorted(full_grid)
-        self.analysis, self.analysis_path = analysis, path
-        grid = analysis.intensities
-
-        todo = {}
-        for k in range(len(sources)):
-            missing = [name for name in self.augmentations
-                       if (row := analysis.curves[name].diff_errors[k]) is None or (k in full_grid and None in row)]
-            if missing:
-                todo[k] = missing
-        if not todo:
-            if path is not None and not os.path.exists(path):
+        path = _check_cache_path(analytics_cache)
+        with _lock_for_file(path) if path is not None else contextlib.nullcontext():
+            analysis = self._resume_or_start(path, self._fingerprint(sources, labels, step), sources, labels, step)
+            for curve in analysis.curves.values():
+                curve.failure_threshold = self.failure_threshold
+            analysis.settings["strategy"] = strategy
+            analysis.settings["grid_sample"] = None if strategy == "grid" else sorted(full_grid)
+            self.analysis, self.analysis_path = analysis, path
+            todo = {}
+            for k in range(len(sources)):
+                missing = [name for name in self.augmentations if (row := analysis.curves[name].diff_errors[k])
+                           is None or (k in full_grid and None in row)]
+                if missing:
+                    todo[k] = missing
+            if todo:
+                self._search_todo(analysis, path, sources, labels, todo, full_grid, strategy, num_workers, executor,
+                                  images_per_shard, images_per_chunk)
+            elif path is not None and not os.path.exists(path):
                 analysis.save(path)
-            return analysis
+        if skipped := analysis.skipped:
+            listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+            warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
+                          f"analysis.skipped and in the report; a re-run tries them again.", stacklevel=2)
+            if len(skipped) == len(sources):
+                raise AugmentError(f"every image was skipped, nothing was searched: {listed}")
+        return analysis
 
+    def _search_todo(self, analysis, path, sources, labels, todo, full_grid, strategy, num_workers, executor,
+                     images_per_shard, images_per_chunk) -> None:
         batch = self.batch_size or 64
         job = _SearchJob(
             sources=dict(enumerate(sources)), todo=todo,
             labels=dict(enumerate(labels)) if labels is not None else None, full_grid=full_grid,
-            strategy=strategy, grid=grid, failure_threshold=self.failure_threshold, seed=self.seed,
+            strategy=strategy, grid=analysis.intensities, failure_threshold=self.failure_threshold, seed=self.seed,
             batch_size=batch, max_pixels=self.max_image_pixels,
             images_in_flight=images_per_chunk or max(2, math.ceil(4 * batch / len(self.augmentations))))
         checkpoint = _Checkpointer(analysis, path, self.checkpoint_seconds)
@@ -2651,16 +3098,16 @@ class ImageAugmenter:
                     self._search_here(job, sources, num_workers, checkpoint, bar)
                 else:
                     self._search_sharded(job, sources, executor, images_per_shard, checkpoint, bar)
-        finally:
-            # Whatever ended the search (done, an error, Ctrl-C), finished images are kept.
-            checkpoint.save()
-        if skipped := analysis.skipped:
-            listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
-            warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
-                          f"analysis.skipped and in the report; a re-run tries them again.", stacklevel=2)
-            if len(skipped) == len(sources):
-                raise ValueError(f"every image was skipped, nothing was searched: {listed}")
-        return analysis
+        except BaseException as exc:
+            # Whatever ended the search (an error, Ctrl-C), finished images are kept; a save that
+            # fails too (the disk is full) is said in a note, not as a second traceback.
+            try:
+                checkpoint.save()
+            except OSError as save_error:
+                if save_error is not exc and str(save_error) != str(exc):
+                    exc.add_note(f"augment.py: the last checkpoint could not be saved either: {save_error}")
+            raise
+        checkpoint.save()
 
     searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
 
@@ -2728,7 +3175,7 @@ class ImageAugmenter:
         if self.analysis is None:
             if self.analysis_path and os.path.exists(self.analysis_path):
                 return self.load_analysis(self.analysis_path)
-            raise ValueError(f"no analysis to {what} from: run search_randomization_boundaries first "
+            raise AugmentError(f"no analysis to {what} from: run search_randomization_boundaries first "
                              f"(or load_analysis(path))")
         return self.analysis
 
@@ -2738,7 +3185,7 @@ class ImageAugmenter:
         ``set_augmentation_realism`` overrides take precedence over ``realism``.
         """
         analysis = self._require_analysis("compute intensity limits")
-        realism = _check_probability_like(realism, "realism", -math.inf, 1.0)
+        realism = _check_number(realism, "realism", high=1.0)
         return {name: realism_max_intensity(self.realism_overrides.get(name, realism), curve.onset_intensity,
                                             curve.failure_intensity)
                 for name, curve in analysis.curves.items() if name in self.weights}
@@ -2806,42 +3253,49 @@ class ImageAugmenter:
         analysis = self._require_analysis("synthesize")
         sources = _sources(organic_img_filenames, "organic_img_filenames")
         labels = _check_labels(organic_labels, len(sources), "organic_labels")
-        realism = _check_probability_like(realism, "realism", -math.inf, 1.0)
+        realism = _check_number(realism, "realism", high=1.0)
         count = len(sources) if count is None else count
         if not isinstance(count, (int, np.integer)) or count < 0:
-            raise ValueError(f"count must be a non-negative int or None, got {count!r}")
+            raise AugmentError(f"count must be a non-negative int or None, got {count!r}")
         if not (isinstance(min_random_augmentations, int) and isinstance(max_random_augmentations, int)
                 and 1 <= min_random_augmentations <= max_random_augmentations):
-            raise ValueError(f"need 1 <= min_random_augmentations <= max_random_augmentations, got "
+            raise AugmentError(f"need 1 <= min_random_augmentations <= max_random_augmentations, got "
                              f"{min_random_augmentations!r} and {max_random_augmentations!r}")
-        low = _check_probability_like(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0)
-        high = _check_probability_like(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0)
+        low = _check_number(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0)
+        high = _check_number(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0)
         if low > high:
-            raise ValueError(f"min_predicted_diff_error {low} is above max_predicted_diff_error {high}")
+            raise AugmentError(f"min_predicted_diff_error {low} is above max_predicted_diff_error {high}")
         if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+            raise AugmentError(f"max_attempts must be a positive int, got {max_attempts!r}")
         kind = _label_kind(self.label_format)
         if kind != "class" and labels is None:
-            raise ValueError(f"label_format {self.label_format!r} needs organic_labels to transform")
+            raise AugmentError(f"label_format {self.label_format!r} needs organic_labels to transform")
         limits = self.intensity_limits(realism)
         eligible = [n for n in self.augmentations if n in limits and self.weights[n] > 0]
         if not eligible:
-            raise ValueError("no augmentation to synthesize with: none of this augmenter's augmentations with "
+            raise AugmentError("no augmentation to synthesize with: none of this augmenter's augmentations with "
                              f"weight > 0 is in the analysis (it has {sorted(analysis.curves)})")
         _check_readable(sources)
 
-        folder = os.fspath(output_dir)
-        os.makedirs(folder, exist_ok=True)
-        manifest = os.path.join(folder, "manifest.jsonl")
-        entries = self._reconcile(folder, manifest)
-        wanted = max(0, count - len(entries)) if count_is_total else int(count)
+        folder = _output_folder(output_dir, "output_dir")
+        with _SyntheticFolder(folder) as target:
+            made_files, made_labels = self._synthesize_into(
+                target, count if not count_is_total else max(0, count - len(target.entries)), sources, labels,
+                realism, eligible, limits, min_random_augmentations, max_random_augmentations, low, high,
+                max_attempts, kind)
+            if preview_html:
+                self._write_preview(folder, os.path.basename(preview_html), target.entries)
+        return made_files, made_labels
+
+    def _synthesize_into(self, target, wanted, sources, labels, realism, eligible, limits, fewest, most, low, high,
+                         max_attempts, kind) -> tuple[list[str], list]:
         filtering = low > 0.0 or high < 1.0
         predictor, diff_error = self._predictor(sources) if filtering else (None, None)
         reference_outputs: dict[int, Any] = {}
         loaded: dict[int, np.ndarray] = {}
         made_files: list[str] = []
         made_labels: list = []
-        index = max((e.index for e in entries), default=-1) + 1
+        index = target.next_index
         block = self.batch_size or 32
         empty_blocks, skipped = 0, 0
         from tqdm.auto import tqdm
@@ -2850,39 +3304,37 @@ class ImageAugmenter:
             if predictor is not None:
                 stack.enter_context(predictor)
             bar = stack.enter_context(tqdm(total=wanted, unit="img", desc="synthesize", disable=not self.progress))
-            with open(manifest, "a", encoding="utf-8") as journal:
-                while len(made_files) < wanted:
-                    indices = list(range(index, index + min(block, wanted - len(made_files))))
-                    index += len(indices)
-                    accepted = self._synthesize_block(indices, sources, labels, loaded, reference_outputs, eligible,
-                                                      limits, min_random_augmentations, max_random_augmentations,
-                                                      predictor, diff_error, low, high, max_attempts, kind)
-                    skipped += len(indices) - len(accepted)
-                    for k in indices:
-                        if k not in accepted:
-                            continue
-                        entry, image, label = accepted[k]
-                        entry.realism = realism
-                        self._write_synthetic(folder, entry, image, label, kind)
-                        journal.write(json.dumps(entry.to_json(), separators=(",", ":")) + "\n")
-                        journal.flush()
-                        os.fsync(journal.fileno())
-                        made_files.append(os.path.join(folder, entry.file))
-                        made_labels.append(os.path.join(folder, entry.label) if kind == "mask" else entry.label)
-                        bar.update(1)
-                    empty_blocks = 0 if accepted else empty_blocks + 1
-                    if empty_blocks * block >= max(len(sources), block) and not accepted:
-                        warnings.warn(f"stopping after {len(made_files)} of {wanted} images: no candidate of "
-                                      f"any source image had a predicted diff error in [{low}, {high}] within "
-                                      f"{max_attempts} attempts; widen the range or change realism", stacklevel=2)
-                        break
+            while len(made_files) < wanted:
+                indices = list(range(index, index + min(block, wanted - len(made_files))))
+                index += len(indices)
+                accepted = self._synthesize_block(indices, sources, labels, loaded, reference_outputs, eligible,
+                                                  limits, fewest, most, predictor, diff_error, low, high,
+                                                  max_attempts, kind)
+                skipped += len(indices) - len(accepted)
+                for k in indices:
+                    if k not in accepted:
+                        continue
+                    entry, image, label = accepted[k]
+                    entry.realism = realism
+                    files = {entry.file: _png_bytes(image)}
+                    if kind == "mask":
+                        entry.label = entry.file[:-4] + ".mask.png"
+                        files[entry.label] = _png_bytes(np.asarray(label))
+                    target.add(entry, files)
+                    made_files.append(os.path.join(target.folder, entry.file))
+                    made_labels.append(os.path.join(target.folder, entry.label) if kind == "mask" else entry.label)
+                    bar.update(1)
+                empty_blocks = 0 if accepted else empty_blocks + 1
+                if empty_blocks * block >= max(len(sources), block) and not accepted:
+                    warnings.warn(f"stopping after {len(made_files)} of {wanted} images: no candidate of "
+                                  f"any source image had a predicted diff error in [{low}, {high}] within "
+                                  f"{max_attempts} attempts; widen the range or change realism", stacklevel=3)
+                    break
         if skipped:
             warnings.warn(f"{skipped} synthetic image(s) skipped: no candidate within the diff-error range "
-                          f"[{low}, {high}] after {max_attempts} attempts each", stacklevel=2)
+                          f"[{low}, {high}] after {max_attempts} attempts each", stacklevel=3)
         if predictor is not None:
             self.predict_calls += predictor.calls
-        if preview_html:
-            self._write_preview(folder, os.path.basename(preview_html), manifest)
         return made_files, made_labels
 
     synthesizeMore = synthesize_more  # the seed README's spelling
@@ -2929,42 +3381,12 @@ class ImageAugmenter:
                     attempts[k] += 1
         return accepted
 
-    @staticmethod
-    def _write_synthetic(folder: str, entry: SyntheticImage, image: np.ndarray, label: Any, kind: str) -> None:
-        from PIL import Image
-
-        if kind == "mask":
-            mask_name = entry.file[:-4] + ".mask.png"
-            _write_atomic(os.path.join(folder, mask_name),
-                          lambda tmp: Image.fromarray(np.asarray(label)).save(tmp, format="PNG", compress_level=6))
-            entry.label = mask_name
-        _write_atomic(os.path.join(folder, entry.file),
-                      lambda tmp: Image.fromarray(image).save(tmp, format="PNG", compress_level=6))
-
-    @staticmethod
-    def _reconcile(folder: str, manifest: str) -> list[SyntheticImage]:
-        """Make the folder and its manifest agree after a kill: drop a cut-off last line,
-        entries whose image is gone, and images (or partial files) no entry names."""
-        entries, truncated = _read_manifest(manifest)
-        kept = [e for e in entries if os.path.exists(os.path.join(folder, e.file))]
-        if truncated or len(kept) != len(entries):
-            text = "".join(json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in kept)
-            _write_atomic(manifest, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-        named = {e.file for e in kept} | {e.label for e in kept if isinstance(e.label, str)}
-        for name in os.listdir(folder):
-            if (name.startswith("synthetic-") and name not in named) or name.startswith(".partial-"):
-                os.unlink(os.path.join(folder, name))
-        return kept
-
-    def _write_preview(self, folder: str, name: str, manifest: str, limit: int = 1000) -> str:
+    def _write_preview(self, folder: str, name: str, entries: list[SyntheticImage], limit: int = 1000) -> str:
         import jinja2
 
-        entries = _read_manifest(manifest)[0][-limit:]
         html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
-            entries=entries, seed=self.seed)
-        path = os.path.join(folder, name)
-        _write_atomic(path, lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
-        return path
+            entries=entries[-limit:], seed=self.seed)
+        return _write_atomic(os.path.join(folder, name), html)
 
     # -- the report -----------------------------------------------------------------
 
@@ -2989,14 +3411,14 @@ class ImageAugmenter:
         """
         self._require_analysis("render")
         if (torch_model is None) != (not target_layers):
-            raise ValueError("torch_model and target_layers go together: give both for Grad-CAM, or neither")
+            raise AugmentError("torch_model and target_layers go together: give both for Grad-CAM, or neither")
         if torch_model is not None:
             _cam_class(cam_method)  # an unknown method fails before any rendering
         analysis = self.analysis
         sources = (_sources(images, "images") if images is not None
                    else [_Source(r.file, None if r.file.startswith("array-") else r.file) for r in analysis.images])
         if len(sources) != len(analysis.images):
-            raise ValueError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
+            raise AugmentError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
         has_model = self.my_predict is not None or self.predict_factory is not None
         predictor = self._model_spec().predictor() if has_model else None
         writer = _ReportWriter(analysis, os.fspath(html_dir), sources, predictor, torch_model, target_layers,
@@ -3030,7 +3452,7 @@ class ImageAugmenter:
         sources = _sources(img_filenames, "img_filenames")
         labels = _check_labels(img_labels, len(sources), "img_labels")
         if labels is None:
-            raise ValueError("img_labels is required to evaluate")
+            raise AugmentError("img_labels is required to evaluate")
         _check_readable(sources)
         predictor, diff_error = self._predictor(sources)
         outputs: list = []
@@ -3049,17 +3471,6 @@ class ImageAugmenter:
         return result
 
 
-def _jsonable(value: Any) -> Any:
-    """Labels go into JSON as they are when they can, else as their string."""
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        return str(value)
-
-
 ###############################################################################
 # The command line
 ###############################################################################
@@ -3069,7 +3480,7 @@ def _import_object(spec: str, parameter: str) -> Any:
     """``package.module:attribute`` (or ``path/to/file.py:attribute``) to the object."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"{parameter} must look like package.module:function, got {spec!r}")
+        raise AugmentError(f"{parameter} must look like package.module:function, got {spec!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -3080,11 +3491,11 @@ def _import_object(spec: str, parameter: str) -> Any:
         else:
             module = importlib.import_module(module_name)
     except (ImportError, FileNotFoundError) as exc:
-        raise ValueError(f"{parameter}: cannot import {module_name!r}: {exc}") from None
+        raise AugmentError(f"{parameter}: cannot import {module_name!r}: {exc}") from None
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise ValueError(f"{parameter}: module {module_name!r} has no attribute {attribute!r}") from None
+        raise AugmentError(f"{parameter}: module {module_name!r} has no attribute {attribute!r}") from None
 
 
 def _expand_images(patterns: Sequence[str]) -> list[str]:
@@ -3094,7 +3505,7 @@ def _expand_images(patterns: Sequence[str]) -> list[str]:
         if not matches and not any(ch in pattern for ch in "*?["):
             matches = [pattern]  # a plain file name: let the loader report it if missing
         if not matches:
-            raise ValueError(f"--images pattern {pattern!r} matches no file")
+            raise AugmentError(f"--images pattern {pattern!r} matches no file")
         files.extend(matches)
     return files
 
@@ -3107,7 +3518,7 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read --labels {path}: {exc}") from None
+        raise AugmentError(f"cannot read --labels {path}: {exc}") from None
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
@@ -3118,9 +3529,9 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
                     labels.append(data[key])
                     break
             else:
-                raise ValueError(f"--labels {path} has no label for image {name}")
+                raise AugmentError(f"--labels {path} has no label for image {name}")
         return labels
-    raise ValueError(f"--labels {path} must hold a JSON list or object, got {type(data).__name__}")
+    raise AugmentError(f"--labels {path} must hold a JSON list or object, got {type(data).__name__}")
 
 
 def format_summary(analysis: Analysis) -> str:
@@ -3181,7 +3592,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     files = _expand_images(args.images)
     labels = _read_labels(args.labels, files)
     if labels is None:
-        raise ValueError("evaluate needs --labels")
+        raise AugmentError("evaluate needs --labels")
     result = _augmenter_from_args(args).evaluate(files, labels)
     shown = {k: v for k, v in result.items() if k not in ("diff_errors", "differing_outputs")}
     print(json.dumps(shown, indent=2))
@@ -3225,7 +3636,7 @@ def _resolve_layer(model: Any, dotted: str) -> Any:
         try:
             layer = layer[int(part)] if part.isdigit() else getattr(layer, part)
         except (AttributeError, IndexError, TypeError):
-            raise ValueError(f"--target-layer {dotted!r}: the model has no {part!r} there") from None
+            raise AugmentError(f"--target-layer {dotted!r}: the model has no {part!r} there") from None
     return layer
 
 

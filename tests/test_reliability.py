@@ -83,7 +83,8 @@ def test_a_synthesis_killed_at_any_point_completes_with_the_uninterrupted_files(
     entries = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     names = [entry["file"] for entry in entries]
     assert len(names) == len(set(names)) == 12  # no duplicate
-    assert sorted(names) == sorted(p.name for p in out.iterdir() if p.name != "manifest.jsonl")  # no orphan
+    on_disk = sorted(p.name for p in out.iterdir() if p.name not in ("manifest.jsonl", ".augment.lock"))
+    assert sorted(names) == on_disk  # no orphan, no temporary
     for name in names:  # none truncated, and each byte-identical to the uninterrupted run's
         assert (out / name).read_bytes() == (reference / name).read_bytes()
         augment.load_image(str(out / name))

@@ -151,10 +151,12 @@ def test_resume_after_an_interruption_makes_exactly_the_missing_images(tmp_path)
     augmenter.synthesize_more(files, None, count=10, output_dir=tmp_path / "full", **options)
     augmenter.synthesize_more(files, None, count=6, output_dir=tmp_path / "cut", **options)
     cut = tmp_path / "cut"
-    # What a kill leaves: a half-written manifest line, an image no line names, a partial file.
+    # What a kill during image 6's manifest line leaves: the line cut short, its image still
+    # under a temporary name (images are renamed in only after their line is written).
     lines = (cut / "manifest.jsonl").read_text().splitlines(keepends=True)
     (cut / "manifest.jsonl").write_text("".join(lines[:5]) + lines[5][:30])
-    (cut / ".partial-x.png").write_bytes(b"\x89PNG")
+    sixth = json.loads(lines[5])["file"]
+    (cut / sixth).rename(cut / f".augment-tmp-{sixth}~abc.tmp")
     made, _ = augmenter.synthesize_more(files, None, count=10, count_is_total=True, output_dir=cut, **options)
     assert len(made) == 5
     entries = [json.loads(line) for line in (cut / "manifest.jsonl").read_text().splitlines()]

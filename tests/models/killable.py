@@ -7,7 +7,6 @@ line): the AFTER-th such write stops halfway and waits on stdin.
 """
 
 import glob
-import json
 import os
 import sys
 
@@ -40,44 +39,39 @@ def main() -> int:
         return calls["count"] == after
 
     if hang == "save":
-        real_dump = json.dump
+        real_atomic = augment._write_atomic
 
-        def dump(obj, handle, **options):
+        def write_atomic(path, content, durable=True):
             if not nth():
-                return real_dump(obj, handle, **options)
-            text = json.dumps(obj, **options)
-            handle.write(text[:len(text) // 2])
-            handle.flush()
+                return real_atomic(path, content, durable)
+            import tempfile  # what a save does, stopped halfway through its temporary file
+
+            fd, _ = tempfile.mkstemp(prefix=augment._temporary_prefix(path), suffix=".tmp",
+                                     dir=os.path.dirname(os.path.abspath(path)))
+            os.write(fd, content[:len(content) // 2].encode())
             stop_here()
 
-        augment.json.dump = dump
+        augment._write_atomic = write_atomic
     elif hang == "image":
-        from PIL import Image
+        real_temporary = augment._write_temporary
 
-        real_save = Image.Image.save
-
-        def save(self, target, *args, **options):
+        def write_temporary(folder, target, content):
             if not nth():
-                return real_save(self, target, *args, **options)
-            import io
-
-            buffer = io.BytesIO()
-            real_save(self, buffer, *args, **options)
-            with open(target, "wb") as handle:
-                handle.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+                return real_temporary(folder, target, content)
+            real_temporary(folder, target, content[:len(content) // 2])  # a PNG cut in half
             stop_here()
 
-        Image.Image.save = save
+        augment._write_temporary = write_temporary
     elif hang == "manifest":
-        real_fsync = os.fsync
+        real_write = os.write
 
-        def fsync(fd):
-            if nth() and os.fstat(fd).st_size > 20:  # the journal line is written: keep only part of it
-                os.ftruncate(fd, os.fstat(fd).st_size - 20)
+        def write(fd, data):
+            if nth():  # the journal line: keep only part of it
+                real_write(fd, data[:max(1, len(data) - 20)])
                 stop_here()
-            return real_fsync(fd)
+            return real_write(fd, data)
 
-        augment.os.fsync = fsync
+        augment.os.write = write
 
     def predict(images):
         announce("PREDICT")
@@ -88,13 +82,13 @@ def main() -> int:
         augmenter.search_randomization_boundaries(files, None, 0.1, os.path.join(work, "analysis.json"),
                                                   images_per_chunk=1)
     else:
-        real_write = augment.ImageAugmenter._write_synthetic
+        real_add = augment._SyntheticFolder.add
 
-        def write(folder, entry, image, label, kind):
-            real_write(folder, entry, image, label, kind)
+        def add(self, entry, files):
+            real_add(self, entry, files)
             announce("WROTE")
 
-        augment.ImageAugmenter._write_synthetic = staticmethod(write)
+        augment._SyntheticFolder.add = add
         augmenter.load_analysis(os.path.join(work, "analysis.json"))
         augmenter.synthesize_more(files, realism=0, count=12, output_dir=os.path.join(work, "out"),
                                   preview_html=None)
