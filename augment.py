@@ -61,8 +61,11 @@ __all__ = [
     "AugmentationCurve",
     "ImageAugmenter",
     "ImageRecord",
+    "AugmentError",
     "augment_image",
+    "augmentation_seed",
     "load_analysis",
+    "outputs_equal",
     "load_image",
     "main",
 ]
@@ -82,11 +85,13 @@ import functools
 import glob
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import numbers
 import os
 import re
+import shlex
 import sys
 import tempfile
 import threading
@@ -99,6 +104,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# augment.py never contacts the network: albumentations' import-time update check (a request to
+# PyPI, 2 s to time out offline, in every worker process) is off unless the user turned it on.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 ###############################################################################
 # Helpers used everywhere
@@ -500,7 +509,7 @@ ALL_AUGMENTATIONS = COLOR_AUGMENTATIONS + DISTORTION_AUGMENTATIONS + PIXEL_DROPO
 
 # Bumped whenever an intensity mapping changes: cached analyses made with another
 # mapping are then recomputed for that augmentation instead of silently reused.
-_CATALOGUE_VERSION = 1
+_CATALOGUE_VERSION = 2  # 2: random draws seeded from the image's pixels, not its path
 _ANALYSIS_FORMAT = "augment.py analysis"
 _ANALYSIS_VERSION = 2  # 2: rows may hold null (adaptive), images may hold an error
 _READABLE_VERSIONS = (1, 2)  # version 1 files (grid only) read as they are
@@ -887,6 +896,21 @@ def augment_image(image: np.ndarray, name: str, intensity: float, seed: int = 0)
     return _apply_augmentation(_as_rgb(image, "image"), name, _check_intensity(intensity, name), seed)
 
 
+def augmentation_seed(image: np.ndarray, name: str, seed: int = 0) -> int:
+    """The seed of one image's random draws (crop position, noise, motion angle) for ``name``.
+
+    Derived from the search ``seed``, the image's pixels and the augmentation, never from a
+    file's path: the same images searched from another folder, by another path, or as
+    arrays get the same draws and the same boundaries. ``augment_image(image, name, t,
+    augmentation_seed(image, name, seed))`` is the image the search showed the model.
+
+    >>> image = np.zeros((8, 8, 3), np.uint8)
+    >>> augmentation_seed(image, "Brighten") == augmentation_seed(image.copy(), "Brighten")
+    True
+    """
+    return _derive_seed(seed, _image_digest(image), name)
+
+
 def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: int) -> np.ndarray:
     """augment_image without the argument checks (the search's inner loop)."""
     intensity = round(intensity, 6)  # transforms are cached per rounded intensity; below 5e-7 is 0
@@ -923,6 +947,28 @@ def _as_rgb(array: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def _to_8_bits(array: np.ndarray, mode: str, path: str) -> np.ndarray:
+    """16-bit, 32-bit and float images to uint8 by the range their values show.
+
+    Integers: by 65535 when any value exceeds 255, else as they are. Floats: [0, 1] is
+    scaled by 255 (the usual float convention; read as 0-255 it would be a black image),
+    values up to 255 are kept and up to 65535 scaled as 16-bit; anything else is an error.
+    """
+    if not np.isfinite(array).all():
+        raise AugmentError(f"cannot read image {path}: it holds NaN or infinite values")
+    low, peak = float(array.min()), float(array.max())
+    if mode == "F" and low >= 0.0 and peak <= 1.0:
+        scale = 255.0
+    elif low >= 0.0 and peak <= 255.0:
+        scale = 1.0
+    elif low >= 0.0 and peak <= 65535.0:
+        scale = 255.0 / 65535.0
+    else:
+        raise AugmentError(f"cannot read image {path}: its values span [{low:g}, {peak:g}], not [0, 1], [0, 255] "
+                           f"or [0, 65535]; convert it to 8-bit RGB")
+    return (array * scale).round().clip(0, 255).astype(np.uint8)
+
+
 def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
     """Read an image file (or take an array) as (H, W, 3) uint8 RGB.
 
@@ -938,10 +984,8 @@ def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             opened = ImageOps.exif_transpose(opened)
-            if opened.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(opened, dtype=np.float64)
-                peak = 65535.0 if array.max() > 255 else 255.0
-                return _as_rgb((array / peak * 255).round().clip(0, 255).astype(np.uint8), path)
+            if opened.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                return _as_rgb(_to_8_bits(np.asarray(opened, dtype=np.float64), opened.mode, path), path)
             return _as_rgb(np.asarray(opened.convert("RGB")), path)
     except FileNotFoundError:
         raise AugmentError(f"image file not found: {path}") from None
@@ -1010,6 +1054,9 @@ def _check_readable(sources: Sequence[_Source]) -> None:
     """Fail before any prediction if a file is missing (a wrong path, not a bad image)."""
     for source in sources:
         if source.path is not None and source.array is None and not os.path.isfile(source.path):
+            if os.path.isdir(source.path):
+                raise AugmentError(f"{source.path} is a folder, not an image file (on the command line, give a "
+                                   f"pattern such as '{os.path.join(source.path, '*.png')}')")
             raise AugmentError(f"image file not found: {source.path}")
 
 
@@ -1159,8 +1206,9 @@ def _invalid_output(output: Any, depth: int = 0) -> str | None:
 
 
 def default_diff_error(output: Any, reference: Any) -> float:
-    """0 where the stringified outputs are equal, else 1 (the seed's rule)."""
-    return 0.0 if str(output) == str(reference) else 1.0
+    """0 where the outputs are equal by :func:`outputs_equal` (every element of arrays, dicts in
+    any key order, numbers within float noise, a number and its string), else 1."""
+    return 0.0 if outputs_equal(output, reference) else 1.0
 
 
 def _checked_diff(diff_error: Callable, output: Any, reference: Any, where: str) -> float:
@@ -1249,16 +1297,20 @@ def _grid(step: float) -> list[float]:
     return [round(i / count, 6) for i in range(count + 1)]
 
 
+_FINEST_STEP = 0.001  # 1,001 intensities; finer grids cost more model calls than any boundary is worth
+
+
 def _check_step(step_size_percent: Any) -> float:
-    try:
-        step = float(step_size_percent)
-    except (TypeError, ValueError):
-        raise AugmentError(f"step_size_percent must be a number, got {step_size_percent!r}") from None
-    if 1.0 < step <= 50.0:
-        step = step / 100.0  # the seed's README also speaks of "5" meaning 5 %
-    if not 0.0 < step <= 0.5 or abs(1.0 / step - round(1.0 / step)) > 1e-6:
-        raise AugmentError(f"step_size_percent must divide 1 into whole steps (0.05, 0.1, 0.25, ...), "
-                         f"got {step_size_percent!r}")
+    """The grid step as a fraction: below 1 it is one (0.05), from 1 up a percent (5 or 1 = 1 %)."""
+    if not _is_number(step_size_percent):
+        raise AugmentError(f"step_size_percent must be a number, got {step_size_percent!r}")
+    step = float(step_size_percent)
+    if step >= 1.0:
+        step = step / 100.0  # the seed's README speaks of "5" meaning 5 %, and of 1 % steps
+    if not _FINEST_STEP - 1e-12 <= step <= 0.5 or abs(1.0 / step - round(1.0 / step)) > 1e-6:
+        raise AugmentError(f"step_size_percent must divide 1 into whole steps, as a fraction from "
+                           f"{_FINEST_STEP} to 0.5 (0.05, 0.1, 0.25) or a percent from 1 to 50 (5 means 5 %), "
+                           f"got {step_size_percent!r}")
     return step
 
 
@@ -1349,9 +1401,8 @@ class _SearchJob:
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def _render(image: np.ndarray, key: str, name: str, intensities: Sequence[float], seed: int) -> list[np.ndarray]:
+def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int) -> list[np.ndarray]:
     """The augmented images one probe asks for (runs in a render worker or inline)."""
-    item_seed = _derive_seed(seed, key, name)
     return [_apply_augmentation(image, name, t, item_seed) for t in intensities]
 
 
@@ -1388,6 +1439,7 @@ class _Image:
         self.original: Any = _Image  # the model's output on the image itself, once predicted
         self.label_error: float | None = None
         self.remaining = len(pairs)
+        self.digest = _image_digest(image)  # seeds the random draws (not the path: data moves)
 
     def result(self) -> _ImageResult:
         result = _ImageResult(
@@ -1482,8 +1534,8 @@ def _run_search(job: _SearchJob, predictor: _Predictor, diff_error: Callable,
             if index not in active:
                 continue
             state, request = active[index], active[index].pairs[name].request
-            future = renderer.submit(_render, state.image, state.source.key, name,
-                                     [job.grid[i] for i in request], job.seed)
+            future = renderer.submit(_render, state.image, name, [job.grid[i] for i in request],
+                                     _derive_seed(job.seed, state.digest, name))
             rendering.append((future, index, name, request))
             count(len(request), len(request) * state.image.nbytes)
         if len(ready) >= batch or (ready and not rendering):
@@ -1585,10 +1637,36 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _render_worker_start() -> None:
+def _exit_with(parent: int) -> None:
+    """Block until process ``parent`` is gone, then end this one (a render worker's watchdog).
+
+    A pool's workers otherwise outlive a parent killed by SIGKILL, holding their memory. Linux
+    tells a pidfd's poller when the process exits; elsewhere the parent is polled."""
+    try:
+        import select
+
+        select.select([os.pidfd_open(parent)], [], [])
+    except (AttributeError, OSError):
+        while os.getppid() != 1 and _process_alive(parent):
+            time.sleep(0.5)
+    os._exit(1)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _render_worker_start(parent: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the workers are the parallelism
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="augment-watchdog").start()
 
 
 def _render_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -1600,7 +1678,8 @@ def _render_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
         context.set_forkserver_preload([__name__, "albumentations"])
     else:
         context = multiprocessing.get_context("spawn")
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_render_worker_start)
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_render_worker_start,
+                                                  initargs=(os.getpid(),))
 
 
 def _check_picklable(value: Any, what: str) -> None:
@@ -1959,6 +2038,8 @@ class Analysis:
 def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     """Read an analysis file; a missing, truncated or foreign file is a ``ValueError`` naming it."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise AugmentError(f"{path} is a folder, not an analysis file (such as {os.path.join(path, 'analysis.json')})")
     if not os.path.exists(path):
         raise AugmentError(f"no analysis file at {path}: run the search first "
                          f"(search_randomization_boundaries or `python augment.py search`)")
@@ -2124,13 +2205,14 @@ def write_gradcam_gif(path: str | os.PathLike, image: np.ndarray | str, augmenta
     return _write_gif(path, pictures, duration)
 
 
-def _write_gif(path: str | os.PathLike, pictures: Sequence[np.ndarray], duration: float) -> str:
+def _write_gif(path: str | os.PathLike, pictures: Sequence[np.ndarray], duration: float,
+               durable: bool = True) -> str:
     import imageio.v3 as iio
 
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    iio.imwrite(path, np.stack(pictures), extension=".gif", duration=int(duration * 1000), loop=0)
-    return path
+    encoded = iio.imwrite("<bytes>", np.stack(pictures), extension=".gif", duration=int(duration * 1000), loop=0)
+    return _write_atomic(path, encoded, durable=durable)
 
 
 def _display_size(image: np.ndarray, short_side: int = 144, long_cap: int = 288) -> np.ndarray:
@@ -2161,9 +2243,8 @@ def _captioned(image: np.ndarray, caption: str) -> np.ndarray:
 
 
 def _save_png(path: str, image: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(path, optimize=False, compress_level=3)
+    # Frames are replaceable: whole or absent after a crash (atomic), not fsynced one by one.
+    _write_atomic(path, _png_bytes(image, compress_level=3), durable=False)
 
 
 def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Sequence[float]]],
@@ -2328,7 +2409,7 @@ class _ReportWriter:
         image = self.image(index)
         if image is None:
             return None
-        return augment_image(image, name, intensity, _derive_seed(self.seed, self.sources[index].key, name))
+        return augment_image(image, name, intensity, augmentation_seed(image, name, self.seed))
 
     def sweep(self, name: str, index: int) -> tuple[list[dict], str | None]:
         """Frames (PNG files, captions) and the GIF of one augmentation on one image."""
@@ -2336,7 +2417,7 @@ class _ReportWriter:
         if image is None:
             return [], None
         grid = self.analysis.intensities
-        item_seed = _derive_seed(self.seed, self.sources[index].key, name)
+        item_seed = augmentation_seed(image, name, self.seed)
         if self.torch_model is not None and self.target_layers:
             cams = gradcam_frames(image, name, self.torch_model, self.target_layers, intensities=grid,
                                   method=self.cam_method, preprocess=self.preprocess, seed=item_seed)
@@ -2357,7 +2438,8 @@ class _ReportWriter:
             _save_png(os.path.join(self.html_dir, relative), framed)
             frames.append({"src": relative, "caption": f"{name} at intensity {t:.2f}" + (f": {note}" if note else "")})
             captioned.append(framed)
-        gif = _write_gif(os.path.join(self.html_dir, "gifs", f"{_safe_name(name)}.gif"), captioned, 0.15)
+        gif = _write_gif(os.path.join(self.html_dir, "gifs", f"{_safe_name(name)}.gif"), captioned, 0.15,
+                         durable=False)
         return frames, os.path.relpath(gif, self.html_dir)
 
     def section(self, name: str, curve: AugmentationCurve) -> dict:
@@ -2428,7 +2510,8 @@ class _ReportWriter:
         import jinja2
 
         for folder in ("images", "frames", "gifs"):
-            os.makedirs(os.path.join(self.html_dir, folder), exist_ok=True)
+            _own_folder(os.path.join(self.html_dir, folder))  # a planted link is replaced, not followed
+            _remove_temporaries(os.path.join(self.html_dir, folder))
         rows = [self.section(r["augmentation"], self.analysis.curves[r["augmentation"]])
                 for r in self.analysis.summary_rows()]
         environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
@@ -2442,10 +2525,7 @@ class _ReportWriter:
                          if self.analysis.settings.get("grid_sample") is not None else None),
             cam_method=self.cam_method if self.torch_model is not None and self.target_layers else None,
         )
-        path = os.path.join(self.html_dir, "index.html")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        return path
+        return _write_atomic(os.path.join(self.html_dir, "index.html"), html)
 
 
 def _output_text(output: Any) -> str:
@@ -2624,7 +2704,8 @@ def _write_temporary(folder: str, target: str, content: bytes) -> str:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno is not None:
-            raise OSError(exc.errno, f"cannot write {os.path.join(folder, target)}: {exc.strerror}") from None
+            path = os.path.join(folder, target)
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}", path) from None
         raise
     return tmp
 
@@ -3421,11 +3502,11 @@ class ImageAugmenter:
             raise AugmentError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
         has_model = self.my_predict is not None or self.predict_factory is not None
         predictor = self._model_spec().predictor() if has_model else None
-        writer = _ReportWriter(analysis, os.fspath(html_dir), sources, predictor, torch_model, target_layers,
+        html_dir = _output_folder(html_dir, "html_dir")
+        writer = _ReportWriter(analysis, html_dir, sources, predictor, torch_model, target_layers,
                                cam_method, preprocess, int(analysis.settings["seed"]), gallery_size)
-        if predictor is None:
-            return writer.write()
-        with predictor:
+        with _lock_for_folder(html_dir), predictor if predictor is not None else contextlib.nullcontext():
+            _remove_temporaries(html_dir, _temporary_prefix("index.html"))
             return writer.write()
 
     renderBoundries = render_boundaries  # the seed README's spelling
@@ -3499,15 +3580,26 @@ def _import_object(spec: str, parameter: str) -> Any:
 
 
 def _expand_images(patterns: Sequence[str]) -> list[str]:
-    files: list[str] = []
+    """Every file the patterns name, in one sorted order (labels given as a list follow it).
+
+    A pattern that names an existing file is that file, even if it holds glob characters
+    (``a[1].png``); a file matched by two patterns is listed once.
+    """
+    files: set[str] = set()
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True))
-        if not matches and not any(ch in pattern for ch in "*?["):
-            matches = [pattern]  # a plain file name: let the loader report it if missing
+        if os.path.isfile(pattern):
+            matches = [pattern]
+        else:
+            matches = [m for m in glob.glob(pattern, recursive=True) if not os.path.isdir(m)]
         if not matches:
+            if os.path.isdir(pattern):
+                raise AugmentError(f"--images {pattern} is a folder; give a pattern such as "
+                                   f"'{os.path.join(pattern, '*.png')}'")
+            if not any(ch in pattern for ch in "*?["):
+                raise AugmentError(f"--images: image file not found: {pattern}")
             raise AugmentError(f"--images pattern {pattern!r} matches no file")
-        files.extend(matches)
-    return files
+        files.update(matches)
+    return sorted(files)
 
 
 def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
@@ -3523,9 +3615,13 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
         return data
     if isinstance(data, dict):
         labels = []
+        base_names = collections.Counter(os.path.basename(name) for name in files)
         for name in files:
-            for key in (name, os.path.basename(name), os.path.abspath(name)):
+            for key in (name, os.path.abspath(name), os.path.basename(name)):
                 if key in data:
+                    if key == os.path.basename(name) and base_names[key] > 1:
+                        raise AugmentError(f"--labels {path} keys {key!r} by base name, but {base_names[key]} "
+                                           f"images are called that; key them by path")
                     labels.append(data[key])
                     break
             else:
@@ -3571,10 +3667,24 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
                           max_image_pixels=args.max_image_pixels, model_id=args.model_id)
 
 
-def _command_search(args: argparse.Namespace) -> int:
+def _inputs(args: argparse.Namespace) -> tuple[list[str], list | None]:
+    """The images and labels a command works on; ``--dry-run`` prints which file got which label."""
     files = _expand_images(args.images)
     labels = _read_labels(args.labels, files)
+    if labels is not None and len(labels) != len(files):
+        raise AugmentError(f"--labels {args.labels} has {len(labels)} labels for {len(files)} images (a list "
+                           f"follows the images' sorted order; --dry-run lists it)")
+    if args.dry_run:
+        for k, name in enumerate(files):
+            print(f"{k}\t{name}" + ("" if labels is None else f"\t{json.dumps(_jsonable(labels[k]))}"))
+        print(f"{len(files)} images" + ("" if labels is None else ", with labels") + "; dry run: nothing else done")
+        raise SystemExit(0)
+    return files, labels
+
+
+def _command_search(args: argparse.Namespace) -> int:
     augmenter = _augmenter_from_args(args)
+    files, labels = _inputs(args)
     options = {"strategy": args.strategy, "grid_sample": args.grid_sample, "num_workers": args.workers}
     with contextlib.ExitStack() as stack:
         if args.dask:
@@ -3589,17 +3699,21 @@ def _command_search(args: argparse.Namespace) -> int:
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:
-    files = _expand_images(args.images)
-    labels = _read_labels(args.labels, files)
+    augmenter = _augmenter_from_args(args)
+    files, labels = _inputs(args)
     if labels is None:
         raise AugmentError("evaluate needs --labels")
-    result = _augmenter_from_args(args).evaluate(files, labels)
+    result = augmenter.evaluate(files, labels)
     shown = {k: v for k, v in result.items() if k not in ("diff_errors", "differing_outputs")}
     print(json.dumps(shown, indent=2))
     return 0
 
 
 def _command_report(args: argparse.Namespace) -> int:
+    if args.target_layer and not args.torch_model:
+        raise AugmentError("--target-layer needs --torch-model (the model whose layers they are)")
+    if args.torch_model and not args.target_layer:
+        raise AugmentError("--torch-model needs --target-layer (e.g. features.6) for Grad-CAM")
     predict = _import_object(args.predict, "--predict") if args.predict else None
     augmenter = ImageAugmenter(predict, batch_size=args.batch_size, predict_input=args.predict_input)
     augmenter.load_analysis(args.cache)
@@ -3616,15 +3730,31 @@ def _command_report(args: argparse.Namespace) -> int:
 
 
 def _command_synthesize(args: argparse.Namespace) -> int:
-    files = _expand_images(args.images)
-    labels = _read_labels(args.labels, files)
     augmenter = _augmenter_from_args(args)
+    files, labels = _inputs(args)
     augmenter.label_format = args.label_format
     augmenter.load_analysis(args.cache)
-    made, _ = augmenter.synthesize_more(
-        files, labels, realism=args.realism, count=args.count, min_random_augmentations=args.min_augmentations,
-        max_random_augmentations=args.max_augmentations, min_predicted_diff_error=args.min_diff_error,
-        max_predicted_diff_error=args.max_diff_error, output_dir=args.output_dir, count_is_total=args.total)
+    manifest = os.path.join(args.output_dir, "manifest.jsonl")
+    before = len(_read_manifest(manifest)[0]) if os.path.isfile(manifest) else 0
+    count = len(files) if args.count is None else args.count
+    try:
+        made, _ = augmenter.synthesize_more(
+            files, labels, realism=args.realism, count=count, min_random_augmentations=args.min_augmentations,
+            max_random_augmentations=args.max_augmentations, min_predicted_diff_error=args.min_diff_error,
+            max_predicted_diff_error=args.max_diff_error, output_dir=args.output_dir, count_is_total=args.total)
+    except KeyboardInterrupt:
+        # Re-running the same command would add another --count; this one finishes the job.
+        total = count if args.total else before + count
+        argv = list(args.argv)
+        if "--count" in argv:
+            argv[argv.index("--count") + 1] = str(total)
+        else:
+            argv += ["--count", str(total)]
+        if "--total" not in argv:
+            argv.append("--total")
+        print(f"interrupted: the images written so far are kept in {args.output_dir}; to finish the "
+              f"{total} images, run:\n  python augment.py {shlex.join(argv)}", file=sys.stderr)
+        return 130
     print(f"{len(made)} synthetic images written to {args.output_dir} (manifest.jsonl, __preview.html)")
     return 0
 
@@ -3649,7 +3779,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--predict", help="package.module:function (or file.py:function); "
                                            "omit for the model-free matcher")
         sub.add_argument("--diff-error", help="package.module:function returning [0, 1]")
-        sub.add_argument("--images", nargs="+", required=True, help="image files or glob patterns")
+        sub.add_argument("--images", nargs="+", required=True,
+                         help="image files or glob patterns (all matches sorted into one order)")
+        sub.add_argument("--dry-run", action="store_true",
+                         help="list each image with its label, in the order used, and stop")
         sub.add_argument("--labels", help="JSON list (sorted file order) or object keyed by file name")
         sub.add_argument("--augmentations", nargs="+", metavar="NAME", help="default: all 24")
         sub.add_argument("--batch-size", type=int, default=None,
@@ -3711,14 +3844,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: ``python augment.py {search,evaluate,...} ...``; returns the exit status."""
+    """The command line: ``python augment.py {search,evaluate,...} ...``; returns the exit status.
+
+    Bad arguments and files are ``error: ...`` with status 2, a file that cannot be written
+    (a full disk, no permission) ``error: ...`` with status 1; an exception raised by the
+    user's own model keeps its traceback (with a note naming the image).
+    """
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.run(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except AugmentError as exc:
+        print(f"error: {exc}", *getattr(exc, "__notes__", ()), sep="\n", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        message = exc.strerror if (exc.strerror or "").startswith("cannot ") else f"{exc.strerror}: {exc.filename}"
+        print(f"error: {message}", *getattr(exc, "__notes__", ()), sep="\n", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is in the analysis file; run the same command to resume",
               file=sys.stderr)

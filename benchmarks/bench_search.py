@@ -71,7 +71,7 @@ def photos(count: int, size: int) -> list[np.ndarray]:
 
 def render_all(images: list[np.ndarray], grid: list[float]) -> list[np.ndarray]:
     return [out for k, image in enumerate(images) for name in augment.ALL_AUGMENTATIONS
-            for out in augment._render(image, f"array-{k}", name, grid[1:], 0)]
+            for out in augment._render(image, name, grid[1:], augment.augmentation_seed(image, name))]
 
 
 def predict_all(predict, images: list[np.ndarray], batch: int) -> None:
@@ -86,7 +86,7 @@ def bench_catalogue() -> None:
     print("\n1. catalogue: ms per augmented 224x224 image over a 20-step sweep (best of 3)")
     image = photos(1, 224)[0]
     grid = augment._grid(0.05)
-    augment._render(image, "warm-up", "Brighten", grid[1:], 0)
+    augment._render(image, "Brighten", grid[1:], 0)
     cost = {}
     for name in augment.ALL_AUGMENTATIONS:
         runs = []
@@ -135,15 +135,14 @@ def seed_style_loop(predict_file, images: list[np.ndarray], grid: list[float]) -
 
     firsts: dict[str, list] = {name: [] for name in augment.ALL_AUGMENTATIONS}
     with tempfile.TemporaryDirectory() as folder:
-        for k, image in enumerate(images):
+        for image in images:
             path = os.path.join(folder, "original.png")
             Image.fromarray(image).save(path)
             reference = predict_file(path)
             for name in augment.ALL_AUGMENTATIONS:
                 outputs = []
                 for intensity in grid[1:]:
-                    augmented = augment.augment_image(image, name, intensity, augment._derive_seed(0, f"array-{k}",
-                                                                                                    name))
+                    augmented = augment.augment_image(image, name, intensity, augment.augmentation_seed(image, name))
                     path = os.path.join(folder, f"{name}-{intensity}.png")
                     Image.fromarray(augmented).save(path)
                     outputs.append(predict_file(path))

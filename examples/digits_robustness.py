@@ -50,7 +50,7 @@ AUGMENTED_SHARE = 0.5  # of each training batch, for the synthetic data and the 
 
 def corrupted_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str, float], np.ndarray]:
     """Each held-out image under each augmentation and severity (a fixed, seeded corruption)."""
-    return {(name, s): np.stack([augment.augment_image(image, name, s, augment._derive_seed("test", k, name))
+    return {(name, s): np.stack([augment.augment_image(image, name, s, augment.augmentation_seed(image, name, seed=k))
                                  for k, image in enumerate(images)])
             for name in names for s in SEVERITIES}
 

@@ -269,3 +269,144 @@ def test_evaluate_leaves_out_and_lists_what_predict_failed_on():
     assert result["count"] == 2 and result["accuracy"] == 0.5  # 60 -> 0 is right, 150 -> 1 is wrong
     assert [item["file"] for item in result["skipped"]] == ["array-1", "array-3"]
     assert "returned None" in result["skipped"][0]["reason"] and "dark image" in result["skipped"][1]["reason"]
+
+
+# -- two jobs, planted links, permissions, full disks, orphaned workers ------------------------
+
+
+def start_and_hold(mode: str, work: Path, hang: str, after: int) -> subprocess.Popen:
+    """A child job stopped halfway through a write (holding its lock) until the test kills it."""
+    child = subprocess.Popen([sys.executable, KILLABLE, mode, str(work), hang, str(after)],
+                             stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    for line in child.stdout:
+        if line.strip() == "WRITING":
+            return child
+    raise AssertionError("the child finished before it held its lock")
+
+
+def stop(child: subprocess.Popen) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    child.stdin.close()
+
+
+def test_a_second_search_on_a_live_jobs_cache_fails_at_once_and_leaves_its_files_alone(work):
+    files = sorted(str(p) for p in (work / "imgs").glob("*.png"))
+    child = start_and_hold("search", work, "save", 2)
+    try:
+        live = [p.name for p in work.glob(".augment-tmp-analysis.json~*")]
+        assert len(live) == 1  # the child's checkpoint, half written
+        with pytest.raises(ValueError, match=rf"in use by another augment.py job \(pid {child.pid}\)"):
+            search(files, work / "analysis.json", oracles.bright)
+        assert [p.name for p in work.glob(".augment-tmp-analysis.json~*")] == live  # not removed under it
+        with pytest.raises(ValueError, match=f"pid {child.pid}"):  # other augmentations: refused as well
+            augment.ImageAugmenter(oracles.bright, augmentations=["Hue"], progress=False
+                                   ).search_randomization_boundaries(files, None, 0.1, work / "analysis.json")
+    finally:
+        stop(child)
+    resumed = search(files, work / "analysis.json")  # the kernel released the killed job's lock
+    assert resumed.complete and not list(work.glob(".augment-tmp-*"))
+
+
+def test_a_second_synthesis_into_a_live_jobs_folder_fails_at_once(work):
+    files = sorted(str(p) for p in (work / "imgs").glob("*.png"))
+    search(files, work / "analysis.json")
+    child = start_and_hold("synthesize", work, "image", 3)
+    augmenter = augment.ImageAugmenter(oracles.bright, **SEARCH)
+    augmenter.load_analysis(work / "analysis.json")
+    try:
+        with pytest.raises(ValueError, match=rf"folder .*out is in use by another augment.py job \(pid {child.pid}\)"):
+            augmenter.synthesize_more(files, realism=0, count=12, output_dir=work / "out", preview_html=None)
+    finally:
+        stop(child)
+    made, _ = augmenter.synthesize_more(files, realism=0, count=12, output_dir=work / "out", preview_html=None,
+                                        count_is_total=True)
+    lines = (work / "out" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and len(made) == 10  # two were finished before the child stopped
+
+
+def test_planted_symlinks_are_replaced_never_written_through(tmp_path, uniform_files):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "index.html").symlink_to(victim)
+    (report / "frames").symlink_to(outside, target_is_directory=True)
+    (tmp_path / "analysis.json").symlink_to(victim)  # not an analysis: kept as a backup, never overwritten
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], batch_size=8, progress=False)
+    with pytest.warns(UserWarning, match="not reusing"):
+        augmenter.search_randomization_boundaries(uniform_files, None, 0.25, tmp_path / "analysis.json")
+    assert not (tmp_path / "analysis.json").is_symlink() and victim.read_text() == "precious"
+    augmenter.render_boundaries(report)
+    assert victim.read_text() == "precious" and list(outside.iterdir()) == []
+    assert not (report / "index.html").is_symlink() and not (report / "frames").is_symlink()
+    assert len(list((report / "frames").glob("*.png"))) == 5
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")  # dangling
+    with pytest.raises(ValueError, match="manifest.jsonl is a symbolic link"):
+        augmenter.synthesize_more(uniform_files, count=2, output_dir=out)
+    assert not (tmp_path / "elsewhere.jsonl").exists() and not list(out.glob("synthetic-*"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_get_the_permissions_the_umask_gives(tmp_path, uniform_files, umask):
+    previous = os.umask(umask)
+    try:
+        augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+        augmenter.search_randomization_boundaries(uniform_files, None, 0.5, tmp_path / "analysis.json")
+        augmenter.synthesize_more(uniform_files, count=2, output_dir=tmp_path / "out")
+        augmenter.render_boundaries(tmp_path / "report")
+    finally:
+        os.umask(previous)
+    written = [tmp_path / "analysis.json", *(tmp_path / "out").iterdir(), *(tmp_path / "report").rglob("*.*")]
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in written if path.is_file()}
+    assert len(modes) > 8 and set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+def test_a_report_rendered_onto_a_full_disk_keeps_the_previous_page(tmp_path, uniform_files):
+    import resource
+
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten", "Darken"], progress=False)
+    augmenter.search_randomization_boundaries(uniform_files, None, 0.1, tmp_path / "analysis.json")
+    page = Path(augmenter.render_boundaries(tmp_path / "report"))
+    good = page.read_bytes()
+    assert len(good) > 8192
+
+    def full_disk():  # writes past 8 KB fail with EFBIG (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "report", "--cache",
+                             str(tmp_path / "analysis.json"), "--html-dir", str(tmp_path / "report")],
+                            capture_output=True, text=True, preexec_fn=full_disk, timeout=300)
+    assert result.returncode == 1 and "error: cannot write" in result.stderr and "File too large" in result.stderr
+    assert page.read_bytes() == good
+    assert not [p for p in (tmp_path / "report").rglob("*") if p.name.startswith(".augment-tmp-")]
+
+
+def test_render_workers_exit_when_their_search_is_killed(work):
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    child = subprocess.Popen([sys.executable, KILLABLE, "search", str(work), "workers", "0"],
+                             stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    seen = 0
+    for line in child.stdout:
+        seen += line.strip() == "PREDICT"
+        if seen == 3:
+            break
+    descendants = psutil.Process(child.pid).children(recursive=True)
+    assert len(descendants) >= 2  # the render workers (and the forkserver, the resource tracker)
+    stop(child)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            break
+        time.sleep(0.2)
+    for process in alive:
+        process.kill()
+    assert not alive, [" ".join(p.cmdline())[-80:] for p in alive]

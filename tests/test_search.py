@@ -217,3 +217,80 @@ def test_evaluate_returns_the_seed_keys_and_accuracy(uniform_files):
     assert result["output_differs_count"] == 1 and result["differing_output_errs"] == [1.0]
     assert result["avg_diff_error"] == pytest.approx(1 / 3) and result["accuracy"] == pytest.approx(2 / 3)
     assert result["differing_outputs"][0]["file"] == uniform_files[1]
+
+
+# -- comparing outputs: every element, no string truncation ----------------------------------
+
+
+def middle_mask_model(images):
+    """A 40x40 mask: 1 where the red channel is above 127."""
+    return [(np.asarray(image)[..., 0] > 127).astype(np.uint8) for image in images]
+
+
+def test_a_change_in_the_middle_of_a_large_mask_output_is_a_change():
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[19:21, 19:21] = 60  # the middle flips at Brighten 0.3 (60 + 76.5 > 127), the rest at 0.5
+    analysis = make(middle_mask_model, augmentations=["Brighten"]).search_randomization_boundaries(
+        [image], None, 0.05, None)
+    # str() of a 40x40 array elides its middle: compared that way, the first failure was 0.5.
+    assert analysis.curves["Brighten"].first_failure_intensities == [0.3]
+
+
+def test_outputs_compare_element_by_element_dict_keys_in_any_order_and_floats_within_noise():
+    equal = augment.outputs_equal
+    assert equal({"a": 1, "b": [0.1 + 0.2]}, {"b": [0.3], "a": 1})
+    assert not equal({"a": 1}, {"a": 1, "b": 2})
+    big = np.zeros((50, 50), np.float32)
+    changed = big.copy()
+    changed[25, 25] = 1e-3
+    assert not equal(big, changed) and equal(big, big + np.float32(1e-12))
+    assert equal(np.arange(5), [0, 1, 2, 3, 4]) and not equal(np.arange(5), np.arange(6))
+    assert equal(7, "7") and not equal(7, 8) and equal((1, 2), [1, 2])
+    torch = pytest.importorskip("torch")
+    assert equal(torch.zeros(3, 3), np.zeros((3, 3))) and not equal(torch.zeros(3), torch.ones(3))
+    assert augment.default_diff_error([np.int64(3)], [3]) == 0.0
+
+
+def test_a_changed_element_of_an_array_label_invalidates_the_cache(tmp_path):
+    images = [np.full((40, 40, 3), v, np.uint8) for v in (40, 90)]
+    labels = [np.zeros((40, 40), np.uint8), np.zeros((40, 40), np.uint8)]
+    path = tmp_path / "analysis.json"
+    make(middle_mask_model, augmentations=["Brighten"]).search_randomization_boundaries(images, labels, 0.25, path)
+    labels[1][20, 20] = 1  # one pixel in the middle: invisible to a truncated str()
+    model = BrightnessModel()
+    counting = make(lambda batch: (model(batch), middle_mask_model(batch))[1], augmentations=["Brighten"])
+    with pytest.warns(UserWarning, match="not reusing"):
+        analysis = counting.search_randomization_boundaries(images, labels, 0.25, path)
+    assert model.calls == 2 * 5  # searched afresh
+    assert analysis.curves["Brighten"].label_accuracy[0] == 0.5  # image 1 no longer matches its label
+
+
+RANDOM_DRAWS = ["RandomSizedCrop", "MultiplicitiveNoise", "PixelDropout", "MotionBlur", "ElasticTransform"]
+
+
+def block_means(images):
+    """A model that sees coarse structure: 4x4 block means of the red channel, quantized."""
+    return [tuple((np.asarray(i)[..., 0].reshape(4, 16, 4, 20).mean(axis=(1, 3)) // 24).astype(int).ravel())
+            for i in images]
+
+
+def test_results_do_not_depend_on_where_the_images_live_or_how_their_path_is_spelled(tmp_path, monkeypatch):
+    import shutil
+
+    photos = natural_images((64, 80))
+    files = write_pngs(tmp_path / "data" / "a", photos)
+    shutil.copytree(tmp_path / "data" / "a", tmp_path / "moved" / "elsewhere")
+    monkeypatch.chdir(tmp_path / "data")
+    spellings = {
+        "relative": [os.path.join("a", os.path.basename(f)) for f in files],
+        "absolute": files,
+        "moved": sorted(str(p) for p in (tmp_path / "moved" / "elsewhere").glob("*.png")),
+        "arrays": photos,
+    }
+    rows = {}
+    for spelling, images in spellings.items():
+        analysis = make(block_means, augmentations=RANDOM_DRAWS).search_randomization_boundaries(
+            images, None, 0.1, None)
+        rows[spelling] = {name: curve.diff_errors for name, curve in analysis.curves.items()}
+        assert any(any(any(v > 0 for v in row) for row in curve) for curve in rows[spelling].values())
+    assert rows["relative"] == rows["absolute"] == rows["moved"] == rows["arrays"]

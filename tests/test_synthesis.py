@@ -220,3 +220,44 @@ def test_hostile_source_names_give_safe_file_names_inside_output_dir(tmp_path):
         assert all(ch.isalnum() or ch in "-_." for ch in Path(path).name) and not Path(path).name.startswith(".")
     preview = (tmp_path / "out" / "__preview.html").read_text()
     assert "<img src=x" not in preview and "&lt;i&gt;label&lt;/i&gt;" in preview
+
+
+# -- labels come back as numbers, never as their strings ---------------------------------
+
+
+def test_numpy_and_torch_labels_round_trip_as_numbers_and_lists(tmp_path):
+    augmenter, files = searched_augmenter(tmp_path, ["Brighten"])
+    made, labels = augmenter.synthesize_more(files[:2], np.array([3, 7]), count=2, output_dir=tmp_path / "c",
+                                             min_random_augmentations=1, max_random_augmentations=1)
+    assert labels == [3, 7] and all(type(label) is int for label in labels)
+    entries = [json.loads(line) for line in (tmp_path / "c" / "manifest.jsonl").read_text().splitlines()]
+    assert [e["label"] for e in entries] == [e["source_label"] for e in entries] == [3, 7]
+    boxes = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten", "SafeRotate"],
+                                   label_format="pascal_voc", progress=False, seed=3)
+    boxes.search_randomization_boundaries(files, None, 0.25, tmp_path / "boxes.json")
+    box = [[np.float32(4), np.int64(4), 20, np.float64(20.0), np.int64(5)]]
+    _, moved = boxes.synthesize_more(files[:1], [box], count=1, output_dir=tmp_path / "b")
+    assert moved[0][0][-1] == 5 and type(moved[0][0][-1]) is int and len(moved[0][0]) == 5
+    torch = pytest.importorskip("torch")
+    search = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    analysis = search.search_randomization_boundaries(files[:1], [torch.tensor([1, 2])], 0.5, tmp_path / "t.json")
+    assert json.loads((tmp_path / "t.json").read_text())["images"][0]["label"] == [1, 2]
+    assert analysis.images[0].label == [1, 2]
+
+
+def test_synthesis_never_deletes_files_it_did_not_write(tmp_path):
+    augmenter, files = searched_augmenter(tmp_path, ["Brighten"])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "synthetic-labels.csv").write_text("file,label\n")
+    (out / "notes.txt").write_text("mine")
+    copied = tmp_path / "copied"  # a folder of synthetic images copied without its manifest
+    augmenter.synthesize_more(files, None, count=3, output_dir=copied, preview_html=None)
+    (copied / "manifest.jsonl").unlink()
+    before = {p.name: p.read_bytes() for p in copied.iterdir() if not p.name.startswith(".")}
+    with pytest.warns(UserWarning, match="3 file.* named like synthetic images .* left alone"):
+        made, _ = augmenter.synthesize_more(files, None, count=2, output_dir=copied, preview_html=None)
+    assert {p.name: p.read_bytes() for p in copied.iterdir() if p.name in before} == before
+    assert [os.path.basename(f)[:16] for f in made] == ["synthetic-000003", "synthetic-000004"]
+    augmenter.synthesize_more(files, None, count=2, output_dir=out)
+    assert (out / "synthetic-labels.csv").read_text() == "file,label\n" and (out / "notes.txt").read_text() == "mine"

@@ -3,7 +3,8 @@ stdout and can stop in the middle of a write (until the parent kills it; no slee
 
     python killable.py search|synthesize WORKDIR HANG AFTER
 HANG: none (just announce), save (analysis checkpoint), image (a synthetic PNG), manifest (its
-line): the AFTER-th such write stops halfway and waits on stdin.
+line): the AFTER-th such write stops halfway and waits on stdin; workers: a search that renders
+in 2 worker processes and just announces.
 """
 
 import glob
@@ -79,8 +80,9 @@ def main() -> int:
 
     augmenter = augment.ImageAugmenter(predict, checkpoint_seconds=0, **SEARCH)
     if mode == "search":
+        workers = {"num_workers": 2} if hang == "workers" else {}
         augmenter.search_randomization_boundaries(files, None, 0.1, os.path.join(work, "analysis.json"),
-                                                  images_per_chunk=1)
+                                                  images_per_chunk=1, **workers)
     else:
         real_add = augment._SyntheticFolder.add
 
@@ -96,5 +98,5 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the guard render worker processes need
     sys.exit(main())

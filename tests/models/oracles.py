@@ -36,3 +36,17 @@ def bright_refuses_dark(images):
     if any(np.asarray(image).mean() < 30 for image in images):
         raise RuntimeError("too dark to see")
     return bright(images)
+
+
+def misaligned(images):
+    """A model with a bug of its own: raises the ValueError numpy would."""
+    raise ValueError("shapes (3,) and (4,) not aligned: 3 (dim 0) != 4 (dim 0)")
+
+
+def slow_bright(images):
+    """``bright`` that announces each batch on stdout and takes a moment (for Ctrl-C tests)."""
+    import time
+
+    print("PREDICT", flush=True)
+    time.sleep(0.05)
+    return bright(images)
