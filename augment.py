@@ -592,18 +592,14 @@ def _rgb_shift(channel: int, delta: float):
 
 @functools.lru_cache(maxsize=64)
 def _elastic_unit_displacement(height: int, width: int, sigma: float) -> float:
-    """Mean |displacement| (px) of albumentations' elastic field at alpha=1.
+    """Mean |displacement| (px) of the elastic field at alpha=1 (see _elastic_unit_fields).
 
     The smoothed field's amplitude depends on sigma and the image size, so alpha is
     calibrated to make intensity 1 mean the same relative warp at every size.
     """
-    from albumentations.augmentations.geometric import functional as fgeometric
-
-    dx, dy = fgeometric.generate_displacement_fields(
-        (height, width), 1.0, sigma, same_dxdy=False, kernel_size=(0, 0),
-        random_generator=np.random.default_rng(0), noise_distribution="gaussian",
-    )
-    return float(np.hypot(dx, dy).mean()) or 1e-6
+    state = json.dumps(np.random.default_rng(0).bit_generator.state)
+    dx, dy, _ = _elastic_unit_fields(height, width, sigma, False, "gaussian", state)
+    return float(np.hypot(dx, dy).mean()) or 1e-6  # at the field's own size: upsampling keeps the mean
 
 
 def _elastic(intensity: float, height: int, width: int):
@@ -619,7 +615,9 @@ def _gaussian_blur(intensity: float, height: int, width: int):
     sigma = intensity * 0.08 * _short_side(height, width)
     if sigma <= 0.0:
         return None  # a zero sigma makes albumentations' kernel 0/0 (a black image)
-    return A.GaussianBlur(blur_limit=0, sigma_limit=(sigma, sigma), p=1)
+    if sigma <= _BLUR_SIGMA_AT_WORK:
+        return A.GaussianBlur(blur_limit=0, sigma_limit=(sigma, sigma), p=1)
+    return _fast_transform_classes()["GaussianBlur"](blur_limit=0, sigma_limit=(sigma, sigma), p=1)
 
 
 def _motion_blur(intensity: float, height: int, width: int):
@@ -662,65 +660,165 @@ def _random_sized_crop(intensity: float, height: int, width: int):
                              w2h_ratio=width / height, p=1)
 
 
-# Three augmentations compute something that does not depend on the intensity: the
-# SLIC segmentation (Superpixels) and the random displacement field (ElasticTransform)
-# are computed once per image and reused across a sweep, and MotionBlur's line kernel
-# is applied as a sum of shifted copies instead of OpenCV's FFT path. Each keeps
-# albumentations' parameter draws; the benchmark checks that none costs more than 10x
-# the catalogue median per image at 224x224.
+# Sizes are fractions of the short side, so on a 3000 px photo a blur's kernel is hundreds
+# of pixels wide and a naive render takes many seconds. Four augmentations therefore do
+# what costs the most once, or at a resolution where it costs nothing visible (identity at
+# 0 and monotonicity kept; the benchmark checks every render of a 3000 px photo):
+# - GaussianBlur with sigma above 3 px blurs a copy area-downscaled until sigma is 3 px and
+#   upsamples it linearly (the two resamplings' own spread is taken off sigma);
+# - MotionBlur applies albumentations' line kernel as a mean of shifted copies; when that
+#   would cost more than 50 million additions, on a copy downscaled (area) just enough, but
+#   never so far that the line keeps fewer than 6 pixels per pixel lost across it, then
+#   upsampled (linear);
+# - ElasticTransform draws its smooth random field at most 256 px on the short side,
+#   once per image and seed, and upsamples it; the warp itself is at full resolution;
+# - Superpixels segments with SLIC once per image at most 128 px on the short side.
+# Up to those sizes each is albumentations' own computation (same draws, same pixels).
 
-_SLIC_SIDE = 128  # SLIC runs on the image resized to at most this short side
+_SLIC_SIDE = 128
+_BLUR_SIGMA_AT_WORK = 3.0
+_MOTION_ADDS = 50_000_000  # element additions one MotionBlur render may cost (~50 ms)
+_MOTION_POINTS_PER_LOST_PIXEL = 6
+_ELASTIC_FIELD_SIDE = 256
 
 
-@functools.lru_cache(maxsize=64)
-def _superpixel_segments(image_bytes: bytes, shape: tuple[int, ...], n_segments: int):
-    """SLIC segments of one image and each segment's mean colour, computed once.
+class _BoundedCache:
+    """A small thread-safe LRU cache bounded by the bytes of its numpy values."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes, self.hits = max_bytes, 0, 0
+        self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key][0]
+        value = make()
+        size = sum(v.nbytes for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, np.ndarray))
+        with self._lock:
+            self._items[key] = (value, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+        return value
+
+
+_SEGMENTS = _BoundedCache(256 * 2**20)
+_FIELDS = _BoundedCache(256 * 2**20)
+
+
+def _upsampled(field: np.ndarray, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    if field.shape == (height, width):
+        return field
+    return cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _superpixel_segments(image: np.ndarray, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """SLIC segments of one image and each segment's mean colour, computed once per image.
 
     scikit-image's SLIC (what albumentations 1.x called; 2.x ships a slower NumPy port)
-    runs on the image resized to at most ``_SLIC_SIDE`` px on the short side; the
-    segment map is scaled back and the means come from the full-size image. Returns
-    (positions (H, W) int segment index, means (segments, C) uint8).
+    runs on the image area-resized to at most ``_SLIC_SIDE`` px on the short side, and the
+    segment means come from that copy (area averaging keeps means); the segment map is
+    scaled back by nearest neighbour. Returns (positions (H, W) uint8 or int segment index,
+    means (segments, C) uint8).
     """
+    key = (_image_digest(image), n_segments)
+    return _SEGMENTS.get_or_make(key, lambda: _segment(image, n_segments))
+
+
+def _segment(image: np.ndarray, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
     import cv2
     from skimage.segmentation import slic
 
-    image = np.frombuffer(image_bytes, np.uint8).reshape(shape)
-    height, width = shape[:2]
+    height, width = image.shape[:2]
     scale = min(1.0, _SLIC_SIDE / min(height, width))
     small = image if scale == 1.0 else cv2.resize(
         image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
     # Without the connectivity pass, as albumentations' port: n_segments means n superpixels.
     segments = slic(small, n_segments=n_segments, compactness=10, start_label=0, channel_axis=-1,
                     enforce_connectivity=False)
-    if scale < 1.0:
-        rows = np.minimum(np.arange(height) * small.shape[0] // height, small.shape[0] - 1)
-        cols = np.minimum(np.arange(width) * small.shape[1] // width, small.shape[1] - 1)
-        segments = segments[rows[:, None], cols[None, :]]
     _, positions = np.unique(segments, return_inverse=True)
-    positions = positions.reshape(height, width)
+    positions = positions.reshape(segments.shape).astype(np.uint16)
     flat = positions.ravel()
     counts = np.bincount(flat).astype(np.float64)
-    means = np.stack([np.bincount(flat, weights=image.reshape(-1, shape[2])[:, c].astype(np.float64))
-                      for c in range(shape[2])], axis=1) / counts[:, None]
+    means = np.stack([np.bincount(flat, weights=small.reshape(-1, small.shape[2])[:, c].astype(np.float64))
+                      for c in range(small.shape[2])], axis=1) / counts[:, None]
+    if scale < 1.0:
+        positions = cv2.resize(positions, (width, height), interpolation=cv2.INTER_NEAREST)
+    if len(means) <= 256:
+        positions = positions.astype(np.uint8)
     return positions, np.clip(np.round(means), 0, 255).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=16)
 def _elastic_unit_fields(height: int, width: int, sigma: float, approximate: bool, noise: str, state: str):
-    """albumentations' smoothed random displacement field at alpha=1 for one generator state.
+    """The smoothed random displacement field at alpha=1 for one generator state.
 
-    Returns (dx, dy, state after the draw as JSON): alpha only scales the field, so a
-    sweep over intensities draws and smooths it once.
+    Returns (dx, dy, state after the draw as JSON); dx and dy are (H, W), or smaller for
+    images over ``_ELASTIC_FIELD_SIDE`` px (upsample them; values are full-size pixels).
+    Up to that size it is albumentations' own field; alpha only scales it, so a sweep over
+    intensities draws and smooths it once.
     """
+    key = (height, width, sigma, approximate, noise, state)
+    return _FIELDS.get_or_make(key, lambda: _draw_elastic_fields(*key))
+
+
+def _draw_elastic_fields(height: int, width: int, sigma: float, approximate: bool, noise: str, state: str):
     from albumentations.augmentations.geometric import functional as fgeometric
 
     generator = np.random.Generator(np.random.PCG64())
     generator.bit_generator.state = json.loads(state)
+    factor = max(1.0, min(height, width) / _ELASTIC_FIELD_SIDE)
+    shape = (max(1, round(height / factor)), max(1, round(width / factor)))
     dx, dy = fgeometric.generate_displacement_fields(
-        (height, width), 1.0, sigma, same_dxdy=False, kernel_size=(17, 17) if approximate else (0, 0),
+        shape, 1.0, sigma / factor, same_dxdy=False, kernel_size=(17, 17) if approximate else (0, 0),
         random_generator=generator, noise_distribution=noise)
+    if factor > 1.0:
+        dx, dy = dx * np.float32(width / shape[1]), dy * np.float32(height / shape[0])
     dx.flags.writeable = dy.flags.writeable = False
     return dx, dy, json.dumps(generator.bit_generator.state)
+
+
+@functools.lru_cache(maxsize=2)
+def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    xs = np.broadcast_to(np.arange(width, dtype=np.float32)[None, :], (height, width)).copy()
+    ys = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width)).copy()
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
+
+
+_BUFFERS = threading.local()
+
+
+def _map_buffers(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two (H, W) float32 buffers this thread reuses for the elastic warp's maps.
+
+    A fresh 36 MB array per render of a 3000 px photo costs more in page faults than the
+    arithmetic that fills it; the maps only live until the render that made them ends.
+    """
+    buffers = getattr(_BUFFERS, "maps", None)
+    if buffers is None or buffers[0].shape != (height, width):
+        buffers = _BUFFERS.maps = (np.empty((height, width), np.float32), np.empty((height, width), np.float32))
+    return buffers
+
+
+def _shift_mean(image: np.ndarray, offsets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted mean of ``image`` shifted by each (dy, dx) in ``offsets`` (edges reflected)."""
+    import cv2
+
+    half = int(np.abs(offsets).max()) if len(offsets) else 0
+    height, width = image.shape[:2]
+    padded = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_REFLECT_101)
+    total = np.zeros(image.shape, np.uint32 if weights.sum() > 257 else np.uint16)
+    for (dy, dx), weight in zip(offsets.tolist(), weights.tolist()):
+        window = padded[half + dy:half + dy + height, half + dx:half + dx + width]
+        total += window if weight == 1 else window.astype(total.dtype) * weight
+    return np.rint(total * np.float32(1.0 / weights.sum())).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=1)
@@ -738,22 +836,23 @@ def _fast_transform_classes() -> dict[str, type]:
         def apply(self, img, replace_samples, n_segments, **params):
             if not np.any(replace_samples):
                 return img
-            positions, means = _superpixel_segments(img.tobytes(), img.shape, n_segments)
+            positions, means = _superpixel_segments(img, n_segments)
             replace = np.asarray(replace_samples)[np.arange(len(means)) % len(replace_samples)]
             if len(means) > 256 or img.ndim != 3 or img.shape[2] != 3:
                 return np.where(replace[positions][..., None], means[positions], img)
             # Table lookups (cv2.LUT) instead of fancy indexing: ~5x faster at 224 px.
-            index = positions.astype(np.uint8)
             colours = np.zeros((256, 1, 3), np.uint8)
             colours[:len(means), 0] = means
             chosen = np.zeros(256, np.uint8)
             chosen[:len(means)] = np.where(replace, 255, 0)
             out = img.copy()
-            cv2.copyTo(cv2.LUT(cv2.merge([index, index, index]), colours), cv2.LUT(index, chosen), out)
+            cv2.copyTo(cv2.LUT(cv2.merge([positions, positions, positions]), colours), cv2.LUT(positions, chosen),
+                       out)
             return out
 
     class CachedElasticTransform(A.ElasticTransform):
-        """albumentations' ElasticTransform; the alpha=1 field is cached per seed and shape."""
+        """albumentations' ElasticTransform; the alpha=1 field is cached per seed and shape
+        (drawn at most ``_ELASTIC_FIELD_SIDE`` px on the short side, then upsampled)."""
 
         def get_params_dependent_on_data(self, params, data):
             height, width = params["shape"][:2]
@@ -761,32 +860,115 @@ def _fast_transform_classes() -> dict[str, type]:
                                                  self.noise_distribution,
                                                  json.dumps(self.random_generator.bit_generator.state))
             self.random_generator.bit_generator.state = json.loads(after)
-            alpha = np.float32(self.alpha)
-            return {"map_x": (np.arange(width)[None, :] + dx * alpha).astype(np.float32),
-                    "map_y": (np.arange(height)[:, None] + dy * alpha).astype(np.float32)}
+            xs, ys = _pixel_grid(height, width)
+            map_x, map_y = _map_buffers(height, width)
+            for unit, grid, out in ((dx, xs, map_x), (dy, ys, map_y)):
+                if unit.shape != out.shape:
+                    unit = cv2.resize(unit, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
+                cv2.scaleAdd(unit, float(self.alpha), grid, dst=out)
+            return {"map_x": map_x, "map_y": map_y}
+
+        def apply(self, img, map_x, map_y, **params):
+            if img.ndim != 3 or img.shape[2] > 4 or not isinstance(self.fill, numbers.Real):
+                return super().apply(img, map_x=map_x, map_y=map_y, **params)
+            # What albumentations computes, without stacking both maps into one new array first.
+            return cv2.remap(img, map_x, map_y, self.interpolation, borderMode=self.border_mode,
+                             borderValue=(self.fill,) * 4)
+
+    class ScaledGaussianBlur(A.GaussianBlur):
+        """albumentations' GaussianBlur for sigma above 3 px, on an area-downscaled copy.
+
+        The copy is made so small that sigma is 3 of its pixels; area downscaling and linear
+        upscaling add variances of 1/12 and 1/6 of a copy pixel squared, taken off sigma.
+        """
+
+        def apply(self, img, kernel, **params):
+            sigma = float(self.sigma_limit[0])
+            height, width = img.shape[:2]
+            factor = sigma / _BLUR_SIGMA_AT_WORK
+            size = (max(1, round(width / factor)), max(1, round(height / factor)))
+            small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            spread = [math.sqrt(max((sigma * n / full) ** 2 - 0.25, 0.01)) for n, full in zip(size, (width, height))]
+            # Mirrored about the image's edge (not an edge pixel's centre, which is half a copy
+            # pixel inside): what reflecting the full-size image about its edge pixel becomes.
+            small = cv2.GaussianBlur(small, (0, 0), sigmaX=spread[0], sigmaY=spread[1], borderType=cv2.BORDER_REFLECT)
+            return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
     class ShiftSumMotionBlur(A.MotionBlur):
         """albumentations' MotionBlur (same kernel draws) applied as a mean of shifted copies.
 
         The kernel is a one-pixel line of equal weights, so correlating with it is the
-        mean of the image shifted to each point of the line: a few cheap adds instead of
-        OpenCV's FFT path for large kernels. Equal to filter2D's result up to rounding.
+        mean of the image shifted to each point of the line (equal to filter2D's result up
+        to rounding). Long lines on large images run on a downscaled copy (see above).
         """
 
         def apply(self, img, kernel, **params):
             ys, xs = np.nonzero(kernel)
             if img.dtype != np.uint8 or not np.all(kernel[ys, xs] == kernel[ys[0], xs[0]]):
                 return super().apply(img, kernel=kernel, **params)
-            half = kernel.shape[0] // 2
+            center = kernel.shape[0] // 2
             height, width = img.shape[:2]
-            padded = cv2.copyMakeBorder(img, half, half, half, half, cv2.BORDER_REFLECT_101)
-            total = np.zeros(img.shape, np.uint16 if len(ys) <= 257 else np.uint32)
-            for y, x in zip(ys, xs):
-                total += padded[y:y + height, x:x + width]
-            return np.rint(total * np.float32(1.0 / len(ys))).astype(np.uint8)
+            # Shrink only as far as the work needs: len(ys) * img.size / factor**3 adds.
+            factor = min((len(ys) * img.size / _MOTION_ADDS) ** (1 / 3), len(ys) / _MOTION_POINTS_PER_LOST_PIXEL)
+            if factor <= 1.0:
+                offsets = np.stack([ys - center, xs - center], axis=1)
+                return _shift_mean(img, offsets, np.ones(len(ys), np.int64))
+            size = (max(1, round(width / factor)), max(1, round(height / factor)))
+            small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            scaled = np.rint(np.stack([(ys - center) * size[1] / height, (xs - center) * size[0] / width], axis=1))
+            offsets, weights = np.unique(scaled.astype(np.int64), axis=0, return_counts=True)
+            return cv2.resize(_shift_mean(small, offsets, weights), (width, height), interpolation=cv2.INTER_LINEAR)
+
+    class ByteMultiplicativeNoise(A.MultiplicativeNoise):
+        """albumentations' per-pixel MultiplicativeNoise drawn as bytes and applied by OpenCV.
+
+        The multiplier of each pixel (the same on every channel, as albumentations draws it
+        with per_channel=False) is uniform in [1 - i, 1 + i] on 256 levels and applied in
+        fixed point (1/127 steps, at most one grey level from the float product): a
+        3000 px photo in ~50 ms instead of ~500 ms of float arrays.
+        """
+
+        def get_params_dependent_on_data(self, params, data):
+            image = data["image"]
+            if image.dtype != np.uint8 or image.ndim != 3 or not self.elementwise or self.per_channel:
+                return super().get_params_dependent_on_data(params, data)
+            low, high = self.multiplier
+            levels = low + (high - low) * (np.arange(256) + 0.5) / 256
+            table = np.clip(np.rint(levels * 127), 0, 255).astype(np.uint8)
+            draws = self.random_generator.integers(0, 256, image.shape[:2], dtype=np.uint8)
+            return {"multiplier": cv2.LUT(draws, table), "fixed_point": True}
+
+        def apply(self, img, multiplier, fixed_point=False, **params):
+            if not fixed_point:
+                return super().apply(img, multiplier=multiplier, **params)
+            return cv2.multiply(img, cv2.merge([multiplier] * img.shape[2]), scale=1 / 127)
+
+    class BytePixelDropout(A.PixelDropout):
+        """albumentations' PixelDropout with the drop mask drawn as 16-bit integers.
+
+        A pixel is dropped when its draw is below ``dropout_prob`` (on 65,536 levels), so
+        one seed's masks are nested as the intensity grows, as with albumentations' float
+        draws, at a fifth of the cost on large photos.
+        """
+
+        def get_params_dependent_on_data(self, params, data):
+            image = data.get("image")
+            if (image is None or image.ndim != 3 or self.per_channel or self.mask_drop_value is not None
+                    or self.drop_value != 0):
+                return super().get_params_dependent_on_data(params, data)
+            draws = self.random_generator.integers(0, 65536, image.shape[:2], dtype=np.uint16)
+            return {"drop_mask": draws < round(self.dropout_prob * 65536), "drop_values": self.drop_value,
+                    "mask_drop_mask": None, "mask_drop_values": None}
+
+        def apply(self, img, drop_mask, drop_values, **params):
+            if drop_mask.ndim != 2 or img.ndim != 3:
+                return super().apply(img, drop_mask=drop_mask, drop_values=drop_values, **params)
+            return cv2.bitwise_and(img, img, mask=np.logical_not(drop_mask).view(np.uint8))  # dropped: 0
 
     return {"Superpixels": CachedSuperpixels, "ElasticTransform": CachedElasticTransform,
-            "MotionBlur": ShiftSumMotionBlur}
+            "PixelDropout": BytePixelDropout,
+            "MotionBlur": ShiftSumMotionBlur, "GaussianBlur": ScaledGaussianBlur,
+            "MultiplicitiveNoise": ByteMultiplicativeNoise}
 
 
 def _superpixels(intensity: float, height: int, width: int):
@@ -839,9 +1021,10 @@ def _catalogue() -> dict[str, Augmentation]:
          "resolution", False, _downscale),
         ("MultiplicitiveNoise", "pixel_dropout", "MultiplicativeNoise", "per-pixel multiplier in [0, 2]",
          "noise", False,
-         lambda i, h, w: _albumentations().MultiplicativeNoise(multiplier=(1 - i, 1 + i), elementwise=True, p=1)),
+         lambda i, h, w: _fast_transform_classes()["MultiplicitiveNoise"](multiplier=(1 - i, 1 + i), elementwise=True,
+                                                                          p=1)),
         ("PixelDropout", "pixel_dropout", "PixelDropout", "every pixel dropped to black",
-         "dropout", False, lambda i, h, w: _albumentations().PixelDropout(dropout_prob=i, p=1)),
+         "dropout", False, lambda i, h, w: _fast_transform_classes()["PixelDropout"](dropout_prob=i, p=1)),
         ("RandomSizedCrop", "pixel_dropout", "RandomSizedCrop", "crop of 25% of each side, stretched back",
          "crop", True, _random_sized_crop),
         ("Superpixels", "pixel_dropout", "Superpixels",
@@ -1441,12 +1624,15 @@ class _Image:
         self.remaining = len(pairs)
         self.digest = _image_digest(image)  # seeds the random draws (not the path: data moves)
 
-    def result(self) -> _ImageResult:
+    def result(self, names: Iterable[str]) -> _ImageResult:
+        """What the finished pairs ``names`` measured (one pair's result is checkpointed as soon as
+        it ends, so a large image's finished augmentations are never searched twice)."""
         result = _ImageResult(
             index=self.index, output=_truncate(self.original), label_error=self.label_error,
             diff_errors={}, label_errors={} if self.label_error is not None else None,
             last_success_output={}, first_failure_output={})
-        for name, pair in self.pairs.items():
+        for name in names:
+            pair = self.pairs[name]
             result.diff_errors[name] = pair.row
             if result.label_errors is not None:
                 pair.label_row[0] = self.label_error  # intensity 0 is the image itself
@@ -1503,8 +1689,9 @@ def _run_search(job: _SearchJob, predictor: _Predictor, diff_error: Callable,
         state.remaining -= 1
         if on_pair is not None:
             on_pair(1)
+        on_result(state.result([pair.name]))
+        pair.outputs.clear()  # what the result kept is text; the outputs themselves can go
         if state.remaining == 0:
-            on_result(state.result())
             del active[state.index]
 
     def give_up(index: int, pairs: int, reason: str) -> None:

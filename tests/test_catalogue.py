@@ -72,7 +72,7 @@ def test_superpixels_replaces_the_drawn_share_of_segments_by_their_mean_colour()
     from skimage.segmentation import slic
 
     image = natural_images((224, 224))[0]
-    positions, means = augment._superpixel_segments(image.tobytes(), image.shape, 100)
+    positions, means = augment._superpixel_segments(image, 100)
     assert 90 <= len(means) <= 100  # n_segments=100: one per SLIC grid centre that keeps pixels
     full = slic(image, n_segments=100, compactness=10, start_label=0, enforce_connectivity=False)
     assert abs(len(np.unique(full)) - len(means)) <= 10  # the 128 px working size changes little
@@ -108,7 +108,7 @@ def test_cached_elastic_equals_albumentations_elastic_and_reuses_the_field():
         assert np.array_equal(reference(image=image)["image"], cached(image=image)["image"])
         # the generator ends in the same state, so later draws are unchanged too
         assert reference.random_generator.bit_generator.state == cached.random_generator.bit_generator.state
-    assert augment._elastic_unit_fields.cache_info().hits >= 1
+    assert augment._FIELDS.hits >= 1
 
 
 @pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
@@ -135,3 +135,55 @@ def test_bad_names_and_intensities_are_named_in_the_error():
         augment.augment_image(image, "Hue", 1.5)
     with pytest.raises(ValueError, match="uint8"):
         augment.augment_image(image.astype(np.float32), "Hue", 0.5)
+
+
+# -- large photos: what scales keeps to the exact operation ---------------------------------
+
+SCALED = ["GaussianBlur", "MotionBlur", "ElasticTransform", "MultiplicitiveNoise", "PixelDropout", "Superpixels"]
+
+
+@pytest.mark.parametrize("name", SCALED)
+def test_the_scaled_paths_keep_identity_and_monotonicity_on_a_large_photo(name):
+    photo = natural_images((900, 1000))[0]
+    assert np.array_equal(augment.augment_image(photo, name, 0.0, seed=3), photo)
+    changes = [np.abs(augment.augment_image(photo, name, t, seed=3).astype(float) - photo).mean()
+               for t in (0.05, 0.2, 0.4, 0.7, 1.0)]
+    assert all(b >= a * 0.97 for a, b in zip(changes, changes[1:])) and changes[0] > 0, changes
+
+
+def test_a_large_gaussian_blur_is_close_to_the_exact_one():
+    import cv2
+
+    photo = natural_images((600, 640))[1]
+    for intensity in (0.1, 0.5, 1.0):
+        sigma = intensity * 0.08 * 600  # 4.8 to 48 px: all on the downscaled path
+        exact = cv2.GaussianBlur(photo, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101).astype(float)
+        difference = np.abs(augment.augment_image(photo, "GaussianBlur", intensity) - exact)
+        assert difference.mean() < 0.4 and np.percentile(difference, 99.9) <= 2, (intensity, difference.mean())
+
+
+def test_a_long_motion_blur_on_a_large_photo_is_close_to_albumentations():
+    photo = natural_images((768, 800))[2]
+    for size in (41, 231):  # about 3 and 15 pixels of the line per pixel lost across it
+        reference = A.MotionBlur(blur_limit=(size, size), allow_shifted=False, p=1)
+        fast = augment._fast_transform_classes()["MotionBlur"](blur_limit=(size, size), allow_shifted=False, p=1)
+        reference.set_random_seed(4)
+        fast.set_random_seed(4)
+        difference = np.abs(reference(image=photo)["image"].astype(float) - fast(image=photo)["image"])
+        assert difference.mean() < 1.5 and np.percentile(difference, 99) < 10, (size, difference.mean())
+
+
+def test_a_large_elastic_warp_moves_pixels_by_its_documented_amount():
+    height, width = 1200, 1000
+    transform = augment._transform("ElasticTransform", 1.0, height, width)
+    transform.set_random_seed(2)
+    maps = transform.get_params_dependent_on_data({"shape": (height, width)}, {})
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    displacement = np.hypot(maps["map_x"] - xs, maps["map_y"] - ys).mean()
+    assert 0.045 * 1000 < displacement < 0.055 * 1000  # intensity 1: mean displacement 5 % of the short side
+    small = augment._transform("ElasticTransform", 1.0, 240, 200)  # albumentations' own field at 240x200
+    small.set_random_seed(2)
+    exact = small.get_params_dependent_on_data({"shape": (240, 200)}, {})
+    ys, xs = np.mgrid[0:240, 0:200].astype(np.float32)
+    relative = np.hypot(exact["map_x"] - xs, exact["map_y"] - ys).mean() / 200
+    assert abs(relative - displacement / 1000) < 0.005  # the same relative warp at both sizes

@@ -89,7 +89,8 @@ def test_each_image_is_decoded_once_and_at_most_a_chunk_is_in_flight(tmp_path, m
 
     monkeypatch.setattr(augment._Image, "__init__", tracked_init)
     real_result = augment._Image.result
-    monkeypatch.setattr(augment._Image, "result", lambda self: alive.discard(self.index) or real_result(self))
+    monkeypatch.setattr(augment._Image, "result", lambda self, names: (
+        alive.discard(self.index) if self.remaining == 0 else None) or real_result(self, names))
     make(BrightnessModel()).search_randomization_boundaries(files, None, 0.1, None, images_per_chunk=3,
                                                            strategy="adaptive", grid_sample=2)
     assert sorted(loads) == sorted(files)

@@ -113,11 +113,12 @@ def test_interrupted_search_resumes_and_matches_an_uninterrupted_one(tmp_path):
         make(crashing, checkpoint_seconds=0).search_randomization_boundaries(
             images, None, 0.1, path, images_per_chunk=1)
     partial = augment.load_analysis(path)
-    done = partial.curves["Brighten"].searched_count
-    assert 0 < done < len(images)
+    missing = [sum(partial.curves[name].diff_errors[k] is None for name in ("Brighten", "Darken"))
+               for k in range(len(images))]
+    assert 0 < sum(missing) < 2 * len(images)
     resumed_model = BrightnessModel()
     resumed = make(resumed_model).search_randomization_boundaries(images, None, 0.1, path)
-    assert resumed_model.calls == (len(images) - done) * 21  # only the unfinished images
+    assert resumed_model.calls == sum(1 + 10 * m for m in missing if m)  # only the unfinished pairs
     assert resumed.to_json()["augmentations"] == reference.to_json()["augmentations"]
 
 
@@ -294,3 +295,19 @@ def test_results_do_not_depend_on_where_the_images_live_or_how_their_path_is_spe
         rows[spelling] = {name: curve.diff_errors for name, curve in analysis.curves.items()}
         assert any(any(any(v > 0 for v in row) for row in curve) for curve in rows[spelling].values())
     assert rows["relative"] == rows["absolute"] == rows["moved"] == rows["arrays"]
+
+
+def test_a_long_images_finished_augmentations_are_checkpointed_before_the_image_ends(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images([60], size=(64, 64)))
+    names = ["Brighten", "Darken", "Hue", "Contrast"]
+    crashing = BrightnessModel(fail_after=1 + 2 * 10 + 4)  # the original, two whole sweeps, part of a third
+    augmenter = augment.ImageAugmenter(crashing, augmentations=names, batch_size=1, checkpoint_seconds=0,
+                                       progress=False)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        augmenter.search_randomization_boundaries(files, None, 0.1, tmp_path / "analysis.json")
+    saved = augment.load_analysis(tmp_path / "analysis.json")
+    assert [saved.curves[name].searched_count for name in names] == [1, 1, 0, 0]
+    model = BrightnessModel()
+    augment.ImageAugmenter(model, augmentations=names, batch_size=1, progress=False
+                           ).search_randomization_boundaries(files, None, 0.1, tmp_path / "analysis.json")
+    assert model.calls == 1 + 2 * 10  # the original again, then only Hue and Contrast
