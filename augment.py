@@ -1189,7 +1189,7 @@ def _check_pixels(path: str, max_pixels: int) -> None:
         return  # load_image names the problem
     if width * height > max_pixels:
         raise AugmentError(f"image {path} is {width}x{height} = {width * height:,} pixels, more than "
-                         f"max_image_pixels={max_pixels:,}: resize it, or raise max_image_pixels")
+                           f"max_image_pixels={max_pixels:,}: resize it, or raise max_image_pixels")
 
 
 @dataclass
@@ -1229,7 +1229,7 @@ def _sources(images: Any, parameter: str) -> list[_Source]:
             sources.append(_Source(os.fspath(image), os.fspath(image)))
         else:
             raise AugmentError(f"{parameter}[{index}] must be a file path or an RGB uint8 array, "
-                             f"got {type(image).__name__}")
+                               f"got {type(image).__name__}")
     return sources
 
 
@@ -1883,7 +1883,7 @@ def _check_picklable(value: Any, what: str) -> None:
         cloudpickle.dumps(value)
     except Exception:
         raise AugmentError(f"{what} cannot be sent to executor workers ({error}); use a module-level "
-                         f"function, or predict_factory (see the README, 'Distributed searches')") from None
+                           f"function, or predict_factory (see the README, 'Distributed searches')") from None
 
 
 def _grid_sample(count: int, sample: Any, seed: int) -> frozenset[int]:
@@ -2183,8 +2183,8 @@ class Analysis:
             raise AugmentError(f"{where} is not an augment.py analysis file")
         if data.get("version") not in _READABLE_VERSIONS:
             raise AugmentError(f"{where} has analysis format version {data.get('version')!r}; this augment.py "
-                             f"{__version__} reads versions {_READABLE_VERSIONS}. Re-run the search "
-                             f"(the old file is kept as a backup).")
+                               f"{__version__} reads versions {_READABLE_VERSIONS}. Re-run the search "
+                               f"(the old file is kept as a backup).")
         try:
             settings = data["settings"]
             intensities, threshold = settings["intensities"], settings["failure_threshold"]
@@ -2229,13 +2229,13 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
         raise AugmentError(f"{path} is a folder, not an analysis file (such as {os.path.join(path, 'analysis.json')})")
     if not os.path.exists(path):
         raise AugmentError(f"no analysis file at {path}: run the search first "
-                         f"(search_randomization_boundaries or `python augment.py search`)")
+                           f"(search_randomization_boundaries or `python augment.py search`)")
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AugmentError(f"analysis file {path} is truncated or corrupt ({exc}); move it away to start "
-                         f"a fresh search") from None
+                           f"a fresh search") from None
     return Analysis.from_json(data, where=f"analysis file {path}")
 
 
@@ -2811,7 +2811,7 @@ def _label_kind(label_format: Any) -> str:
     if label_format == "mask":
         return "mask"
     raise AugmentError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points) or 'mask', "
-                     f"got {label_format!r}")
+                       f"got {label_format!r}")
 
 
 def _apply_with_labels(image: np.ndarray, label: Any, steps: Sequence[tuple[str, float]], kind: str,
@@ -3187,7 +3187,7 @@ class ImageAugmenter:
         _check_augmentation_name(augmentation_name, "augmentation_name")
         if augmentation_name not in self.weights:
             raise AugmentError(f"augmentation_name {augmentation_name!r} is not among this augmenter's "
-                             f"augmentations {self.augmentations}")
+                               f"augmentations {self.augmentations}")
         value = _check_number(weight, f"weight for {augmentation_name}", 0.0)
         if math.isinf(value):
             raise AugmentError(f"weight for {augmentation_name} must be finite, got {weight!r}")
@@ -3200,7 +3200,7 @@ class ImageAugmenter:
         if self.my_predict is None and self.predict_factory is None:
             if default_images is None:
                 raise AugmentError("my_predict is None and there are no training images to build the "
-                                 "model-free matcher from: run the search first or give my_predict")
+                                   "model-free matcher from: run the search first or give my_predict")
             matcher = TemplateMatcher([source.load() for source in default_images])
             return _ModelSpec(matcher, None, self._model_token, 256, "array", self.diff_error or matcher.diff_error,
                               self.on_error)
@@ -3444,7 +3444,7 @@ class ImageAugmenter:
             if self.analysis_path and os.path.exists(self.analysis_path):
                 return self.load_analysis(self.analysis_path)
             raise AugmentError(f"no analysis to {what} from: run search_randomization_boundaries first "
-                             f"(or load_analysis(path))")
+                               f"(or load_analysis(path))")
         return self.analysis
 
     def intensity_limits(self, realism: float = 0.5) -> dict[str, float]:
@@ -3528,7 +3528,7 @@ class ImageAugmenter:
         if not (isinstance(min_random_augmentations, int) and isinstance(max_random_augmentations, int)
                 and 1 <= min_random_augmentations <= max_random_augmentations):
             raise AugmentError(f"need 1 <= min_random_augmentations <= max_random_augmentations, got "
-                             f"{min_random_augmentations!r} and {max_random_augmentations!r}")
+                               f"{min_random_augmentations!r} and {max_random_augmentations!r}")
         low = _check_number(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0)
         high = _check_number(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0)
         if low > high:
@@ -3542,7 +3542,7 @@ class ImageAugmenter:
         eligible = [n for n in self.augmentations if n in limits and self.weights[n] > 0]
         if not eligible:
             raise AugmentError("no augmentation to synthesize with: none of this augmenter's augmentations with "
-                             f"weight > 0 is in the analysis (it has {sorted(analysis.curves)})")
+                               f"weight > 0 is in the analysis (it has {sorted(analysis.curves)})")
         _check_readable(sources)
 
         folder = _output_folder(output_dir, "output_dir")

@@ -413,3 +413,16 @@ def test_render_workers_exit_when_their_search_is_killed(work):
     for process in alive:
         process.kill()
     assert not alive, [" ".join(p.cmdline())[-80:] for p in alive]
+
+
+def test_float_images_are_read_by_their_range_never_silently_black(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 1, 24 * 24, dtype=np.float32).reshape(24, 24)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tiff")
+    Image.fromarray(ramp * 255, mode="F").save(tmp_path / "bytes.tiff")
+    Image.fromarray(ramp * 4000 - 10, mode="F").save(tmp_path / "odd.tiff")
+    unit, as_bytes = augment.load_image(tmp_path / "unit.tiff"), augment.load_image(tmp_path / "bytes.tiff")
+    assert unit.shape == (24, 24, 3) and unit.max() == 255 and np.array_equal(unit, as_bytes)
+    with pytest.raises(ValueError, match=r"odd.tiff: its values span \[-10, 3990\]"):
+        augment.load_image(tmp_path / "odd.tiff")
