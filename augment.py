@@ -511,8 +511,8 @@ ALL_AUGMENTATIONS = COLOR_AUGMENTATIONS + DISTORTION_AUGMENTATIONS + PIXEL_DROPO
 # mapping are then recomputed for that augmentation instead of silently reused.
 _CATALOGUE_VERSION = 2  # 2: random draws seeded from the image's pixels, not its path
 _ANALYSIS_FORMAT = "augment.py analysis"
-_ANALYSIS_VERSION = 2  # 2: rows may hold null (adaptive), images may hold an error
-_READABLE_VERSIONS = (1, 2)  # version 1 files (grid only) read as they are
+_ANALYSIS_VERSION = 3  # 2: rows may hold null (adaptive), images an error; 3: views of positional outputs
+_READABLE_VERSIONS = (1, 2, 3)  # older files read as they are
 
 ###############################################################################
 # The augmentation catalogue
@@ -1057,10 +1057,13 @@ def _check_intensity(intensity: Any, name: str) -> float:
 
 
 @functools.lru_cache(maxsize=8192)
-def _transform(name: str, intensity: float, height: int, width: int):
+def _transform(name: str, intensity: float, height: int, width: int, rotate_method: str = "largest_box"):
     # Building an albumentations transform validates its arguments (pydantic) and
     # costs far more than applying it to a small image, so transforms are reused.
-    return CATALOGUE[name].build(intensity, height, width)
+    transform = CATALOGUE[name].build(intensity, height, width)
+    if transform is not None and rotate_method != "largest_box" and hasattr(transform, "rotate_method"):
+        transform.rotate_method = rotate_method  # how a rotated box is enclosed; pixels are the same
+    return transform
 
 
 def augment_image(image: np.ndarray, name: str, intensity: float, seed: int = 0) -> np.ndarray:
@@ -1106,6 +1109,171 @@ def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return np.ascontiguousarray(transform(image=image)["image"])
+
+
+# -- positional labels and outputs follow the pixels ------------------------------------
+# With a label_format, labels (and, in the search, the model's own outputs) are boxes,
+# points or masks. Geometric augmentations move them through the very transform instance
+# and random draws that move the pixels: albumentations carries them in the same call.
+
+_BBOX_FORMATS = ("pascal_voc", "coco", "yolo", "albumentations")
+_ROTATE_METHODS = ("largest_box", "ellipse")
+
+
+def _label_kind(label_format: Any) -> str:
+    """"class" (anything, passed through), "bbox", "keypoints" or "mask"."""
+    if label_format is None:
+        return "class"
+    if label_format in _BBOX_FORMATS:
+        return "bbox"
+    if label_format in ("xy", "keypoints"):
+        return "keypoints"
+    if label_format == "mask":
+        return "mask"
+    raise AugmentError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points) or 'mask', "
+                       f"got {label_format!r}")
+
+
+class _Positional:
+    """One label or output of a positional kind, parsed into coordinates and rebuilt after moving.
+
+    Boxes and points are a list (or an (N, k) array) of rows whose first 4 (boxes) or 2
+    (points) values are coordinates and whose extra items (class, score, name) ride along;
+    a mask is an (H, W) or (H, W, C) array, or the path of a mask image. A moved value keeps
+    the form it came in: a list of lists stays one, an array comes back an array of its dtype.
+    """
+
+    def __init__(self, value: Any, kind: str, what: str, shape: tuple[int, ...]):
+        self.kind, self.what = kind, what
+        self.is_array = isinstance(_as_comparable(value), np.ndarray)
+        if kind == "mask":
+            self.coords = _mask_array(value, what, shape)
+            return
+        width = 4 if kind == "bbox" else 2
+        rows = _plain(value) if value is not None else []
+        if not isinstance(rows, list) or not all(isinstance(row, list) and len(row) >= width
+                                                 and all(_is_number(v) for v in row[:width]) for row in rows):
+            noun = "boxes [x_min, y_min, x_max, y_max, ...]" if kind == "bbox" else "points [x, y, ...]"
+            raise AugmentError(f"{what} must be a list of {noun} for this label_format, got {_truncate(value, 120)}")
+        self.dtype = np.asarray(_as_comparable(value)).dtype if self.is_array else None
+        self.coords = np.array([row[:width] for row in rows], dtype=np.float32).reshape(-1, width)
+        self.extras = [row[width:] for row in rows]
+
+    def rebuild(self, coords: np.ndarray, kept: Sequence[int]) -> Any:
+        if self.kind == "mask":
+            return coords
+        rows = [[round(float(v), 3) for v in row] + self.extras[k] for row, k in zip(coords, kept)]
+        if self.is_array:
+            width = coords.shape[1] + (len(self.extras[0]) if self.extras else 0)
+            return np.array(rows, dtype=self.dtype if self.dtype.kind == "f" else np.float32).reshape(-1, width)
+        return rows
+
+
+def _label_value(label: Any, kind: str) -> Any:
+    """A label as diff_error sees it: a mask label given as a path is the mask it names."""
+    if kind == "mask" and isinstance(label, (str, os.PathLike)):
+        return _read_mask(label)
+    return label
+
+
+def _mask_array(value: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A mask label or output as an array the size of the image (a path is read as a mask image)."""
+    if isinstance(value, (str, os.PathLike)):
+        value = _read_mask(value)
+    mask = np.asarray(_as_comparable(value))
+    if mask.ndim not in (2, 3) or mask.shape[:2] != tuple(shape[:2]):
+        raise AugmentError(f"{what} must be a mask of the image's size {tuple(shape[:2])}, got an array of shape "
+                           f"{mask.shape}")
+    return mask
+
+
+def _read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A mask image file (``*.mask.png`` as synthesis writes them) as its (H, W) array."""
+    from PIL import Image
+
+    try:
+        with Image.open(os.fspath(path)) as opened:
+            return np.asarray(opened)
+    except (OSError, ValueError) as exc:
+        raise AugmentError(f"cannot read mask {os.fspath(path)}: {exc}") from None
+
+
+def _movable_mask(mask: np.ndarray) -> tuple[np.ndarray, Any]:
+    """OpenCV warps uint8, uint16, int16, int32 and floats: others travel as one of those."""
+    if mask.dtype == bool:
+        return mask.astype(np.uint8), bool
+    if mask.dtype in (np.int64, np.uint32, np.int8):
+        return mask.astype(np.int32), mask.dtype
+    return mask, None
+
+
+def _build_transforms(steps: Sequence[tuple[str, float]], height: int, width: int, rotate_method: str) -> list:
+    return [t for name, intensity in steps if intensity > 0
+            and (t := _transform(name, round(intensity, 6), height, width, rotate_method)) is not None]
+
+
+def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int, kind: str,
+                      label_format: str | None, targets: Sequence[Any], whats: Sequence[str],
+                      rotate_method: str = "largest_box") -> tuple[np.ndarray, list]:
+    """Apply ``steps`` [(name, intensity)] to ``image``; each positional target moves with it.
+
+    Returns the augmented (H, W, 3) uint8 image (the same pixels as without targets) and
+    the targets moved, each in its own form; ``None`` targets stay ``None``. Boxes leaving
+    the frame are clipped and dropped when nothing is left; points leaving it are kept,
+    outside, in their order; masks are warped with nearest-neighbour sampling.
+    """
+    import albumentations as A
+
+    transforms = _build_transforms(steps, image.shape[0], image.shape[1], rotate_method)
+    present = [k for k, target in enumerate(targets) if target is not None]
+    if kind == "class" or not present:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out = A.Compose(transforms, seed=seed, strict=False)(image=image)
+        return np.ascontiguousarray(out["image"]), list(targets)
+    parsed = {k: _Positional(targets[k], kind, whats[k], image.shape) for k in present}
+    data: dict[str, Any] = {"image": image}
+    params: dict[str, Any] = {}
+    if kind == "mask":
+        movable = {k: _movable_mask(parsed[k].coords) for k in present}
+        data["masks"] = [movable[k][0] for k in present]
+    else:
+        # albumentations carries only hashable label fields: each row's (target, row) index
+        # rides along and the extra items (class names, scores) are looked up afterwards.
+        rows = [(k, r) for k in present for r in range(len(parsed[k].coords))]
+        coords = np.concatenate([parsed[k].coords for k in present]) if rows else None
+        field = "bboxes" if kind == "bbox" else "keypoints"
+        data[field] = coords if coords is not None else np.zeros((0, 4 if kind == "bbox" else 2), np.float32)
+        data["row_index"] = list(range(len(rows)))
+        if kind == "bbox":
+            params["bbox_params"] = A.BboxParams(format=label_format, label_fields=["row_index"], clip=True,
+                                                 min_visibility=0.0, filter_invalid_bboxes=True)
+        else:
+            params["keypoint_params"] = A.KeypointParams(format="xy", label_fields=["row_index"],
+                                                         remove_invisible=False)
+    with warnings.catch_warnings():  # "no transform to process bboxes" when no step is geometric, ...
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            out = A.Compose(transforms, seed=seed, strict=False, **params)(**data)
+        except (ValueError, TypeError) as exc:
+            raise AugmentError(f"{', '.join(whats[k] for k in present)} could not move with the image "
+                               f"(label_format {label_format!r}): {exc}") from None
+    moved = list(targets)
+    if kind == "mask":
+        for k, mask in zip(present, out["masks"]):
+            cast = movable[k][1]
+            moved[k] = np.ascontiguousarray(mask).astype(cast) if cast is not None else np.ascontiguousarray(mask)
+    else:
+        grouped: dict[int, tuple[list, list]] = {k: ([], []) for k in present}
+        for row, index in zip(out[field], out["row_index"]):
+            k, r = rows[int(index)]
+            grouped[k][0].append(np.asarray(row)[:coords.shape[1]])
+            grouped[k][1].append(r)
+        for k in present:
+            found, kept = grouped[k]
+            width = 4 if kind == "bbox" else 2
+            moved[k] = parsed[k].rebuild(np.array(found, np.float32).reshape(-1, width), kept)
+    return np.ascontiguousarray(out["image"]), moved
 
 
 ###############################################################################
@@ -1388,6 +1556,79 @@ def _invalid_output(output: Any, depth: int = 0) -> str | None:
     return None
 
 
+def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any], str] | None = None) -> str:
+    """An output as a short text for the analysis file and captions: never a whole array.
+
+    ``describe(output) -> str`` (the user's) decides when given. Positional kinds count
+    what was found ("2 boxes", "33 points", "mask 64x64, 12 % foreground"); arrays and
+    tensors of more than 16 values show shape, dtype and a digest; anything else its str.
+    """
+    if output is None:
+        return "None"
+    if describe is not None:
+        return _truncate(describe(output), 200)
+    value = _as_comparable(output)
+    if kind == "mask" and isinstance(value, np.ndarray) and value.ndim >= 2:
+        return f"mask {value.shape[0]}x{value.shape[1]}, {np.count_nonzero(value) / max(1, value.size):.0%} foreground"
+    if kind in ("bbox", "keypoints") and isinstance(_plain(value), list):
+        rows = _plain(value)
+        noun = ("box", "boxes") if kind == "bbox" else ("point", "points")
+        shown = "; ".join(" ".join(f"{v:.4g}" if _is_number(v) else str(v) for v in row) if isinstance(row, list)
+                          else str(row) for row in rows[:2])
+        return _truncate(f"{len(rows)} {noun[len(rows) != 1]}" + (f": {shown}" if rows else "") +
+                         ("; ..." if len(rows) > 2 else ""), 160)
+    if isinstance(value, np.ndarray) and value.size > 16:
+        return f"array {value.shape} {value.dtype} #{_digest(value)[:8]}"
+    return _truncate(output)
+
+
+_VIEW_SIDE = 32  # masks are stored for drawing at most this many pixels on their long side
+
+
+def _output_view(output: Any, kind: str) -> Any:
+    """What the report draws of a positional output, small enough for the analysis file.
+
+    Boxes and points: their coordinates (one decimal) and a first extra item as text
+    (a class name); masks: {"shape": [H, W], "small": [h, w], "runs": run lengths of the
+    mask's nonzero pixels on an h x w copy, row by row, starting with a zero run}.
+    """
+    if kind == "class" or output is None:
+        return None
+    value = _as_comparable(output)
+    if kind == "mask":
+        if not isinstance(value, np.ndarray) or value.ndim < 2:
+            return None
+        import cv2
+
+        binary = (value.reshape(value.shape[0], value.shape[1], -1) != 0).any(axis=2).astype(np.uint8)
+        scale = min(1.0, _VIEW_SIDE / max(binary.shape))
+        small = binary if scale == 1.0 else cv2.resize(
+            binary, (max(1, round(binary.shape[1] * scale)), max(1, round(binary.shape[0] * scale))),
+            interpolation=cv2.INTER_NEAREST)
+        flat = small.ravel()
+        edges = np.flatnonzero(np.diff(flat)) + 1
+        runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+        if flat[0]:
+            runs = [0] + runs
+        return {"shape": list(binary.shape), "small": list(small.shape), "runs": runs}
+    rows = _plain(value)
+    if not isinstance(rows, list):
+        return None
+    width = 4 if kind == "bbox" else 2
+    return [[round(float(v), 1) for v in row[:width]] + ([_truncate(row[width], 24)] if len(row) > width else [])
+            for row in rows if isinstance(row, list) and len(row) >= width and all(_is_number(v) for v in row[:width])]
+
+
+def _view_mask(view: dict) -> np.ndarray:
+    """The (H, W) bool mask a stored mask view stands for (nearest-neighbour upscaled)."""
+    import cv2
+
+    values = np.repeat(np.arange(len(view["runs"])) % 2, view["runs"]).astype(np.uint8)
+    small = values.reshape(view["small"])
+    height, width = view["shape"]
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 def default_diff_error(output: Any, reference: Any) -> float:
     """0 where the outputs are equal by :func:`outputs_equal` (every element of arrays, dicts in
     any key order, numbers within float noise, a number and its string), else 1."""
@@ -1465,7 +1706,7 @@ class TemplateMatcher:
 # a seeded sample of images on the full grid (the report's curves come from those, and
 # they tell how often the adaptive probe would have disagreed with the grid).
 #
-# The pipeline (_run_search): images stream through (at most ``images_in_flight``
+# The pipeline (_SearchPipeline): images stream through (at most ``images_in_flight``
 # decoded at once, each decoded once); each (image, augmentation) pair is a probe that
 # asks for grid intensities; rendering runs in worker processes (or inline) while the
 # main process feeds the model full batches; finished images go to ``on_result``.
@@ -1547,16 +1788,20 @@ def _replay_probe(strategy: str, row: Sequence[float], threshold: float) -> tupl
 
 @dataclass
 class _ImageResult:
-    """What the search learns about one image (before it joins the Analysis)."""
+    """What the search learns about one image, for some of its augmentations (a finished pair
+    is handed on at once), before it joins the Analysis."""
 
     index: int
-    output: str
+    output: str  # the model's output on the image, as a short text (see _describe_output)
     label_error: float | None
     diff_errors: dict[str, list[float | None]]
     label_errors: dict[str, list[float | None]] | None
     last_success_output: dict[str, str]
     first_failure_output: dict[str, str | None]
     error: str | None = None  # why the image was skipped (then there are no rows)
+    output_view: Any = None  # positional outputs: what the report draws (see _output_view)
+    last_success_view: dict[str, Any] = field(default_factory=dict)
+    first_failure_view: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def skipped(cls, index: int, reason: str) -> _ImageResult:
@@ -1579,14 +1824,33 @@ class _SearchJob:
     batch_size: int
     images_in_flight: int
     max_pixels: int | None = None
+    label_format: str | None = None  # positional kinds move the reference with geometric augmentations
+    rotate_method: str = "largest_box"
+    describe: Callable[[Any], str] | None = None
     # Unique per search: Dask treats equal task arguments as the same task and would hand back a
     # previous run's result, or its error, for a shard that is re-run.
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def label_kind(self) -> str:
+        return _label_kind(self.label_format)
+
+    def moves(self, name: str) -> bool:
+        """Whether the reference output (and label) moves with the pixels under ``name``."""
+        return self.label_kind != "class" and CATALOGUE[name].geometric
 
 
 def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int) -> list[np.ndarray]:
     """The augmented images one probe asks for (runs in a render worker or inline)."""
     return [_apply_augmentation(image, name, t, item_seed) for t in intensities]
+
+
+def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int, job: _SearchJob,
+                  targets: list, whats: list[str]) -> list[tuple[np.ndarray, list]]:
+    """Like _render (the same pixels), with the reference output and label moved alongside."""
+    return [_move_with_pixels(image, [(name, t)], item_seed, job.label_kind, job.label_format, targets,
+                              [f"{what} at {name} {t}" for what in whats], job.rotate_method)
+            for t in intensities]
 
 
 class _InlineExecutor(concurrent.futures.Executor):
@@ -1601,36 +1865,43 @@ class _InlineExecutor(concurrent.futures.Executor):
         return future
 
 
+_NOT_PREDICTED = object()  # an image's output before the model has seen it
+
+
 class _Pair:
     """The probe of one (image, augmentation) and what it has measured so far."""
 
-    def __init__(self, name: str, points: int, strategy: str, with_labels: bool):
-        self.name = name
+    def __init__(self, name: str, points: int, strategy: str, with_labels: bool, moves: bool):
+        self.name, self.moves = name, moves
         self.done = False
         self.probe = _PROBES[strategy](points)
         self.row: list[float | None] = [0.0] + [None] * points
         self.label_row: list[float | None] | None = [None] * (points + 1) if with_labels else None
         self.outputs: dict[int, Any] = {}
+        self.moved: dict[int, list] = {}  # grid index -> [reference, label] moved with the pixels
         self.request: tuple[int, ...] = next(self.probe)
         self.waiting = set(self.request)
         self.first_failure: int | None = None
 
 
 class _Image:
+    """One image in flight: its pixels, its pairs and the model's output on it."""
+
     def __init__(self, index: int, source: _Source, image: np.ndarray, pairs: dict[str, _Pair], label: Any):
         self.index, self.source, self.image, self.pairs, self.label = index, source, image, pairs, label
-        self.original: Any = _Image  # the model's output on the image itself, once predicted
+        self.original: Any = _NOT_PREDICTED
         self.label_error: float | None = None
         self.remaining = len(pairs)
         self.digest = _image_digest(image)  # seeds the random draws (not the path: data moves)
 
-    def result(self, names: Iterable[str]) -> _ImageResult:
-        """What the finished pairs ``names`` measured (one pair's result is checkpointed as soon as
-        it ends, so a large image's finished augmentations are never searched twice)."""
+    def result(self, names: Iterable[str], kind: str, describe: Callable | None) -> _ImageResult:
+        """What the finished pairs ``names`` measured."""
+        text = functools.partial(_describe_output, kind=kind, describe=describe)
+        view = functools.partial(_output_view, kind=kind)
         result = _ImageResult(
-            index=self.index, output=_truncate(self.original), label_error=self.label_error,
+            index=self.index, output=text(self.original), label_error=self.label_error,
             diff_errors={}, label_errors={} if self.label_error is not None else None,
-            last_success_output={}, first_failure_output={})
+            last_success_output={}, first_failure_output={}, output_view=view(self.original))
         for name in names:
             pair = self.pairs[name]
             result.diff_errors[name] = pair.row
@@ -1638,131 +1909,184 @@ class _Image:
                 pair.label_row[0] = self.label_error  # intensity 0 is the image itself
                 result.label_errors[name] = pair.label_row
             first = pair.first_failure
-            below = [i for i, d in enumerate(pair.row) if d is not None and (first is None or i < first)]
-            last = max(below)
-            result.last_success_output[name] = _truncate(self.original if last == 0 else pair.outputs[last])
-            result.first_failure_output[name] = _truncate(pair.outputs[first]) if first is not None else None
+            last = max(i for i, d in enumerate(pair.row) if d is not None and (first is None or i < first))
+            success = self.original if last == 0 else pair.outputs[last]
+            result.last_success_output[name], result.last_success_view[name] = text(success), view(success)
+            failure = pair.outputs[first] if first is not None else None
+            result.first_failure_output[name] = text(failure) if first is not None else None
+            result.first_failure_view[name] = view(failure) if first is not None else None
         return result
 
 
-def _run_search(job: _SearchJob, predictor: _Predictor, diff_error: Callable,
-                renderer: concurrent.futures.Executor, on_result: Callable[[_ImageResult], None],
-                on_pair: Callable[[int], None] | None = None) -> None:
-    """Search ``job`` with ``predictor``, rendering through ``renderer``; see the section comment.
+class _SearchPipeline:
+    """Searches one job in this process; see the section comment.
 
-    An image that cannot be read, or on which predict fails under ``on_error="skip"``, ends
-    as an ``_ImageResult`` with ``error`` set and no rows.
+    ``run`` loops over five steps until every image is done: admit images (decode a few,
+    queue each original for the model and each pair's first request), submit renders
+    (while memory allows), predict what is ready (full batches), collect renders, and
+    finish a pair once its requested intensities are predicted (score them against the
+    reference, then ask the probe for more or hand the pair's result on).
+
+    Hooks: ``on_result(result)`` receives each finished pair's ``_ImageResult`` and each
+    skipped image's; ``on_pair(n)`` counts finished pairs; ``events``, when a list, records
+    ("decode", index) and ("release", index) as images enter and leave memory.
     """
-    points = len(job.grid) - 1
-    batch = job.batch_size
-    limit = 4 * batch  # images rendered or rendering, not yet predicted: bounds memory ...
-    byte_limit = 512 * 2**20  # ... and so do their bytes, for large images
-    pending = collections.deque(job.todo.items())
-    active: dict[int, _Image] = {}
-    wanted: collections.deque[tuple[int, str]] = collections.deque()
-    rendering: collections.deque[tuple[concurrent.futures.Future, int, str, tuple[int, ...]]] = collections.deque()
-    ready: collections.deque[tuple[int, str | None, int, np.ndarray]] = collections.deque()
-    outstanding = [0, 0]  # images, bytes
 
-    def count(images: int, nbytes: int) -> None:
-        outstanding[0] += images
-        outstanding[1] += nbytes
+    byte_limit = 512 * 2**20  # rendered but unpredicted pixels, bounded by bytes as well as count
 
-    def room() -> bool:
-        return outstanding[0] == 0 or (outstanding[0] < limit and outstanding[1] < byte_limit)
+    def __init__(self, job: _SearchJob, predictor: _Predictor, diff_error: Callable,
+                 renderer: concurrent.futures.Executor, on_result: Callable[[_ImageResult], None],
+                 on_pair: Callable[[int], None] | None = None, events: list | None = None):
+        self.job, self.predictor, self.diff_error, self.renderer = job, predictor, diff_error, renderer
+        self.on_result, self.on_pair, self.events = on_result, on_pair, events
+        self.kind = job.label_kind
+        self.limit = 4 * job.batch_size  # images rendered or rendering, not yet predicted
+        self.pending = collections.deque(job.todo.items())  # images not yet decoded
+        self.active: dict[int, _Image] = {}
+        self.deferred: dict[int, list[str]] = {}  # pairs that move the reference: wait for the original
+        self.wanted: collections.deque[tuple[int, str]] = collections.deque()  # (image, pair) to render next
+        self.rendering: collections.deque[tuple[concurrent.futures.Future, int, str, tuple[int, ...]]] = \
+            collections.deque()
+        self.ready: collections.deque[tuple[int, str | None, int, np.ndarray]] = collections.deque()
+        self.in_flight_images = self.in_flight_bytes = 0
 
-    def finish_pair(state: _Image, pair: _Pair) -> None:
-        key = state.source.key
+    def run(self) -> None:
+        while True:
+            self.admit_images()
+            self.submit_renders()
+            if len(self.ready) >= self.job.batch_size or (self.ready and not self.rendering):
+                self.predict_ready()
+            elif self.rendering:
+                self.collect_render()
+            elif not self.pending and not self.active:
+                return
+            else:  # pragma: no cover - a bookkeeping bug, never a user error
+                raise RuntimeError(f"search pipeline stalled with {len(self.active)} images in flight")
+
+    # -- the steps ---------------------------------------------------------------------
+
+    def admit_images(self) -> None:
+        job, points = self.job, len(self.job.grid) - 1
+        while self.pending and len(self.active) < job.images_in_flight and len(self.wanted) < self.limit:
+            index, names = self.pending.popleft()
+            try:
+                image = job.sources[index].load(job.max_pixels)
+            except AugmentError as exc:  # unreadable, empty, not an image, too large: skipped and recorded
+                self.give_up(index, len(names), str(exc))
+                continue
+            strategy = "grid" if index in job.full_grid else job.strategy
+            label = _label_value(job.labels[index], self.kind) if job.labels is not None else None
+            pairs = {name: _Pair(name, points, strategy, job.labels is not None, job.moves(name)) for name in names}
+            self.active[index] = _Image(index, job.sources[index], image, pairs, label)
+            if self.events is not None:
+                self.events.append(("decode", index))
+            self.ready.append((index, None, 0, image))
+            self._count(1, image.nbytes)
+            self.wanted.extend((index, name) for name in names if not pairs[name].moves)
+            self.deferred[index] = [name for name in names if pairs[name].moves]
+
+    def submit_renders(self) -> None:
+        while self.wanted and (self.in_flight_images == 0 or (
+                self.in_flight_images < self.limit and self.in_flight_bytes < self.byte_limit)):
+            index, name = self.wanted.popleft()
+            if index not in self.active:
+                continue
+            state = self.active[index]
+            pair, grid = state.pairs[name], self.job.grid
+            intensities, item_seed = [grid[i] for i in pair.request], _derive_seed(self.job.seed, state.digest, name)
+            if pair.moves:
+                whats = [f"output of image {state.source.key} (label_format {self.job.label_format!r} is the "
+                         f"model's output format too)", f"label of image {state.source.key}"]
+                future = self.renderer.submit(_render_moved, state.image, name, intensities, item_seed, self.job,
+                                              [state.original, state.label], whats)
+            else:
+                future = self.renderer.submit(_render, state.image, name, intensities, item_seed)
+            self.rendering.append((future, index, name, pair.request))
+            self._count(len(pair.request), len(pair.request) * state.image.nbytes)
+
+    def collect_render(self) -> None:
+        future, index, name, request = self.rendering.popleft()
+        rendered = future.result()
+        state = self.active.get(index)
+        if state is not None and state.pairs[name].moves:
+            state.pairs[name].moved.update((point, moved) for point, (_, moved) in zip(request, rendered))
+            rendered = [array for array, _ in rendered]
+        self.ready.extend((index, name, point, array) for point, array in zip(request, rendered))
+
+    def predict_ready(self) -> None:
+        grid = self.job.grid
+        items = [self.ready.popleft() for _ in range(min(self.job.batch_size, len(self.ready)))]
+        self._count(-len(items), -sum(item[3].nbytes for item in items))
+        items = [item for item in items if item[0] in self.active]  # not images given up on
+        names = [f"image {self.active[i].source.key}" + (
+            "" if name is None else f", augmentation {name}, intensity {grid[point]}") for i, name, point, _ in items]
+        paths = [self.active[i].source.path if name is None else None for i, name, _, _ in items]
+        outputs = self.predictor([item[3] for item in items], paths, names)
+        for (index, name, point, _), output in zip(items, outputs):
+            state = self.active.get(index)
+            if state is None:
+                continue
+            if isinstance(output, PredictFailure):
+                self.give_up(index, state.remaining, output.reason)
+            elif name is None:
+                self._original_predicted(state, output)
+            else:
+                pair = state.pairs[name]
+                pair.outputs[point] = output
+                pair.waiting.discard(point)
+                if not pair.waiting and state.original is not _NOT_PREDICTED:
+                    self.finish_pair(state, pair)
+
+    def finish_pair(self, state: _Image, pair: _Pair) -> None:
+        job = self.job
         for index in pair.request:
-            where = f"image {key}, augmentation {pair.name}, intensity {job.grid[index]}"
-            output = pair.outputs[index]
-            pair.row[index] = round(_checked_diff(diff_error, output, state.original, where), 4)
+            where = f"image {state.source.key}, augmentation {pair.name}, intensity {job.grid[index]}"
+            reference, label = pair.moved.pop(index) if pair.moves else (state.original, state.label)
+            pair.row[index] = round(_checked_diff(self.diff_error, pair.outputs[index], reference, where), 4)
             if pair.label_row is not None:
-                pair.label_row[index] = round(_checked_diff(diff_error, output, state.label, where + ", label"), 4)
+                pair.label_row[index] = round(_checked_diff(self.diff_error, pair.outputs[index], label,
+                                                            where + ", label"), 4)
         try:
             pair.request = pair.probe.send({i: pair.row[i] >= job.failure_threshold for i in pair.request})
             pair.waiting = set(pair.request)
-            wanted.append((state.index, pair.name))
+            self.wanted.append((state.index, pair.name))
             return
         except StopIteration as stop:
             pair.first_failure, pair.done = stop.value, True
         state.remaining -= 1
-        if on_pair is not None:
-            on_pair(1)
-        on_result(state.result([pair.name]))
-        pair.outputs.clear()  # what the result kept is text; the outputs themselves can go
+        if self.on_pair is not None:
+            self.on_pair(1)
+        self.on_result(state.result([pair.name], self.kind, job.describe))
+        pair.outputs.clear()  # the result keeps texts and views; the outputs themselves can go
         if state.remaining == 0:
-            del active[state.index]
+            self._release(state.index)
 
-    def give_up(index: int, pairs: int, reason: str) -> None:
-        active.pop(index, None)
-        on_result(_ImageResult.skipped(index, reason))
-        if on_pair is not None:
-            on_pair(pairs)
+    # -- bookkeeping -----------------------------------------------------------------------
 
-    while True:
-        while pending and len(active) < job.images_in_flight and len(wanted) < limit:
-            index, names = pending.popleft()
-            source = job.sources[index]
-            try:
-                image = source.load(job.max_pixels)
-            except ValueError as exc:  # unreadable, empty, not an image, too large: skipped and recorded
-                give_up(index, len(names), str(exc))
-                continue
-            strategy = "grid" if index in job.full_grid else job.strategy
-            label = job.labels[index] if job.labels is not None else None
-            pairs = {name: _Pair(name, points, strategy, job.labels is not None) for name in names}
-            active[index] = _Image(index, source, image, pairs, label)
-            ready.append((index, None, 0, image))
-            count(1, image.nbytes)
-            wanted.extend((index, name) for name in names)
-        while wanted and room():
-            index, name = wanted.popleft()
-            if index not in active:
-                continue
-            state, request = active[index], active[index].pairs[name].request
-            future = renderer.submit(_render, state.image, name, [job.grid[i] for i in request],
-                                     _derive_seed(job.seed, state.digest, name))
-            rendering.append((future, index, name, request))
-            count(len(request), len(request) * state.image.nbytes)
-        if len(ready) >= batch or (ready and not rendering):
-            items = [ready.popleft() for _ in range(min(batch, len(ready)))]
-            count(-len(items), -sum(item[3].nbytes for item in items))
-            items = [item for item in items if item[0] in active]  # images given up on
-            names = [f"image {active[i].source.key}" + ("" if name is None else
-                                                        f", augmentation {name}, intensity {job.grid[point]}")
-                     for i, name, point, _ in items]
-            outputs = predictor([item[3] for item in items],
-                                [active[i].source.path if name is None else None for i, name, _, _ in items], names)
-            for (index, name, point, _), output in zip(items, outputs):
-                state = active.get(index)
-                if state is None:
-                    continue
-                if isinstance(output, PredictFailure):
-                    give_up(index, state.remaining, output.reason)
-                    continue
-                if name is None:
-                    state.original = output
-                    if job.labels is not None:
-                        state.label_error = _checked_diff(diff_error, output, state.label,
-                                                          f"image {state.source.key}, label")
-                    for pair in list(state.pairs.values()):
-                        if not pair.done and not pair.waiting:  # answered before the original was
-                            finish_pair(state, pair)
-                    continue
-                pair = state.pairs[name]
-                pair.outputs[point] = output
-                pair.waiting.discard(point)
-                if not pair.waiting and state.original is not _Image:
-                    finish_pair(state, pair)
-        elif rendering:
-            future, index, name, request = rendering.popleft()
-            arrays = future.result()
-            ready.extend((index, name, point, array) for point, array in zip(request, arrays))
-        elif not pending and not active:
-            return
-        else:  # pragma: no cover - a bookkeeping bug, never a user error
-            raise RuntimeError(f"search pipeline stalled with {len(active)} images in flight")
+    def _original_predicted(self, state: _Image, output: Any) -> None:
+        state.original = output
+        if self.job.labels is not None:
+            state.label_error = _checked_diff(self.diff_error, output, state.label,
+                                              f"image {state.source.key}, label")
+        self.wanted.extend((state.index, name) for name in self.deferred.pop(state.index, []))
+        for pair in list(state.pairs.values()):
+            if not pair.done and not pair.waiting and not pair.moves:  # answered before the original was
+                self.finish_pair(state, pair)
+
+    def give_up(self, index: int, pairs: int, reason: str) -> None:
+        self._release(index)
+        self.on_result(_ImageResult.skipped(index, reason))
+        if self.on_pair is not None:
+            self.on_pair(pairs)
+
+    def _release(self, index: int) -> None:
+        self.deferred.pop(index, None)
+        if self.active.pop(index, None) is not None and self.events is not None:
+            self.events.append(("release", index))
+
+    def _count(self, images: int, nbytes: int) -> None:
+        self.in_flight_images += images
+        self.in_flight_bytes += nbytes
 
 
 _WORKER_MODELS: dict[str, Callable] = {}  # predict functions made by a predict_factory, per process
@@ -1813,7 +2137,7 @@ def _run_shard(job: _SearchJob, model: _ModelSpec) -> tuple[list[_ImageResult], 
     """One executor task: search a shard of images in this worker, the model loaded once per worker."""
     results: list[_ImageResult] = []
     with model.predictor() as predictor:
-        _run_search(job, predictor, model.diff_error, _InlineExecutor(), results.append)
+        _SearchPipeline(job, predictor, model.diff_error, _InlineExecutor(), results.append).run()
     return results, predictor.calls
 
 
@@ -1923,6 +2247,9 @@ class AugmentationCurve:
     label_errors: list[list[float] | None] | None = None
     last_success_output: list[str | None] = field(default_factory=list)
     first_failure_output: list[str | None] = field(default_factory=list)
+    # Positional outputs (label_format): per image, what the report draws (see _output_view).
+    last_success_view: list | None = None
+    first_failure_view: list | None = None
 
     def __repr__(self) -> str:
         return (f"AugmentationCurve({self.name!r}, images={self.searched_count}, "
@@ -2081,6 +2408,8 @@ class AugmentationCurve:
             "label_errors": self.label_errors,
             "last_success_output": self.last_success_output,
             "first_failure_output": self.first_failure_output,
+            **({"last_success_view": self.last_success_view, "first_failure_view": self.first_failure_view}
+               if self.last_success_view is not None else {}),
         }
 
     @classmethod
@@ -2090,7 +2419,8 @@ class AugmentationCurve:
                    definition=data["definition"], diff_errors=data["diff_errors"],
                    label_errors=data.get("label_errors"),
                    last_success_output=data["last_success_output"],
-                   first_failure_output=data["first_failure_output"])
+                   first_failure_output=data["first_failure_output"],
+                   last_success_view=data.get("last_success_view"), first_failure_view=data.get("first_failure_view"))
 
 
 def _check_curve(curve: AugmentationCurve, count: int) -> None:
@@ -2123,6 +2453,7 @@ class ImageRecord:
     output: str | None = None
     label_error: float | None = None
     error: str | None = None  # why the search skipped it (unreadable, too large, predict failed)
+    output_view: Any = None  # positional outputs: what the report draws
 
 
 @dataclass
@@ -2280,7 +2611,7 @@ def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
         record.error = result.error
         if result.error is not None:
             continue
-        record.output, record.label_error = result.output, result.label_error
+        record.output, record.label_error, record.output_view = result.output, result.label_error, result.output_view
         for name, row in result.diff_errors.items():
             curve = analysis.curves[name]
             curve.diff_errors[result.index] = row
@@ -2288,6 +2619,9 @@ def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
                 curve.label_errors[result.index] = result.label_errors[name]
             curve.last_success_output[result.index] = result.last_success_output[name]
             curve.first_failure_output[result.index] = result.first_failure_output[name]
+            if curve.last_success_view is not None:
+                curve.last_success_view[result.index] = result.last_success_view.get(name)
+                curve.first_failure_view[result.index] = result.first_failure_view.get(name)
 
 
 ###############################################################################
@@ -2740,7 +3074,6 @@ def _output_text(output: Any) -> str:
 # of an output folder depends only on (seed, n, attempt), never on what ran before,
 # so an interrupted run continues with exactly the images a full run would make.
 
-_BBOX_FORMATS = ("pascal_voc", "coco", "yolo", "albumentations")
 
 
 def realism_max_intensity(realism: float, onset: float, failure: float) -> float:
@@ -2799,62 +3132,6 @@ class SyntheticImage:
             for a in entry.augmentations), "augmentations is not a list of {name, intensity}")
         _expect(isinstance(entry.seed, int) and _is_number(entry.realism), "seed or realism is not a number")
         return entry
-
-
-def _label_kind(label_format: Any) -> str:
-    if label_format is None:
-        return "class"
-    if label_format in _BBOX_FORMATS:
-        return "bbox"
-    if label_format in ("xy", "keypoints"):
-        return "keypoints"
-    if label_format == "mask":
-        return "mask"
-    raise AugmentError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points) or 'mask', "
-                       f"got {label_format!r}")
-
-
-def _apply_with_labels(image: np.ndarray, label: Any, steps: Sequence[tuple[str, float]], kind: str,
-                       label_format: Any, seed: int) -> tuple[np.ndarray, Any]:
-    """Apply ``steps`` [(name, intensity)] in order; positional labels move with the pixels."""
-    import albumentations as A
-
-    height, width = image.shape[:2]
-    transforms = [t for name, intensity in steps if intensity > 0
-                  and (t := _transform(name, round(intensity, 6), height, width)) is not None]
-    extra: dict[str, Any] = {}
-    data: dict[str, Any] = {"image": image}
-    if kind == "bbox":
-        boxes = [list(box) for box in (label or [])]
-        # Albumentations carries only hashable label fields, so it carries each box's index
-        # and the extra items (class names, scores, ...) are looked up afterwards.
-        extra["bbox_params"] = A.BboxParams(format=label_format, label_fields=["box_index"], clip=True,
-                                            min_visibility=0.0)
-        data["bboxes"] = np.array([box[:4] for box in boxes], dtype=np.float32).reshape(-1, 4)
-        data["box_index"] = list(range(len(boxes)))
-    elif kind == "keypoints":
-        points = [list(point) for point in (label or [])]
-        extra["keypoint_params"] = A.KeypointParams(format="xy", label_fields=["point_index"],
-                                                    remove_invisible=False)
-        data["keypoints"] = np.array([point[:2] for point in points], dtype=np.float32).reshape(-1, 2)
-        data["point_index"] = list(range(len(points)))
-    elif kind == "mask":
-        data["mask"] = np.asarray(label)
-    pipeline = A.Compose(transforms, seed=seed, strict=False, **extra)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        out = pipeline(**data)
-    if kind == "bbox":
-        new_label = [[round(float(v), 3) for v in box[:4]] + boxes[int(k)][4:]
-                     for box, k in zip(out["bboxes"], out["box_index"])]
-    elif kind == "keypoints":
-        new_label = [[round(float(v), 3) for v in point[:2]] + points[int(k)][2:]
-                     for point, k in zip(out["keypoints"], out["point_index"])]
-    elif kind == "mask":
-        new_label = np.ascontiguousarray(out["mask"])
-    else:
-        new_label = label
-    return np.ascontiguousarray(out["image"]), new_label
 
 
 def _read_manifest(path: str) -> tuple[list[SyntheticImage], bool]:
@@ -3033,11 +3310,12 @@ def _manifest_breakdown(keys: Sequence[str], errors: Sequence[float], failure_th
 
 
 def _evaluate(outputs: Sequence, labels: Sequence, keys: Sequence[str], diff_error: Callable,
-              failure_threshold: float) -> dict:
+              failure_threshold: float, kind: str = "class", describe: Callable | None = None) -> dict:
     errors = [_checked_diff(diff_error, output, label, f"image {key}")
               for output, label, key in zip(outputs, labels, keys)]
+    text = functools.partial(_describe_output, kind=kind, describe=describe)
     differing = [
-        {"file": key, "label": _truncate(label), "output": _truncate(output), "diff_error": error}
+        {"file": key, "label": text(label), "output": text(output), "diff_error": error}
         for key, label, output, error in zip(keys, labels, outputs, errors) if error >= failure_threshold
     ]
     count = len(errors)
@@ -3056,6 +3334,13 @@ def _evaluate(outputs: Sequence, labels: Sequence, keys: Sequence[str], diff_err
 ###############################################################################
 # ImageAugmenter: the public face
 ###############################################################################
+
+
+def _stored_label(label: Any, kind: str) -> Any:
+    """A label as the analysis file keeps it: as it is, except mask arrays (their path, or a text)."""
+    if kind == "mask" and not isinstance(label, (str, os.PathLike)) and label is not None:
+        return _describe_output(label, "mask")
+    return os.fspath(label) if isinstance(label, os.PathLike) else _jsonable(label)
 
 
 def _check_cache_path(analytics_cache: Any) -> str | None:
@@ -3110,7 +3395,7 @@ class ImageAugmenter:
         my_predict: Callable | None = None,
         diff_error: Callable | None = None,
         augmentations: Iterable[str] = ALL_AUGMENTATIONS,
-        label_format: str | dict | None = None,
+        label_format: str | None = None,
         *,
         seed: int = 0,
         batch_size: int | None = None,
@@ -3122,6 +3407,8 @@ class ImageAugmenter:
         on_error: str = "raise",
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
         model_id: str | None = None,
+        rotate_method: str = "largest_box",
+        describe: Callable[[Any], str] | None = None,
     ):
         if my_predict is not None and not callable(my_predict):
             raise AugmentError(f"my_predict must be callable or None, got {type(my_predict).__name__}")
@@ -3148,6 +3435,13 @@ class ImageAugmenter:
             raise AugmentError(f"predict_input must be 'auto', 'array' or 'filename', got {predict_input!r}")
         if not isinstance(seed, (int, np.integer)):
             raise AugmentError(f"seed must be an int, got {seed!r}")
+        _label_kind(label_format)  # checked before any long work
+        if rotate_method not in _ROTATE_METHODS:
+            raise AugmentError(f"rotate_method must be one of {_ROTATE_METHODS}, got {rotate_method!r}")
+        if describe is not None and not callable(describe):
+            raise AugmentError(f"describe must be callable or None, got {type(describe).__name__}")
+        self.rotate_method, self.describe = rotate_method, describe
+        self.events: list | None = None  # a list records the search pipeline's events (tests, tools)
         self.my_predict = my_predict
         self.predict_factory = predict_factory
         self.on_error = on_error
@@ -3169,6 +3463,11 @@ class ImageAugmenter:
         self.analysis: Analysis | None = None
         self.analysis_path: str | None = None
         self.predict_calls = 0
+
+    @property
+    def label_kind(self) -> str:
+        """What a label (and, in the search, an output) is: "class", "bbox", "keypoints" or "mask"."""
+        return _label_kind(self.label_format)
 
     def __repr__(self) -> str:
         return (f"ImageAugmenter(predict={getattr(self.my_predict, '__name__', self.my_predict)!r}, "
@@ -3224,6 +3523,8 @@ class ImageAugmenter:
         }
         if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
             parts["model_id"] = self.model_id
+        if self.label_kind != "class":  # positional outputs are compared after moving them
+            parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
     def _resume_or_start(self, path: str | None, fingerprint: str, sources: Sequence[_Source],
@@ -3235,33 +3536,40 @@ class ImageAugmenter:
             try:
                 cached = load_analysis(path)
                 reason = None if cached.fingerprint == fingerprint else (
-                    "its images, labels, step size, seed, failure threshold or model_id differ from this search")
+                    "its images, labels, step size, seed, failure threshold, model_id or label_format differ from "
+                    "this search")
+                if reason and self.label_kind != "class" and not cached.settings.get("moved_references"):
+                    reason = (f"it compared positional outputs where they were, not moved with geometric "
+                              f"augmentations (label_format {self.label_format!r}); searching again")
             except ValueError as exc:
                 cached, reason = None, str(exc)
             if reason is None:
                 for name in self.augmentations:
                     curve = cached.curves.get(name)
                     if curve is None or curve.definition != CATALOGUE[name].definition:
-                        cached.curves[name] = self._empty_curve(name, grid, len(sources), labels is not None)
+                        cached.curves[name] = self._empty_curve(name, grid, len(sources), labels is not None,
+                                                                self.label_kind != "class")
                 return cached
             backup = _backup(path)
             warnings.warn(f"not reusing {path}: {reason}. It was kept as {backup}; starting a fresh search.",
                           stacklevel=3)
-        images = [ImageRecord(file=source.key, label=_jsonable(label))
+        images = [ImageRecord(file=source.key, label=_stored_label(label, self.label_kind))
                   for source, label in zip(sources, labels if labels is not None else [None] * len(sources))]
         settings = {"step_size": step, "intensities": grid, "seed": self.seed,
                     "failure_threshold": self.failure_threshold, "strategy": "grid",
-                    "labels": labels is not None, "model_id": self.model_id}
-        curves = {name: self._empty_curve(name, grid, len(sources), labels is not None)
+                    "labels": labels is not None, "model_id": self.model_id, "label_format": self.label_format,
+                    "moved_references": self.label_kind != "class", "rotate_method": self.rotate_method}
+        curves = {name: self._empty_curve(name, grid, len(sources), labels is not None, self.label_kind != "class")
                   for name in self.augmentations}
         return Analysis(fingerprint=fingerprint, settings=settings, images=images, curves=curves)
 
     @staticmethod
-    def _empty_curve(name: str, grid: list[float], count: int, with_labels: bool) -> AugmentationCurve:
+    def _empty_curve(name: str, grid: list[float], count: int, with_labels: bool, views: bool) -> AugmentationCurve:
         return AugmentationCurve(
             name=name, intensities=grid, failure_threshold=0.0, definition=CATALOGUE[name].definition,
             diff_errors=[None] * count, label_errors=[None] * count if with_labels else None,
             last_success_output=[None] * count, first_failure_output=[None] * count,
+            last_success_view=[None] * count if views else None, first_failure_view=[None] * count if views else None,
         )
 
     def search_randomization_boundaries(
@@ -3354,7 +3662,8 @@ class ImageAugmenter:
             sources=dict(enumerate(sources)), todo=todo,
             labels=dict(enumerate(labels)) if labels is not None else None, full_grid=full_grid,
             strategy=strategy, grid=analysis.intensities, failure_threshold=self.failure_threshold, seed=self.seed,
-            batch_size=batch, max_pixels=self.max_image_pixels,
+            batch_size=batch, max_pixels=self.max_image_pixels, label_format=self.label_format,
+            rotate_method=self.rotate_method, describe=self.describe,
             images_in_flight=images_per_chunk or max(2, math.ceil(4 * batch / len(self.augmentations))))
         checkpoint = _Checkpointer(analysis, path, self.checkpoint_seconds)
         from tqdm.auto import tqdm
@@ -3390,8 +3699,8 @@ class ImageAugmenter:
         renderer = _render_pool(workers) if pooled else _InlineExecutor()
         try:
             with predictor:
-                _run_search(job, predictor, diff_error, renderer,
-                            on_result=lambda result: checkpoint.merge([result]), on_pair=bar.update)
+                _SearchPipeline(job, predictor, diff_error, renderer, events=self.events, on_pair=bar.update,
+                                on_result=lambda result: checkpoint.merge([result])).run()
         except concurrent.futures.process.BrokenProcessPool as exc:
             raise RuntimeError(
                 f"the {workers} render worker processes stopped ({exc}). A script that starts a search "
@@ -3535,7 +3844,7 @@ class ImageAugmenter:
             raise AugmentError(f"min_predicted_diff_error {low} is above max_predicted_diff_error {high}")
         if not isinstance(max_attempts, int) or max_attempts < 1:
             raise AugmentError(f"max_attempts must be a positive int, got {max_attempts!r}")
-        kind = _label_kind(self.label_format)
+        kind = self.label_kind
         if kind != "class" and labels is None:
             raise AugmentError(f"label_format {self.label_format!r} needs organic_labels to transform")
         limits = self.intensity_limits(realism)
@@ -3620,8 +3929,9 @@ class ImageAugmenter:
                     loaded[source_index] = sources[source_index].load()
                 steps, pixel_seed = self._plan(k, attempts[k], eligible, limits, fewest, most)
                 label = labels[source_index] if labels is not None else None
-                image, new_label = _apply_with_labels(loaded[source_index], label, steps, kind, self.label_format,
-                                                      pixel_seed)
+                image, (new_label,) = _move_with_pixels(
+                    loaded[source_index], steps, pixel_seed, kind, self.label_format, [label],
+                    [f"label of {sources[source_index].key}"], self.rotate_method)
                 source = sources[source_index]
                 entry = SyntheticImage(
                     index=k, file=f"synthetic-{k:06d}-{_safe_name(Path(source.key).stem, 40)}.png",
@@ -3732,8 +4042,9 @@ class ImageAugmenter:
                                          [f"image {s.key}" for s in chunk]))
         self.predict_calls += predictor.calls
         kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
-        result = _evaluate([outputs[k] for k in kept], [labels[k] for k in kept], [sources[k].key for k in kept],
-                           diff_error, self.failure_threshold)
+        result = _evaluate([outputs[k] for k in kept], [_label_value(labels[k], self.label_kind) for k in kept],
+                           [sources[k].key for k in kept],
+                           diff_error, self.failure_threshold, self.label_kind, self.describe)
         result["skipped"] = [{"file": sources[k].key, "reason": output.reason}  # on_error="skip" only
                              for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]
         return result

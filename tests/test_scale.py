@@ -74,27 +74,19 @@ def test_adaptive_probe_misses_a_failure_narrower_than_its_coarse_step_and_says_
     assert curve.adaptive_agreement == 0.5
 
 
-def test_each_image_is_decoded_once_and_at_most_a_chunk_is_in_flight(tmp_path, monkeypatch):
+def test_each_image_is_decoded_once_and_at_most_a_chunk_is_in_flight(tmp_path):
     files = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
-    loads: list[str] = []
-    real_load = augment.load_image
-    monkeypatch.setattr(augment, "load_image", lambda source: loads.append(source) or real_load(source))
-    alive, peak = set(), [0]
-    real_init = augment._Image.__init__
-
-    def tracked_init(self, index, *args):
-        real_init(self, index, *args)
-        alive.add(index)
-        peak[0] = max(peak[0], len(alive))
-
-    monkeypatch.setattr(augment._Image, "__init__", tracked_init)
-    real_result = augment._Image.result
-    monkeypatch.setattr(augment._Image, "result", lambda self, names: (
-        alive.discard(self.index) if self.remaining == 0 else None) or real_result(self, names))
-    make(BrightnessModel()).search_randomization_boundaries(files, None, 0.1, None, images_per_chunk=3,
-                                                           strategy="adaptive", grid_sample=2)
-    assert sorted(loads) == sorted(files)
-    assert peak[0] == 3
+    augmenter = make(BrightnessModel())
+    augmenter.events = []  # the search pipeline's documented hook: ("decode" | "release", image index)
+    augmenter.search_randomization_boundaries(files, None, 0.1, None, images_per_chunk=3, strategy="adaptive",
+                                              grid_sample=2)
+    decoded = [index for event, index in augmenter.events if event == "decode"]
+    assert sorted(decoded) == list(range(len(files)))  # each image decoded exactly once
+    alive, peak = set(), 0
+    for event, index in augmenter.events:
+        (alive.add if event == "decode" else alive.discard)(index)
+        peak = max(peak, len(alive))
+    assert peak == 3 and not alive
 
 
 def test_render_workers_give_the_same_analysis_as_rendering_inline(tmp_path):

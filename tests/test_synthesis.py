@@ -92,7 +92,8 @@ def test_boxes_still_enclose_their_object_after_every_geometric_augmentation(tmp
     box = to_format([24, 20, 52, 40], fmt) + ["cat"]
     for name in GEOMETRIC:
         for seed, intensity in [(1, 0.3), (2, 0.6), (3, 1.0)]:
-            image, label = augment._apply_with_labels(scene, [box], [(name, intensity)], "bbox", fmt, seed)
+            image, (label,) = augment._move_with_pixels(scene, [(name, intensity)], seed, "bbox", fmt, [[box]],
+                                                        ["label"])
             assert label[0][-1] == "cat"
             x0, y0, x1, y1 = from_format(label[0], fmt)
             ys, xs = np.nonzero(image[..., 0] > 127)
@@ -108,8 +109,8 @@ def test_keypoints_and_masks_follow_the_pixels():
     mask = (object_scene()[:64, :64, 0] > 0).astype(np.uint8)
     for name in GEOMETRIC:
         for seed, intensity in [(1, 0.4), (2, 0.9)]:
-            image, points = augment._apply_with_labels(scene, [[41.5, 31.5, "dot"]], [(name, intensity)],
-                                                       "keypoints", None, seed)
+            image, (points,) = augment._move_with_pixels(scene, [(name, intensity)], seed, "keypoints", "keypoints",
+                                                         [[[41.5, 31.5, "dot"]]], ["label"])
             ys, xs = np.nonzero(image[..., 0] > 60)
             x, y, tag = points[0]
             assert tag == "dot"
@@ -118,7 +119,8 @@ def test_keypoints_and_masks_follow_the_pixels():
             else:  # the crop moved the point out of the frame: so did the dot
                 assert len(xs) == 0, (name, intensity, points)
             photo = object_scene()[:64, :64]
-            image, moved = augment._apply_with_labels(photo, mask, [(name, intensity)], "mask", None, seed)
+            image, (moved,) = augment._move_with_pixels(photo, [(name, intensity)], seed, "mask", "mask", [mask],
+                                                        ["label"])
             white = image[..., 0] > 127
             overlap = (white & (moved > 0)).sum() / max(1, (white | (moved > 0)).sum())
             assert moved.shape == mask.shape and overlap > 0.85, (name, intensity, overlap)
@@ -232,8 +234,9 @@ def test_numpy_and_torch_labels_round_trip_as_numbers_and_lists(tmp_path):
     assert labels == [3, 7] and all(type(label) is int for label in labels)
     entries = [json.loads(line) for line in (tmp_path / "c" / "manifest.jsonl").read_text().splitlines()]
     assert [e["label"] for e in entries] == [e["source_label"] for e in entries] == [3, 7]
-    boxes = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten", "SafeRotate"],
-                                   label_format="pascal_voc", progress=False, seed=3)
+    boxes = augment.ImageAugmenter(lambda images: [[[2, 2, 10, 10, "thing"]] for _ in images], batch_size=8,
+                                   augmentations=["Brighten", "SafeRotate"], label_format="pascal_voc",
+                                   progress=False, seed=3)
     boxes.search_randomization_boundaries(files, None, 0.25, tmp_path / "boxes.json")
     box = [[np.float32(4), np.int64(4), 20, np.float64(20.0), np.int64(5)]]
     _, moved = boxes.synthesize_more(files[:1], [box], count=1, output_dir=tmp_path / "b")
