@@ -15,7 +15,7 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
                max_image_pixels=MAX_IMAGE_PIXELS, model_id=None, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
                                      analytics_cache="analysis.json", *, strategy="grid",
-                                     grid_sample=32, num_workers=None, executor=None)
+                                     grid_sample=0.1, num_workers=None, executor=None)
     .render_boundaries(html_dir="analytics", ...)
     .synthesize_more(organic_img_filenames, organic_labels=None, realism=0.5, ...)
     .evaluate(img_filenames, img_labels)
@@ -150,6 +150,11 @@ def _safe_name(text: str, limit: int = 60) -> str:
     slug = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in str(text))
     slug = slug.lstrip(".")[:limit]
     return slug or "_"
+
+
+def _format_intensity(value: float | None) -> str:
+    """An intensity in a table: two decimals, ">1" for never within the range."""
+    return ">1" if value is None else f"{value:.2f}"
 
 
 def _is_number(value: Any) -> bool:
@@ -792,6 +797,16 @@ def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """``grid`` (H, W) sampled at points inside it, by bilinear interpolation."""
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    x1, y1 = np.minimum(x0 + 1, grid.shape[1] - 1), np.minimum(y0 + 1, grid.shape[0] - 1)
+    fx, fy = xs - x0, ys - y0
+    top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
+    bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 _BUFFERS = threading.local()
 
 
@@ -867,6 +882,27 @@ def _fast_transform_classes() -> dict[str, type]:
                     unit = cv2.resize(unit, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
                 cv2.scaleAdd(unit, float(self.alpha), grid, dst=out)
             return {"map_x": map_x, "map_y": map_y}
+
+        def apply_to_keypoints(self, keypoints, map_x, map_y, **params):
+            """Every point moves with the pixels, in order, inside the frame or out of it.
+
+            A pixel at (x, y) of the output comes from (map_x, map_y) of the input, so a point
+            p of the input lands where map(q) = p: solved by q <- p - d(q), d = map - identity,
+            which converges because the smooth field's slope is well below 1. (albumentations'
+            own methods drop points whose pixel is lost, or are slow on large images.)
+            """
+            if len(keypoints) == 0:
+                return keypoints
+            height, width = map_x.shape
+            moved = np.array(keypoints, dtype=np.float64, copy=True)
+            target = moved[:, :2].copy()
+            points = target.copy()
+            for _ in range(20):
+                xs, ys = np.clip(points[:, 0], 0, width - 1), np.clip(points[:, 1], 0, height - 1)
+                shift = np.stack([_bilinear(map_x, xs, ys) - xs, _bilinear(map_y, xs, ys) - ys], axis=1)
+                points = target - shift
+            moved[:, :2] = points
+            return moved.astype(np.asarray(keypoints).dtype)
 
         def apply(self, img, map_x, map_y, **params):
             if img.ndim != 3 or img.shape[2] > 4 or not isinstance(self.fill, numbers.Real):
@@ -1568,6 +1604,11 @@ def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any],
     if describe is not None:
         return _truncate(describe(output), 200)
     value = _as_comparable(output)
+    if kind == "class" and isinstance(value, dict):  # {"label": "cat", "score": 0.93}: "cat (0.93)"
+        for key in ("confidence", "score", "probability"):
+            if _is_number(value.get(key)):
+                rest = {k: v for k, v in value.items() if k != key}
+                return _truncate(f"{rest.get('label', rest.get('class', rest))} ({float(value[key]):.2f})")
     if kind == "mask" and isinstance(value, np.ndarray) and value.ndim >= 2:
         return f"mask {value.shape[0]}x{value.shape[1]}, {np.count_nonzero(value) / max(1, value.size):.0%} foreground"
     if kind in ("bbox", "keypoints") and isinstance(_plain(value), list):
@@ -2231,12 +2272,157 @@ def _first_at_or_above(values: Sequence[float | None], threshold: float) -> int 
     return next((i for i, v in enumerate(values) if v is not None and v >= threshold), None)
 
 
+_NEGLIGIBLE_SHARE = 0.02  # "safe": at most this share of images changed output
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """One augmentation's statistics, computed once by :meth:`AugmentationCurve.summarize`.
+
+    Thresholds come from every searched image's first failure; the curves (mean diff
+    error, changed share, label accuracy) from the images measured on the whole grid.
+
+    >>> summary = analysis.curves["Brighten"].summarize()          # doctest: +SKIP
+    >>> summary.intensity_at_50, summary.safe_intensity              # doctest: +SKIP
+    (0.35, 0.1)
+    """
+
+    intensities: tuple[float, ...]
+    searched_images: int
+    full_grid_images: int
+    adaptive_agreement: float | None  # replayed on (up to 256 of) the full-grid images
+    first_failure_intensities: tuple[float | None, ...]  # per image; None: never, or not searched
+    failed_share: tuple[float, ...]  # per intensity: share of searched images failed at or below it
+    mean_diff_error: tuple[float, ...]
+    changed_share: tuple[float, ...]
+    label_accuracy: tuple[float, ...] | None
+    exemplar: dict | None  # the image whose first failure is closest to the 50 % intensity
+
+    def intensity_at_share(self, share: float) -> float | None:
+        """The lowest grid intensity by which ``share`` of the images have changed output (None: never)."""
+        return next((t for t, failed in zip(self.intensities, self.failed_share) if failed >= share - 1e-9), None)
+
+    def safe_at(self, negligible_share: float = _NEGLIGIBLE_SHARE) -> float:
+        """The largest grid intensity by which at most ``negligible_share`` of images changed output."""
+        safe = 0.0
+        for t, failed in zip(self.intensities, self.failed_share):
+            if failed > negligible_share + 1e-9:
+                break
+            safe = t
+        return safe
+
+    @property
+    def safe_intensity(self) -> float:
+        return self.safe_at()
+
+    @property
+    def intensity_at_10(self) -> float | None:
+        return self.intensity_at_share(0.1)
+
+    @property
+    def intensity_at_50(self) -> float | None:
+        return self.intensity_at_share(0.5)
+
+    @property
+    def intensity_at_90(self) -> float | None:
+        return self.intensity_at_share(0.9)
+
+    @property
+    def onset_intensity(self) -> float:
+        """Where outputs start to change non-negligibly: 10 % of images changed (1.0 if never)."""
+        return 1.0 if self.intensity_at_10 is None else self.intensity_at_10
+
+    @property
+    def failure_intensity(self) -> float:
+        """Where most outputs have changed: 50 % of images changed (1.0 if never)."""
+        return 1.0 if self.intensity_at_50 is None else self.intensity_at_50
+
+    def to_json(self, group: str) -> dict:
+        """The summary block of ``analysis.json`` (per-image first failures are stored beside it)."""
+        return {
+            "group": group, "searched_images": self.searched_images, "full_grid_images": self.full_grid_images,
+            "adaptive_agreement": self.adaptive_agreement, "safe_intensity": self.safe_intensity,
+            "intensity_at_10": self.intensity_at_10, "intensity_at_50": self.intensity_at_50,
+            "intensity_at_90": self.intensity_at_90, "onset_intensity": self.onset_intensity,
+            "failure_intensity": self.failure_intensity, "mean_diff_error": list(self.mean_diff_error),
+            "changed_share": list(self.changed_share),
+            "label_accuracy": list(self.label_accuracy) if self.label_accuracy is not None else None,
+            "exemplar": self.exemplar,
+        }
+
+
+class _Intensity(float):
+    """A float that can also be called: ``curve.safe_intensity`` and the older ``curve.safe_intensity()``."""
+
+    def __new__(cls, value: float, curve: AugmentationCurve):
+        instance = super().__new__(cls, value)
+        instance._curve = curve
+        return instance
+
+    def __call__(self, negligible_share: float = _NEGLIGIBLE_SHARE) -> float:
+        return float(self._curve.summarize().safe_at(negligible_share))
+
+
+def _summarize(curve: AugmentationCurve) -> CurveSummary:
+    """The pure function behind every figure of a curve: rows in, frozen summary out."""
+    grid, threshold = curve.intensities, curve.failure_threshold
+    firsts = []
+    for row in curve.diff_errors:
+        index = _first_at_or_above(row, threshold) if row is not None else None
+        firsts.append(grid[index] if index is not None else None)
+    searched = np.array([math.inf if first is None else first for first, row in zip(firsts, curve.diff_errors)
+                         if row is not None], dtype=float)
+    failed = ((searched[:, None] <= np.asarray(grid) + 1e-9).mean(axis=0).tolist() if len(searched)
+              else [0.0] * len(grid))
+    full = [row for row in curve.diff_errors if row is not None and None not in row]
+    rows = np.array(full, dtype=float).reshape(len(full), len(grid))
+    agreement = None
+    if full:  # the first 256: it runs at every checkpoint
+        agree = sum(_replay_probe("adaptive", row, threshold)[0] == _first_at_or_above(row, threshold)
+                    for row in full[:256])
+        agreement = round(agree / min(len(full), 256), 4)
+    label_accuracy = None
+    if curve.label_errors is not None:
+        label_rows = [row for row in curve.label_errors if row is not None and None not in row]
+        label_accuracy = tuple(round(float(v), 4) for v in (np.array(label_rows) < threshold).mean(axis=0)) \
+            if label_rows else ()
+    summary = CurveSummary(
+        intensities=tuple(grid), searched_images=len(searched), full_grid_images=len(full),
+        adaptive_agreement=agreement, first_failure_intensities=tuple(firsts), failed_share=tuple(failed),
+        mean_diff_error=tuple(round(float(v), 4) for v in rows.mean(axis=0)) if len(rows) else (),
+        changed_share=tuple(round(float(v), 4) for v in (rows >= threshold).mean(axis=0)) if len(rows) else (),
+        label_accuracy=label_accuracy, exemplar=None)
+    return dataclasses.replace(summary, exemplar=_exemplar(curve, firsts, summary.failure_intensity))
+
+
+def _exemplar(curve: AugmentationCurve, firsts: Sequence[float | None], failure: float) -> dict | None:
+    """The representative image: its first failure is closest to the 50 % intensity."""
+    searched = [k for k, row in enumerate(curve.diff_errors) if row is not None]
+    if not searched:
+        return None
+    best = min(searched, key=lambda k: (abs((firsts[k] if firsts[k] is not None else 1.5) - failure), k))
+    first = firsts[best]
+    last_index = (curve.intensities.index(first) - 1) if first is not None else len(curve.intensities) - 1
+    exemplar = {"image": best, "last_success_intensity": curve.intensities[last_index],
+                "last_success_output": curve.last_success_output[best], "first_failure_intensity": first,
+                "first_failure_output": curve.first_failure_output[best]}
+    if curve.last_success_view is not None:
+        exemplar["last_success_view"] = curve.last_success_view[best]
+        exemplar["first_failure_view"] = curve.first_failure_view[best]
+    return exemplar
+
+
 @dataclass
 class AugmentationCurve:
     """Search results for one augmentation over the intensity grid.
 
     ``diff_errors[k]`` is image k's diff error at each grid intensity (None until that
-    image is searched); the summaries below are computed from the searched images.
+    image is searched). :meth:`summarize` computes every statistic at once; the
+    properties below are its fields, for one figure at a time.
+
+    >>> curve = analysis.curves["Brighten"]                                  # doctest: +SKIP
+    >>> curve.intensity_at_share(0.5), curve.safe_intensity, curve.onset_intensity  # doctest: +SKIP
+    (0.35, 0.1, 0.2)
     """
 
     name: str
@@ -2251,10 +2437,19 @@ class AugmentationCurve:
     last_success_view: list | None = None
     first_failure_view: list | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("last_success_output", "first_failure_output"):  # one per image, None until searched
+            values = getattr(self, name)
+            values.extend([None] * (len(self.diff_errors) - len(values)))
+
     def __repr__(self) -> str:
-        return (f"AugmentationCurve({self.name!r}, images={self.searched_count}, "
-                f"at_10%={self.intensity_at_share(0.1)}, at_50%={self.intensity_at_share(0.5)}, "
-                f"at_90%={self.intensity_at_share(0.9)})")
+        summary = self.summarize()
+        return (f"AugmentationCurve({self.name!r}, images={summary.searched_images}, "
+                f"at_10%={summary.intensity_at_10}, at_50%={summary.intensity_at_50}, "
+                f"at_90%={summary.intensity_at_90})")
+
+    def summarize(self) -> CurveSummary:
+        return _summarize(self)
 
     @property
     def group(self) -> str:
@@ -2268,142 +2463,64 @@ class AugmentationCurve:
     def searched_count(self) -> int:
         return len(self.searched)
 
-    def _full(self, rows: Sequence[list[float | None] | None] | None) -> list[list[float]]:
-        return [row for row in rows or [] if row is not None and None not in row]
-
-    def _rows(self) -> np.ndarray:
-        rows = self._full(self.diff_errors)
-        return np.array(rows, dtype=float).reshape(len(rows), len(self.intensities))
-
     @property
     def full_grid_count(self) -> int:
         """Images measured at every grid intensity (all of them, unless the search was adaptive)."""
-        return len(self._full(self.diff_errors))
+        return self.summarize().full_grid_images
 
     @property
     def adaptive_agreement(self) -> float | None:
-        """On the full-grid images (the first 256: it runs at every checkpoint): share whose first
-        failure the adaptive probe would find too."""
-        rows = self._full(self.diff_errors)[:256]
-        if not rows:
-            return None
-        agree = sum(_replay_probe("adaptive", row, self.failure_threshold)[0]
-                    == _first_at_or_above(row, self.failure_threshold) for row in rows)
-        return round(agree / len(rows), 4)
+        """Share of the full-grid images whose first failure the adaptive probe would find too."""
+        return self.summarize().adaptive_agreement
 
     @property
     def mean_diff_error(self) -> list[float]:
-        """Mean diff error per grid intensity, over the images measured on the whole grid."""
-        rows = self._rows()
-        return [round(float(v), 4) for v in rows.mean(axis=0)] if len(rows) else []
+        return list(self.summarize().mean_diff_error)
 
     @property
     def changed_share(self) -> list[float]:
-        """Share of images whose output changed (diff error >= threshold) per intensity."""
-        rows = self._rows()
-        return [round(float(v), 4) for v in (rows >= self.failure_threshold).mean(axis=0)] if len(rows) else []
+        return list(self.summarize().changed_share)
 
     @property
     def label_accuracy(self) -> list[float] | None:
-        """Share of images whose augmented output still matches the ground truth."""
-        if self.label_errors is None:
-            return None
-        rows = self._full(self.label_errors)
-        if not rows:
-            return []
-        return [round(float(v), 4) for v in (np.array(rows) < self.failure_threshold).mean(axis=0)]
+        accuracy = self.summarize().label_accuracy
+        return None if accuracy is None else list(accuracy)
 
     @property
     def first_failure_intensities(self) -> list[float | None]:
-        """Per image: the first grid intensity at which its output changed (None: never, or not searched)."""
-        result = []
-        for row in self.diff_errors:
-            index = _first_at_or_above(row, self.failure_threshold) if row is not None else None
-            result.append(self.intensities[index] if index is not None else None)
-        return result
+        return list(self.summarize().first_failure_intensities)
 
-    def failed_share_curve(self, _firsts: Sequence[float | None] | None = None) -> list[float]:
-        """Per grid intensity: share of searched images whose first failure is at or below it."""
-        firsts = self.first_failure_intensities if _firsts is None else _firsts
-        searched = np.array([math.inf if f is None else f for f, row in zip(firsts, self.diff_errors)
-                             if row is not None], dtype=float)
-        if not len(searched):
-            return [0.0] * len(self.intensities)
-        return [float(v) for v in (searched[:, None] <= np.asarray(self.intensities) + 1e-9).mean(axis=0)]
+    def failed_share_curve(self) -> list[float]:
+        return list(self.summarize().failed_share)
 
-    def intensity_at_share(self, share: float, _failed: Sequence[float] | None = None) -> float | None:
-        """The lowest grid intensity by which ``share`` of the images have changed output (None: never)."""
-        failed_curve = _failed if _failed is not None else self.failed_share_curve()
-        return next((t for t, failed in zip(self.intensities, failed_curve) if failed >= share - 1e-9), None)
+    def intensity_at_share(self, share: float) -> float | None:
+        return self.summarize().intensity_at_share(share)
 
-    def safe_intensity(self, negligible_share: float = 0.02, _failed: Sequence[float] | None = None) -> float:
-        """The largest grid intensity by which at most ``negligible_share`` of images changed output."""
-        safe = 0.0
-        for t, failed in zip(self.intensities, _failed if _failed is not None else self.failed_share_curve()):
-            if failed > negligible_share + 1e-9:
-                break
-            safe = t
-        return safe
+    @property
+    def safe_intensity(self) -> float:
+        """The largest intensity by which at most 2 % of images changed (also callable with a share)."""
+        return _Intensity(self.summarize().safe_intensity, self)
 
     @property
     def onset_intensity(self) -> float:
-        """Where outputs start to change non-negligibly: 10 % of images changed (1.0 if never)."""
-        value = self.intensity_at_share(0.1)
-        return 1.0 if value is None else value
+        return self.summarize().onset_intensity
 
     @property
     def failure_intensity(self) -> float:
-        """Where most outputs have changed: 50 % of images changed (1.0 if never)."""
-        value = self.intensity_at_share(0.5)
-        return 1.0 if value is None else value
+        return self.summarize().failure_intensity
 
-    def exemplar(self, _firsts: Sequence[float | None] | None = None, _failure: float | None = None) -> dict | None:
-        """The representative image: its first failure is closest to the 50 % intensity."""
-        firsts = self.first_failure_intensities if _firsts is None else _firsts
-        searched = self.searched
-        if not searched:
-            return None
-        target = self.failure_intensity if _failure is None else _failure
-        best = min(searched, key=lambda k: (abs((firsts[k] if firsts[k] is not None else 1.5) - target), k))
-        first = firsts[best]
-        last_index = (self.intensities.index(first) - 1) if first is not None else len(self.intensities) - 1
-        return {
-            "image": best,
-            "last_success_intensity": self.intensities[last_index],
-            "last_success_output": self.last_success_output[best],
-            "first_failure_intensity": first,
-            "first_failure_output": self.first_failure_output[best],
-        }
+    def exemplar(self) -> dict | None:
+        return self.summarize().exemplar
 
-    def summary(self, _firsts: Sequence[float | None] | None = None) -> dict:
-        # Written at every checkpoint: first failures and the failed-share curve are computed
-        # once, not per figure.
-        firsts = self.first_failure_intensities if _firsts is None else _firsts
-        failed = self.failed_share_curve(firsts)
-        at_10, at_50 = self.intensity_at_share(0.1, failed), self.intensity_at_share(0.5, failed)
-        return {
-            "group": self.group,
-            "searched_images": self.searched_count,
-            "full_grid_images": self.full_grid_count,
-            "adaptive_agreement": self.adaptive_agreement,
-            "safe_intensity": self.safe_intensity(_failed=failed),
-            "intensity_at_10": at_10,
-            "intensity_at_50": at_50,
-            "intensity_at_90": self.intensity_at_share(0.9, failed),
-            "onset_intensity": 1.0 if at_10 is None else at_10,
-            "failure_intensity": 1.0 if at_50 is None else at_50,
-            "mean_diff_error": self.mean_diff_error,
-            "changed_share": self.changed_share,
-            "label_accuracy": self.label_accuracy,
-            "exemplar": self.exemplar(firsts, 1.0 if at_50 is None else at_50),
-        }
+    def summary(self) -> dict:
+        return self.summarize().to_json(self.group)
 
-    def to_json(self) -> dict:
-        firsts = self.first_failure_intensities
+    def to_json(self, summary: CurveSummary | None = None) -> dict:
+        summary = summary or self.summarize()
         return {
             "definition": self.definition,
-            "summary": self.summary(firsts),
-            "first_failure_intensity": firsts,
+            "summary": summary.to_json(self.group),
+            "first_failure_intensity": list(summary.first_failure_intensities),
             "diff_errors": self.diff_errors,
             "label_errors": self.label_errors,
             "last_success_output": self.last_success_output,
@@ -2411,6 +2528,7 @@ class AugmentationCurve:
             **({"last_success_view": self.last_success_view, "first_failure_view": self.first_failure_view}
                if self.last_success_view is not None else {}),
         }
+
 
     @classmethod
     def from_json(cls, name: str, data: dict, intensities: list[float], failure_threshold: float
@@ -2442,6 +2560,10 @@ def _check_curve(curve: AugmentationCurve, count: int) -> None:
         _expect(isinstance(outputs, list) and len(outputs) == count and all(
             o is None or isinstance(o, str) for o in outputs), f"augmentation {curve.name} has a bad {field_name}")
     _expect(isinstance(curve.definition, str), f"augmentation {curve.name} has no definition text")
+
+
+def _or_two(intensity: float | None) -> float:
+    return 2.0 if intensity is None else intensity  # "never" sorts after every intensity
 
 
 @dataclass
@@ -2490,12 +2612,16 @@ class Analysis:
         """The images the search skipped: {"file", "reason"} (a re-run tries them again)."""
         return [{"file": record.file, "reason": record.error} for record in self.images if record.error]
 
+    def summaries(self) -> dict[str, CurveSummary]:
+        """Every augmentation's summary, computed once, most fragile (lowest 50 % intensity) first."""
+        summaries = {name: curve.summarize() for name, curve in self.curves.items()}
+        return dict(sorted(summaries.items(), key=lambda item: (
+            _or_two(item[1].intensity_at_50), _or_two(item[1].intensity_at_10), item[0])))
+
     def summary_rows(self) -> list[dict]:
         """One row per augmentation, most fragile (lowest 50 % intensity) first."""
-        rows = [{"augmentation": name, **curve.summary()} for name, curve in self.curves.items()]
-        return sorted(rows, key=lambda r: (r["intensity_at_50"] if r["intensity_at_50"] is not None else 2.0,
-                                           r["intensity_at_10"] if r["intensity_at_10"] is not None else 2.0,
-                                           r["augmentation"]))
+        return [{"augmentation": name, **summary.to_json(self.curves[name].group)}
+                for name, summary in self.summaries().items()]
 
     def to_json(self) -> dict:
         return {
@@ -2838,6 +2964,10 @@ img.pixel { image-rendering: pixelated; }
 failure threshold {{ threshold }} (diff error at or above it counts as a changed output), seed {{ seed }}{% if model_id %},
 model {{ model_id }}{% endif %}.
 {% if cam_method %}Heatmaps: {{ cam_method }}.{% endif %} Made by augment.py {{ version }}.</p>
+{% if label_format %}<p class="meta">Outputs are {{ label_format }} {{ "masks" if label_format == "mask" else "" }}: drawn in
+<b style="color:#eb2828">red</b> (what the model said) over the reference it is compared with in
+<b style="color:#28d246">green</b>. Geometric augmentations (SafeRotate, RandomSizedCrop, ElasticTransform) move the
+reference with the pixels, so an output that follows the object counts as unchanged.</p>{% endif %}
 {% if grid_sample is not none %}<p class="meta">Adaptive search: first failures found by a coarse walk and bisection;
 the changed-share, diff-error and accuracy curves come from the {{ grid_sample }} images measured on the whole grid,
 "failed by" from every image.</p>{% endif %}
@@ -2897,19 +3027,74 @@ for (const input of document.querySelectorAll("input[type=range][data-aug]")) {
 """  # noqa: E501
 
 
-def _fmt(value: float | None) -> str:
-    return ">1" if value is None else f"{value:.2f}"
+_OUTPUT_COLOUR = (235, 40, 40)  # red: what the model said
+_REFERENCE_COLOUR = (40, 210, 70)  # green: the reference it is compared with (moved with the pixels)
+
+
+def _box_corners(row: Sequence[float], label_format: str, height: int, width: int) -> tuple[float, ...]:
+    """A box of any label_format as (x_min, y_min, x_max, y_max) in pixels."""
+    a, b, c, d = (float(v) for v in row[:4])
+    if label_format == "coco":
+        return a, b, a + c, b + d
+    if label_format == "yolo":
+        return (a - c / 2) * width, (b - d / 2) * height, (a + c / 2) * width, (b + d / 2) * height
+    if label_format == "albumentations":
+        return a * width, b * height, c * width, d * height
+    return a, b, c, d
+
+
+def _draw_view(picture: np.ndarray, view: Any, kind: str, label_format: str | None, shape: tuple[int, ...],
+               colour: tuple[int, int, int], thin: bool = False) -> np.ndarray:
+    """Draw a positional output's view (see _output_view) on ``picture``, a display-size copy of an
+    image of ``shape``: boxes as rectangles, points as dots, a mask as a translucent overlay."""
+    import cv2
+
+    if view is None or kind == "class":
+        return picture
+    out = picture.copy()
+    scale_y, scale_x = out.shape[0] / shape[0], out.shape[1] / shape[1]
+    weight = 1 if thin else 2
+    if kind == "mask":
+        mask = cv2.resize(_view_mask(view).astype(np.uint8), (out.shape[1], out.shape[0]),
+                          interpolation=cv2.INTER_NEAREST).astype(bool)
+        tint = np.zeros_like(out)
+        tint[:] = colour
+        blended = cv2.addWeighted(out, 0.55, tint, 0.45, 0)
+        out[mask] = blended[mask]
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        return cv2.drawContours(out, contours, -1, colour, weight)
+    for row in view:
+        if kind == "bbox":
+            x0, y0, x1, y1 = _box_corners(row, label_format, shape[0], shape[1])
+            cv2.rectangle(out, (round(x0 * scale_x), round(y0 * scale_y)), (round(x1 * scale_x) - 1,
+                          round(y1 * scale_y) - 1), colour, weight)
+        else:
+            cv2.circle(out, (round(row[0] * scale_x), round(row[1] * scale_y)), 2 + weight, colour, -1 if not thin
+                       else 1)
+    return out
+
+
+def _view_value(view: Any, kind: str) -> Any:
+    """A stored view as a value that can move with the pixels (a mask view at full size)."""
+    if view is None:
+        return None
+    return _view_mask(view) if kind == "mask" else [row[:4 if kind == "bbox" else 2] for row in view]
 
 
 class _ReportWriter:
     """Renders one analysis into an offline folder; see ImageAugmenter.render_boundaries."""
 
     def __init__(self, analysis: Analysis, html_dir: str, sources: list[_Source], predictor: _Predictor | None,
-                 torch_model: Any, target_layers: Sequence | None, cam_method: str, preprocess: Callable | None,
-                 seed: int, gallery_size: int):
+                 diff_error: Callable | None, torch_model: Any, target_layers: Sequence | None, cam_method: str,
+                 preprocess: Callable | None, gallery_size: int, describe: Callable | None):
         self.analysis, self.html_dir, self.sources = analysis, html_dir, sources
-        self.predictor, self.torch_model, self.target_layers = predictor, torch_model, target_layers
-        self.cam_method, self.preprocess, self.seed, self.gallery_size = cam_method, preprocess, seed, gallery_size
+        self.predictor, self.diff_error, self.describe = predictor, diff_error, describe
+        self.torch_model, self.target_layers = torch_model, target_layers
+        self.cam_method, self.preprocess, self.gallery_size = cam_method, preprocess, gallery_size
+        settings = analysis.settings
+        self.seed, self.label_format = int(settings["seed"]), settings.get("label_format")
+        self.kind = _label_kind(self.label_format)
+        self.rotate_method = settings.get("rotate_method", "largest_box")
         self._loaded: dict[int, np.ndarray | None] = {}
 
     def image(self, index: int) -> np.ndarray | None:
@@ -2926,11 +3111,21 @@ class _ReportWriter:
                   else _captioned(image, caption))
         return relative
 
-    def augmented(self, index: int, name: str, intensity: float) -> np.ndarray | None:
-        image = self.image(index)
-        if image is None:
-            return None
-        return augment_image(image, name, intensity, augmentation_seed(image, name, self.seed))
+    def moved(self, image: np.ndarray, name: str, intensity: float, reference: Any) -> tuple[np.ndarray, Any]:
+        """The augmented image and, for positional outputs, the reference moved with it."""
+        seed = augmentation_seed(image, name, self.seed)
+        if self.kind == "class" or reference is None or not CATALOGUE[name].geometric:
+            return augment_image(image, name, intensity, seed), reference
+        augmented, (reference,) = _move_with_pixels(image, [(name, intensity)], seed, self.kind, self.label_format,
+                                                    [reference], ["the reference output"], self.rotate_method)
+        return augmented, reference
+
+    def drawn(self, image: np.ndarray, output_view: Any, reference_view: Any) -> np.ndarray:
+        """The image for the page: the moved reference in green, what the model said in red."""
+        picture = _display_size(image)
+        picture = _draw_view(picture, reference_view, self.kind, self.label_format, image.shape, _REFERENCE_COLOUR,
+                             thin=True)
+        return _draw_view(picture, output_view, self.kind, self.label_format, image.shape, _OUTPUT_COLOUR)
 
     def sweep(self, name: str, index: int) -> tuple[list[dict], str | None]:
         """Frames (PNG files, captions) and the GIF of one augmentation on one image."""
@@ -2938,23 +3133,28 @@ class _ReportWriter:
         if image is None:
             return [], None
         grid = self.analysis.intensities
-        item_seed = augmentation_seed(image, name, self.seed)
+        record = self.analysis.images[index]
+        reference = _view_value(record.output_view, self.kind)
+        if self.predictor is not None:
+            reference = self.predictor([image], [self.sources[index].path])[0]
+        moved = [self.moved(image, name, t, reference) for t in grid]
+        pictures = [augmented for augmented, _ in moved]
+        notes = [""] * len(grid)
         if self.torch_model is not None and self.target_layers:
             cams = gradcam_frames(image, name, self.torch_model, self.target_layers, intensities=grid,
-                                  method=self.cam_method, preprocess=self.preprocess, seed=item_seed)
+                                  method=self.cam_method, preprocess=self.preprocess,
+                                  seed=augmentation_seed(image, name, self.seed))
             pictures = [c.overlay for c in cams]
             notes = [f"class {c.predicted} ({c.confidence:.2f})" for c in cams]
-        else:
-            pictures = [augment_image(image, name, t, item_seed) for t in grid]
-            notes = [""] * len(grid)
+        outputs = [None] * len(grid)
         if self.predictor is not None:
-            outputs = self.predictor(pictures if self.torch_model is None else [c.image for c in cams])
-            notes = [_truncate(_output_text(o), 40) + (f" ({n})" if n and self.torch_model is not None else "")
-                     for o, n in zip(outputs, notes)]
+            outputs = self.predictor([augmented for augmented, _ in moved])
+            notes = [self.caption(output, target, note) for output, (_, target), note in zip(outputs, moved, notes)]
         frames, captioned = [], []
-        for k, (t, picture, note) in enumerate(zip(grid, pictures, notes)):
+        for k, (t, picture, note, output, (_, target)) in enumerate(zip(grid, pictures, notes, outputs, moved)):
             caption = f"{t:.2f}: {note}" if note else f"intensity {t:.2f}"
-            framed = _captioned(picture, caption)
+            shown = self.drawn(picture, _output_view(output, self.kind), _output_view(target, self.kind))
+            framed = _captioned(shown, caption)
             relative = f"frames/{_safe_name(name)}-{k:02d}.png"
             _save_png(os.path.join(self.html_dir, relative), framed)
             frames.append({"src": relative, "caption": f"{name} at intensity {t:.2f}" + (f": {note}" if note else "")})
@@ -2963,53 +3163,65 @@ class _ReportWriter:
                          durable=False)
         return frames, os.path.relpath(gif, self.html_dir)
 
-    def section(self, name: str, curve: AugmentationCurve) -> dict:
+    def caption(self, output: Any, reference: Any, note: str = "") -> str:
+        text = _describe_output(output, self.kind, self.describe)
+        if self.kind != "class" and self.diff_error is not None and not isinstance(output, PredictFailure):
+            text += f", diff {_checked_diff(self.diff_error, output, reference, 'a report frame'):.2f} to reference"
+        return _truncate(text, 60) + (f" ({note})" if note and self.torch_model is not None else "")
+
+    def section(self, name: str, curve: AugmentationCurve, summary: CurveSummary) -> dict:
         entry = CATALOGUE[name]
-        marks = [("10 %", curve.intensity_at_share(0.1)), ("50 %", curve.intensity_at_share(0.5)),
-                 ("90 %", curve.intensity_at_share(0.9))]
-        series = [("changed share", "#d62728", curve.changed_share), ("mean diff error", "#1f77b4",
-                                                                      curve.mean_diff_error),
-                  ("label accuracy", "#2ca02c", curve.label_accuracy or []),
-                  ("failed by", "#9467bd", curve.failed_share_curve())]
+        marks = [("10 %", summary.intensity_at_10), ("50 %", summary.intensity_at_50),
+                 ("90 %", summary.intensity_at_90)]
+        series = [("changed share", "#d62728", summary.changed_share),
+                  ("mean diff error", "#1f77b4", summary.mean_diff_error),
+                  ("label accuracy", "#2ca02c", summary.label_accuracy or ()),
+                  ("failed by", "#9467bd", summary.failed_share)]
         series = [item for item in series if item[2]]  # adaptive, no full-grid sample: first failures only
         from markupsafe import Markup
 
         row = {
             "name": name, "group": entry.group, "transform": entry.transform, "at_full": entry.at_full_intensity,
-            "safe": _fmt(curve.safe_intensity()), "q10": _fmt(marks[0][1]), "q50": _fmt(marks[1][1]),
-            "q90": _fmt(marks[2][1]), "has_labels": curve.label_accuracy is not None,
-            "agreement": (f"{curve.adaptive_agreement:.0%}" if self.analysis.settings.get("grid_sample")
-                          and curve.adaptive_agreement is not None else None),
+            "safe": _format_intensity(summary.safe_intensity), "q10": _format_intensity(marks[0][1]),
+            "q50": _format_intensity(marks[1][1]), "q90": _format_intensity(marks[2][1]),
+            "has_labels": summary.label_accuracy is not None,
+            "agreement": (f"{summary.adaptive_agreement:.0%}" if self.analysis.settings.get("grid_sample")
+                          and summary.adaptive_agreement is not None else None),
             # The SVG is built here from numbers and fixed labels only, never from user text.
             "plot": Markup(_svg_plot(curve.intensities, series, marks)),
             "small_plot": Markup(_svg_plot(curve.intensities, series[:1], marks[1:2], width=160, height=36,
                                            compact=True)),
             "triptych": [], "frames": [], "gif": None,
         }
-        exemplar = curve.exemplar()
+        exemplar = summary.exemplar
         if exemplar is None:
             return row
         index = exemplar["image"]
-        record = self.analysis.images[index]
-        original = self.image(index)
-        shots = [("original", 0.0, record.output),
+        record, original = self.analysis.images[index], self.image(index)
+        row_errors = curve.diff_errors[index]
+        shots = [("original", 0.0, record.output, record.output_view),
                  (f"last success, intensity {exemplar['last_success_intensity']:.2f}",
-                  exemplar["last_success_intensity"], exemplar["last_success_output"])]
+                  exemplar["last_success_intensity"], exemplar["last_success_output"],
+                  exemplar.get("last_success_view"))]
         if exemplar["first_failure_intensity"] is not None:
             shots.append((f"first failure, intensity {exemplar['first_failure_intensity']:.2f}",
-                          exemplar["first_failure_intensity"], exemplar["first_failure_output"]))
-        for k, (title, intensity, output) in enumerate(shots):
-            picture = {"title": title, "caption": f"{record.file}: output {output}", "src": None,
-                       "missing": record.file}
+                          exemplar["first_failure_intensity"], exemplar["first_failure_output"],
+                          exemplar.get("first_failure_view")))
+        for k, (title, intensity, output, view) in enumerate(shots):
+            error = row_errors[curve.intensities.index(intensity)] if intensity in curve.intensities else None
+            caption = f"{record.file}: output {output}" + (f" (diff {error:.2f})" if k and error is not None else "")
+            picture = {"title": title, "caption": caption, "src": None, "missing": record.file}
             if original is not None:
-                picture["src"] = self.picture(f"{name}-exemplar-{k}", self.augmented(index, name, intensity))
+                augmented, target = self.moved(original, name, intensity, _view_value(record.output_view, self.kind))
+                picture["src"] = self.picture(f"{name}-exemplar-{k}", self.drawn(
+                    augmented, view, _output_view(target, self.kind) if k else None))
             row["triptych"].append(picture)
         row["frames"], row["gif"] = self.sweep(name, index)
         return row
 
-    def gallery(self) -> list[dict]:
-        candidates = sorted((first, k, name) for name, curve in self.analysis.curves.items()
-                            for k, first in enumerate(curve.first_failure_intensities) if first is not None)
+    def gallery(self, summaries: dict[str, CurveSummary]) -> list[dict]:
+        candidates = sorted((first, k, name) for name, summary in summaries.items()
+                            for k, first in enumerate(summary.first_failure_intensities) if first is not None)
         seen, items = set(), []
         for first, k, name in candidates:
             if k in seen:
@@ -3019,9 +3231,14 @@ class _ReportWriter:
             item = {"file": record.file, "label": record.label, "output": record.output, "augmentation": name,
                     "intensity": f"{first:.2f}", "failure_output": curve.first_failure_output[k],
                     "original": None, "augmented": None}
-            if self.image(k) is not None:
-                item["original"] = self.picture(f"gallery-{len(items)}-original", self.image(k))
-                item["augmented"] = self.picture(f"gallery-{len(items)}-augmented", self.augmented(k, name, first))
+            image = self.image(k)
+            if image is not None:
+                failure_view = curve.first_failure_view[k] if curve.first_failure_view is not None else None
+                augmented, target = self.moved(image, name, first, _view_value(record.output_view, self.kind))
+                item["original"] = self.picture(f"gallery-{len(items)}-original",
+                                                self.drawn(image, record.output_view, None))
+                item["augmented"] = self.picture(f"gallery-{len(items)}-augmented", self.drawn(
+                    augmented, failure_view, _output_view(target, self.kind)))
             items.append(item)
             if len(items) >= self.gallery_size:
                 break
@@ -3033,31 +3250,20 @@ class _ReportWriter:
         for folder in ("images", "frames", "gifs"):
             _own_folder(os.path.join(self.html_dir, folder))  # a planted link is replaced, not followed
             _remove_temporaries(os.path.join(self.html_dir, folder))
-        rows = [self.section(r["augmentation"], self.analysis.curves[r["augmentation"]])
-                for r in self.analysis.summary_rows()]
+        summaries = self.analysis.summaries()
+        rows = [self.section(name, self.analysis.curves[name], summary) for name, summary in summaries.items()]
         environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
+        settings = self.analysis.settings
         html = environment.from_string(_REPORT_TEMPLATE).render(
-            rows=rows, gallery=self.gallery(), frames_json={r["name"]: r["frames"] for r in rows},
-            image_count=len(self.analysis.images), step=self.analysis.settings["step_size"],
-            augmentation_count=len(rows), threshold=self.analysis.settings["failure_threshold"],
-            seed=self.analysis.settings["seed"], model_id=self.analysis.settings.get("model_id"),
+            rows=rows, gallery=self.gallery(summaries), frames_json={r["name"]: r["frames"] for r in rows},
+            image_count=len(self.analysis.images), step=settings["step_size"],
+            augmentation_count=len(rows), threshold=settings["failure_threshold"],
+            seed=settings["seed"], model_id=settings.get("model_id"), label_format=self.label_format,
             version=__version__, skipped=self.analysis.skipped,
-            grid_sample=(len(self.analysis.settings["grid_sample"])
-                         if self.analysis.settings.get("grid_sample") is not None else None),
+            grid_sample=len(settings["grid_sample"]) if settings.get("grid_sample") is not None else None,
             cam_method=self.cam_method if self.torch_model is not None and self.target_layers else None,
         )
         return _write_atomic(os.path.join(self.html_dir, "index.html"), html)
-
-
-def _output_text(output: Any) -> str:
-    """An output for a caption; a dict's confidence/score is shown with it."""
-    if isinstance(output, dict):
-        for key in ("confidence", "score", "probability"):
-            if key in output:
-                rest = {k: v for k, v in output.items() if k != key}
-                label = rest.get("label", rest.get("class", rest))
-                return f"{label} ({float(output[key]):.2f})"
-    return str(output)
 
 
 ###############################################################################
@@ -3275,11 +3481,45 @@ figure { margin: 0; } img { width: 160px; image-rendering: pixelated; }
 figcaption { overflow-wrap: anywhere; color: #333; }</style></head><body>
 <h1>{{ entries|length }} synthetic images</h1>
 <p>Seed {{ seed }}. Each caption lists the augmentations applied, in order, with their intensities.</p>
-<div class="grid">{% for e in entries %}<figure><img src="{{ e.file }}" alt="{{ e.file }}">
-<figcaption><b>{{ e.file }}</b> (realism {{ e.realism }})<br>label: {{ e.label }}<br>from {{ e.source_file }}<br>
+{% if kind != "class" %}<p>Labels ({{ kind }}) drawn in red over each image; they moved with its pixels.</p>
+<svg width="0" height="0" style="position:absolute"><filter id="tint" color-interpolation-filters="sRGB">
+<feColorMatrix type="matrix" values="0 0 0 0 0.92  0 0 0 0 0.16  0 0 0 0 0.16  120 0 0 0 0"/></filter></svg>{% endif %}
+<div class="grid">{% for e in entries %}<figure>{% if kind == "class" or not e.size %}<img src="{{ e.file }}" alt="{{ e.file }}">
+{% else %}<svg class="drawn" viewBox="0 0 {{ e.size[0] }} {{ e.size[1] }}" width="160" role="img" aria-label="{{ e.file }}">
+<image href="{{ e.file }}" width="{{ e.size[0] }}" height="{{ e.size[1] }}" style="image-rendering: pixelated"/>
+{% if kind == "mask" %}<image href="{{ e.label }}" width="{{ e.size[0] }}" height="{{ e.size[1] }}" filter="url(#tint)"/>{% endif %}
+{% for x0, y0, x1, y1 in e.boxes %}<rect x="{{ x0 }}" y="{{ y0 }}" width="{{ x1 - x0 }}" height="{{ y1 - y0 }}" fill="none" stroke="#eb2828" stroke-width="{{ e.stroke }}"/>{% endfor %}
+{% for x, y in e.points %}<circle cx="{{ x }}" cy="{{ y }}" r="{{ e.stroke * 1.5 }}" fill="#eb2828"/>{% endfor %}
+</svg>{% endif %}
+<figcaption><b>{{ e.file }}</b> (realism {{ e.realism }})<br>label: {{ e.label_text }}<br>from {{ e.source_file }}<br>
 {% for a in e.augmentations %}{{ a.name }} {{ '%.2f'|format(a.intensity) }}{{ ', ' if not loop.last }}{% endfor %}
 </figcaption></figure>{% endfor %}</div></body></html>
-"""
+"""  # noqa: E501
+
+
+def _preview_entry(folder: str, entry: SyntheticImage, kind: str, label_format: str | None) -> dict:
+    """What the preview shows of one synthetic image: its label drawn, as numbers only."""
+    shown = {**dataclasses.asdict(entry), "label_text": _describe_output(entry.label, kind), "size": None,
+             "boxes": [], "points": []}
+    if kind == "class":
+        shown["label_text"] = _truncate(entry.label)
+        return shown
+    from PIL import Image
+
+    try:
+        with Image.open(os.path.join(folder, entry.file)) as opened:
+            width, height = opened.size
+    except (OSError, ValueError):
+        return shown  # drawn without its label if the image cannot be read
+    shown["size"], shown["stroke"] = (width, height), max(1.0, round(min(width, height) / 80, 1))
+    rows = entry.label if isinstance(entry.label, list) else []
+    if kind == "bbox":
+        shown["boxes"] = [tuple(round(v, 2) for v in _box_corners(row, label_format, height, width)) for row in rows
+                          if isinstance(row, list) and len(row) >= 4 and all(_is_number(v) for v in row[:4])]
+    elif kind == "keypoints":
+        shown["points"] = [(round(row[0], 2), round(row[1], 2)) for row in rows
+                           if isinstance(row, list) and len(row) >= 2 and all(_is_number(v) for v in row[:2])]
+    return shown
 
 
 ###############################################################################
@@ -3580,7 +3820,7 @@ class ImageAugmenter:
         analytics_cache: str | os.PathLike | None = "analysis.json",
         *,
         strategy: str = "grid",
-        grid_sample: int | float = 32,
+        grid_sample: int | float = 0.1,
         num_workers: int | None = None,
         executor: concurrent.futures.Executor | None = None,
         images_per_shard: int | None = None,
@@ -3962,8 +4202,10 @@ class ImageAugmenter:
     def _write_preview(self, folder: str, name: str, entries: list[SyntheticImage], limit: int = 1000) -> str:
         import jinja2
 
+        kind = self.label_kind
+        shown = [_preview_entry(folder, entry, kind, self.label_format) for entry in entries[-limit:]]
         html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
-            entries=entries[-limit:], seed=self.seed)
+            entries=shown, seed=self.seed, kind=kind)
         return _write_atomic(os.path.join(folder, name), html)
 
     # -- the report -----------------------------------------------------------------
@@ -3998,10 +4240,11 @@ class ImageAugmenter:
         if len(sources) != len(analysis.images):
             raise AugmentError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
         has_model = self.my_predict is not None or self.predict_factory is not None
-        predictor = self._model_spec().predictor() if has_model else None
+        spec = self._model_spec() if has_model else None
+        predictor = spec.predictor() if spec is not None else None
         html_dir = _output_folder(html_dir, "html_dir")
-        writer = _ReportWriter(analysis, html_dir, sources, predictor, torch_model, target_layers,
-                               cam_method, preprocess, int(analysis.settings["seed"]), gallery_size)
+        writer = _ReportWriter(analysis, html_dir, sources, predictor, spec.diff_error if spec else None, torch_model,
+                               target_layers, cam_method, preprocess, gallery_size, self.describe)
         with _lock_for_folder(html_dir), predictor if predictor is not None else contextlib.nullcontext():
             _remove_temporaries(html_dir, _temporary_prefix("index.html"))
             return writer.write()
@@ -4129,17 +4372,18 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
 
 
 def format_summary(analysis: Analysis) -> str:
-    """A plain-text table: per augmentation, the intensities at which 10/50/90 % of outputs changed."""
+    """A plain-text table: per augmentation, the intensities at which 10/50/90 % of outputs changed.
 
-    def cell(value: float | None) -> str:
-        return ">1" if value is None else f"{value:.2f}"
-
+    >>> print(format_summary(analysis))          # doctest: +SKIP
+    augmentation          safe   10%   50%   90%   (intensity at which that share of 300 images changed output)
+    Brighten              0.05  0.15  0.25  0.65
+    """
     lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}   (intensity at which "
              f"that share of {len(analysis.images)} images changed output)"]
-    for row in analysis.summary_rows():
-        lines.append(f"{row['augmentation']:<20} {cell(row['safe_intensity']):>5} "
-                     f"{cell(row['intensity_at_10']):>5} {cell(row['intensity_at_50']):>5} "
-                     f"{cell(row['intensity_at_90']):>5}")
+    for name, summary in analysis.summaries().items():
+        cells = [_format_intensity(v) for v in (summary.safe_intensity, summary.intensity_at_10,
+                                                summary.intensity_at_50, summary.intensity_at_90)]
+        lines.append(f"{name:<20} " + " ".join(f"{cell:>5}" for cell in cells))
     return "\n".join(lines)
 
 
@@ -4160,15 +4404,19 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     predict = _import_object(args.predict, "--predict") if args.predict else None
     diff_error = _import_object(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
     return ImageAugmenter(predict, diff_error, augmentations=args.augmentations or ALL_AUGMENTATIONS,
-                          seed=args.seed, batch_size=args.batch_size, predict_input=args.predict_input,
-                          failure_threshold=args.failure_threshold, on_error=args.on_error,
-                          max_image_pixels=args.max_image_pixels, model_id=args.model_id)
+                          label_format=args.label_format, seed=args.seed, batch_size=args.batch_size,
+                          predict_input=args.predict_input, failure_threshold=args.failure_threshold,
+                          on_error=args.on_error, max_image_pixels=args.max_image_pixels, model_id=args.model_id,
+                          rotate_method=args.rotate_method)
 
 
 def _inputs(args: argparse.Namespace) -> tuple[list[str], list | None]:
     """The images and labels a command works on; ``--dry-run`` prints which file got which label."""
     files = _expand_images(args.images)
     labels = _read_labels(args.labels, files)
+    if labels is not None and args.label_format == "mask":  # mask files, relative to the labels file
+        folder = os.path.dirname(os.path.abspath(args.labels))
+        labels = [os.path.join(folder, label) if isinstance(label, str) else label for label in labels]
     if labels is not None and len(labels) != len(files):
         raise AugmentError(f"--labels {args.labels} has {len(labels)} labels for {len(files)} images (a list "
                            f"follows the images' sorted order; --dry-run lists it)")
@@ -4230,7 +4478,6 @@ def _command_report(args: argparse.Namespace) -> int:
 def _command_synthesize(args: argparse.Namespace) -> int:
     augmenter = _augmenter_from_args(args)
     files, labels = _inputs(args)
-    augmenter.label_format = args.label_format
     augmenter.load_analysis(args.cache)
     manifest = os.path.join(args.output_dir, "manifest.jsonl")
     before = len(_read_manifest(manifest)[0]) if os.path.isfile(manifest) else 0
@@ -4268,6 +4515,14 @@ def _resolve_layer(model: Any, dotted: str) -> Any:
     return layer
 
 
+def _count_or_share(text: str) -> int | float:
+    """``--grid-sample``: "32" is a count of images, "0.1" a share of them."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augment.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"augment.py {__version__}")
@@ -4293,6 +4548,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--model-id", help="the model's version (e.g. a weights hash): a new one re-searches")
         sub.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
                          help="larger images are skipped with a warning (default: %(default)s)")
+        sub.add_argument("--label-format", default=None,
+                         help="labels and outputs are boxes (pascal_voc, coco, yolo, albumentations), keypoints or "
+                              "mask (labels: mask image files, relative to the labels file)")
+        sub.add_argument("--rotate-method", choices=_ROTATE_METHODS, default="largest_box",
+                         help="how a rotated box is enclosed: largest_box, or ellipse (tighter for round objects)")
 
     search = commands.add_parser("search", help="search randomization boundaries into the analysis file")
     model_options(search)
@@ -4300,7 +4560,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--cache", default="analysis.json", help="analysis file (resumed if present)")
     search.add_argument("--strategy", choices=sorted(_PROBES), default="grid",
                         help="grid: every intensity; adaptive: coarse walk + bisection (~1/4 of the calls)")
-    search.add_argument("--grid-sample", type=int, default=32, help="adaptive: images measured on the whole grid")
+    search.add_argument("--grid-sample", type=_count_or_share, default=0.1,
+                        help="adaptive: images measured on the whole grid, a count (32) or a share (0.1, the default)")
     search.add_argument("--workers", type=int, default=None, help="render worker processes (default: automatic)")
     search.add_argument("--dask", metavar="SCHEDULER", help="search on a Dask cluster (e.g. tcp://host:8786); "
                         "--predict must be importable on its workers")
@@ -4331,8 +4592,6 @@ def _parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--max-augmentations", type=int, default=8)
     synthesize.add_argument("--min-diff-error", type=float, default=0.0)
     synthesize.add_argument("--max-diff-error", type=float, default=1.0)
-    synthesize.add_argument("--label-format", default=None, help="pascal_voc, coco, yolo, albumentations, "
-                                                                  "keypoints or mask")
     synthesize.add_argument("--output-dir", default="generated")
     synthesize.set_defaults(run=_command_synthesize)
 
