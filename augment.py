@@ -1626,7 +1626,7 @@ def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any],
 _VIEW_SIDE = 32  # masks are stored for drawing at most this many pixels on their long side
 
 
-def _output_view(output: Any, kind: str) -> Any:
+def _output_view(output: Any, kind: str, side: int = _VIEW_SIDE) -> Any:
     """What the report draws of a positional output, small enough for the analysis file.
 
     Boxes and points: their coordinates (one decimal) and a first extra item as text
@@ -1642,7 +1642,7 @@ def _output_view(output: Any, kind: str) -> Any:
         import cv2
 
         binary = (value.reshape(value.shape[0], value.shape[1], -1) != 0).any(axis=2).astype(np.uint8)
-        scale = min(1.0, _VIEW_SIDE / max(binary.shape))
+        scale = min(1.0, side / max(binary.shape))
         small = binary if scale == 1.0 else cv2.resize(
             binary, (max(1, round(binary.shape[1] * scale)), max(1, round(binary.shape[0] * scale))),
             interpolation=cv2.INTER_NEAREST)
@@ -3054,13 +3054,14 @@ def _draw_view(picture: np.ndarray, view: Any, kind: str, label_format: str | No
     out = picture.copy()
     scale_y, scale_x = out.shape[0] / shape[0], out.shape[1] / shape[1]
     weight = 1 if thin else 2
-    if kind == "mask":
+    if kind == "mask":  # a translucent fill and its outline; thin: the outline alone
         mask = cv2.resize(_view_mask(view).astype(np.uint8), (out.shape[1], out.shape[0]),
                           interpolation=cv2.INTER_NEAREST).astype(bool)
-        tint = np.zeros_like(out)
-        tint[:] = colour
-        blended = cv2.addWeighted(out, 0.55, tint, 0.45, 0)
-        out[mask] = blended[mask]
+        if not thin:
+            tint = np.zeros_like(out)
+            tint[:] = colour
+            blended = cv2.addWeighted(out, 0.55, tint, 0.45, 0)
+            out[mask] = blended[mask]
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         return cv2.drawContours(out, contours, -1, colour, weight)
     for row in view:
@@ -3121,11 +3122,11 @@ class _ReportWriter:
         return augmented, reference
 
     def drawn(self, image: np.ndarray, output_view: Any, reference_view: Any) -> np.ndarray:
-        """The image for the page: the moved reference in green, what the model said in red."""
-        picture = _display_size(image)
-        picture = _draw_view(picture, reference_view, self.kind, self.label_format, image.shape, _REFERENCE_COLOUR,
-                             thin=True)
-        return _draw_view(picture, output_view, self.kind, self.label_format, image.shape, _OUTPUT_COLOUR)
+        """The image for the page: what the model said in red, the (moved) reference outlined in green."""
+        picture = _draw_view(_display_size(image), output_view, self.kind, self.label_format, image.shape,
+                             _OUTPUT_COLOUR)
+        return _draw_view(picture, reference_view, self.kind, self.label_format, image.shape, _REFERENCE_COLOUR,
+                          thin=True)
 
     def sweep(self, name: str, index: int) -> tuple[list[dict], str | None]:
         """Frames (PNG files, captions) and the GIF of one augmentation on one image."""
@@ -3153,7 +3154,8 @@ class _ReportWriter:
         frames, captioned = [], []
         for k, (t, picture, note, output, (_, target)) in enumerate(zip(grid, pictures, notes, outputs, moved)):
             caption = f"{t:.2f}: {note}" if note else f"intensity {t:.2f}"
-            shown = self.drawn(picture, _output_view(output, self.kind), _output_view(target, self.kind))
+            full = max(image.shape)  # drawn from the outputs themselves, not the stored small views
+            shown = self.drawn(picture, _output_view(output, self.kind, full), _output_view(target, self.kind, full))
             framed = _captioned(shown, caption)
             relative = f"frames/{_safe_name(name)}-{k:02d}.png"
             _save_png(os.path.join(self.html_dir, relative), framed)

@@ -159,3 +159,69 @@ def test_report_in_a_real_browser(searched):
     assert before_src != after_src and after_src.endswith("-07.png") and after_width > 0
     assert "intensity 0.70" in caption
     assert all(url.startswith("file://") for url in requests), [u for u in requests if not u.startswith("file")]
+
+
+# -- positional outputs are drawn, not printed ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mask_report(tmp_path_factory):
+    from examples import shapes
+
+    folder = tmp_path_factory.mktemp("masks")
+    images, _ = shapes.make_shapes(6, seed=11, shapes="rectangles")
+    files = write_pngs(folder / "imgs", [np.kron(image, np.ones((3, 3, 1), np.uint8)) for image in images])
+    augmenter = augment.ImageAugmenter(shapes.predict_masks, shapes.mask_diff_error, label_format="mask",
+                                       augmentations=["SafeRotate", "Brighten", "Darken"], batch_size=64,
+                                       progress=False)
+    augmenter.search_randomization_boundaries(files, None, 0.1, folder / "analysis.json")
+    return augmenter, Path(augmenter.render_boundaries(folder / "analytics"))
+
+
+def colour_pixels(path, colour, tolerance=40):
+    picture = iio.imread(path)[..., :3].astype(int)
+    return int((np.abs(picture - np.array(colour)).sum(axis=2) < tolerance).sum())
+
+
+def test_masks_are_drawn_over_the_exemplars_and_frames_with_short_captions(mask_report):
+    augmenter, html = mask_report
+    text = html.read_text()
+    assert len(text) < 120_000  # captions of whole masks made a 2.1 MB page
+    captions = __import__("re").findall(r"<figcaption>(.*?)</figcaption>", text, flags=__import__("re").S)
+    assert captions and max(len(c) for c in captions) < 400 and "[[" not in text and "..." not in text
+    assert "drawn in" in text and "red" in text
+    section = html.parent / "images" / "SafeRotate-exemplar-2.png"  # first failure, or last success
+    section = section if section.exists() else html.parent / "images" / "SafeRotate-exemplar-1.png"
+    assert colour_pixels(section, augment._OUTPUT_COLOUR) > 20  # the model's mask, tinted red
+    frame = html.parent / "frames" / "SafeRotate-05.png"
+    assert colour_pixels(frame, augment._OUTPUT_COLOUR) > 20 and colour_pixels(frame, augment._REFERENCE_COLOUR) > 5
+
+
+@pytest.mark.browser
+def test_a_mask_report_in_a_real_browser_shows_pictures_not_text(mask_report):
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; the README's test command installs it")
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    html = mask_report[1]
+    errors = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(html.resolve().as_uri())
+        page.wait_for_load_state("load")
+        pictures = page.eval_on_selector_all("#aug-SafeRotate img", "els => els.map(e => e.naturalWidth)")
+        longest = page.eval_on_selector_all("figcaption", "els => Math.max(...els.map(e => e.innerText.length))")
+        page.locator("#aug-SafeRotate").scroll_into_view_if_needed()
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "report-masks.png"))
+        browser.close()
+    assert not errors, errors
+    assert len(pictures) >= 4 and all(width > 0 for width in pictures)  # triptych, GIF, slider frame
+    assert longest < 400
