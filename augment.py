@@ -2263,6 +2263,181 @@ def _grid_sample(count: int, sample: Any, seed: int) -> frozenset[int]:
     return frozenset(int(k) for k in order[:size])
 
 
+@dataclass(frozen=True)
+class _SearchSettings:
+    """What the search, the analysis file and the report need of an augmenter's settings."""
+
+    augmentations: tuple[str, ...]
+    seed: int
+    failure_threshold: float
+    label_format: str | None
+    rotate_method: str
+    model_id: str | None
+    max_image_pixels: int | None
+    batch_size: int
+    checkpoint_seconds: float
+    progress: bool
+    describe: Callable[[Any], str] | None = None
+
+    @property
+    def label_kind(self) -> str:
+        return _label_kind(self.label_format)
+
+    def fingerprint(self, sources: Sequence[_Source], labels: list | None, step: float) -> str:
+        """What a cached analysis must match to be resumed: the inputs and every setting that
+        changes a measurement (not the augmentations: adding one reuses the others)."""
+        parts = {"images": [source.identity() for source in sources],
+                 "labels": None if labels is None else [_digest(label) for label in labels],
+                 "step": step, "seed": self.seed, "failure_threshold": self.failure_threshold}
+        if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
+            parts["model_id"] = self.model_id
+        if self.label_kind != "class":  # positional outputs are compared after moving them
+            parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+@dataclass
+class _SearchRequest:
+    """One search's checked arguments (see ImageAugmenter.search_randomization_boundaries)."""
+
+    sources: list[_Source]
+    labels: list | None
+    step: float
+    path: str | None
+    strategy: str
+    full_grid: frozenset[int]
+    num_workers: int | None
+    executor: concurrent.futures.Executor | None
+    images_per_shard: int | None
+    images_in_flight: int | None
+
+
+class _SearchRun:
+    """One search: resume or start the analysis under its file's lock, search what is missing
+    (here, or in shards on an executor), checkpoint as results arrive, and say what was skipped.
+
+    ``model_for(sources) -> _ModelSpec`` builds the model (the model-free matcher needs the
+    images); ``started(analysis)`` is told the analysis before any prediction.
+    """
+
+    def __init__(self, settings: _SearchSettings, request: _SearchRequest,
+                 model_for: Callable[[Sequence[_Source]], _ModelSpec], events: list | None = None):
+        self.settings, self.request, self.model_for, self.events = settings, request, model_for, events
+        self.predict_calls = 0
+
+    def run(self, started: Callable[[Analysis], None]) -> Analysis:
+        settings, request = self.settings, self.request
+        sources, labels, path = request.sources, request.labels, request.path
+        with _lock_for_file(path) if path is not None else contextlib.nullcontext():
+            analysis = Analysis.resume_or_start(path, settings.fingerprint(sources, labels, request.step), settings,
+                                                sources, labels, request.step)
+            for curve in analysis.curves.values():
+                curve.failure_threshold = settings.failure_threshold
+            analysis.settings["strategy"] = request.strategy
+            analysis.settings["grid_sample"] = None if request.strategy == "grid" else sorted(request.full_grid)
+            started(analysis)
+            todo = analysis.missing(settings.augmentations, request.full_grid)
+            if todo:
+                self._search_missing(analysis, todo)
+            elif path is not None and not os.path.exists(path):
+                analysis.save(path)
+        if skipped := analysis.skipped:
+            listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+            warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
+                          f"analysis.skipped and in the report; a re-run tries them again.", stacklevel=3)
+            if len(skipped) == len(sources):
+                raise AugmentError(f"every image was skipped, nothing was searched: {listed}")
+        return analysis
+
+    def _search_missing(self, analysis: Analysis, todo: dict[int, list[str]]) -> None:
+        settings, request = self.settings, self.request
+        batch = settings.batch_size
+        job = _SearchJob(
+            sources=dict(enumerate(request.sources)), todo=todo, full_grid=request.full_grid,
+            labels=dict(enumerate(request.labels)) if request.labels is not None else None,
+            strategy=request.strategy, grid=analysis.intensities, failure_threshold=settings.failure_threshold,
+            seed=settings.seed, batch_size=batch, max_pixels=settings.max_image_pixels,
+            label_format=settings.label_format, rotate_method=settings.rotate_method, describe=settings.describe,
+            images_in_flight=request.images_in_flight or max(2, math.ceil(4 * batch / len(settings.augmentations))))
+        checkpoint = _Checkpointer(analysis, request.path, settings.checkpoint_seconds)
+        from tqdm.auto import tqdm
+
+        try:
+            with tqdm(total=sum(map(len, todo.values())), unit="pair", desc=f"search ({request.strategy})",
+                      disable=not settings.progress, smoothing=0.1) as bar:
+                if request.executor is None:
+                    self._search_here(job, checkpoint, bar)
+                else:
+                    self._search_sharded(job, checkpoint, bar)
+        except BaseException as exc:
+            # Whatever ended the search (an error, Ctrl-C), finished pairs are kept; a save that
+            # fails too (the disk is full) is said in a note, not as a second traceback.
+            try:
+                checkpoint.save()
+            except OSError as save_error:
+                if save_error is not exc and str(save_error) != str(exc):
+                    exc.add_note(f"augment.py: the last checkpoint could not be saved either: {save_error}")
+            raise
+        checkpoint.save()
+
+    def _search_here(self, job: _SearchJob, checkpoint: _Checkpointer, bar: Any) -> None:
+        spec = self.model_for(self.request.sources)
+        predictor, num_workers = spec.predictor(), self.request.num_workers
+        workers = _usable_cores() if num_workers is None else num_workers
+        renders = sum(map(len, job.todo.values())) * (len(job.grid) - 1)
+        # By default workers start only where they pay: a large search, and cores to spare next
+        # to the model's (on 2 cores the benchmark measured workers 1.4x slower than inline).
+        pooled = workers > 1 and (num_workers is not None or (renders >= _POOL_MIN_RENDERS and workers >= 4))
+        renderer = _render_pool(workers) if pooled else _InlineExecutor()
+        try:
+            with predictor:
+                _SearchPipeline(job, predictor, spec.diff_error, renderer, events=self.events, on_pair=bar.update,
+                                on_result=lambda result: checkpoint.merge([result])).run()
+        except concurrent.futures.process.BrokenProcessPool as exc:
+            raise RuntimeError(
+                f"the {workers} render worker processes stopped ({exc}). A script that starts a search "
+                f"needs the `if __name__ == '__main__':` guard (workers re-import it); or pass "
+                f"num_workers=0 to render in this process. Finished images are in the analysis file.") from exc
+        finally:
+            self.predict_calls += predictor.calls
+            renderer.shutdown(wait=True, cancel_futures=True)
+
+    def _search_sharded(self, job: _SearchJob, checkpoint: _Checkpointer, bar: Any) -> None:
+        spec = self.model_for(self.request.sources)
+        _check_picklable(spec.predict if spec.predict is not None else spec.factory,
+                         "my_predict" if spec.factory is None else "predict_factory")
+        _check_picklable(spec.diff_error, "diff_error")
+        indices = list(job.todo)
+        size = self.request.images_per_shard or max(1, min(256, math.ceil(len(indices) / 16)))
+        futures = {}
+        for start in range(0, len(indices), size):
+            shard = indices[start:start + size]
+            part = dataclasses.replace(
+                job, sources={k: job.sources[k] for k in shard}, todo={k: job.todo[k] for k in shard},
+                labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
+                full_grid=job.full_grid & frozenset(shard))
+            futures[self.request.executor.submit(_run_shard, part, spec)] = shard
+        error: BaseException | None = None
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    results, calls = future.result()
+                except concurrent.futures.CancelledError:
+                    continue
+                except Exception as exc:  # a failed shard costs only itself: the others finish and are
+                    error = error or exc  # saved, then the first error is raised
+                    continue
+                self.predict_calls += calls
+                checkpoint.merge(results)
+                bar.update(sum(len(job.todo[k]) for k in futures[future]))
+        except BaseException:  # Ctrl-C: do not wait for the shards still running
+            for future in futures:
+                future.cancel()
+            raise
+        if error is not None:
+            raise error
+
+
 ###############################################################################
 # The analysis file
 ###############################################################################
@@ -2566,6 +2741,14 @@ def _or_two(intensity: float | None) -> float:
     return 2.0 if intensity is None else intensity  # "never" sorts after every intensity
 
 
+def _empty_curve(name: str, grid: list[float], count: int, with_labels: bool, views: bool) -> AugmentationCurve:
+    return AugmentationCurve(
+        name=name, intensities=grid, failure_threshold=0.0, definition=CATALOGUE[name].definition,
+        diff_errors=[None] * count, label_errors=[None] * count if with_labels else None,
+        last_success_output=[None] * count, first_failure_output=[None] * count,
+        last_success_view=[None] * count if views else None, first_failure_view=[None] * count if views else None)
+
+
 @dataclass
 class ImageRecord:
     """One searched image: its file (or array key), label and the model's original output."""
@@ -2670,6 +2853,60 @@ class Analysis:
         except ValueError as exc:
             raise AugmentError(f"{where} is damaged: {exc}") from None
         return cls(fingerprint=data["fingerprint"], settings=settings, images=images, curves=curves)
+
+    @classmethod
+    def resume_or_start(cls, path: str | None, fingerprint: str, settings: _SearchSettings,
+                        sources: Sequence[_Source], labels: list | None, step: float) -> Analysis:
+        """The cache policy: resume ``path`` when it matches ``fingerprint``, else start afresh.
+
+        A matching file is reused; augmentations it lacks, or whose catalogue definition
+        changed, start empty. A file that does not match, or cannot be read, is kept as a
+        ``.bak-<time>`` backup, with a warning saying why. Temporaries a killed job left next
+        to ``path`` are removed (the caller holds the file's lock, so no live job owns them).
+        """
+        grid, views = _grid(step), settings.label_kind != "class"
+        if path is not None:
+            _remove_temporaries(os.path.dirname(os.path.abspath(path)), _temporary_prefix(path))
+        if path is not None and os.path.exists(path):
+            try:
+                cached = load_analysis(path)
+                reason = None if cached.fingerprint == fingerprint else (
+                    "its images, labels, step size, seed, failure threshold, model_id or label_format differ from "
+                    "this search")
+                if reason and views and not cached.settings.get("moved_references"):
+                    reason = (f"it compared positional outputs where they were, not moved with geometric "
+                              f"augmentations (label_format {settings.label_format!r}); searching again")
+            except ValueError as exc:
+                cached, reason = None, str(exc)
+            if reason is None:
+                for name in settings.augmentations:
+                    curve = cached.curves.get(name)
+                    if curve is None or curve.definition != CATALOGUE[name].definition:
+                        cached.curves[name] = _empty_curve(name, grid, len(sources), labels is not None, views)
+                return cached
+            backup = _backup(path)
+            warnings.warn(f"not reusing {path}: {reason}. It was kept as {backup}; starting a fresh search.",
+                          stacklevel=4)
+        images = [ImageRecord(file=source.key, label=_stored_label(label, settings.label_kind))
+                  for source, label in zip(sources, labels if labels is not None else [None] * len(sources))]
+        recorded = {"step_size": step, "intensities": grid, "seed": settings.seed,
+                    "failure_threshold": settings.failure_threshold, "strategy": "grid",
+                    "labels": labels is not None, "model_id": settings.model_id,
+                    "label_format": settings.label_format, "moved_references": views,
+                    "rotate_method": settings.rotate_method}
+        curves = {name: _empty_curve(name, grid, len(sources), labels is not None, views)
+                  for name in settings.augmentations}
+        return cls(fingerprint=fingerprint, settings=recorded, images=images, curves=curves)
+
+    def missing(self, names: Sequence[str], full_grid: frozenset[int]) -> dict[int, list[str]]:
+        """Per image, the augmentations still to search (a full-grid image needs every intensity)."""
+        todo = {}
+        for k in range(len(self.images)):
+            wanted = [name for name in names if (row := self.curves[name].diff_errors[k]) is None
+                      or (k in full_grid and None in row)]
+            if wanted:
+                todo[k] = wanted
+        return todo
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temporary file in the same folder, fsync, rename)."""
@@ -3753,66 +3990,15 @@ class ImageAugmenter:
         spec = self._model_spec(default_images)
         return spec.predictor(), spec.diff_error
 
+    def _settings(self) -> _SearchSettings:
+        return _SearchSettings(tuple(self.augmentations), self.seed, self.failure_threshold, self.label_format,
+                               self.rotate_method, self.model_id, self.max_image_pixels, self.batch_size or 64,
+                               self.checkpoint_seconds, self.progress, self.describe)
+
+    def _use(self, analysis: Analysis, path: str | None) -> None:
+        self.analysis, self.analysis_path = analysis, path
+
     # -- the search ---------------------------------------------------------------
-
-    def _fingerprint(self, sources: Sequence[_Source], labels: list | None, step: float) -> str:
-        parts = {
-            "images": [source.identity() for source in sources],
-            "labels": None if labels is None else [_digest(label) for label in labels],
-            "step": step,
-            "seed": self.seed,
-            "failure_threshold": self.failure_threshold,
-        }
-        if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
-            parts["model_id"] = self.model_id
-        if self.label_kind != "class":  # positional outputs are compared after moving them
-            parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
-        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
-
-    def _resume_or_start(self, path: str | None, fingerprint: str, sources: Sequence[_Source],
-                         labels: list | None, step: float) -> Analysis:
-        grid = _grid(step)
-        if path is not None:  # what a killed job left; this job holds the lock, so no live job owns them
-            _remove_temporaries(os.path.dirname(os.path.abspath(path)), _temporary_prefix(path))
-        if path is not None and os.path.exists(path):
-            try:
-                cached = load_analysis(path)
-                reason = None if cached.fingerprint == fingerprint else (
-                    "its images, labels, step size, seed, failure threshold, model_id or label_format differ from "
-                    "this search")
-                if reason and self.label_kind != "class" and not cached.settings.get("moved_references"):
-                    reason = (f"it compared positional outputs where they were, not moved with geometric "
-                              f"augmentations (label_format {self.label_format!r}); searching again")
-            except ValueError as exc:
-                cached, reason = None, str(exc)
-            if reason is None:
-                for name in self.augmentations:
-                    curve = cached.curves.get(name)
-                    if curve is None or curve.definition != CATALOGUE[name].definition:
-                        cached.curves[name] = self._empty_curve(name, grid, len(sources), labels is not None,
-                                                                self.label_kind != "class")
-                return cached
-            backup = _backup(path)
-            warnings.warn(f"not reusing {path}: {reason}. It was kept as {backup}; starting a fresh search.",
-                          stacklevel=3)
-        images = [ImageRecord(file=source.key, label=_stored_label(label, self.label_kind))
-                  for source, label in zip(sources, labels if labels is not None else [None] * len(sources))]
-        settings = {"step_size": step, "intensities": grid, "seed": self.seed,
-                    "failure_threshold": self.failure_threshold, "strategy": "grid",
-                    "labels": labels is not None, "model_id": self.model_id, "label_format": self.label_format,
-                    "moved_references": self.label_kind != "class", "rotate_method": self.rotate_method}
-        curves = {name: self._empty_curve(name, grid, len(sources), labels is not None, self.label_kind != "class")
-                  for name in self.augmentations}
-        return Analysis(fingerprint=fingerprint, settings=settings, images=images, curves=curves)
-
-    @staticmethod
-    def _empty_curve(name: str, grid: list[float], count: int, with_labels: bool, views: bool) -> AugmentationCurve:
-        return AugmentationCurve(
-            name=name, intensities=grid, failure_threshold=0.0, definition=CATALOGUE[name].definition,
-            diff_errors=[None] * count, label_errors=[None] * count if with_labels else None,
-            last_success_output=[None] * count, first_failure_output=[None] * count,
-            last_success_view=[None] * count if views else None, first_failure_view=[None] * count if views else None,
-        )
 
     def search_randomization_boundaries(
         self,
@@ -3826,6 +4012,7 @@ class ImageAugmenter:
         num_workers: int | None = None,
         executor: concurrent.futures.Executor | None = None,
         images_per_shard: int | None = None,
+        images_in_flight: int | None = None,
         images_per_chunk: int | None = None,
     ) -> Analysis:
         """Measure, per augmentation and intensity, how often the model's output changes.
@@ -3837,19 +4024,18 @@ class ImageAugmenter:
         re-run with the same inputs resumes (None: keep it in memory only).
 
         ``strategy``: "grid" measures every intensity; "adaptive" finds each image's first
-        failure by a coarse walk and bisection (same resolution, about a third of the
-        model calls) and measures ``grid_sample`` seeded images (int, or a share) on the
-        whole grid for the curves. ``num_workers``: processes that render augmentations
-        while the model predicts (default: the usable cores, used for large searches on
-        machines with 4 or more; 0 or 1: inline). ``executor``: any ``concurrent.futures.Executor``, e.g.
-        ``dask.distributed.Client(...).get_executor()``: images are cut into shards of
-        ``images_per_shard``, each searched in a worker (the model must be picklable, or
-        given as ``predict_factory``) and checkpointed as it arrives.
-        ``images_per_chunk``: images decoded and in flight at once (memory bound).
+        failure by a coarse walk and bisection (same resolution, about a quarter of the
+        model calls at step 0.05) and measures ``grid_sample`` seeded images (a share, or a
+        count) on the whole grid for the curves. ``num_workers``: processes that render
+        augmentations while the model predicts (default: the usable cores, used for large
+        searches on machines with 4 or more; 0 or 1: inline). ``executor``: any
+        ``concurrent.futures.Executor``, e.g. ``dask.distributed.Client(...).get_executor()``:
+        images are cut into shards of ``images_per_shard``, each searched in a worker (the
+        model must be picklable, or given as ``predict_factory``) and checkpointed as it
+        arrives. ``images_in_flight`` (formerly ``images_per_chunk``): images decoded at once.
 
         >>> augmenter = ImageAugmenter(lambda img: int(img.mean() > 127), augmentations=["Brighten"],
         ...                            progress=False)
-        >>> import numpy as np
         >>> analysis = augmenter.search_randomization_boundaries(
         ...     [np.full((16, 16, 3), 100, np.uint8)], step_size_percent=0.25, analytics_cache=None)
         >>> analysis.curves["Brighten"].first_failure_intensities
@@ -3862,131 +4048,22 @@ class ImageAugmenter:
             raise AugmentError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
         full_grid = (frozenset(range(len(sources))) if strategy == "grid"
                      else _grid_sample(len(sources), grid_sample, self.seed))
-        for name, value in (("num_workers", num_workers), ("images_per_shard", images_per_shard),
-                            ("images_per_chunk", images_per_chunk)):
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < (0 if name == "num_workers"
-                                                                                          else 1)):
-                raise AugmentError(f"{name} must be a positive int or None, got {value!r}")
+        _check_int(num_workers, "num_workers", 0, allow_none=True)
+        _check_int(images_per_shard, "images_per_shard", 1, allow_none=True)
+        in_flight = _check_int(images_in_flight if images_in_flight is not None else images_per_chunk,
+                               "images_in_flight", 1, allow_none=True)
         if executor is not None and not callable(getattr(executor, "submit", None)):
             raise AugmentError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
         _check_readable(sources)
-        path = _check_cache_path(analytics_cache)
-        with _lock_for_file(path) if path is not None else contextlib.nullcontext():
-            analysis = self._resume_or_start(path, self._fingerprint(sources, labels, step), sources, labels, step)
-            for curve in analysis.curves.values():
-                curve.failure_threshold = self.failure_threshold
-            analysis.settings["strategy"] = strategy
-            analysis.settings["grid_sample"] = None if strategy == "grid" else sorted(full_grid)
-            self.analysis, self.analysis_path = analysis, path
-            todo = {}
-            for k in range(len(sources)):
-                missing = [name for name in self.augmentations if (row := analysis.curves[name].diff_errors[k])
-                           is None or (k in full_grid and None in row)]
-                if missing:
-                    todo[k] = missing
-            if todo:
-                self._search_todo(analysis, path, sources, labels, todo, full_grid, strategy, num_workers, executor,
-                                  images_per_shard, images_per_chunk)
-            elif path is not None and not os.path.exists(path):
-                analysis.save(path)
-        if skipped := analysis.skipped:
-            listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
-            warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
-                          f"analysis.skipped and in the report; a re-run tries them again.", stacklevel=2)
-            if len(skipped) == len(sources):
-                raise AugmentError(f"every image was skipped, nothing was searched: {listed}")
-        return analysis
-
-    def _search_todo(self, analysis, path, sources, labels, todo, full_grid, strategy, num_workers, executor,
-                     images_per_shard, images_per_chunk) -> None:
-        batch = self.batch_size or 64
-        job = _SearchJob(
-            sources=dict(enumerate(sources)), todo=todo,
-            labels=dict(enumerate(labels)) if labels is not None else None, full_grid=full_grid,
-            strategy=strategy, grid=analysis.intensities, failure_threshold=self.failure_threshold, seed=self.seed,
-            batch_size=batch, max_pixels=self.max_image_pixels, label_format=self.label_format,
-            rotate_method=self.rotate_method, describe=self.describe,
-            images_in_flight=images_per_chunk or max(2, math.ceil(4 * batch / len(self.augmentations))))
-        checkpoint = _Checkpointer(analysis, path, self.checkpoint_seconds)
-        from tqdm.auto import tqdm
-
+        request = _SearchRequest(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
+                                 num_workers, executor, images_per_shard, in_flight)
+        run = _SearchRun(self._settings(), request, self._model_spec, self.events)
         try:
-            with tqdm(total=sum(map(len, todo.values())), unit="pair", desc=f"search ({strategy})",
-                      disable=not self.progress, smoothing=0.1) as bar:
-                if executor is None:
-                    self._search_here(job, sources, num_workers, checkpoint, bar)
-                else:
-                    self._search_sharded(job, sources, executor, images_per_shard, checkpoint, bar)
-        except BaseException as exc:
-            # Whatever ended the search (an error, Ctrl-C), finished images are kept; a save that
-            # fails too (the disk is full) is said in a note, not as a second traceback.
-            try:
-                checkpoint.save()
-            except OSError as save_error:
-                if save_error is not exc and str(save_error) != str(exc):
-                    exc.add_note(f"augment.py: the last checkpoint could not be saved either: {save_error}")
-            raise
-        checkpoint.save()
+            return run.run(started=lambda analysis: self._use(analysis, request.path))
+        finally:
+            self.predict_calls += run.predict_calls
 
     searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
-
-    def _search_here(self, job: _SearchJob, sources: Sequence[_Source], num_workers: int | None,
-                     checkpoint: _Checkpointer, bar: Any) -> None:
-        predictor, diff_error = self._predictor(sources)
-        workers = _usable_cores() if num_workers is None else num_workers
-        renders = sum(map(len, job.todo.values())) * (len(job.grid) - 1)
-        # By default workers start only where they pay: a large search, and cores to spare next
-        # to the model's (on 2 cores the benchmark measured workers 1.4x slower than inline).
-        pooled = workers > 1 and (num_workers is not None or (renders >= _POOL_MIN_RENDERS and workers >= 4))
-        renderer = _render_pool(workers) if pooled else _InlineExecutor()
-        try:
-            with predictor:
-                _SearchPipeline(job, predictor, diff_error, renderer, events=self.events, on_pair=bar.update,
-                                on_result=lambda result: checkpoint.merge([result])).run()
-        except concurrent.futures.process.BrokenProcessPool as exc:
-            raise RuntimeError(
-                f"the {workers} render worker processes stopped ({exc}). A script that starts a search "
-                f"needs the `if __name__ == '__main__':` guard (workers re-import it); or pass "
-                f"num_workers=0 to render in this process. Finished images are in the analysis file.") from exc
-        finally:
-            self.predict_calls += predictor.calls
-            renderer.shutdown(wait=True, cancel_futures=True)
-
-    def _search_sharded(self, job: _SearchJob, sources: Sequence[_Source], executor: concurrent.futures.Executor,
-                        images_per_shard: int | None, checkpoint: _Checkpointer, bar: Any) -> None:
-        model = self._model_spec(sources)
-        _check_picklable(model.predict if model.predict is not None else model.factory,
-                         "my_predict" if self.my_predict is not None else "predict_factory")
-        _check_picklable(model.diff_error, "diff_error")
-        indices = list(job.todo)
-        size = images_per_shard or max(1, min(256, math.ceil(len(indices) / 16)))
-        futures = {}
-        for start in range(0, len(indices), size):
-            shard = indices[start:start + size]
-            part = dataclasses.replace(
-                job, sources={k: job.sources[k] for k in shard}, todo={k: job.todo[k] for k in shard},
-                labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
-                full_grid=job.full_grid & frozenset(shard))
-            futures[executor.submit(_run_shard, part, model)] = shard
-        error: BaseException | None = None
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                try:
-                    results, calls = future.result()
-                except concurrent.futures.CancelledError:
-                    continue
-                except Exception as exc:  # a failed shard costs only itself: the others finish and are
-                    error = error or exc  # saved, then the first error is raised
-                    continue
-                self.predict_calls += calls
-                checkpoint.merge(results)
-                bar.update(sum(len(job.todo[k]) for k in futures[future]))
-        except BaseException:  # Ctrl-C: do not wait for the shards still running
-            for future in futures:
-                future.cancel()
-            raise
-        if error is not None:
-            raise error
 
     # -- synthesis ------------------------------------------------------------------
 
