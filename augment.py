@@ -3761,6 +3761,184 @@ def _preview_entry(folder: str, entry: SyntheticImage, kind: str, label_format: 
     return shown
 
 
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """How synthesis picks augmentations and intensities for one image: pure, nothing is applied.
+
+    ``limits``: per augmentation (in order), the largest intensity drawn, which realism and
+    the search decided (see :meth:`ImageAugmenter.sampling_policy`); ``weights``: relative
+    odds of each (0: never); each image gets between ``fewest`` and ``most`` picks, never
+    two of one catalogue family (Brighten and Darken, the blurs and Sharpen, ...), each at an
+    intensity drawn uniformly from [0, limit].
+
+    >>> policy = SamplingPolicy({"Brighten": 0.3, "Darken": 0.2, "Hue": 0.5}, fewest=1, most=2)
+    >>> steps, pixel_seed = policy.sample(np.random.default_rng(0))
+    >>> all(0 <= t <= policy.limits[name] for name, t in steps) and 1 <= len(steps) <= 2
+    True
+    """
+
+    limits: dict[str, float]
+    weights: dict[str, float] = field(default_factory=dict)
+    fewest: int = 3
+    most: int = 8
+
+    def __post_init__(self) -> None:
+        for name, limit in self.limits.items():
+            _check_augmentation_name(name)
+            _check_number(limit, f"limit for {name}", 0.0, 1.0)
+        for name, weight in self.weights.items():
+            _check_number(weight, f"weight for {name}", 0.0, math.inf)
+        if not 1 <= _check_int(self.fewest, "fewest", 1) <= _check_int(self.most, "most", 1):
+            raise AugmentError(f"need 1 <= fewest <= most, got {self.fewest} and {self.most}")
+
+    @property
+    def eligible(self) -> list[str]:
+        return [name for name in self.limits if self.weights.get(name, 1.0) > 0]
+
+    def sample(self, rng: np.random.Generator) -> tuple[list[tuple[str, float]], int]:
+        """One image's [(augmentation, intensity)] in the order to apply, and its pixel seed."""
+        wanted = int(rng.integers(self.fewest, self.most + 1))
+        eligible, chosen, families = self.eligible, [], set()
+        while len(chosen) < wanted:
+            pool = [name for name in eligible if CATALOGUE[name].family not in families]
+            if not pool:
+                break
+            weights = np.array([self.weights.get(name, 1.0) for name in pool])
+            pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
+            chosen.append(pick)
+            families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
+        steps = [(name, round(float(rng.uniform(0.0, self.limits[name])), 4)) for name in chosen]
+        return steps, int(rng.integers(2**31 - 1))
+
+
+@dataclass
+class _FilterWindow:
+    """Keep a candidate only if the model's diff error to its source's output is in [low, high]."""
+
+    low: float = 0.0
+    high: float = 1.0
+    max_attempts: int = 10
+
+    @property
+    def active(self) -> bool:
+        return self.low > 0.0 or self.high < 1.0
+
+
+class _SynthesisJob:
+    """One call of synthesize_more after its arguments were checked: make ``wanted`` images
+    into a locked synthetic folder, a block of them at a time (one model batch per block when
+    filtering), each planned by the policy from (seed, image number, attempt) alone."""
+
+    def __init__(self, sources: list[_Source], labels: list | None, policy: SamplingPolicy, realism: float,
+                 seed: int, label_format: str | None, rotate_method: str, window: _FilterWindow,
+                 model_for: Callable[[Sequence[_Source]], _ModelSpec], block: int, progress: bool):
+        self.sources, self.labels, self.policy, self.realism, self.seed = sources, labels, policy, realism, seed
+        self.label_format, self.kind, self.rotate_method = label_format, _label_kind(label_format), rotate_method
+        self.window, self.model_for, self.block, self.progress = window, model_for, block, progress
+        self.loaded: dict[int, np.ndarray] = {}
+        self.reference_outputs: dict[int, Any] = {}
+        self.predictor: _Predictor | None = None
+        self.diff_error: Callable | None = None
+        self.predict_calls = 0
+
+    def run(self, target: _SyntheticFolder, wanted: int) -> tuple[list[str], list]:
+        from tqdm.auto import tqdm
+
+        made_files: list[str] = []
+        made_labels: list = []
+        index, empty_blocks, skipped, window = target.next_index, 0, 0, self.window
+        with contextlib.ExitStack() as stack:
+            if window.active:
+                spec = self.model_for(self.sources)
+                self.predictor, self.diff_error = stack.enter_context(spec.predictor()), spec.diff_error
+            bar = stack.enter_context(tqdm(total=wanted, unit="img", desc="synthesize", disable=not self.progress))
+            while len(made_files) < wanted:
+                indices = list(range(index, index + min(self.block, wanted - len(made_files))))
+                index += len(indices)
+                accepted = self._block(indices)
+                skipped += len(indices) - len(accepted)
+                for k in (k for k in indices if k in accepted):
+                    entry, files = accepted[k]
+                    target.add(entry, files)
+                    made_files.append(os.path.join(target.folder, entry.file))
+                    made_labels.append(os.path.join(target.folder, entry.label) if self.kind == "mask" else
+                                       entry.label)
+                    bar.update(1)
+                empty_blocks = 0 if accepted else empty_blocks + 1
+                if empty_blocks * self.block >= max(len(self.sources), self.block) and not accepted:
+                    warnings.warn(f"stopping after {len(made_files)} of {wanted} images: no candidate of any source "
+                                  f"image had a predicted diff error in [{window.low}, {window.high}] within "
+                                  f"{window.max_attempts} attempts; widen the range or change realism", stacklevel=4)
+                    break
+            if self.predictor is not None:
+                self.predict_calls += self.predictor.calls
+        if skipped:
+            warnings.warn(f"{skipped} synthetic image(s) skipped: no candidate within the diff-error range "
+                          f"[{window.low}, {window.high}] after {window.max_attempts} attempts each", stacklevel=4)
+        return made_files, made_labels
+
+    def _candidate(self, k: int, attempt: int) -> tuple[int, SyntheticImage, np.ndarray, Any]:
+        """Synthetic image ``k``, attempt ``attempt``: planned, applied, labels moved."""
+        source_index = k % len(self.sources)
+        source = self.sources[source_index]
+        if source_index not in self.loaded:
+            self.loaded[source_index] = source.load()
+        steps, pixel_seed = self.policy.sample(np.random.default_rng([self.seed, k, attempt]))
+        label = self.labels[source_index] if self.labels is not None else None
+        image, (new_label,) = _move_with_pixels(self.loaded[source_index], steps, pixel_seed, self.kind,
+                                                self.label_format, [label], [f"label of {source.key}"],
+                                                self.rotate_method)
+        mask = self.kind == "mask"
+        entry = SyntheticImage(
+            index=k, file=f"synthetic-{k:06d}-{_safe_name(Path(source.key).stem, 40)}.png",
+            label=None if mask else _jsonable(new_label), source_file=source.key,
+            source_label=None if mask else _jsonable(label),
+            augmentations=[{"name": n, "intensity": t} for n, t in steps], seed=pixel_seed, realism=self.realism)
+        return source_index, entry, image, new_label
+
+    def _block(self, indices: list[int]) -> dict[int, tuple[SyntheticImage, dict[str, bytes]]]:
+        """Make images ``indices``, retrying the ones the filter rejects; one model batch per round."""
+        accepted: dict[int, tuple[SyntheticImage, dict[str, bytes]]] = {}
+        attempts = dict.fromkeys(indices, 0)
+        while active := [k for k in indices if k not in accepted and attempts[k] < self.window.max_attempts]:
+            candidates = [(k, *self._candidate(k, attempts[k])) for k in active]
+            errors = self._predicted_errors(candidates) if self.predictor is not None else [None] * len(candidates)
+            for (k, _, entry, image, new_label), error in zip(candidates, errors):
+                if error is None or self.window.low <= error <= self.window.high:  # NaN never passes
+                    entry.predicted_diff_error = error
+                    files = {entry.file: _png_bytes(image)}
+                    if self.kind == "mask":
+                        entry.label = entry.file[:-4] + ".mask.png"
+                        files[entry.label] = _png_bytes(np.asarray(new_label))
+                    accepted[k] = (entry, files)
+                else:
+                    attempts[k] += 1
+        return accepted
+
+    def _predicted_errors(self, candidates: list) -> list[float]:
+        """Each candidate's diff error to its source's output (NaN where predict failed: rejected)."""
+        missing = sorted({c[1] for c in candidates} - set(self.reference_outputs))
+        if missing:
+            outputs = self.predictor([self.loaded[i] for i in missing], [self.sources[i].path for i in missing])
+            self.reference_outputs.update(zip(missing, outputs))
+        outputs = self.predictor([c[3] for c in candidates])
+        return [math.nan if isinstance(out, PredictFailure) or isinstance(self.reference_outputs[c[1]], PredictFailure)
+                else _checked_diff(self.diff_error, out, self.reference_outputs[c[1]],
+                                   f"synthetic image {c[2].file}, from {c[2].source_file}")
+                for out, c in zip(outputs, candidates)]
+
+
+def _write_preview(folder: str, name: str, entries: list[SyntheticImage], seed: int, label_format: str | None,
+                   limit: int = 1000) -> str:
+    import jinja2
+
+    kind = _label_kind(label_format)
+    shown = [_preview_entry(folder, entry, kind, label_format) for entry in entries[-limit:]]
+    html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
+        entries=shown, seed=seed, kind=kind)
+    return _write_atomic(os.path.join(folder, name), html)
+
+
 ###############################################################################
 # Evaluation
 ###############################################################################
@@ -4086,23 +4264,14 @@ class ImageAugmenter:
                                             curve.failure_intensity)
                 for name, curve in analysis.curves.items() if name in self.weights}
 
-    def _plan(self, index: int, attempt: int, eligible: Sequence[str], limits: dict[str, float],
-              fewest: int, most: int) -> tuple[list[tuple[str, float]], int]:
-        """Sample (never apply) synthetic image ``index``'s augmentations, intensities and pixel seed."""
-        rng = np.random.default_rng([self.seed, index, attempt])
-        wanted = int(rng.integers(fewest, most + 1))
-        chosen: list[str] = []
-        families: set[str] = set()
-        while len(chosen) < wanted:
-            pool = [n for n in eligible if CATALOGUE[n].family not in families]
-            if not pool:
-                break
-            weights = np.array([self.weights[n] for n in pool])
-            pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
-            chosen.append(pick)
-            families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
-        steps = [(name, round(float(rng.uniform(0.0, limits[name])), 4)) for name in chosen]
-        return steps, int(rng.integers(2**31 - 1))
+    def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
+                        max_random_augmentations: int = 8) -> SamplingPolicy:
+        """The policy synthesis draws from at ``realism``: limits from the analysis, this
+        augmenter's weights, ``min/max_random_augmentations`` picks per image."""
+        limits = self.intensity_limits(realism)
+        ordered = {name: limits[name] for name in self.augmentations if name in limits}
+        return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, min_random_augmentations,
+                              max_random_augmentations)
 
     def synthesize_more(
         self,
@@ -4150,142 +4319,38 @@ class ImageAugmenter:
         sources = _sources(organic_img_filenames, "organic_img_filenames")
         labels = _check_labels(organic_labels, len(sources), "organic_labels")
         realism = _check_number(realism, "realism", high=1.0)
-        count = len(sources) if count is None else count
-        if not isinstance(count, (int, np.integer)) or count < 0:
-            raise AugmentError(f"count must be a non-negative int or None, got {count!r}")
-        if not (isinstance(min_random_augmentations, int) and isinstance(max_random_augmentations, int)
-                and 1 <= min_random_augmentations <= max_random_augmentations):
-            raise AugmentError(f"need 1 <= min_random_augmentations <= max_random_augmentations, got "
-                               f"{min_random_augmentations!r} and {max_random_augmentations!r}")
+        count = _check_int(len(sources) if count is None else count, "count", 0)
+        fewest = _check_int(min_random_augmentations, "min_random_augmentations", 1)
+        if _check_int(max_random_augmentations, "max_random_augmentations", 1) < fewest:
+            raise AugmentError(f"need min_random_augmentations <= max_random_augmentations, got {fewest} and "
+                               f"{max_random_augmentations}")
         low = _check_number(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0)
         high = _check_number(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0)
         if low > high:
             raise AugmentError(f"min_predicted_diff_error {low} is above max_predicted_diff_error {high}")
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise AugmentError(f"max_attempts must be a positive int, got {max_attempts!r}")
-        kind = self.label_kind
-        if kind != "class" and labels is None:
+        _check_int(max_attempts, "max_attempts", 1)
+        if self.label_kind != "class" and labels is None:
             raise AugmentError(f"label_format {self.label_format!r} needs organic_labels to transform")
-        limits = self.intensity_limits(realism)
-        eligible = [n for n in self.augmentations if n in limits and self.weights[n] > 0]
-        if not eligible:
+        policy = self.sampling_policy(realism, min_random_augmentations, max_random_augmentations)
+        if not policy.eligible:
             raise AugmentError("no augmentation to synthesize with: none of this augmenter's augmentations with "
                                f"weight > 0 is in the analysis (it has {sorted(analysis.curves)})")
         _check_readable(sources)
-
+        job = _SynthesisJob(sources, labels, policy, realism, self.seed, self.label_format, self.rotate_method,
+                            _FilterWindow(low, high, max_attempts), self._model_spec, self.batch_size or 32,
+                            self.progress)
         folder = _output_folder(output_dir, "output_dir")
-        with _SyntheticFolder(folder) as target:
-            made_files, made_labels = self._synthesize_into(
-                target, count if not count_is_total else max(0, count - len(target.entries)), sources, labels,
-                realism, eligible, limits, min_random_augmentations, max_random_augmentations, low, high,
-                max_attempts, kind)
-            if preview_html:
-                self._write_preview(folder, os.path.basename(preview_html), target.entries)
-        return made_files, made_labels
-
-    def _synthesize_into(self, target, wanted, sources, labels, realism, eligible, limits, fewest, most, low, high,
-                         max_attempts, kind) -> tuple[list[str], list]:
-        filtering = low > 0.0 or high < 1.0
-        predictor, diff_error = self._predictor(sources) if filtering else (None, None)
-        reference_outputs: dict[int, Any] = {}
-        loaded: dict[int, np.ndarray] = {}
-        made_files: list[str] = []
-        made_labels: list = []
-        index = target.next_index
-        block = self.batch_size or 32
-        empty_blocks, skipped = 0, 0
-        from tqdm.auto import tqdm
-
-        with contextlib.ExitStack() as stack:
-            if predictor is not None:
-                stack.enter_context(predictor)
-            bar = stack.enter_context(tqdm(total=wanted, unit="img", desc="synthesize", disable=not self.progress))
-            while len(made_files) < wanted:
-                indices = list(range(index, index + min(block, wanted - len(made_files))))
-                index += len(indices)
-                accepted = self._synthesize_block(indices, sources, labels, loaded, reference_outputs, eligible,
-                                                  limits, fewest, most, predictor, diff_error, low, high,
-                                                  max_attempts, kind)
-                skipped += len(indices) - len(accepted)
-                for k in indices:
-                    if k not in accepted:
-                        continue
-                    entry, image, label = accepted[k]
-                    entry.realism = realism
-                    files = {entry.file: _png_bytes(image)}
-                    if kind == "mask":
-                        entry.label = entry.file[:-4] + ".mask.png"
-                        files[entry.label] = _png_bytes(np.asarray(label))
-                    target.add(entry, files)
-                    made_files.append(os.path.join(target.folder, entry.file))
-                    made_labels.append(os.path.join(target.folder, entry.label) if kind == "mask" else entry.label)
-                    bar.update(1)
-                empty_blocks = 0 if accepted else empty_blocks + 1
-                if empty_blocks * block >= max(len(sources), block) and not accepted:
-                    warnings.warn(f"stopping after {len(made_files)} of {wanted} images: no candidate of "
-                                  f"any source image had a predicted diff error in [{low}, {high}] within "
-                                  f"{max_attempts} attempts; widen the range or change realism", stacklevel=3)
-                    break
-        if skipped:
-            warnings.warn(f"{skipped} synthetic image(s) skipped: no candidate within the diff-error range "
-                          f"[{low}, {high}] after {max_attempts} attempts each", stacklevel=3)
-        if predictor is not None:
-            self.predict_calls += predictor.calls
-        return made_files, made_labels
+        try:
+            with _SyntheticFolder(folder) as target:
+                made = job.run(target, max(0, count - len(target.entries)) if count_is_total else count)
+                if preview_html:
+                    _write_preview(folder, os.path.basename(preview_html), target.entries, self.seed,
+                                   self.label_format)
+        finally:
+            self.predict_calls += job.predict_calls
+        return made
 
     synthesizeMore = synthesize_more  # the seed README's spelling
-
-    def _synthesize_block(self, indices, sources, labels, loaded, reference_outputs, eligible, limits, fewest,
-                          most, predictor, diff_error, low, high, max_attempts, kind) -> dict:
-        """Make images ``indices``, retrying the ones the filter rejects; one model batch per round."""
-        accepted: dict[int, tuple[SyntheticImage, np.ndarray, Any]] = {}
-        attempts = dict.fromkeys(indices, 0)
-        while active := [k for k in indices if k not in accepted and attempts[k] < max_attempts]:
-            candidates = []
-            for k in active:
-                source_index = k % len(sources)
-                if source_index not in loaded:
-                    loaded[source_index] = sources[source_index].load()
-                steps, pixel_seed = self._plan(k, attempts[k], eligible, limits, fewest, most)
-                label = labels[source_index] if labels is not None else None
-                image, (new_label,) = _move_with_pixels(
-                    loaded[source_index], steps, pixel_seed, kind, self.label_format, [label],
-                    [f"label of {sources[source_index].key}"], self.rotate_method)
-                source = sources[source_index]
-                entry = SyntheticImage(
-                    index=k, file=f"synthetic-{k:06d}-{_safe_name(Path(source.key).stem, 40)}.png",
-                    label=None if kind == "mask" else _jsonable(new_label), source_file=source.key,
-                    source_label=None if kind == "mask" else _jsonable(label),
-                    augmentations=[{"name": n, "intensity": t} for n, t in steps], seed=pixel_seed, realism=0.0)
-                candidates.append((k, source_index, entry, image, new_label))
-            errors: list[float | None] = [None] * len(candidates)
-            if predictor is not None:
-                missing = sorted({c[1] for c in candidates} - set(reference_outputs))
-                if missing:
-                    outputs = predictor([loaded[i] for i in missing], [sources[i].path for i in missing])
-                    reference_outputs.update(zip(missing, outputs))
-                outputs = predictor([c[3] for c in candidates])
-                errors = [math.nan if isinstance(out, PredictFailure) or isinstance(
-                    reference_outputs[c[1]], PredictFailure) else  # on_error="skip": the candidate is rejected
-                          _checked_diff(diff_error, out, reference_outputs[c[1]],
-                                        f"synthetic image {c[2].file}, from {c[2].source_file}")
-                          for out, c in zip(outputs, candidates)]
-            for (k, _, entry, image, new_label), error in zip(candidates, errors):
-                if error is None or low <= error <= high:  # NaN never passes
-                    entry.predicted_diff_error = error
-                    accepted[k] = (entry, image, new_label)
-                else:
-                    attempts[k] += 1
-        return accepted
-
-    def _write_preview(self, folder: str, name: str, entries: list[SyntheticImage], limit: int = 1000) -> str:
-        import jinja2
-
-        kind = self.label_kind
-        shown = [_preview_entry(folder, entry, kind, self.label_format) for entry in entries[-limit:]]
-        html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
-            entries=shown, seed=self.seed, kind=kind)
-        return _write_atomic(os.path.join(folder, name), html)
 
     # -- the report -----------------------------------------------------------------
 

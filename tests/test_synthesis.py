@@ -48,11 +48,11 @@ def test_contradictory_pairs_never_meet_and_weights_steer_picks(tmp_path):
     augmenter, _ = searched_augmenter(tmp_path, augment.ALL_AUGMENTATIONS[:14])  # the colour ones
     augmenter.set_augmentation_weight("Hue", 0)
     augmenter.set_augmentation_weight("Brighten", 20)
-    limits = augmenter.intensity_limits(0)
-    eligible = [n for n in augmenter.augmentations if augmenter.weights[n] > 0]
+    policy = augmenter.sampling_policy(0)
+    limits = policy.limits
     brighten = 0
     for index in range(400):
-        steps, _ = augmenter._plan(index, 0, eligible, limits, 3, 8)
+        steps, _ = policy.sample(np.random.default_rng([3, index, 0]))
         families = [augment.CATALOGUE[name].family for name, _ in steps]
         assert len(families) == len(set(families)), steps
         assert "Hue" not in [name for name, _ in steps]
