@@ -3319,14 +3319,26 @@ def _view_value(view: Any, kind: str) -> Any:
     return _view_mask(view) if kind == "mask" else [row[:4 if kind == "bbox" else 2] for row in view]
 
 
-class _ReportWriter:
-    """Renders one analysis into an offline folder; see ImageAugmenter.render_boundaries."""
+def _report_sources(analysis: Analysis, images: Sequence | None) -> list[_Source]:
+    """Where the report finds each analysed image: its file, or ``images`` given anew."""
+    if images is None:
+        return [_Source(r.file, None if r.file.startswith("array-") else r.file) for r in analysis.images]
+    sources = _sources(images, "images")
+    if len(sources) != len(analysis.images):
+        raise AugmentError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
+    return sources
 
-    def __init__(self, analysis: Analysis, html_dir: str, sources: list[_Source], predictor: _Predictor | None,
-                 diff_error: Callable | None, torch_model: Any, target_layers: Sequence | None, cam_method: str,
-                 preprocess: Callable | None, gallery_size: int, describe: Callable | None):
-        self.analysis, self.html_dir, self.sources = analysis, html_dir, sources
-        self.predictor, self.diff_error, self.describe = predictor, diff_error, describe
+
+class _ReportWriter:
+    """Renders one analysis into an offline folder (under the folder's lock); see
+    ImageAugmenter.render_boundaries. ``spec``: the model, for captions of sweep frames."""
+
+    def __init__(self, analysis: Analysis, html_dir: str, sources: list[_Source], spec: _ModelSpec | None,
+                 torch_model: Any, target_layers: Sequence | None, cam_method: str, preprocess: Callable | None,
+                 gallery_size: int, describe: Callable | None):
+        self.analysis, self.html_dir, self.sources, self.spec = analysis, html_dir, sources, spec
+        self.predictor: _Predictor | None = None
+        self.diff_error, self.describe = spec.diff_error if spec is not None else None, describe
         self.torch_model, self.target_layers = torch_model, target_layers
         self.cam_method, self.preprocess, self.gallery_size = cam_method, preprocess, gallery_size
         settings = analysis.settings
@@ -3484,6 +3496,13 @@ class _ReportWriter:
         return items
 
     def write(self) -> str:
+        with _lock_for_folder(self.html_dir), contextlib.ExitStack() as stack:
+            if self.spec is not None:
+                self.predictor = stack.enter_context(self.spec.predictor())
+            _remove_temporaries(self.html_dir, _temporary_prefix("index.html"))
+            return self._write_all()
+
+    def _write_all(self) -> str:
         import jinja2
 
         for folder in ("images", "frames", "gifs"):
@@ -3966,6 +3985,24 @@ def _manifest_breakdown(keys: Sequence[str], errors: Sequence[float], failure_th
     return dict(sorted(table.items(), key=lambda item: -item[1]["failure_rate"]))
 
 
+def _evaluate_images(sources: Sequence[_Source], labels: Sequence, spec: _ModelSpec, failure_threshold: float,
+                     kind: str, describe: Callable | None, batch: int) -> tuple[dict, int]:
+    """Predict every image (every one must load: an unreadable one is an error naming it) and
+    score the outputs; images predict failed on (on_error="skip") are left out and listed."""
+    outputs: list = []
+    with spec.predictor() as predictor:
+        for start in range(0, len(sources), batch):
+            chunk = sources[start:start + batch]
+            outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk],
+                                     [f"image {s.key}" for s in chunk]))
+    kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
+    result = _evaluate([outputs[k] for k in kept], [_label_value(labels[k], kind) for k in kept],
+                       [sources[k].key for k in kept], spec.diff_error, failure_threshold, kind, describe)
+    result["skipped"] = [{"file": sources[k].key, "reason": output.reason}
+                         for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]
+    return result, predictor.calls
+
+
 def _evaluate(outputs: Sequence, labels: Sequence, keys: Sequence[str], diff_error: Callable,
               failure_threshold: float, kind: str = "class", describe: Callable | None = None) -> dict:
     errors = [_checked_diff(diff_error, output, label, f"image {key}")
@@ -4019,28 +4056,25 @@ def _check_cache_path(analytics_cache: Any) -> str | None:
 
 
 class ImageAugmenter:
-    """Searches how far each augmentation can go before a model's output changes.
+    """Searches how far each augmentation can go before a model's output changes, then
+    synthesizes data up to that edge. It checks arguments and hands each job to its section.
 
     ``my_predict``: takes one image (an RGB (H, W, 3) uint8 array, or a file name as in
-    the seed README) and returns labels of any string-ifiable type. With ``batch_size``
-    set, it takes a list of up to that many images and returns a list as long: that is
-    what makes a real model fast. ``predict_input`` says which it takes: "array",
-    "filename" or "auto" (try an array, fall back to a file name). With
-    ``my_predict=None`` a model-free :class:`TemplateMatcher` built from the training
-    images is used.
+    the seed README) and returns labels of any type; with ``batch_size``, a list of up to
+    that many images and a list as long (what makes a real model fast). ``predict_input``:
+    "array", "filename" or "auto" (try an array, fall back to a file name). Without a model,
+    a model-free :class:`TemplateMatcher` built from the training images is used.
+    ``predict_factory``: instead of ``my_predict``, a picklable zero-argument callable
+    returning predict, called once per process (executor workers).
 
-    ``diff_error(output, reference) -> [0, 1]``: how different two outputs are; the
-    default is 0 for equal strings, else 1. An output "changed" when its diff error
-    reaches ``failure_threshold``. ``seed`` makes searches and synthesis repeatable.
-
-    ``on_error``: "raise" (default; the error names the image and augmentation) or
-    "skip" (images predict fails on, or returns None / NaN for, are skipped and
-    recorded). ``predict_factory``: instead of ``my_predict``, a picklable zero-argument
-    callable returning predict, called once per process (executor workers).
-    ``max_image_pixels``: larger image files are skipped by the search and listed.
-    ``model_id``: any text naming the model's version (a weights file's hash, a training
-    run); it is part of the cache fingerprint, so a search with a retrained model and a new
-    ``model_id`` starts afresh instead of reusing the old model's boundaries.
+    ``diff_error(output, reference) -> [0, 1]``: how different two outputs are (default:
+    :func:`outputs_equal`, 0 or 1); an output "changed" at ``failure_threshold``.
+    ``label_format``: None (anything), a box format, "keypoints" or "mask": labels and
+    outputs move with the pixels (``rotate_method`` encloses rotated boxes). ``describe``:
+    ``output -> str`` for captions. ``seed`` makes searches and synthesis repeatable.
+    ``on_error``: "raise" or "skip" images predict fails on. ``max_image_pixels``: larger
+    files are skipped. ``model_id``: the model's version, part of the cache fingerprint.
+    ``events``: set to a list to record the search pipeline's ("decode" | "release", index).
 
     >>> augmenter = ImageAugmenter(lambda imgs: [int(i.mean() > 127) for i in imgs], batch_size=32)
     >>> augmenter.augmentations[:3]
@@ -4067,59 +4101,43 @@ class ImageAugmenter:
         rotate_method: str = "largest_box",
         describe: Callable[[Any], str] | None = None,
     ):
-        if my_predict is not None and not callable(my_predict):
-            raise AugmentError(f"my_predict must be callable or None, got {type(my_predict).__name__}")
-        if predict_factory is not None and (my_predict is not None or not callable(predict_factory)):
-            raise AugmentError("predict_factory must be a callable returning predict, given instead of my_predict")
-        if diff_error is not None and not callable(diff_error):
-            raise AugmentError(f"diff_error must be callable or None, got {type(diff_error).__name__}")
-        if isinstance(augmentations, str):
-            augmentations = [augmentations]
-        self.augmentations = [_check_augmentation_name(n, "augmentation") for n in augmentations]
-        if not self.augmentations:
-            raise AugmentError("augmentations is empty: pick at least one of ALL_AUGMENTATIONS")
-        if len(set(self.augmentations)) != len(self.augmentations):
-            raise AugmentError(f"augmentations lists a name twice: {self.augmentations}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise AugmentError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        if on_error not in ("raise", "skip"):
-            raise AugmentError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if max_image_pixels is not None and (not isinstance(max_image_pixels, int) or max_image_pixels < 1):
-            raise AugmentError(f"max_image_pixels must be a positive int or None, got {max_image_pixels!r}")
+        for name, value in (("my_predict", my_predict), ("diff_error", diff_error), ("describe", describe),
+                            ("predict_factory", predict_factory)):
+            if value is not None and not callable(value):
+                raise AugmentError(f"{name} must be callable or None, got {type(value).__name__}")
+        if predict_factory is not None and my_predict is not None:
+            raise AugmentError("give my_predict or predict_factory (a callable returning predict), not both")
+        names = [augmentations] if isinstance(augmentations, str) else list(augmentations)
+        self.augmentations = [_check_augmentation_name(name, "augmentation") for name in names]
+        if not self.augmentations or len(set(self.augmentations)) != len(self.augmentations):
+            raise AugmentError(f"augmentations must name each of ALL_AUGMENTATIONS at most once, and at least one; "
+                               f"got {self.augmentations}")
+        for name, value, allowed in (("on_error", on_error, ("raise", "skip")),
+                                     ("predict_input", predict_input, ("auto", "array", "filename")),
+                                     ("rotate_method", rotate_method, _ROTATE_METHODS)):
+            if value not in allowed:
+                raise AugmentError(f"{name} must be one of {allowed}, got {value!r}")
         if model_id is not None and not isinstance(model_id, str):
             raise AugmentError(f"model_id must be text or None, got {type(model_id).__name__}")
-        if predict_input not in ("auto", "array", "filename"):
-            raise AugmentError(f"predict_input must be 'auto', 'array' or 'filename', got {predict_input!r}")
-        if not isinstance(seed, (int, np.integer)):
-            raise AugmentError(f"seed must be an int, got {seed!r}")
         _label_kind(label_format)  # checked before any long work
-        if rotate_method not in _ROTATE_METHODS:
-            raise AugmentError(f"rotate_method must be one of {_ROTATE_METHODS}, got {rotate_method!r}")
-        if describe is not None and not callable(describe):
-            raise AugmentError(f"describe must be callable or None, got {type(describe).__name__}")
-        self.rotate_method, self.describe = rotate_method, describe
-        self.events: list | None = None  # a list records the search pipeline's events (tests, tools)
-        self.my_predict = my_predict
-        self.predict_factory = predict_factory
-        self.on_error = on_error
-        self.max_image_pixels = max_image_pixels
-        self.model_id = model_id
-        self._model_token = _factory_token(predict_factory)  # names the model in each worker's cache
-        self.diff_error = diff_error
-        self.label_format = label_format
-        self.seed = int(seed)
-        self.batch_size = batch_size
-        self.predict_input = predict_input
+        self.my_predict, self.predict_factory, self.diff_error = my_predict, predict_factory, diff_error
+        self.label_format, self.rotate_method, self.describe = label_format, rotate_method, describe
+        self.seed = _check_int(seed, "seed", -2**63)
+        self.batch_size = _check_int(batch_size, "batch_size", 1, allow_none=True)
+        self.max_image_pixels = _check_int(max_image_pixels, "max_image_pixels", 1, allow_none=True)
         self.failure_threshold = _check_number(failure_threshold, "failure_threshold", 0.0, 1.0)
         if self.failure_threshold == 0.0:
             raise AugmentError("failure_threshold must be > 0, got 0 (every output would count as changed)")
-        self.checkpoint_seconds = float(checkpoint_seconds)
-        self.progress = progress
+        self.predict_input, self.on_error, self.model_id = predict_input, on_error, model_id
+        self.checkpoint_seconds = _check_number(checkpoint_seconds, "checkpoint_seconds", 0.0)
+        self.progress = bool(progress)
+        self._model_token = _factory_token(predict_factory)  # names the model in each worker's cache
         self.realism_overrides: dict[str, float] = {}
         self.weights: dict[str, float] = {name: 1.0 for name in self.augmentations}
         self.analysis: Analysis | None = None
         self.analysis_path: str | None = None
         self.predict_calls = 0
+        self.events: list | None = None
 
     @property
     def label_kind(self) -> str:
@@ -4135,8 +4153,8 @@ class ImageAugmenter:
     def set_augmentation_realism(self, augmentation_name: str, realism: float) -> None:
         """Override the global realism for one augmentation (<= 1; see synthesize_more)."""
         _check_augmentation_name(augmentation_name, "augmentation_name")
-        value = _check_number(realism, f"realism for {augmentation_name}", high=1.0)
-        self.realism_overrides[augmentation_name] = value
+        self.realism_overrides[augmentation_name] = _check_number(realism, f"realism for {augmentation_name}",
+                                                                  high=1.0)
 
     def set_augmentation_weight(self, augmentation_name: str, weight: float) -> None:
         """Relative odds of picking one augmentation in synthesis (default 1; 0 never picks it)."""
@@ -4148,8 +4166,6 @@ class ImageAugmenter:
         if math.isinf(value):
             raise AugmentError(f"weight for {augmentation_name} must be finite, got {weight!r}")
         self.weights[augmentation_name] = value
-
-    # -- model plumbing -----------------------------------------------------------
 
     def _model_spec(self, default_images: Sequence[_Source] | None = None) -> _ModelSpec:
         """The model as any process can rebuild it, and the diff_error that goes with it."""
@@ -4163,11 +4179,6 @@ class ImageAugmenter:
         return _ModelSpec(self.my_predict, self.predict_factory, self._model_token, self.batch_size,
                           self.predict_input, self.diff_error or default_diff_error, self.on_error)
 
-    def _predictor(self, default_images: Sequence[_Source] | None = None) -> tuple[_Predictor, Callable]:
-        """The batched predictor (in this process) and the diff_error to use with it."""
-        spec = self._model_spec(default_images)
-        return spec.predictor(), spec.diff_error
-
     def _settings(self) -> _SearchSettings:
         return _SearchSettings(tuple(self.augmentations), self.seed, self.failure_threshold, self.label_format,
                                self.rotate_method, self.model_id, self.max_image_pixels, self.batch_size or 64,
@@ -4176,7 +4187,7 @@ class ImageAugmenter:
     def _use(self, analysis: Analysis, path: str | None) -> None:
         self.analysis, self.analysis_path = analysis, path
 
-    # -- the search ---------------------------------------------------------------
+    # -- the search ---------------------------------------------------------------------
 
     def search_randomization_boundaries(
         self,
@@ -4195,22 +4206,14 @@ class ImageAugmenter:
     ) -> Analysis:
         """Measure, per augmentation and intensity, how often the model's output changes.
 
-        ``training_img_filenames``: file paths or RGB arrays. ``training_labels``
-        (optional): ground truth, 1-to-1; then accuracy against it is measured too.
-        ``step_size_percent``: grid step as a fraction (0.05) or percent (5).
-        ``analytics_cache``: the analysis file; progress is checkpointed there and a
-        re-run with the same inputs resumes (None: keep it in memory only).
-
-        ``strategy``: "grid" measures every intensity; "adaptive" finds each image's first
-        failure by a coarse walk and bisection (same resolution, about a quarter of the
-        model calls at step 0.05) and measures ``grid_sample`` seeded images (a share, or a
-        count) on the whole grid for the curves. ``num_workers``: processes that render
-        augmentations while the model predicts (default: the usable cores, used for large
-        searches on machines with 4 or more; 0 or 1: inline). ``executor``: any
-        ``concurrent.futures.Executor``, e.g. ``dask.distributed.Client(...).get_executor()``:
-        images are cut into shards of ``images_per_shard``, each searched in a worker (the
-        model must be picklable, or given as ``predict_factory``) and checkpointed as it
-        arrives. ``images_in_flight`` (formerly ``images_per_chunk``): images decoded at once.
+        ``training_img_filenames``: file paths or RGB arrays; ``training_labels`` (optional,
+        1-to-1) adds accuracy against them. ``step_size_percent``: 0.05 or 5 (%).
+        ``analytics_cache``: the analysis file, checkpointed and resumed (None: memory only).
+        ``strategy``: "grid" (every intensity) or "adaptive" (coarse walk and bisection,
+        about a quarter of the calls; ``grid_sample`` images, a share or a count, on the
+        whole grid for the curves). ``num_workers``: render processes; ``executor``: any
+        ``concurrent.futures.Executor`` (Dask), images cut into ``images_per_shard`` shards;
+        ``images_in_flight`` (formerly ``images_per_chunk``): images decoded at once.
 
         >>> augmenter = ImageAugmenter(lambda img: int(img.mean() > 127), augmentations=["Brighten"],
         ...                            progress=False)
@@ -4243,7 +4246,20 @@ class ImageAugmenter:
 
     searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
 
-    # -- synthesis ------------------------------------------------------------------
+    def load_analysis(self, path: str | os.PathLike = "analysis.json") -> Analysis:
+        """Use an analysis file written earlier (for the report and synthesis).
+
+        Its failure threshold is the one its curves were measured with, so the augmenter
+        takes it (with a warning when this augmenter was given another).
+        """
+        analysis = load_analysis(path)
+        threshold = analysis.settings["failure_threshold"]
+        if threshold != self.failure_threshold:
+            warnings.warn(f"{os.fspath(path)} was searched with failure_threshold {threshold}; using it instead of "
+                          f"this augmenter's {self.failure_threshold}", stacklevel=2)
+        self.failure_threshold = threshold
+        self._use(analysis, os.fspath(path))
+        return analysis
 
     def _require_analysis(self, what: str) -> Analysis:
         if self.analysis is None:
@@ -4253,11 +4269,11 @@ class ImageAugmenter:
                                f"(or load_analysis(path))")
         return self.analysis
 
-    def intensity_limits(self, realism: float = 0.5) -> dict[str, float]:
-        """Per searched augmentation, the largest intensity synthesis draws at ``realism``.
+    # -- synthesis ------------------------------------------------------------------------
 
-        ``set_augmentation_realism`` overrides take precedence over ``realism``.
-        """
+    def intensity_limits(self, realism: float = 0.5) -> dict[str, float]:
+        """Per searched augmentation, the largest intensity synthesis draws at ``realism``
+        (``set_augmentation_realism`` overrides take precedence)."""
         analysis = self._require_analysis("compute intensity limits")
         realism = _check_number(realism, "realism", high=1.0)
         return {name: realism_max_intensity(self.realism_overrides.get(name, realism), curve.onset_intensity,
@@ -4289,28 +4305,17 @@ class ImageAugmenter:
         count_is_total: bool = False,
         max_attempts: int = 10,
     ) -> tuple[list[str], list]:
-        """Write synthetic images (and labels) whose strength is set by ``realism``.
+        """Write synthetic images (and labels) whose strength is set by ``realism``; returns the
+        files and labels this call made (masks as ``*.mask.png`` paths).
 
-        Source images are used in turn, in equal quantity. Each synthetic image gets
-        between ``min_random_augmentations`` and ``max_random_augmentations`` picks (by
-        ``set_augmentation_weight`` odds, never two of one family such as Brighten and
-        Darken), each at an intensity drawn from [0, max], where max follows from realism
-        and the measured onset (10 %) and failure (50 %) intensities:
-
-        - realism 1 -> 0 (the image unchanged); 0.5 -> onset; 0 -> failure;
-        - between those, linear; below 0 -> beyond failure, reaching the catalogue's
-          extreme 1.0 at realism -1.
-
-        With ``min/max_predicted_diff_error`` narrower than [0, 1], each candidate is run
-        through the model (batched) and kept only if its diff error to the source's
-        output is in range; at most ``max_attempts`` candidates per image, then a warning.
-
-        Every image is appended to ``output_dir/manifest.jsonl`` as it is written. Each
-        call adds ``count`` images (default: one per source image), numbered after the
-        ones already there; with ``count_is_total=True`` it only tops the folder up to
-        ``count``, which is how an interrupted run is finished. Returns the files and
-        labels made by this call. Positional labels (``label_format``) move with the
-        pixels; masks are written as ``*.mask.png`` files and returned as their paths.
+        Sources are used in turn; each image gets ``min/max_random_augmentations`` picks from
+        :meth:`sampling_policy` (realism 1: unchanged; 0.5: up to the onset, where 10 % of
+        outputs changed; 0: up to the failure, 50 %; below 0: beyond it). With
+        ``min/max_predicted_diff_error`` narrower than [0, 1], a candidate is kept only if the
+        model's diff error to its source is in range (``max_attempts`` each). Each call adds
+        ``count`` images (default: one per source) after those in ``output_dir``'s
+        manifest; ``count_is_total=True`` tops the folder up to ``count`` (how an interrupted
+        run is finished).
 
         >>> files, labels = augmenter.synthesize_more(train_files, train_labels, realism=0.5,
         ...                                           count=100)                    # doctest: +SKIP
@@ -4320,25 +4325,21 @@ class ImageAugmenter:
         labels = _check_labels(organic_labels, len(sources), "organic_labels")
         realism = _check_number(realism, "realism", high=1.0)
         count = _check_int(len(sources) if count is None else count, "count", 0)
-        fewest = _check_int(min_random_augmentations, "min_random_augmentations", 1)
-        if _check_int(max_random_augmentations, "max_random_augmentations", 1) < fewest:
-            raise AugmentError(f"need min_random_augmentations <= max_random_augmentations, got {fewest} and "
-                               f"{max_random_augmentations}")
-        low = _check_number(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0)
-        high = _check_number(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0)
-        if low > high:
-            raise AugmentError(f"min_predicted_diff_error {low} is above max_predicted_diff_error {high}")
-        _check_int(max_attempts, "max_attempts", 1)
+        window = _FilterWindow(_check_number(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0),
+                               _check_number(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0),
+                               _check_int(max_attempts, "max_attempts", 1))
+        if window.low > window.high:
+            raise AugmentError(f"min_predicted_diff_error {window.low} is above max_predicted_diff_error {window.high}")
         if self.label_kind != "class" and labels is None:
             raise AugmentError(f"label_format {self.label_format!r} needs organic_labels to transform")
-        policy = self.sampling_policy(realism, min_random_augmentations, max_random_augmentations)
+        policy = self.sampling_policy(realism, _check_int(min_random_augmentations, "min_random_augmentations", 1),
+                                      _check_int(max_random_augmentations, "max_random_augmentations", 1))
         if not policy.eligible:
             raise AugmentError("no augmentation to synthesize with: none of this augmenter's augmentations with "
                                f"weight > 0 is in the analysis (it has {sorted(analysis.curves)})")
         _check_readable(sources)
         job = _SynthesisJob(sources, labels, policy, realism, self.seed, self.label_format, self.rotate_method,
-                            _FilterWindow(low, high, max_attempts), self._model_spec, self.batch_size or 32,
-                            self.progress)
+                            window, self._model_spec, self.batch_size or 32, self.progress)
         folder = _output_folder(output_dir, "output_dir")
         try:
             with _SyntheticFolder(folder) as target:
@@ -4352,7 +4353,7 @@ class ImageAugmenter:
 
     synthesizeMore = synthesize_more  # the seed README's spelling
 
-    # -- the report -----------------------------------------------------------------
+    # -- the report and evaluation ------------------------------------------------------
 
     def render_boundaries(
         self,
@@ -4369,71 +4370,38 @@ class ImageAugmenter:
 
         With ``torch_model`` and ``target_layers`` each sweep frame overlays a localization
         map from the ``grad-cam`` package (``cam_method``: GradCAM, GradCAM++, EigenCAM,
-        ScoreCAM, LayerCAM, XGradCAM, HiResCAM, ...). ``images`` replaces the analysis'
-        image sources (needed when the search was given arrays). Nothing is searched; the
-        model is called only on the sweep frames.
+        ScoreCAM, LayerCAM, ...). ``images`` replaces the analysis' image sources (needed
+        when the search was given arrays). The model is called only on the sweep frames.
         """
-        self._require_analysis("render")
+        analysis = self._require_analysis("render")
         if (torch_model is None) != (not target_layers):
             raise AugmentError("torch_model and target_layers go together: give both for Grad-CAM, or neither")
         if torch_model is not None:
             _cam_class(cam_method)  # an unknown method fails before any rendering
-        analysis = self.analysis
-        sources = (_sources(images, "images") if images is not None
-                   else [_Source(r.file, None if r.file.startswith("array-") else r.file) for r in analysis.images])
-        if len(sources) != len(analysis.images):
-            raise AugmentError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
-        has_model = self.my_predict is not None or self.predict_factory is not None
-        spec = self._model_spec() if has_model else None
-        predictor = spec.predictor() if spec is not None else None
+        sources = _report_sources(analysis, images)
+        spec = self._model_spec() if self.my_predict is not None or self.predict_factory is not None else None
         html_dir = _output_folder(html_dir, "html_dir")
-        writer = _ReportWriter(analysis, html_dir, sources, predictor, spec.diff_error if spec else None, torch_model,
-                               target_layers, cam_method, preprocess, gallery_size, self.describe)
-        with _lock_for_folder(html_dir), predictor if predictor is not None else contextlib.nullcontext():
-            _remove_temporaries(html_dir, _temporary_prefix("index.html"))
-            return writer.write()
+        return _ReportWriter(analysis, html_dir, sources, spec, torch_model, target_layers, cam_method, preprocess,
+                             _check_int(gallery_size, "gallery_size", 0), self.describe).write()
 
     renderBoundries = render_boundaries  # the seed README's spelling
 
-    def load_analysis(self, path: str | os.PathLike = "analysis.json") -> Analysis:
-        """Use an analysis file written earlier (for the report and synthesis)."""
-        self.analysis = load_analysis(path)
-        self.analysis_path = os.fspath(path)
-        self.failure_threshold = self.analysis.settings["failure_threshold"]
-        return self.analysis
-
-    # -- evaluation -----------------------------------------------------------------
-
     def evaluate(self, img_filenames: Any, img_labels: Sequence) -> dict:
-        """Run the model on images and compare its outputs with ``img_labels``.
+        """Run the model on images and compare its outputs with ``img_labels`` (see the README).
 
-        Returns the seed's keys ``avg_diff_error``, ``output_differs_count`` and
-        ``differing_output_errs`` (the diff errors of the outputs that differ), plus
-        ``accuracy``, ``count``, ``differing_outputs`` (file, label, output, error) and
-        ``diff_errors`` (every image's error, in order) and ``skipped`` (with
-        ``on_error="skip"``: images predict failed on, left out of every figure). An
-        unreadable image is an error naming it: every image must count.
+        Returns the seed's ``avg_diff_error``, ``output_differs_count`` and
+        ``differing_output_errs``, plus ``accuracy``, ``count``, ``differing_outputs``,
+        ``diff_errors``, ``by_augmentation`` (synthetic files) and ``skipped``.
         """
         sources = _sources(img_filenames, "img_filenames")
         labels = _check_labels(img_labels, len(sources), "img_labels")
         if labels is None:
             raise AugmentError("img_labels is required to evaluate")
         _check_readable(sources)
-        predictor, diff_error = self._predictor(sources)
-        outputs: list = []
-        step = self.batch_size or 64
-        with predictor:
-            for start in range(0, len(sources), step):
-                chunk = sources[start:start + step]
-                outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk],
-                                         [f"image {s.key}" for s in chunk]))
-        self.predict_calls += predictor.calls
-        kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
-        result = _evaluate([outputs[k] for k in kept], [_label_value(labels[k], self.label_kind) for k in kept],
-                           [sources[k].key for k in kept],
-                           diff_error, self.failure_threshold, self.label_kind, self.describe)
-        result["skipped"] = [{"file": sources[k].key, "reason": output.reason}  # on_error="skip" only
-                             for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]
+        spec = self._model_spec(sources)
+        result, calls = _evaluate_images(sources, labels, spec, self.failure_threshold, self.label_kind,
+                                         self.describe, self.batch_size or 64)
+        self.predict_calls += calls
         return result
 
 
