@@ -836,8 +836,7 @@ def _shift_mean(image: np.ndarray, offsets: np.ndarray, weights: np.ndarray) -> 
     return np.rint(total * np.float32(1.0 / weights.sum())).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=1)
-def _fast_transform_classes() -> dict[str, type]:
+def _cached_superpixels() -> type:
     import albumentations as A
     import cv2
 
@@ -864,6 +863,13 @@ def _fast_transform_classes() -> dict[str, type]:
             cv2.copyTo(cv2.LUT(cv2.merge([positions, positions, positions]), colours), cv2.LUT(positions, chosen),
                        out)
             return out
+
+    return CachedSuperpixels
+
+
+def _cached_elastic_transform() -> type:
+    import albumentations as A
+    import cv2
 
     class CachedElasticTransform(A.ElasticTransform):
         """albumentations' ElasticTransform; the alpha=1 field is cached per seed and shape
@@ -911,6 +917,13 @@ def _fast_transform_classes() -> dict[str, type]:
             return cv2.remap(img, map_x, map_y, self.interpolation, borderMode=self.border_mode,
                              borderValue=(self.fill,) * 4)
 
+    return CachedElasticTransform
+
+
+def _scaled_gaussian_blur() -> type:
+    import albumentations as A
+    import cv2
+
     class ScaledGaussianBlur(A.GaussianBlur):
         """albumentations' GaussianBlur for sigma above 3 px, on an area-downscaled copy.
 
@@ -929,6 +942,13 @@ def _fast_transform_classes() -> dict[str, type]:
             # pixel inside): what reflecting the full-size image about its edge pixel becomes.
             small = cv2.GaussianBlur(small, (0, 0), sigmaX=spread[0], sigmaY=spread[1], borderType=cv2.BORDER_REFLECT)
             return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    return ScaledGaussianBlur
+
+
+def _shift_sum_motion_blur() -> type:
+    import albumentations as A
+    import cv2
 
     class ShiftSumMotionBlur(A.MotionBlur):
         """albumentations' MotionBlur (same kernel draws) applied as a mean of shifted copies.
@@ -955,6 +975,13 @@ def _fast_transform_classes() -> dict[str, type]:
             offsets, weights = np.unique(scaled.astype(np.int64), axis=0, return_counts=True)
             return cv2.resize(_shift_mean(small, offsets, weights), (width, height), interpolation=cv2.INTER_LINEAR)
 
+    return ShiftSumMotionBlur
+
+
+def _byte_multiplicative_noise() -> type:
+    import albumentations as A
+    import cv2
+
     class ByteMultiplicativeNoise(A.MultiplicativeNoise):
         """albumentations' per-pixel MultiplicativeNoise drawn as bytes and applied by OpenCV.
 
@@ -979,6 +1006,13 @@ def _fast_transform_classes() -> dict[str, type]:
                 return super().apply(img, multiplier=multiplier, **params)
             return cv2.multiply(img, cv2.merge([multiplier] * img.shape[2]), scale=1 / 127)
 
+    return ByteMultiplicativeNoise
+
+
+def _byte_pixel_dropout() -> type:
+    import albumentations as A
+    import cv2
+
     class BytePixelDropout(A.PixelDropout):
         """albumentations' PixelDropout with the drop mask drawn as 16-bit integers.
 
@@ -1001,10 +1035,16 @@ def _fast_transform_classes() -> dict[str, type]:
                 return super().apply(img, drop_mask=drop_mask, drop_values=drop_values, **params)
             return cv2.bitwise_and(img, img, mask=np.logical_not(drop_mask).view(np.uint8))  # dropped: 0
 
-    return {"Superpixels": CachedSuperpixels, "ElasticTransform": CachedElasticTransform,
-            "PixelDropout": BytePixelDropout,
-            "MotionBlur": ShiftSumMotionBlur, "GaussianBlur": ScaledGaussianBlur,
-            "MultiplicitiveNoise": ByteMultiplicativeNoise}
+    return BytePixelDropout
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_transform_classes() -> dict[str, type]:
+    """The catalogue's own subclasses of albumentations transforms (built on first use, so that
+    `import augment` does not import albumentations)."""
+    return {"Superpixels": _cached_superpixels(), "ElasticTransform": _cached_elastic_transform(),
+            "GaussianBlur": _scaled_gaussian_blur(), "MotionBlur": _shift_sum_motion_blur(),
+            "MultiplicitiveNoise": _byte_multiplicative_noise(), "PixelDropout": _byte_pixel_dropout()}
 
 
 def _superpixels(intensity: float, height: int, width: int):
@@ -2310,6 +2350,27 @@ class _SearchRequest:
     executor: concurrent.futures.Executor | None
     images_per_shard: int | None
     images_in_flight: int | None
+
+    @classmethod
+    def checked(cls, images: Any, labels: Any, step_size_percent: Any, analytics_cache: Any, strategy: Any,
+                grid_sample: Any, seed: int, num_workers: Any, executor: Any, images_per_shard: Any,
+                images_in_flight: Any) -> _SearchRequest:
+        """Every argument checked, and every image file found, before any prediction."""
+        sources = _sources(images, "training_img_filenames")
+        labels = _check_labels(labels, len(sources), "training_labels")
+        step = _check_step(step_size_percent)
+        if strategy not in _PROBES:
+            raise AugmentError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
+        full_grid = frozenset(range(len(sources))) if strategy == "grid" else _grid_sample(len(sources), grid_sample,
+                                                                                           seed)
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise AugmentError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+        request = cls(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
+                      _check_int(num_workers, "num_workers", 0, allow_none=True), executor,
+                      _check_int(images_per_shard, "images_per_shard", 1, allow_none=True),
+                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True))
+        _check_readable(sources)
+        return request
 
 
 class _SearchRun:
@@ -4222,22 +4283,10 @@ class ImageAugmenter:
         >>> analysis.curves["Brighten"].first_failure_intensities
         [0.25]
         """
-        sources = _sources(training_img_filenames, "training_img_filenames")
-        labels = _check_labels(training_labels, len(sources), "training_labels")
-        step = _check_step(step_size_percent)
-        if strategy not in _PROBES:
-            raise AugmentError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
-        full_grid = (frozenset(range(len(sources))) if strategy == "grid"
-                     else _grid_sample(len(sources), grid_sample, self.seed))
-        _check_int(num_workers, "num_workers", 0, allow_none=True)
-        _check_int(images_per_shard, "images_per_shard", 1, allow_none=True)
-        in_flight = _check_int(images_in_flight if images_in_flight is not None else images_per_chunk,
-                               "images_in_flight", 1, allow_none=True)
-        if executor is not None and not callable(getattr(executor, "submit", None)):
-            raise AugmentError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
-        _check_readable(sources)
-        request = _SearchRequest(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
-                                 num_workers, executor, images_per_shard, in_flight)
+        request = _SearchRequest.checked(
+            training_img_filenames, training_labels, step_size_percent, analytics_cache, strategy, grid_sample,
+            self.seed, num_workers, executor, images_per_shard,
+            images_in_flight if images_in_flight is not None else images_per_chunk)
         run = _SearchRun(self._settings(), request, self._model_spec, self.events)
         try:
             return run.run(started=lambda analysis: self._use(analysis, request.path))
