@@ -12,24 +12,47 @@ Public API
 ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS,
                label_format=None, *, seed=0, batch_size=None, predict_input="auto",
                failure_threshold=0.5, on_error="raise", predict_factory=None,
-               max_image_pixels=MAX_IMAGE_PIXELS, model_id=None, ...)
+               max_image_pixels=MAX_IMAGE_PIXELS, model_id=None, rotate_method="largest_box",
+               describe=None, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
                                      analytics_cache="analysis.json", *, strategy="grid",
                                      grid_sample=0.1, num_workers=None, executor=None)
     .render_boundaries(html_dir="analytics", ...)
     .synthesize_more(organic_img_filenames, organic_labels=None, realism=0.5, ...)
     .evaluate(img_filenames, img_labels)
+    .intensity_limits(realism) / .sampling_policy(realism) -> SamplingPolicy
     .set_augmentation_realism(name, realism) / .set_augmentation_weight(name, weight)
     .load_analysis(path)
     (the seed README's spellings searchRandomizationBoundries, renderBoundries and
     synthesizeMore are aliases)
 augment_image(image, name, intensity, seed=0) -> (H, W, 3) uint8
+augment_with_labels(image, steps, labels, label_format, seed=0) -> (image, labels moved)
+augmentation_seed(image, name, seed=0)   the seed of one image's random draws
 load_image(source) -> (H, W, 3) uint8
-load_analysis(path) -> Analysis
-gradcam_frames(...) / write_gradcam_gif(...)   Grad-CAM over one augmentation sweep
-CATALOGUE, ALL_AUGMENTATIONS, COLOR_AUGMENTATIONS, DISTORTION_AUGMENTATIONS,
-PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
+load_analysis(path) -> Analysis (.curves[name] -> AugmentationCurve, .summarize() -> CurveSummary)
+read_manifest(path) -> [SyntheticImage]
+outputs_equal(output, reference) / default_diff_error(output, reference)
+format_summary(analysis), catalogue_markdown(), file_schema("analysis" | "manifest")
+gradcam_frames(...) -> [CamFrame] / write_gradcam_gif(...)   Grad-CAM over one sweep
+realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
+CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, COLOR_AUGMENTATIONS,
+DISTORTION_AUGMENTATIONS, PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
 main(argv=None)                                 the command line (python augment.py -h)
+
+Contents (each a banner below, in this order)
+--------
+Imports
+Helpers used everywhere
+Public constants: augmentation names
+The augmentation catalogue
+Loading images and calling the model
+The search
+The analysis file
+The report
+Synthesis
+Evaluation
+ImageAugmenter: the public face
+The command line
 
 Quickstart
 ----------
@@ -57,17 +80,31 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "PIXEL_DROPOUT_AUGMENTATIONS",
     "Analysis",
+    "AugmentError",
     "Augmentation",
     "AugmentationCurve",
+    "CamFrame",
+    "CurveSummary",
     "ImageAugmenter",
     "ImageRecord",
-    "AugmentError",
+    "SamplingPolicy",
+    "SyntheticImage",
+    "TemplateMatcher",
     "augment_image",
+    "augment_with_labels",
     "augmentation_seed",
+    "catalogue_markdown",
+    "default_diff_error",
+    "file_schema",
+    "format_summary",
+    "gradcam_frames",
     "load_analysis",
-    "outputs_equal",
     "load_image",
     "main",
+    "outputs_equal",
+    "read_manifest",
+    "realism_max_intensity",
+    "write_gradcam_gif",
 ]
 
 ###############################################################################
@@ -96,6 +133,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -535,6 +573,9 @@ class Augmentation:
     ``family`` groups contradictory augmentations (Brighten and Darken, the blurs and
     Sharpen, ...) that synthesis never combines in one image; ``geometric`` marks the
     ones that move pixels, so labels with positions must move with them.
+
+    >>> CATALOGUE["SafeRotate"].at_full_intensity, CATALOGUE["SafeRotate"].geometric
+    ('rotation 90 degrees, frame kept, corners black', True)
     """
 
     name: str
@@ -1352,6 +1393,29 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
     return np.ascontiguousarray(out["image"]), moved
 
 
+def augment_with_labels(image: np.ndarray, steps: Sequence[tuple[str, float]], labels: Sequence[Any],
+                        label_format: str | None, seed: int = 0,
+                        rotate_method: str = "largest_box") -> tuple[np.ndarray, list]:
+    """Apply ``steps`` [(augmentation, intensity), ...] in order; each label moves with the pixels.
+
+    ``labels``: any number of labels of ``label_format`` (boxes, "keypoints", "mask"; None
+    passes them through), each in its own form (see the README's "Labels follow the
+    pixels"). The image is the same as without labels. Returns (image, moved labels).
+
+    >>> image = np.zeros((40, 40, 3), np.uint8)
+    >>> _, (boxes,) = augment_with_labels(image, [("RandomSizedCrop", 0.5)], [[[10, 10, 20, 20, "cat"]]],
+    ...                                   "pascal_voc", seed=1)
+    >>> boxes[0][-1], len(boxes[0])
+    ('cat', 5)
+    """
+    for name, intensity in steps:
+        _check_augmentation_name(name)
+        _check_intensity(intensity, name)
+    kind = _label_kind(label_format)
+    return _move_with_pixels(_as_rgb(image, "image"), list(steps), seed, kind, label_format, list(labels),
+                             [f"labels[{k}]" for k in range(len(labels))], rotate_method)
+
+
 ###############################################################################
 # Loading images and calling the model
 ###############################################################################
@@ -1400,8 +1464,11 @@ def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
     """Read an image file (or take an array) as (H, W, 3) uint8 RGB.
 
     EXIF orientation is applied, grayscale and palette images become RGB, alpha is
-    dropped and 16-bit images are scaled to 8 bits. A file that cannot be read is a
-    ``ValueError`` naming it.
+    dropped, 16-bit and float images are scaled to 8 bits by their range. A file that
+    cannot be read is an AugmentError naming it.
+
+    >>> load_image(np.zeros((4, 6), np.uint8)).shape
+    (4, 6, 3)
     """
     if isinstance(source, np.ndarray):
         return _as_rgb(source, "image array")
@@ -1712,7 +1779,11 @@ def _view_mask(view: dict) -> np.ndarray:
 
 def default_diff_error(output: Any, reference: Any) -> float:
     """0 where the outputs are equal by :func:`outputs_equal` (every element of arrays, dicts in
-    any key order, numbers within float noise, a number and its string), else 1."""
+    any key order, numbers within float noise, a number and its string), else 1.
+
+    >>> default_diff_error([[24, 20, 52, 40]], np.array([[24, 20, 52, 40]])), default_diff_error(7, 8)
+    (0.0, 1.0)
+    """
     return 0.0 if outputs_equal(output, reference) else 1.0
 
 
@@ -1735,6 +1806,11 @@ class TemplateMatcher:
     one by cosine similarity. Outputs are ``(index, similarity)``; the matching
     :meth:`diff_error` is 1 when the best match is another image and otherwise grows
     as the similarity falls below 1. It needs no weights and runs offline.
+
+    >>> images = [np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 200, np.uint8)]
+    >>> images[1][4:12, 4:12] = 20
+    >>> TemplateMatcher(images)([images[1]])[0][0]
+    1
     """
 
     size = 24
@@ -2504,6 +2580,153 @@ class _SearchRun:
 ###############################################################################
 
 
+# -- the file formats, declared ------------------------------------------------------------
+# analysis.json and each manifest.jsonl line are pydantic models (pydantic comes with
+# albumentations): one place to read a format, errors that give the field's path, and a
+# JSON Schema (`python augment.py schema analysis|manifest`). Models are built on first use,
+# so that `import augment` stays light.
+
+
+@functools.lru_cache(maxsize=1)
+def _formats() -> Any:
+    """The pydantic models of the files augment.py writes (a namespace: .Analysis, .ManifestLine)."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+    strict = ConfigDict(strict=True, allow_inf_nan=False)
+    Row = list[float | None] | None  # one image's diff errors per intensity; null: not (yet) measured
+
+    class Settings(BaseModel):
+        """How the search was made (extra keys are kept: later versions may add some)."""
+
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+        intensities: list[float] = Field(min_length=2)
+        failure_threshold: float = Field(gt=0, le=1)
+        step_size: float
+        seed: int
+        model_id: str | None = None
+        label_format: str | None = None
+        moved_references: bool = False
+        rotate_method: str = "largest_box"
+        strategy: str = "grid"
+        grid_sample: list[int] | None = None
+
+        @field_validator("intensities")
+        @classmethod
+        def increasing(cls, intensities: list[float]) -> list[float]:
+            if intensities != sorted(intensities) or not 0 <= intensities[0] <= intensities[-1] <= 1:
+                raise ValueError("intensities must increase within [0, 1]")
+            return intensities
+
+    class Image(BaseModel):
+        model_config = strict
+        file: str
+        label: Any = None
+        output: str | None = None
+        label_error: float | None = None
+        error: str | None = None
+        output_view: Any = None
+
+    class Curve(BaseModel):
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")  # "summary" is derived
+        definition: str
+        diff_errors: list[Row]
+        label_errors: list[Row] | None = None
+        last_success_output: list[str | None]
+        first_failure_output: list[str | None]
+        last_success_view: list | None = None
+        first_failure_view: list | None = None
+
+    class Analysis(BaseModel):
+        """analysis.json: settings, one record per image, per augmentation one row per image."""
+
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+        format: Literal["augment.py analysis"]
+        version: Literal[1, 2, 3]
+        tool_version: str | None = None
+        fingerprint: str
+        settings: Settings
+        images: list[Image]
+        augmentations: dict[str, Curve]
+
+        @model_validator(mode="after")
+        def rows_fit(self) -> Analysis:
+            count, width = len(self.images), len(self.settings.intensities)
+            for name, curve in self.augmentations.items():
+                _check_augmentation_name(name, "augmentation in the analysis")
+                for field_name in ("diff_errors", "label_errors", "last_success_output", "first_failure_output",
+                                   "last_success_view", "first_failure_view"):
+                    values = getattr(curve, field_name)
+                    if values is not None and len(values) != count:
+                        raise ValueError(f"augmentations.{name}.{field_name} has {len(values)} entries for "
+                                         f"{count} images")
+                for field_name in ("diff_errors", "label_errors"):
+                    for k, row in enumerate(getattr(curve, field_name) or []):
+                        if row is not None and (len(row) != width or any(v is not None and not 0 <= v <= 1
+                                                                         for v in row)):
+                            raise ValueError(f"augmentations.{name}.{field_name}.{k} is not {width} values in "
+                                             f"[0, 1] or null")
+            return self
+
+    class Step(BaseModel):
+        model_config = strict
+        name: str
+        intensity: float
+
+    class ManifestLine(BaseModel):
+        """One line of manifest.jsonl: a synthetic image, what it was made from and how."""
+
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+        index: int = Field(ge=0)
+        file: str
+        label: Any = None
+        source_file: str
+        source_label: Any = None
+        augmentations: list[Step]
+        seed: int
+        realism: float
+        predicted_diff_error: float | None = None
+
+        @model_validator(mode="after")
+        def names_stay_in_the_folder(self) -> ManifestLine:
+            names = [self.file] + ([self.label] if isinstance(self.label, str) and self.label.endswith(".mask.png")
+                                   else [])
+            for name in names:
+                if name != os.path.basename(name) or not name.startswith("synthetic-") or "\\" in name \
+                        or "\x00" in name:
+                    raise ValueError(f"file {name!r} is not a synthetic image name in this folder")
+            return self
+
+    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=ManifestLine)
+
+
+def _validated(model: Any, data: Any, where: str) -> Any:
+    """``data`` checked against a format; an AugmentError says where and which field."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(part) for part in first["loc"]) or "the document"
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise AugmentError(f"{where} is damaged: {path}: {message}{more}") from None
+
+
+def file_schema(kind: str = "analysis") -> dict:
+    """The JSON Schema of ``analysis.json`` ("analysis") or of a ``manifest.jsonl`` line ("manifest").
+
+    >>> file_schema("manifest")["required"][:3]
+    ['index', 'file', 'source_file']
+    """
+    models = {"analysis": _formats().Analysis, "manifest": _formats().ManifestLine}
+    if kind not in models:
+        raise AugmentError(f"kind must be 'analysis' or 'manifest', got {kind!r}")
+    return models[kind].model_json_schema()
+
+
 def _first_at_or_above(values: Sequence[float | None], threshold: float) -> int | None:
     return next((i for i, v in enumerate(values) if v is not None and v >= threshold), None)
 
@@ -2766,38 +2989,6 @@ class AugmentationCurve:
         }
 
 
-    @classmethod
-    def from_json(cls, name: str, data: dict, intensities: list[float], failure_threshold: float
-                  ) -> AugmentationCurve:
-        return cls(name=name, intensities=intensities, failure_threshold=failure_threshold,
-                   definition=data["definition"], diff_errors=data["diff_errors"],
-                   label_errors=data.get("label_errors"),
-                   last_success_output=data["last_success_output"],
-                   first_failure_output=data["first_failure_output"],
-                   last_success_view=data.get("last_success_view"), first_failure_view=data.get("first_failure_view"))
-
-
-def _check_curve(curve: AugmentationCurve, count: int) -> None:
-    """The shape and types of one augmentation's rows in a loaded analysis."""
-    width = len(curve.intensities)
-    for field_name in ("diff_errors", "label_errors"):
-        rows = getattr(curve, field_name)
-        if rows is None and field_name == "label_errors":
-            continue
-        _expect(isinstance(rows, list) and len(rows) == count,
-                f"augmentation {curve.name} has {field_name} for {len(rows) if isinstance(rows, list) else '?'} "
-                f"of {count} images")
-        for row in rows:
-            _expect(row is None or (isinstance(row, list) and len(row) == width and all(
-                v is None or (_is_number(v) and 0 <= v <= 1) for v in row)),
-                f"augmentation {curve.name} has a {field_name} row that is not {width} values in [0, 1] or null")
-    for field_name in ("last_success_output", "first_failure_output"):
-        outputs = getattr(curve, field_name)
-        _expect(isinstance(outputs, list) and len(outputs) == count and all(
-            o is None or isinstance(o, str) for o in outputs), f"augmentation {curve.name} has a bad {field_name}")
-    _expect(isinstance(curve.definition, str), f"augmentation {curve.name} has no definition text")
-
-
 def _or_two(intensity: float | None) -> float:
     return 2.0 if intensity is None else intensity  # "never" sorts after every intensity
 
@@ -2812,7 +3003,11 @@ def _empty_curve(name: str, grid: list[float], count: int, with_labels: bool, vi
 
 @dataclass
 class ImageRecord:
-    """One searched image: its file (or array key), label and the model's original output."""
+    """One searched image: its file (or array key), label and the model's original output.
+
+    >>> [(record.file, record.output) for record in analysis.images][:1]    # doctest: +SKIP
+    [('runs/digits/train/digit-0003.png', '7')]
+    """
 
     file: str
     label: Any = None
@@ -2880,40 +3075,21 @@ class Analysis:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "analysis") -> Analysis:
+        """An analysis from its JSON document; an AugmentError names ``where`` and the field."""
         if not isinstance(data, dict) or data.get("format") != _ANALYSIS_FORMAT:
             raise AugmentError(f"{where} is not an augment.py analysis file")
         if data.get("version") not in _READABLE_VERSIONS:
             raise AugmentError(f"{where} has analysis format version {data.get('version')!r}; this augment.py "
                                f"{__version__} reads versions {_READABLE_VERSIONS}. Re-run the search "
                                f"(the old file is kept as a backup).")
-        try:
-            settings = data["settings"]
-            intensities, threshold = settings["intensities"], settings["failure_threshold"]
-            _expect(isinstance(data["fingerprint"], str), "fingerprint is not text")
-            _expect(isinstance(intensities, list) and len(intensities) >= 2 and all(
-                _is_number(t) for t in intensities) and intensities == sorted(intensities),
-                "settings.intensities is not an increasing list of numbers")
-            _expect(_is_number(threshold) and 0 < threshold <= 1, "settings.failure_threshold is not in (0, 1]")
-            _expect(all(_is_number(settings[k]) for k in ("step_size", "seed")), "settings.step_size or seed")
-            _expect(settings.get("model_id") is None or isinstance(settings["model_id"], str),
-                    "settings.model_id is not text")
-            _expect(isinstance(data["images"], list) and all(isinstance(r, dict) for r in data["images"]),
-                    "images is not a list of records")
-            images = [ImageRecord(**record) for record in data["images"]]
-            _expect(all(isinstance(r.file, str) and (r.error is None or isinstance(r.error, str)) for r in images),
-                    "an image record's file or error is not text")
-            _expect(isinstance(data["augmentations"], dict), "augmentations is not an object")
-            curves = {}
-            for name, entry in data["augmentations"].items():
-                _check_augmentation_name(name, "augmentation in the analysis")
-                _expect(isinstance(entry, dict), f"augmentation {name} is not an object")
-                curve = curves[name] = AugmentationCurve.from_json(name, entry, intensities, threshold)
-                _check_curve(curve, len(images))
-        except (KeyError, TypeError) as exc:
-            raise AugmentError(f"{where} is damaged: missing or malformed field {exc}") from None
-        except ValueError as exc:
-            raise AugmentError(f"{where} is damaged: {exc}") from None
-        return cls(fingerprint=data["fingerprint"], settings=settings, images=images, curves=curves)
+        document = _validated(_formats().Analysis, data, where)
+        settings = {**data["settings"], **document.settings.model_dump(exclude_unset=True)}
+        intensities, threshold = document.settings.intensities, document.settings.failure_threshold
+        images = [ImageRecord(**record.model_dump()) for record in document.images]
+        curves = {name: AugmentationCurve(name=name, intensities=intensities, failure_threshold=threshold,
+                                          **curve.model_dump())
+                  for name, curve in document.augmentations.items()}
+        return cls(fingerprint=document.fingerprint, settings=settings, images=images, curves=curves)
 
     @classmethod
     def resume_or_start(cls, path: str | None, fingerprint: str, settings: _SearchSettings,
@@ -2978,7 +3154,11 @@ class Analysis:
 
 
 def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
-    """Read an analysis file; a missing, truncated or foreign file is a ``ValueError`` naming it."""
+    """Read an analysis file; a missing, truncated or foreign file is an AugmentError naming it.
+
+    >>> load_analysis("runs/digits/analysis.json").curves["Brighten"].failure_intensity  # doctest: +SKIP
+    0.25
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise AugmentError(f"{path} is a folder, not an analysis file (such as {os.path.join(path, 'analysis.json')})")
@@ -3087,6 +3267,9 @@ class CamFrame:
     localization map in [0, 1] (None without a torch model), ``overlay`` the heatmap
     blended on the image, ``predicted`` the model's top class and ``confidence`` its
     softmax probability.
+
+    >>> [(f.intensity, f.predicted) for f in gradcam_frames(image, "Hue", cnn, [cnn.features[6]])][:2]  # doctest: +SKIP
+    [(0.0, 7), (0.05, 7)]
     """
 
     intensity: float
@@ -3143,7 +3326,11 @@ def gradcam_frames(
 
 def write_gradcam_gif(path: str | os.PathLike, image: np.ndarray | str, augmentation: str, model: Any,
                       target_layers: Sequence[Any], *, duration: float = 0.15, **options: Any) -> str:
-    """Write the Grad-CAM sweep of one image and augmentation as a captioned GIF (imageio)."""
+    """Write the Grad-CAM sweep of one image and augmentation as a captioned GIF (imageio).
+
+    >>> write_gradcam_gif("rotate.gif", "digit.png", "SafeRotate", cnn, [cnn.features[6]])  # doctest: +SKIP
+    'rotate.gif'
+    """
     frames = gradcam_frames(image, augmentation, model, target_layers, **options)
     pictures = [_captioned(f.overlay, f"{augmentation} {f.intensity:.2f}: {f.predicted} ({f.confidence:.2f})")
                 for f in frames]
@@ -3619,7 +3806,13 @@ def realism_max_intensity(realism: float, onset: float, failure: float) -> float
 
 @dataclass
 class SyntheticImage:
-    """One line of manifest.jsonl: what was made, from what, and how."""
+    """One line of manifest.jsonl: what was made, from what, and how.
+
+    >>> SyntheticImage.from_json({"index": 0, "file": "synthetic-000000-a.png", "source_file": "a.png",
+    ...                           "augmentations": [{"name": "Hue", "intensity": 0.2}], "seed": 1,
+    ...                           "realism": 0.5}).augmentations
+    [{'name': 'Hue', 'intensity': 0.2}]
+    """
 
     index: int
     file: str
@@ -3642,39 +3835,38 @@ class SyntheticImage:
 
     @classmethod
     def from_json(cls, data: Any) -> SyntheticImage:
-        """One manifest line; a ValueError says what is wrong with it."""
-        _expect(isinstance(data, dict), "not a JSON object")
-        entry = cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
-        _expect(isinstance(entry.index, int) and not isinstance(entry.index, bool) and entry.index >= 0,
-                "index is not a whole number >= 0")
-        for name in (entry.file,) + ((entry.label,) if isinstance(entry.label, str) and
-                                     entry.label.endswith(".mask.png") else ()):
-            _expect(isinstance(name, str) and name == os.path.basename(name) and name.startswith("synthetic-")
-                    and "\\" not in name and "\x00" not in name, f"file {name!r} is not a synthetic image name")
-        _expect(isinstance(entry.source_file, str), "source_file is not text")
-        _expect(isinstance(entry.augmentations, list) and all(
-            isinstance(a, dict) and isinstance(a.get("name"), str) and _is_number(a.get("intensity"))
-            for a in entry.augmentations), "augmentations is not a list of {name, intensity}")
-        _expect(isinstance(entry.seed, int) and _is_number(entry.realism), "seed or realism is not a number")
-        return entry
+        """One manifest line's object; an AugmentError says which field is wrong."""
+        line = _validated(_formats().ManifestLine, data, "the line")
+        return cls(**{**line.model_dump(), "augmentations": [step.model_dump() for step in line.augmentations]})
 
 
-def _read_manifest(path: str) -> tuple[list[SyntheticImage], bool]:
-    """Entries of a manifest and whether its last line was cut short by a kill."""
+def read_manifest(path: str | os.PathLike, with_truncation: bool = False) -> Any:
+    """The entries of a ``manifest.jsonl`` (a missing file has none), as :class:`SyntheticImage`.
+
+    A damaged line is an AugmentError naming the manifest, the line and the field. A last line
+    without its newline was cut short by a kill: left out (``with_truncation=True`` also
+    returns whether that happened: ``(entries, truncated)``).
+
+    >>> [entry.augmentations for entry in read_manifest("generated/manifest.jsonl")][:1]  # doctest: +SKIP
+    [[{'name': 'Hue', 'intensity': 0.21}, {'name': 'GaussianBlur', 'intensity': 0.4}]]
+    """
+    path = os.fspath(path)
     entries: list[SyntheticImage] = []
-    if not os.path.exists(path):
-        return entries, False
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().split("\n")
-    truncated = bool(lines and lines[-1].strip())  # a complete file ends with a newline
-    for number, line in enumerate(lines[:-1] if truncated else lines, start=1):
+    lines = Path(path).read_text(encoding="utf-8").split("\n") if os.path.exists(path) else [""]
+    truncated = bool(lines[-1].strip())  # a complete file ends with a newline
+    for number, line in enumerate(lines[:-1], start=1):
         if not line.strip():
             continue
         try:
-            entries.append(SyntheticImage.from_json(json.loads(line)))
-        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-            raise AugmentError(f"manifest {path} line {number} is damaged ({exc}); fix or remove it") from None
-    return entries, truncated
+            data = json.loads(line)
+        except ValueError as exc:
+            raise AugmentError(f"manifest {path} line {number} is not JSON ({exc}); fix or remove it") from None
+        try:
+            entries.append(SyntheticImage.from_json(data))
+        except AugmentError as exc:
+            raise AugmentError(f"manifest {path} line {number}: {str(exc).removeprefix('the line ')}; fix or "
+                               f"remove it") from None
+    return (entries, truncated) if with_truncation else entries
 
 
 _SYNTHETIC_NAME = re.compile(r"synthetic-(\d+)-")
@@ -3749,7 +3941,7 @@ class _SyntheticFolder:
         if os.path.islink(self.manifest):
             raise AugmentError(f"{self.manifest} is a symbolic link; augment.py never writes through links: "
                                f"remove it or choose another output_dir")
-        entries, truncated = _read_manifest(self.manifest)
+        entries, truncated = read_manifest(self.manifest, with_truncation=True)
         kept = [e for e in entries if all(os.path.isfile(os.path.join(self.folder, n)) for n in e.files)]
         kept_ids = {id(e) for e in kept}
         if truncated or len(kept) != len(entries):
@@ -4030,7 +4222,7 @@ def _manifest_breakdown(keys: Sequence[str], errors: Sequence[float], failure_th
     for folder in {os.path.dirname(os.path.abspath(k)) for k in keys}:
         manifest = os.path.join(folder, "manifest.jsonl")
         if os.path.exists(manifest):
-            for entry in _read_manifest(manifest)[0]:
+            for entry in read_manifest(manifest):
                 by_file[os.path.join(folder, entry.file)] = entry
     if not by_file:
         return None
@@ -4549,7 +4741,11 @@ def format_summary(analysis: Analysis) -> str:
 
 
 def catalogue_markdown() -> str:
-    """The README's catalogue table, made from the catalogue itself so the two cannot disagree."""
+    """The README's catalogue table, made from the catalogue itself so the two cannot disagree.
+
+    >>> catalogue_markdown().splitlines()[2]
+    '| Brighten | color | `RandomBrightnessContrast` | brightness +1.0 (+255: white) |'
+    """
     lines = ["| name | group | albumentations transform | at intensity 1 |", "|---|---|---|---|"]
     for entry in CATALOGUE.values():
         lines.append(f"| {entry.name} | {entry.group} | `{entry.transform}` | {entry.at_full_intensity} |")
@@ -4641,7 +4837,7 @@ def _command_synthesize(args: argparse.Namespace) -> int:
     files, labels = _inputs(args)
     augmenter.load_analysis(args.cache)
     manifest = os.path.join(args.output_dir, "manifest.jsonl")
-    before = len(_read_manifest(manifest)[0]) if os.path.isfile(manifest) else 0
+    before = len(read_manifest(manifest)) if os.path.isfile(manifest) else 0
     count = len(files) if args.count is None else args.count
     try:
         made, _ = augmenter.synthesize_more(
@@ -4758,6 +4954,9 @@ def _parser() -> argparse.ArgumentParser:
 
     catalogue = commands.add_parser("catalogue", help="print the augmentation catalogue as a Markdown table")
     catalogue.set_defaults(run=_command_catalogue)
+    schema = commands.add_parser("schema", help="print the JSON Schema of analysis.json or of a manifest line")
+    schema.add_argument("kind", choices=["analysis", "manifest"])
+    schema.set_defaults(run=lambda args: print(json.dumps(file_schema(args.kind), indent=1)) or 0)
     return parser
 
 
@@ -4767,6 +4966,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad arguments and files are ``error: ...`` with status 2, a file that cannot be written
     (a full disk, no permission) ``error: ...`` with status 1; an exception raised by the
     user's own model keeps its traceback (with a note naming the image).
+
+    >>> main(["catalogue"])                         # doctest: +ELLIPSIS
+    | name | group | albumentations transform | at intensity 1 |
+    ...
+    0
     """
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -69,9 +69,17 @@ def photos(count: int, size: int) -> list[np.ndarray]:
             for k in range(count)]
 
 
+GRID = [k / 20 for k in range(21)]  # step 0.05
+
+
+def render(image: np.ndarray, name: str, intensities, seed: int) -> list[np.ndarray]:
+    """One sweep, as the search renders it: the same seed at every intensity."""
+    return [augment.augment_image(image, name, t, seed) for t in intensities]
+
+
 def render_all(images: list[np.ndarray], grid: list[float]) -> list[np.ndarray]:
     return [out for k, image in enumerate(images) for name in augment.ALL_AUGMENTATIONS
-            for out in augment._render(image, name, grid[1:], augment.augmentation_seed(image, name))]
+            for out in render(image, name, grid[1:], augment.augmentation_seed(image, name))]
 
 
 def predict_all(predict, images: list[np.ndarray], batch: int) -> None:
@@ -92,7 +100,7 @@ def sweep_costs(image: np.ndarray, steps: int, repeats: int) -> dict[str, float]
         for repeat in range(repeats):
             fresh = image.copy()
             fresh[0, 0, 0] = repeat
-            runs.append(timed(augment._render, fresh, name, grid, repeat)[0] / steps)
+            runs.append(timed(render, fresh, name, grid, repeat)[0] / steps)
         cost[name] = min(runs)
     return cost
 
@@ -105,7 +113,7 @@ def bench_catalogue(quick: bool) -> None:
         print(f"\n1. catalogue: ms per augmented {side}x{side} image over a {steps}-step sweep (best of 3, one core)")
         image = photos(1, side)[0] if side <= 512 else cv2.resize(photos(1, 512)[0], (side, side),
                                                                     interpolation=cv2.INTER_CUBIC)
-        augment._render(image[:32, :32], "Brighten", [0.5], 0)
+        render(image[:32, :32], "Brighten", [0.5], 0)
         cost = sweep_costs(image, steps, 3)
         median = float(np.median(list(cost.values())))
         for name, value in sorted(cost.items(), key=lambda item: -item[1])[:5]:
@@ -131,7 +139,7 @@ def bench_catalogue(quick: bool) -> None:
 
 
 def bench_overhead(name: str, predict, images: list[np.ndarray], batch: int) -> None:
-    grid = augment._grid(0.05)
+    grid = GRID
     render_all(images[:1], grid)  # transforms built, caches warm, model loaded
     predict(images[:batch])
     aug_seconds, rendered = timed(render_all, images, grid)
@@ -140,7 +148,7 @@ def bench_overhead(name: str, predict, images: list[np.ndarray], batch: int) -> 
           f"{len(rendered) + len(images)} predictions; model alone {model_seconds:.1f} s, "
           f"augmentations alone {aug_seconds:.1f} s")
     del rendered
-    for workers in (0, augment._usable_cores()):
+    for workers in (0, len(os.sched_getaffinity(0))):
         augmenter = augment.ImageAugmenter(predict, batch_size=batch, progress=False)
         seconds, _ = timed(augmenter.search_randomization_boundaries, images, None, 0.05, None,
                            num_workers=workers)
@@ -179,7 +187,7 @@ def bench_adaptive(name: str, predict, images: list[np.ndarray], batch: int, tar
                    calls_images: list[np.ndarray] | None = None) -> None:
     from PIL import Image
 
-    grid = augment._grid(0.05)
+    grid = GRID
 
     def predict_file(path):
         return predict([np.asarray(Image.open(path).convert("RGB"))])[0]
@@ -296,7 +304,7 @@ def main(argv=None) -> int:
         memory_child(args.memory_child)
         return 0
     quick = args.quick
-    print(f"machine: {platform.machine()}, {augment._usable_cores()} usable cores, python "
+    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, python "
           f"{platform.python_version()}, {'quick' if quick else 'full'} run")
     def wanted(section: str) -> bool:
         return args.only in (None, section)

@@ -87,7 +87,7 @@ def realism_table(augmenter: augment.ImageAugmenter, files, truth, folder: Path,
     for realism in (1, 0.5, 0, -0.5):
         made, labels = augmenter.synthesize_more(files, truth, realism=realism, count=count,
                                                  output_dir=folder / f"realism_{realism}", count_is_total=True)
-        entries = augment._read_manifest(str(folder / f"realism_{realism}" / "manifest.jsonl"))[0]
+        entries = augment.read_manifest(folder / f"realism_{realism}" / "manifest.jsonl")
         made = [str(folder / f"realism_{realism}" / e.file) for e in entries]
         reference = [source_output[e.source_file] for e in entries]
         changed = augmenter.evaluate(made, reference)

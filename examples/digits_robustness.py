@@ -57,15 +57,23 @@ def corrupted_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str,
 
 def imagenet_c_test_sets(images: np.ndarray, names: list[str]) -> dict[tuple[str, int], np.ndarray]:
     """Each held-out image under each ImageNet-C corruption and severity 1-5 (seeded per image)."""
-    from imagecorruptions import corrupt
+    import inspect
+    import zlib
+
+    from imagecorruptions import corrupt, corruptions
 
     sets = {}
     for name in names:
+        # Some corruptions draw from their own generator and take seed=; the others use numpy's global one.
+        takes_seed = "seed" in inspect.signature(getattr(corruptions, name)).parameters
         for severity in IMAGENET_C_SEVERITIES:
             corrupted = []
             for k, image in enumerate(images):
-                np.random.seed(augment._derive_seed("imagenet-c", k, name, severity) % 2**32)  # the package's RNG
-                corrupted.append(np.asarray(corrupt(image, corruption_name=name, severity=severity), np.uint8))
+                seed = zlib.crc32(f"imagenet-c|{k}|{name}|{severity}".encode())
+                np.random.seed(seed)
+                options = {"seed": seed} if takes_seed else {}
+                corrupted.append(np.asarray(corrupt(image, corruption_name=name, severity=severity, **options),
+                                            np.uint8))
             sets[name, severity] = np.stack(corrupted)
     return sets
 

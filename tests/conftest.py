@@ -40,6 +40,16 @@ class BrightnessModel:
         return [int(np.asarray(image).mean() > 127) for image in images]
 
 
+def make_augmenter(model=None, **options):
+    """An augmenter for tests: batched predict (16), Brighten and Darken, no progress bar."""
+    import augment
+
+    options.setdefault("progress", False)
+    options.setdefault("augmentations", ["Brighten", "Darken"])
+    options.setdefault("batch_size", 16)
+    return augment.ImageAugmenter(model, **options)
+
+
 @pytest.fixture
 def brightness_model():
     return BrightnessModel()

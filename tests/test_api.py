@@ -33,6 +33,8 @@ def test_constructor_and_search_signatures_follow_the_contract():
 def test_seed_readme_spellings_are_aliases():
     cls = augment.ImageAugmenter
     assert cls.searchRandomizationBoundries is cls.search_randomization_boundaries
+    assert cls.renderBoundries is cls.render_boundaries
+    assert cls.synthesizeMore is cls.synthesize_more
 
 
 def test_setters_validate_and_store():
@@ -70,3 +72,20 @@ def test_docstring_examples_hold():
 
     result = doctest.testmod(augment, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 5
+
+
+def test_every_public_name_has_a_docstring_with_an_example():
+    for name in augment.__all__:
+        value = getattr(augment, name)
+        if isinstance(value, (list, dict, int)):
+            continue  # the constants
+        assert value.__doc__ and ">>>" in value.__doc__, f"{name} has no docstring example"
+
+
+def test_the_module_docstring_lists_the_sections_as_the_banners_are():
+    import re
+
+    source = (ROOT / "augment.py").read_text()
+    banners = re.findall(r"^#{79}\n# (.+)\n#{79}$", source, flags=re.M)
+    contents = augment.__doc__.split("Contents")[1].split("\n\n")[0].splitlines()[2:]
+    assert contents == banners and len(banners) == 12

@@ -130,8 +130,11 @@ def test_any_manifest_reads_or_is_a_value_error_naming_the_line(tmp_path_factory
     text = "\n".join(line.replace("\n", " ") for line in lines) + ("" if cut else "\n")
     path.write_text(text)
     try:
-        entries, truncated = augment._read_manifest(str(path))
+        entries, truncated = augment.read_manifest(path, with_truncation=True)
     except ValueError as exc:
         assert "manifest" in str(exc) and "line" in str(exc)
         return
-    assert all(isinstance(e, augment.SyntheticImage) for e in entries)
+    assert truncated == bool(text.split("\n")[-1].strip())  # a whole file ends with a newline
+    written = [line for line in text.split("\n")[:-1 if truncated else None] if line.strip()]
+    assert len(entries) == len(written)  # every whole line is an entry: none dropped in silence
+    assert [augment.SyntheticImage.from_json(e.to_json()) for e in entries] == entries

@@ -206,8 +206,7 @@ def test_a_damaged_or_foreign_cache_is_a_clear_error_and_is_kept_as_a_backup(tmp
     with pytest.warns(UserWarning, match="not reusing .* kept as .*bak"):
         augmenter.search_randomization_boundaries(uniform_images([50]), None, 0.5, path)
     backups = list(tmp_path.glob("analysis.json.bak-*"))
-    assert len(backups) == 1 and backups[0].read_bytes() == path.with_name(backups[0].name).read_bytes()
-    assert backups[0].read_bytes() == (content.encode("utf-8", "surrogateescape"))
+    assert len(backups) == 1 and backups[0].read_bytes() == content.encode("utf-8", "surrogateescape")
     assert augment.load_analysis(path).complete
 
 
@@ -263,15 +262,6 @@ def test_hostile_labels_outputs_and_file_names_are_escaped_and_stay_inside_the_f
             assert path.resolve().is_relative_to(root.resolve())
             assert len(path.name) < 255
     assert all(Path(f).resolve().parent == (tmp_path / "synthetic").resolve() for f in made)
-
-
-def test_evaluate_leaves_out_and_lists_what_predict_failed_on():
-    augmenter = augment.ImageAugmenter(flaky, augmentations=["Brighten"], batch_size=4, on_error="skip",
-                                       progress=False)
-    result = augmenter.evaluate(uniform_images([60, 200, 150, 5]), [0, 1, 0, 0])
-    assert result["count"] == 2 and result["accuracy"] == 0.5  # 60 -> 0 is right, 150 -> 1 is wrong
-    assert [item["file"] for item in result["skipped"]] == ["array-1", "array-3"]
-    assert "returned None" in result["skipped"][0]["reason"] and "dark image" in result["skipped"][1]["reason"]
 
 
 # -- two jobs, planted links, permissions, full disks, orphaned workers ------------------------

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import BrightnessModel, uniform_images, write_pngs
+from conftest import BrightnessModel, make_augmenter, uniform_images, write_pngs
 from models import oracles
 
 import augment
@@ -16,10 +16,7 @@ import augment
 VALUES = [5, 30, 60, 90, 110, 125, 20, 70]  # Brighten flips at (127 - v) / 255, Darken at (v - 127) / 255
 
 
-def make(model=None, **options):
-    options.setdefault("progress", False)
-    options.setdefault("augmentations", ["Brighten", "Darken"])
-    return augment.ImageAugmenter(model, batch_size=16, **options)
+make = make_augmenter
 
 
 def boundaries(analysis):

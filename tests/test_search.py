@@ -9,15 +9,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import BrightnessModel, natural_images, uniform_images, write_pngs
+from conftest import BrightnessModel, make_augmenter, natural_images, uniform_images, write_pngs
 
 import augment
 
-
-def make(model, **options):
-    options.setdefault("progress", False)
-    options.setdefault("augmentations", ["Brighten", "Darken"])
-    return augment.ImageAugmenter(model, batch_size=16, **options)
+make = make_augmenter
 
 
 def test_search_finds_a_closed_form_breaking_point_within_one_step(tmp_path):
@@ -211,13 +207,6 @@ def test_percent_step_is_read_as_percent():
         warnings.simplefilter("error")
         analysis = make(BrightnessModel()).search_randomization_boundaries(uniform_images([60]), None, 25, None)
     assert analysis.intensities == [0.0, 0.25, 0.5, 0.75, 1.0]
-
-
-def test_evaluate_returns_the_seed_keys_and_accuracy(uniform_files):
-    result = make(BrightnessModel()).evaluate(uniform_files, [0, 1, 0])
-    assert result["output_differs_count"] == 1 and result["differing_output_errs"] == [1.0]
-    assert result["avg_diff_error"] == pytest.approx(1 / 3) and result["accuracy"] == pytest.approx(2 / 3)
-    assert result["differing_outputs"][0]["file"] == uniform_files[1]
 
 
 # -- comparing outputs: every element, no string truncation ----------------------------------
