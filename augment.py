@@ -1381,16 +1381,21 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
             cast = movable[k][1]
             moved[k] = np.ascontiguousarray(mask).astype(cast) if cast is not None else np.ascontiguousarray(mask)
     else:
-        grouped: dict[int, tuple[list, list]] = {k: ([], []) for k in present}
-        for row, index in zip(out[field], out["row_index"]):
-            k, r = rows[int(index)]
-            grouped[k][0].append(np.asarray(row)[:coords.shape[1]])
-            grouped[k][1].append(r)
-        for k in present:
-            found, kept = grouped[k]
-            width = 4 if kind == "bbox" else 2
-            moved[k] = parsed[k].rebuild(np.array(found, np.float32).reshape(-1, width), kept)
+        for k, value in _regrouped(out[field], out["row_index"], rows, parsed, 4 if kind == "bbox" else 2).items():
+            moved[k] = value
     return np.ascontiguousarray(out["image"]), moved
+
+
+def _regrouped(moved_rows: Any, row_index: Sequence, rows: list[tuple[int, int]], parsed: dict[int, _Positional],
+               width: int) -> dict[int, Any]:
+    """Rows albumentations kept (boxes it did not drop), back to their own targets, in their form."""
+    grouped: dict[int, tuple[list, list]] = {k: ([], []) for k in parsed}
+    for row, index in zip(moved_rows, row_index):
+        k, r = rows[int(index)]
+        grouped[k][0].append(np.asarray(row)[:width])
+        grouped[k][1].append(r)
+    return {k: parsed[k].rebuild(np.array(found, np.float32).reshape(-1, width), kept)
+            for k, (found, kept) in grouped.items()}
 
 
 def augment_with_labels(image: np.ndarray, steps: Sequence[tuple[str, float]], labels: Sequence[Any],
@@ -2652,22 +2657,32 @@ def _formats() -> Any:
 
         @model_validator(mode="after")
         def rows_fit(self) -> Analysis:
-            count, width = len(self.images), len(self.settings.intensities)
-            for name, curve in self.augmentations.items():
-                _check_augmentation_name(name, "augmentation in the analysis")
-                for field_name in ("diff_errors", "label_errors", "last_success_output", "first_failure_output",
-                                   "last_success_view", "first_failure_view"):
-                    values = getattr(curve, field_name)
-                    if values is not None and len(values) != count:
-                        raise ValueError(f"augmentations.{name}.{field_name} has {len(values)} entries for "
-                                         f"{count} images")
-                for field_name in ("diff_errors", "label_errors"):
-                    for k, row in enumerate(getattr(curve, field_name) or []):
-                        if row is not None and (len(row) != width or any(v is not None and not 0 <= v <= 1
-                                                                         for v in row)):
-                            raise ValueError(f"augmentations.{name}.{field_name}.{k} is not {width} values in "
-                                             f"[0, 1] or null")
+            _check_rows(self)
             return self
+
+    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=_manifest_model())
+
+
+def _check_rows(document: Any) -> None:
+    """Every augmentation's rows: one per image, each as wide as the grid, values in [0, 1]."""
+    count, width = len(document.images), len(document.settings.intensities)
+    for name, curve in document.augmentations.items():
+        _check_augmentation_name(name, "augmentation in the analysis")
+        for field_name in ("diff_errors", "label_errors", "last_success_output", "first_failure_output",
+                           "last_success_view", "first_failure_view"):
+            values = getattr(curve, field_name)
+            if values is not None and len(values) != count:
+                raise ValueError(f"augmentations.{name}.{field_name} has {len(values)} entries for {count} images")
+        for field_name in ("diff_errors", "label_errors"):
+            for k, row in enumerate(getattr(curve, field_name) or []):
+                if row is not None and (len(row) != width or any(v is not None and not 0 <= v <= 1 for v in row)):
+                    raise ValueError(f"augmentations.{name}.{field_name}.{k} is not {width} values in [0, 1] or null")
+
+
+def _manifest_model() -> type:
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+    strict = ConfigDict(strict=True, allow_inf_nan=False)
 
     class Step(BaseModel):
         model_config = strict
@@ -2698,7 +2713,7 @@ def _formats() -> Any:
                     raise ValueError(f"file {name!r} is not a synthetic image name in this folder")
             return self
 
-    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=ManifestLine)
+    return ManifestLine
 
 
 def _validated(model: Any, data: Any, where: str) -> Any:
@@ -4091,6 +4106,15 @@ class _FilterWindow:
     high: float = 1.0
     max_attempts: int = 10
 
+    @classmethod
+    def checked(cls, low: Any, high: Any, max_attempts: Any) -> _FilterWindow:
+        window = cls(_check_number(low, "min_predicted_diff_error", 0.0, 1.0),
+                     _check_number(high, "max_predicted_diff_error", 0.0, 1.0),
+                     _check_int(max_attempts, "max_attempts", 1))
+        if window.low > window.high:
+            raise AugmentError(f"min_predicted_diff_error {window.low} is above max_predicted_diff_error {window.high}")
+        return window
+
     @property
     def active(self) -> bool:
         return self.low > 0.0 or self.high < 1.0
@@ -4525,9 +4549,13 @@ class ImageAugmenter:
                         max_random_augmentations: int = 8) -> SamplingPolicy:
         """The policy synthesis draws from at ``realism``: limits from the analysis, this
         augmenter's weights, ``min/max_random_augmentations`` picks per image."""
+        fewest = _check_int(min_random_augmentations, "min_random_augmentations", 1)
+        if _check_int(max_random_augmentations, "max_random_augmentations", 1) < fewest:
+            raise AugmentError(f"need min_random_augmentations <= max_random_augmentations, got {fewest} and "
+                               f"{max_random_augmentations}")
         limits = self.intensity_limits(realism)
         ordered = {name: limits[name] for name in self.augmentations if name in limits}
-        return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, min_random_augmentations,
+        return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, fewest,
                               max_random_augmentations)
 
     def synthesize_more(
@@ -4564,23 +4592,18 @@ class ImageAugmenter:
         analysis = self._require_analysis("synthesize")
         sources = _sources(organic_img_filenames, "organic_img_filenames")
         labels = _check_labels(organic_labels, len(sources), "organic_labels")
-        realism = _check_number(realism, "realism", high=1.0)
-        count = _check_int(len(sources) if count is None else count, "count", 0)
-        window = _FilterWindow(_check_number(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0),
-                               _check_number(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0),
-                               _check_int(max_attempts, "max_attempts", 1))
-        if window.low > window.high:
-            raise AugmentError(f"min_predicted_diff_error {window.low} is above max_predicted_diff_error {window.high}")
         if self.label_kind != "class" and labels is None:
             raise AugmentError(f"label_format {self.label_format!r} needs organic_labels to transform")
-        policy = self.sampling_policy(realism, _check_int(min_random_augmentations, "min_random_augmentations", 1),
-                                      _check_int(max_random_augmentations, "max_random_augmentations", 1))
+        count = _check_int(len(sources) if count is None else count, "count", 0)
+        policy = self.sampling_policy(realism, min_random_augmentations, max_random_augmentations)
         if not policy.eligible:
             raise AugmentError("no augmentation to synthesize with: none of this augmenter's augmentations with "
                                f"weight > 0 is in the analysis (it has {sorted(analysis.curves)})")
+        window = _FilterWindow.checked(min_predicted_diff_error, max_predicted_diff_error, max_attempts)
         _check_readable(sources)
-        job = _SynthesisJob(sources, labels, policy, realism, self.seed, self.label_format, self.rotate_method,
-                            window, self._model_spec, self.batch_size or 32, self.progress)
+        job = _SynthesisJob(sources, labels, policy, _check_number(realism, "realism", high=1.0), self.seed,
+                            self.label_format, self.rotate_method, window, self._model_spec, self.batch_size or 32,
+                            self.progress)
         folder = _output_folder(output_dir, "output_dir")
         try:
             with _SyntheticFolder(folder) as target:

@@ -74,3 +74,36 @@ def write_pngs(folder: Path, arrays, prefix="img") -> list[str]:
 @pytest.fixture
 def uniform_files(tmp_path):
     return write_pngs(tmp_path / "images", uniform_images([40, 70, 100]))
+
+
+def wait_for(child, marker: str, times: int) -> int:
+    """Read a child process's stdout until ``marker`` has been printed ``times`` times; returns the count."""
+    seen = 0
+    for line in child.stdout:
+        seen += line.strip() == marker
+        if seen >= times:
+            break
+    return seen
+
+
+def chromium_path() -> str:
+    """Debian's chromium for page tests: a failure in CI (the README's test command installs it), else a skip."""
+    import os
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; the README's test command installs it")
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    return chromium
+
+
+def open_page(playwright, chromium: str, html, errors: list):
+    """A headless page (no sandbox, no GPU, no background network) on ``html``, errors collected."""
+    browser = playwright.chromium.launch(executable_path=chromium, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return browser, page

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, uniform_images, write_pngs
+from conftest import ROOT, uniform_images, wait_for, write_pngs
 
 import augment
 
@@ -223,11 +223,7 @@ def test_ctrl_c_during_synthesize_prints_the_command_that_finishes_the_job(tmp_p
     assert cli(*args[:args.index("--count") + 1], "5", *args[args.index("--count") + 2:]).returncode == 0
     child = subprocess.Popen([sys.executable, str(ROOT / "augment.py"), *map(str, args)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = 0
-    for line in child.stdout:
-        seen += line.strip() == "PREDICT"
-        if seen == 3:
-            break
+    wait_for(child, "PREDICT", 3)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130, err

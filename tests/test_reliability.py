@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, BrightnessModel, uniform_images, write_pngs
+from conftest import ROOT, BrightnessModel, uniform_images, wait_for, write_pngs
 from models import oracles
 from models.killable import SEARCH
 
@@ -386,11 +386,7 @@ def test_render_workers_exit_when_their_search_is_killed(work):
     psutil = pytest.importorskip("psutil")
     child = subprocess.Popen([sys.executable, KILLABLE, "search", str(work), "workers", "0"],
                              stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
-    seen = 0
-    for line in child.stdout:
-        seen += line.strip() == "PREDICT"
-        if seen == 3:
-            break
+    wait_for(child, "PREDICT", 3)
     descendants = psutil.Process(child.pid).children(recursive=True)
     assert len(descendants) >= 2  # the render workers (and the forkserver, the resource tracker)
     stop(child)

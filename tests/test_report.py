@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, BrightnessModel, natural_images, uniform_images, write_pngs
+from conftest import ROOT, BrightnessModel, chromium_path, natural_images, open_page, uniform_images, write_pngs
 
 import augment
 
@@ -123,21 +122,13 @@ def test_report_cli_writes_the_page(searched, tmp_path, capsys):
 
 @pytest.mark.browser
 def test_report_in_a_real_browser(searched):
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(chromium):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; the README's test command installs it")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    chromium = chromium_path()
     from playwright.sync_api import sync_playwright
 
     html = searched[1]
     errors, requests = [], []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        browser, page = open_page(playwright, chromium, html, errors)
         page.on("request", lambda request: requests.append(request.url))
         page.goto(html.resolve().as_uri())
         page.wait_for_load_state("load")
@@ -199,20 +190,13 @@ def test_masks_are_drawn_over_the_exemplars_and_frames_with_short_captions(mask_
 
 @pytest.mark.browser
 def test_a_mask_report_in_a_real_browser_shows_pictures_not_text(mask_report):
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(chromium):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; the README's test command installs it")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    chromium = chromium_path()
     from playwright.sync_api import sync_playwright
 
     html = mask_report[1]
     errors = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        browser, page = open_page(playwright, chromium, html, errors)
         page.goto(html.resolve().as_uri())
         page.wait_for_load_state("load")
         pictures = page.eval_on_selector_all("#aug-SafeRotate img", "els => els.map(e => e.naturalWidth)")
