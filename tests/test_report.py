@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -72,7 +74,9 @@ def test_report_before_any_search_is_a_clear_error(tmp_path):
     augmenter = augment.ImageAugmenter(BrightnessModel())
     with pytest.raises(ValueError, match="run search_randomization_boundaries first"):
         augmenter.render_boundaries(tmp_path / "out")
-    assert augment.main(["report", "--cache", str(tmp_path / "none.json")]) == 2
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "report", "--cache",
+                             str(tmp_path / "none.json")], capture_output=True, text=True)
+    assert result.returncode == 2 and "no analysis file at" in result.stderr
 
 
 def test_a_moved_source_image_leaves_a_placeholder(tmp_path):
@@ -113,11 +117,12 @@ def test_gradcam_frames_from_python_for_one_image_and_augmentation(tmp_path):
         augment.gradcam_frames(image, "Hue", model, [model[2]], method="NoSuchCAM")
 
 
-def test_report_cli_writes_the_page(searched, tmp_path, capsys):
+def test_report_cli_writes_the_page(searched, tmp_path):
     augmenter, html, _ = searched
-    status = augment.main(["report", "--cache", augmenter.analysis_path, "--html-dir", str(tmp_path / "r")])
-    assert status == 0 and (tmp_path / "r" / "index.html").is_file()
-    assert "report written" in capsys.readouterr().out
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "report", "--cache", augmenter.analysis_path,
+                             "--html-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 0 and (tmp_path / "r" / "index.html").is_file()
+    assert "report written" in result.stdout
 
 
 @pytest.mark.browser

@@ -75,7 +75,7 @@ def test_each_image_is_decoded_once_and_at_most_a_chunk_is_in_flight(tmp_path):
     files = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
     augmenter = make(BrightnessModel())
     augmenter.events = []  # the search pipeline's documented hook: ("decode" | "release", image index)
-    augmenter.search_randomization_boundaries(files, None, 0.1, None, images_per_chunk=3, strategy="adaptive",
+    augmenter.search_randomization_boundaries(files, None, 0.1, None, images_in_flight=3, strategy="adaptive",
                                               grid_sample=2)
     decoded = [index for event, index in augmenter.events if event == "decode"]
     assert sorted(decoded) == list(range(len(files)))  # each image decoded exactly once
@@ -136,7 +136,7 @@ def test_an_interrupted_multi_worker_search_resumes_from_its_checkpoint(tmp_path
     path = tmp_path / "analysis.json"
     with pytest.raises(RuntimeError, match="model crashed"):
         make(BrightnessModel(fail_after=70), checkpoint_seconds=0).search_randomization_boundaries(
-            images, None, 0.1, path, num_workers=2, images_per_chunk=1)
+            images, None, 0.1, path, num_workers=2, images_in_flight=1)
     done = augment.load_analysis(path).curves["Brighten"].searched_count
     assert 0 < done < len(images)
     model = BrightnessModel()

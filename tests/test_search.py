@@ -107,7 +107,7 @@ def test_interrupted_search_resumes_and_matches_an_uninterrupted_one(tmp_path):
     crashing = BrightnessModel(fail_after=40)
     with pytest.raises(RuntimeError, match="model crashed"):
         make(crashing, checkpoint_seconds=0).search_randomization_boundaries(
-            images, None, 0.1, path, images_per_chunk=1)
+            images, None, 0.1, path, images_in_flight=1)
     partial = augment.load_analysis(path)
     missing = [sum(partial.curves[name].diff_errors[k] is None for name in ("Brighten", "Darken"))
                for k in range(len(images))]

@@ -82,7 +82,7 @@ def main() -> int:
     if mode == "search":
         workers = {"num_workers": 2} if hang == "workers" else {}
         augmenter.search_randomization_boundaries(files, None, 0.1, os.path.join(work, "analysis.json"),
-                                                  images_per_chunk=1, **workers)
+                                                  images_in_flight=1, **workers)
     else:
         real_add = augment._SyntheticFolder.add
 
