@@ -2597,7 +2597,33 @@ def _formats() -> Any:
     """The pydantic models of the files augment.py writes (a namespace: .Analysis, .ManifestLine)."""
     from typing import Literal
 
-    from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+    from pydantic import BaseModel, ConfigDict, model_validator
+
+    Settings, Image, Curve = _analysis_parts()
+
+    class Analysis(BaseModel):
+        """analysis.json: settings, one record per image, per augmentation one row per image."""
+
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+        format: Literal["augment.py analysis"]
+        version: Literal[1, 2, 3]
+        tool_version: str | None = None
+        fingerprint: str
+        settings: Settings
+        images: list[Image]
+        augmentations: dict[str, Curve]
+
+        @model_validator(mode="after")
+        def rows_fit(self) -> Analysis:
+            _check_rows(self)
+            return self
+
+    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=_manifest_model())
+
+
+def _analysis_parts() -> tuple[type, type, type]:
+    """The models inside analysis.json: its settings, an image record, one augmentation's rows."""
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
 
     strict = ConfigDict(strict=True, allow_inf_nan=False)
     Row = list[float | None] | None  # one image's diff errors per intensity; null: not (yet) measured
@@ -2643,24 +2669,7 @@ def _formats() -> Any:
         last_success_view: list | None = None
         first_failure_view: list | None = None
 
-    class Analysis(BaseModel):
-        """analysis.json: settings, one record per image, per augmentation one row per image."""
-
-        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
-        format: Literal["augment.py analysis"]
-        version: Literal[1, 2, 3]
-        tool_version: str | None = None
-        fingerprint: str
-        settings: Settings
-        images: list[Image]
-        augmentations: dict[str, Curve]
-
-        @model_validator(mode="after")
-        def rows_fit(self) -> Analysis:
-            _check_rows(self)
-            return self
-
-    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=_manifest_model())
+    return Settings, Image, Curve
 
 
 def _check_rows(document: Any) -> None:
