@@ -20,11 +20,13 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
     .render_boundaries(html_dir="analytics", ...)
     .synthesize_more(organic_img_filenames, organic_labels=None, realism=0.5, ...)
     .evaluate(img_filenames, img_labels)
-    .intensity_limits(realism) / .sampling_policy(realism) -> SamplingPolicy
+    .intensity_limits(realism) / .sampling_policy(realism) -> SamplingPolicy (.save(path), .load(path))
+    .transform(realism, seed=None, p=1.0) -> RealismTransform   online, for training pipelines
     .set_augmentation_realism(name, realism) / .set_augmentation_weight(name, weight)
     .load_analysis(path)
     (the seed README's spellings searchRandomizationBoundries, renderBoundries and
     synthesizeMore are aliases)
+RealismTransform(policy_or_path, label_format=None, seed=None)   t(image) or t(image=..., bboxes=...)
 augment_image(image, name, intensity, seed=0) -> (H, W, 3) uint8
 augment_with_labels(image, steps, labels, label_format, seed=0) -> (image, labels moved)
 augmentation_seed(image, name, seed=0)   the seed of one image's random draws
@@ -32,7 +34,7 @@ load_image(source) -> (H, W, 3) uint8
 load_analysis(path) -> Analysis (.curves[name] -> AugmentationCurve, .summarize() -> CurveSummary)
 read_manifest(path) -> [SyntheticImage]
 outputs_equal(output, reference) / default_diff_error(output, reference)
-format_summary(analysis), catalogue_markdown(), file_schema("analysis" | "manifest")
+format_summary(analysis), catalogue_markdown(), file_schema("analysis" | "manifest" | "policy")
 gradcam_frames(...) -> [CamFrame] / write_gradcam_gif(...)   Grad-CAM over one sweep
 realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
 CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, COLOR_AUGMENTATIONS,
@@ -50,6 +52,7 @@ The search
 The analysis file
 The report
 Synthesis
+The training transform
 Evaluation
 ImageAugmenter: the public face
 The command line
@@ -87,6 +90,7 @@ __all__ = [
     "CurveSummary",
     "ImageAugmenter",
     "ImageRecord",
+    "RealismTransform",  # noqa: F822  (made on first use: see __getattr__)
     "SamplingPolicy",
     "SyntheticImage",
     "TemplateMatcher",
@@ -553,6 +557,7 @@ ALL_AUGMENTATIONS = COLOR_AUGMENTATIONS + DISTORTION_AUGMENTATIONS + PIXEL_DROPO
 # Bumped whenever an intensity mapping changes: cached analyses made with another
 # mapping are then recomputed for that augmentation instead of silently reused.
 _CATALOGUE_VERSION = 2  # 2: random draws seeded from the image's pixels, not its path
+_POLICY_FORMAT, _POLICY_VERSION = "augment.py sampling policy", 1
 _ANALYSIS_FORMAT = "augment.py analysis"
 _ANALYSIS_VERSION = 3  # 2: rows may hold null (adaptive), images an error; 3: views of positional outputs
 _READABLE_VERSIONS = (1, 2, 3)  # older files read as they are
@@ -2618,7 +2623,7 @@ def _formats() -> Any:
             _check_rows(self)
             return self
 
-    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=_manifest_model())
+    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=_manifest_model(), Policy=_policy_model())
 
 
 def _analysis_parts() -> tuple[type, type, type]:
@@ -2725,6 +2730,37 @@ def _manifest_model() -> type:
     return ManifestLine
 
 
+def _policy_model() -> type:
+    """A policy file: per augmentation its family, largest intensity and weight (unknown keys
+    in an entry are refused: a typo there would silently change what training draws)."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class PolicyEntry(BaseModel):
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+        name: str
+        family: str
+        max_intensity: float = Field(ge=0, le=1)
+        weight: float = Field(ge=0)
+
+    class Policy(BaseModel):
+        """A sampling policy file: what a training transform draws from, without the analysis."""
+
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+        format: Literal["augment.py sampling policy"]
+        version: int = Field(ge=1)
+        catalogue_version: int = Field(ge=1)
+        tool_version: str | None = None
+        realism: float | None = None
+        model_id: str | None = None
+        min_augmentations: int = Field(ge=1)
+        max_augmentations: int = Field(ge=1)
+        augmentations: list[PolicyEntry] = Field(min_length=1)
+
+    return Policy
+
+
 def _validated(model: Any, data: Any, where: str) -> Any:
     """``data`` checked against a format; an AugmentError says where and which field."""
     from pydantic import ValidationError
@@ -2740,14 +2776,15 @@ def _validated(model: Any, data: Any, where: str) -> Any:
 
 
 def file_schema(kind: str = "analysis") -> dict:
-    """The JSON Schema of ``analysis.json`` ("analysis") or of a ``manifest.jsonl`` line ("manifest").
+    """The JSON Schema of ``analysis.json`` ("analysis"), of a ``manifest.jsonl`` line
+    ("manifest") or of a sampling policy file ("policy").
 
     >>> file_schema("manifest")["required"][:3]
     ['index', 'file', 'source_file']
     """
-    models = {"analysis": _formats().Analysis, "manifest": _formats().ManifestLine}
+    models = {"analysis": _formats().Analysis, "manifest": _formats().ManifestLine, "policy": _formats().Policy}
     if kind not in models:
-        raise AugmentError(f"kind must be 'analysis' or 'manifest', got {kind!r}")
+        raise AugmentError(f"kind must be 'analysis', 'manifest' or 'policy', got {kind!r}")
     return models[kind].model_json_schema()
 
 
@@ -4077,6 +4114,8 @@ class SamplingPolicy:
     weights: dict[str, float] = field(default_factory=dict)
     fewest: int = 3
     most: int = 8
+    realism: float | None = None  # where the limits came from (for people reading a policy file)
+    model_id: str | None = None
 
     def __post_init__(self) -> None:
         for name, limit in self.limits.items():
@@ -4105,6 +4144,63 @@ class SamplingPolicy:
             families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
         steps = [(name, round(float(rng.uniform(0.0, self.limits[name])), 4)) for name in chosen]
         return steps, int(rng.integers(2**31 - 1))
+
+    def to_json(self) -> dict:
+        """The policy file's content: readable, one entry per augmentation (see :meth:`save`)."""
+        return {"format": _POLICY_FORMAT, "version": _POLICY_VERSION, "catalogue_version": _CATALOGUE_VERSION,
+                "tool_version": __version__, "realism": self.realism, "model_id": self.model_id,
+                "min_augmentations": self.fewest, "max_augmentations": self.most,
+                "augmentations": [{"name": name, "family": CATALOGUE[name].family, "max_intensity": limit,
+                                   "weight": self.weights.get(name, 1.0)} for name, limit in self.limits.items()]}
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the policy as JSON (atomically): all a training job needs, without the analysis.
+
+        >>> SamplingPolicy({"Brighten": 0.3}, fewest=1, most=1).save("policy.json")   # doctest: +SKIP
+        'policy.json'
+        """
+        return _write_atomic(path, json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SamplingPolicy:
+        """Read a policy file written by :meth:`save`; a damaged or unknown one is an AugmentError.
+
+        >>> policy = SamplingPolicy.load("policy.json")                               # doctest: +SKIP
+        """
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                document = json.load(handle)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AugmentError(f"policy file {path} is not JSON: {exc}") from None
+        except OSError as exc:
+            raise AugmentError(f"cannot read policy file {path}: {exc.strerror}") from None
+        return cls.from_json(document, path)
+
+    @classmethod
+    def from_json(cls, document: Any, where: str = "policy") -> SamplingPolicy:
+        """A policy from the content of a policy file (``where`` names it in errors)."""
+        if not isinstance(document, dict) or document.get("format") != _POLICY_FORMAT:
+            raise AugmentError(f"{where} is not an augment.py policy file (no \"format\": \"{_POLICY_FORMAT}\")")
+        for key, ours in (("version", _POLICY_VERSION), ("catalogue_version", _CATALOGUE_VERSION)):
+            if _is_int(document.get(key)) and document[key] > ours:
+                raise AugmentError(f"{where} has {key} {document[key]}, newer than this augment.py reads ({ours}, "
+                                   f"augment.py {__version__}): update augment.py")
+        policy = _validated(_formats().Policy, document, where)
+        for entry in policy.augmentations:
+            if entry.name not in CATALOGUE:
+                close = difflib.get_close_matches(entry.name, ALL_AUGMENTATIONS, n=1)
+                raise AugmentError(f"{where} names augmentation {entry.name!r}, which this augment.py does not know"
+                                   + (f" (did you mean {close[0]!r}?)" if close else ""))
+            if entry.family != CATALOGUE[entry.name].family:
+                raise AugmentError(f"{where}: {entry.name} is in family {entry.family!r} there but "
+                                   f"{CATALOGUE[entry.name].family!r} here: the file is from another catalogue")
+        try:
+            return cls({e.name: e.max_intensity for e in policy.augmentations},
+                       {e.name: e.weight for e in policy.augmentations}, policy.min_augmentations,
+                       policy.max_augmentations, policy.realism, policy.model_id)
+        except AugmentError as exc:
+            raise AugmentError(f"{where}: {exc}") from None
 
 
 @dataclass
@@ -4242,6 +4338,225 @@ def _write_preview(folder: str, name: str, entries: list[SyntheticImage], seed: 
     html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
         entries=shown, seed=seed, kind=kind)
     return _write_atomic(os.path.join(folder, name), html)
+
+
+###############################################################################
+# The training transform
+###############################################################################
+# RealismTransform draws each call's augmentations from a SamplingPolicy (the sampler
+# synthesize_more uses) and applies them as synthesis does (same transforms, same seeding),
+# so a training loop sees online what synthesis would write, a fresh draw every call. It is
+# an albumentations composition, so it drops into A.Compose (which then moves boxes,
+# keypoints and masks through it), and it also takes a bare array, PIL image or uint8 tensor
+# for torchvision pipelines. It derives from albumentations' BaseCompose, so the class is made
+# on first use (the module's __getattr__ hands it out) to keep `import augment` light.
+
+
+def _worker_salt() -> int:
+    """A new process's extra seed: a DataLoader worker's seed (distinct per worker and per
+    epoch, reproducible under torch.manual_seed), elsewhere the process id."""
+    data = sys.modules.get("torch.utils.data")
+    info = data.get_worker_info() if data is not None else None
+    return int(info.seed) % 2**63 if info is not None else os.getpid()
+
+
+def _positional_image(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
+    """A positional call's image as (H, W, 3) uint8, and how to hand a result back in its form:
+    an array stays an array of its shape, a PIL image one of its mode (RGB or L; others come
+    back RGB), a (C, H, W) uint8 tensor a tensor."""
+    import cv2
+
+    def gray(out: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+
+    if _is_tensor(image):
+        if str(image.dtype) != "torch.uint8" or image.ndim != 3 or image.shape[0] not in (1, 3):
+            raise AugmentError(f"a tensor image must be (C, H, W) uint8 with C 1 or 3 (before ToDtype/ToTensor), got "
+                               f"{tuple(image.shape)} {image.dtype}")
+        import torch
+
+        channels = image.shape[0]
+        rgb = np.ascontiguousarray(image.detach().cpu().permute(1, 2, 0).numpy())
+        return (_as_rgb(rgb[:, :, 0], "image") if channels == 1 else rgb), lambda out: torch.from_numpy(
+            gray(out)[None] if channels == 1 else np.ascontiguousarray(out.transpose(2, 0, 1)))
+    if type(image).__module__.startswith("PIL.") and hasattr(image, "mode"):
+        from PIL import Image
+
+        mode = image.mode
+        rgb = np.asarray(image.convert("RGB") if mode != "RGB" else image)
+        return rgb, lambda out: Image.fromarray(gray(out) if mode == "L" else out)
+    array = np.asarray(image) if isinstance(image, np.ndarray) else None
+    if array is None or array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2]
+                                                                             in (1, 3))):
+        described = f"{array.shape} {array.dtype}" if array is not None else type(image).__name__
+        raise AugmentError(f"the image must be an (H, W, 3), (H, W, 1) or (H, W) uint8 array, a PIL image or a "
+                           f"(C, H, W) uint8 tensor, got {described}")
+    if array.ndim == 3 and array.shape[2] == 3:
+        return array, lambda out: out
+    shape = array.shape
+    return _as_rgb(array.reshape(shape[:2]), "image"), lambda out: gray(out).reshape(shape)
+
+
+def _apply_steps(data: dict, steps: Sequence[tuple[str, float]], seed: int, rotate_method: str,
+                 processors: dict | None = None, after: Callable[[dict], dict] | None = None) -> dict:
+    """``steps`` applied to albumentations ``data`` in order, each transform seeded as
+    ``A.Compose(..., seed=seed)`` seeds it: the same pixels as synthesis for the same draw."""
+    height, width = data["image"].shape[:2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for transform in _build_transforms(steps, height, width, rotate_method):
+            transform.set_processors(processors or {})
+            transform.set_random_seed(seed)
+            data = transform(force_apply=True, **data)
+            if after is not None:
+                data = after(data)
+    return data
+
+
+@functools.lru_cache(maxsize=1)
+def _movable_keys() -> frozenset[str]:
+    """The data keys the catalogue's transforms take (image, mask, masks, bboxes, keypoints, ...)."""
+    return frozenset().union(*(t.available_keys for name in ALL_AUGMENTATIONS
+                               if (t := _transform(name, 0.5, 32, 32)) is not None))
+
+
+@functools.lru_cache(maxsize=1)
+def _realism_transform_class() -> type:
+    A = _albumentations()
+
+    class RealismTransform(A.BaseCompose):
+        """A training transform: every call applies a fresh draw from a :class:`SamplingPolicy`.
+
+        The draw is synthesis's (``synthesize_more`` and this transform share one sampler):
+        between ``fewest`` and ``most`` augmentations, never two of a family, each at an
+        intensity in [0, its limit]. ``policy`` is a SamplingPolicy or a policy file's path
+        (:meth:`SamplingPolicy.save`). Calling conventions:
+
+        - ``t(image)``: an array, PIL image or (C, H, W) uint8 tensor in, the same form out
+          (classification, torchvision pipelines);
+        - ``t(image=..., bboxes=..., keypoints=..., mask=..., masks=...)`` -> dict, alone (labels
+          move per ``label_format``, as synthesis moves them) or inside ``A.Compose([...],
+          bbox_params=..., keypoint_params=...)``, which then moves every target it knows.
+
+        ``seed`` makes the stream repeatable (None: fresh entropy; a seeded ``A.Compose`` seeds
+        an unseeded transform). In a DataLoader worker (or any new process) the stream is
+        re-seeded from ``seed`` and the worker's seed: distinct per worker and per epoch,
+        repeatable with the same ``seed``, worker count and ``torch.manual_seed``. ``p``: the
+        chance of augmenting at all. ``.params`` holds the last call's steps and pixel seed.
+
+        >>> t = RealismTransform(SamplingPolicy({"Brighten": 0.3, "SafeRotate": 0.2}, fewest=1, most=2), seed=0)
+        >>> t(np.zeros((32, 32, 3), np.uint8)).shape
+        (32, 32, 3)
+        """
+
+        def __init__(self, policy: SamplingPolicy | str | os.PathLike, label_format: str | None = None, *,
+                     seed: int | None = None, rotate_method: str = "largest_box", p: float = 1.0):
+            super().__init__(transforms=[], p=_check_number(p, "p", 0.0, 1.0))
+            if isinstance(policy, (str, os.PathLike)):
+                policy = SamplingPolicy.load(policy)
+            if not isinstance(policy, SamplingPolicy):
+                raise AugmentError(f"policy must be a SamplingPolicy or a policy file's path, got {type(policy)}")
+            if not policy.eligible:
+                raise AugmentError("the policy has no augmentation with a weight above 0: nothing to draw")
+            if rotate_method not in _ROTATE_METHODS:
+                raise AugmentError(f"rotate_method must be one of {_ROTATE_METHODS}, got {rotate_method!r}")
+            self.policy, self.label_format, self.rotate_method = policy, label_format, rotate_method
+            self.kind = _label_kind(label_format)
+            self._seeded = seed is not None
+            self._base = _check_int(seed, "seed") if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+            self._pid, self._rng = os.getpid(), np.random.default_rng(self._base)
+            self._inside = False  # set when a parent A.Compose hands its processors down
+            self._available_keys.update(_movable_keys())
+            self.params: dict = {}
+
+        @property
+        def processors(self) -> dict:
+            return self.__dict__.get("_processors", {})
+
+        @processors.setter
+        def processors(self, value: dict) -> None:
+            self.__dict__["_processors"] = value
+            if "_rng" in self.__dict__:  # after __init__: a parent Compose is adopting this transform
+                self._inside = True
+
+        def set_random_seed(self, seed: int | None) -> None:
+            super().set_random_seed(seed)
+            if seed is not None and "_rng" in self.__dict__ and not self._seeded:
+                self._base, self._rng = int(seed), np.random.default_rng(int(seed))
+
+        def __repr__(self) -> str:
+            return (f"RealismTransform({len(self.policy.eligible)} augmentations, {self.policy.fewest}-"
+                    f"{self.policy.most} per image, realism={self.policy.realism}, "
+                    f"label_format={self.label_format!r}, p={self.p})")
+
+        def indented_repr(self, indent: int = 0) -> str:
+            return repr(self)
+
+        def _generator(self) -> np.random.Generator:
+            if os.getpid() != self._pid:  # a DataLoader worker or another process: its own stream
+                self._pid = os.getpid()
+                self._rng = np.random.default_rng([self._base, _worker_salt()])
+            return self._rng
+
+        def draw(self, force_apply: bool = False) -> tuple[list[tuple[str, float]], int] | None:
+            """The next call's (steps, pixel seed), or None when ``p`` says not to augment."""
+            rng = self._generator()
+            if not force_apply and self.p < 1.0 and rng.random() >= self.p:
+                self.params = {}
+                return None
+            steps, pixel_seed = self.policy.sample(rng)
+            self.params = {"steps": steps, "seed": pixel_seed}
+            return steps, pixel_seed
+
+        def __call__(self, *args: Any, force_apply: bool = False, **data: Any) -> Any:
+            if args:
+                if len(args) != 1 or data:
+                    raise AugmentError("call with one image, t(image), or with keywords, t(image=..., ...), not both")
+                image, back = _positional_image(args[0])
+                drawn = self.draw(force_apply)
+                return args[0] if drawn is None else back(_apply_steps({"image": image}, *drawn,
+                                                                       self.rotate_method)["image"])
+            if "image" not in data:
+                raise AugmentError(f"call with image=... (got {', '.join(sorted(data)) or 'no arguments'})")
+            if self._inside:  # the parent Compose prepared the data and moves what its processors know
+                drawn = self.draw(force_apply)
+                return data if drawn is None else _apply_steps(data, *drawn, self.rotate_method, self.processors,
+                                                               self.check_data_post_transform)
+            return self._call_alone(data, force_apply)
+
+        def _call_alone(self, data: dict, force_apply: bool) -> dict:
+            key = {"bbox": "bboxes", "keypoints": "keypoints", "mask": "mask"}.get(self.kind)
+            for other in ("bboxes", "keypoints", "mask", "masks"):
+                if other in data and other != key and not (key == "mask" and other == "masks"):
+                    raise AugmentError(
+                        f"{other}=... needs this transform's label_format to say what they are (it is "
+                        f"{self.label_format!r}); or put the transform in A.Compose([...], bbox_params=..., "
+                        f"keypoint_params=...), which moves every target")
+            image = _as_rgb(data["image"], "image")
+            drawn = self.draw(force_apply)
+            if drawn is None:
+                return dict(data)
+            names = [k for k in ("mask", "masks", "bboxes", "keypoints") if k in data and data[k] is not None]
+            targets = [data[k] for k in names if k != "masks"] + list(data.get("masks") or [])
+            whats = [k for k in names if k != "masks"] + [f"masks[{i}]" for i in range(len(data.get("masks") or []))]
+            moved_image, moved = _move_with_pixels(image, *drawn, self.kind, self.label_format, targets, whats,
+                                                   self.rotate_method)
+            out = dict(data, image=moved_image)
+            for name in (k for k in names if k != "masks"):
+                out[name] = moved.pop(0)
+            if "masks" in names:
+                out["masks"] = moved
+            return out
+
+    RealismTransform.__module__, RealismTransform.__qualname__ = __name__, "RealismTransform"
+    return RealismTransform
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: RealismTransform is made on first use (it needs albumentations); pickle finds it here.
+    if name == "RealismTransform":
+        return _realism_transform_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 ###############################################################################
@@ -4565,7 +4880,21 @@ class ImageAugmenter:
         limits = self.intensity_limits(realism)
         ordered = {name: limits[name] for name in self.augmentations if name in limits}
         return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, fewest,
-                              max_random_augmentations)
+                              max_random_augmentations, float(realism),
+                              self._require_analysis("sample").settings.get("model_id"))
+
+    def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
+                  *, seed: int | None = None, p: float = 1.0) -> Any:
+        """An online training transform drawing from :meth:`sampling_policy` (synthesis's
+        draw, a fresh one every call); labels follow ``label_format``. Needs no model and no
+        analysis at training time: ``.policy.save(path)`` ships the policy alone.
+
+        >>> t = augmenter.transform(realism=0.5, seed=0)                              # doctest: +SKIP
+        >>> A.Compose([t, A.Normalize()], bbox_params=A.BboxParams("coco"))          # doctest: +SKIP
+        """
+        policy = self.sampling_policy(realism, min_random_augmentations, max_random_augmentations)
+        return _realism_transform_class()(policy, self.label_format, seed=seed, rotate_method=self.rotate_method,
+                                          p=p)
 
     def synthesize_more(
         self,
@@ -4893,6 +5222,16 @@ def _command_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_policy(args: argparse.Namespace) -> int:
+    augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS)
+    augmenter.load_analysis(args.cache)
+    policy = augmenter.sampling_policy(args.realism, args.min_augmentations, args.max_augmentations)
+    policy.save(args.out)
+    limits = ", ".join(f"{name} {limit:g}" for name, limit in policy.limits.items())
+    print(f"policy written to {args.out} (realism {args.realism:g}; largest intensities: {limits})")
+    return 0
+
+
 def _resolve_layer(model: Any, dotted: str) -> Any:
     """``features.6`` -> model.features[6]."""
     layer = model
@@ -4984,10 +5323,19 @@ def _parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--output-dir", default="generated")
     synthesize.set_defaults(run=_command_synthesize)
 
+    policy = commands.add_parser("policy", help="save the sampling policy at a realism (for a training transform)")
+    policy.add_argument("--cache", default="analysis.json", help="analysis file from a search")
+    policy.add_argument("--realism", type=float, default=0.5)
+    policy.add_argument("--augmentations", nargs="+", metavar="NAME", help="default: all searched")
+    policy.add_argument("--min-augmentations", type=int, default=3)
+    policy.add_argument("--max-augmentations", type=int, default=8)
+    policy.add_argument("--out", default="policy.json", help="policy file to write (default: %(default)s)")
+    policy.set_defaults(run=_command_policy)
+
     catalogue = commands.add_parser("catalogue", help="print the augmentation catalogue as a Markdown table")
     catalogue.set_defaults(run=_command_catalogue)
-    schema = commands.add_parser("schema", help="print the JSON Schema of analysis.json or of a manifest line")
-    schema.add_argument("kind", choices=["analysis", "manifest"])
+    schema = commands.add_parser("schema", help="print the JSON Schema of analysis.json, a manifest line or a policy")
+    schema.add_argument("kind", choices=["analysis", "manifest", "policy"])
     schema.set_defaults(run=lambda args: print(json.dumps(file_schema(args.kind), indent=1)) or 0)
     return parser
 
