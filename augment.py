@@ -558,6 +558,7 @@ ALL_AUGMENTATIONS = COLOR_AUGMENTATIONS + DISTORTION_AUGMENTATIONS + PIXEL_DROPO
 # mapping are then recomputed for that augmentation instead of silently reused.
 _CATALOGUE_VERSION = 2  # 2: random draws seeded from the image's pixels, not its path
 _POLICY_FORMAT, _POLICY_VERSION = "augment.py sampling policy", 1
+_LEVELS = 100  # synthesis and the training transform draw intensities from 0..100 % of a limit in 1 % steps
 _ANALYSIS_FORMAT = "augment.py analysis"
 _ANALYSIS_VERSION = 3  # 2: rows may hold null (adaptive), images an error; 3: views of positional outputs
 _READABLE_VERSIONS = (1, 2, 3)  # older files read as they are
@@ -4102,7 +4103,9 @@ class SamplingPolicy:
     the search decided (see :meth:`ImageAugmenter.sampling_policy`); ``weights``: relative
     odds of each (0: never); each image gets between ``fewest`` and ``most`` picks, never
     two of one catalogue family (Brighten and Darken, the blurs and Sharpen, ...), each at an
-    intensity drawn uniformly from [0, limit].
+    intensity drawn uniformly from the 101 levels 0, 1 %, ..., 100 % of its limit (a grid 5x
+    finer than the search's default step at any limit, on which built transforms are reused:
+    the online transform runs at the speed of applying them, not of building them).
 
     >>> policy = SamplingPolicy({"Brighten": 0.3, "Darken": 0.2, "Hue": 0.5}, fewest=1, most=2)
     >>> steps, pixel_seed = policy.sample(np.random.default_rng(0))
@@ -4142,7 +4145,7 @@ class SamplingPolicy:
             pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
             chosen.append(pick)
             families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
-        steps = [(name, round(float(rng.uniform(0.0, self.limits[name])), 4)) for name in chosen]
+        steps = [(name, round(self.limits[name] * int(rng.integers(0, _LEVELS + 1)) / _LEVELS, 6)) for name in chosen]
         return steps, int(rng.integers(2**31 - 1))
 
     def to_json(self) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,26 +93,42 @@ def test_resnet_example_with_random_weights_as_predict_and_factory(tmp_path, cap
     assert augment.load_analysis(tmp_path / "analysis.json").settings["strategy"] == "adaptive"
 
 
-def test_robustness_study_quick_run_writes_its_table_and_plots(tmp_path):
+def test_robustness_study_quick_run_writes_its_tables_and_plots(tmp_path):
     from examples import digits_robustness
 
     assert digits_robustness.main(["--quick", "--out", str(tmp_path)]) == 0
-    table = (tmp_path / "results.md").read_text().splitlines()
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    table = lines[2:11]
     methods = [line.split("|")[1].strip() for line in table[2:]]
     assert methods == ["baseline", "augment.py realism 0.5", "augment.py realism 0", "augment.py realism -0.5",
-                       "RandAugment", "TrivialAugmentWide"]
-    assert table[0].count("|") == 7 and "ImageNet-C mCE" in table[0]
+                       "RandAugment", "TrivialAugmentWide", "AugMix"]
+    assert "ImageNet-C unrelated mCE" in table[0] and "ImageNet-C related mCE" in table[0]
+    assert "95 % CI" in lines[0] and any(line.startswith("targets on ImageNet-C unrelated") for line in lines)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["rows"][0]["mCE"] == pytest.approx(1.0)  # the baseline is the reference
-    assert results["rows"][0]["imagenet_c_mCE"] == pytest.approx(1.0)
-    assert results["imagenet_c"] == ["gaussian_noise", "zoom_blur"]
+    baseline = results["rows"][0]
+    assert baseline["catalogue mCE"]["mean"] == pytest.approx(1.0)  # the baseline is the reference
+    assert baseline["ImageNet-C unrelated mCE"]["mean"] == pytest.approx(1.0)
+    assert results["groups"]["ImageNet-C related"] == ["motion_blur"]
+    assert results["wins"]["augment.py realism 0"]["AugMix"]["catalogue"] in (0, 1, 2)
     for name in ("robustness.png", "robustness_imagenet_c.png", "learning_curves.png"):
         assert augment.load_image(str(tmp_path / name)).shape[0] > 100
-    # two synthetic variants of each of the 200 training digits, each named after its source
-    manifest = [json.loads(line) for line in (tmp_path / "synthetic-seed0-r0.0" / "manifest.jsonl").open()]
-    assert len(manifest) == 400
-    assert sorted(Path(m["source_file"]).name for m in manifest) == sorted(
-        2 * [p.name for p in (tmp_path / "train").iterdir()])
+    # the transform's policy of each arm, saved as a training job would ship it; no files synthesized
+    policy = augment.SamplingPolicy.load(tmp_path / "policy-seed1-r0.json")
+    assert policy.realism == 0.0 and not list(tmp_path.glob("synthetic-*"))
+
+
+def test_robustness_study_statistics_and_seeded_imagenet_c():
+    from examples import digits_robustness as study
+
+    stat = study.spread([1.0, 2.0, 3.0])  # sd 1 (ddof 1); t(0.975, 2 dof) = 4.303
+    assert stat["sd"] == pytest.approx(1.0) and stat["ci"] == pytest.approx([2 - 4.303 / 3**0.5, 2 + 4.303 / 3**0.5],
+                                                                            abs=1e-3)
+    images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    names = ["impulse_noise", "glass_blur", "gaussian_noise"]  # their own generator, a seed=, numpy's global
+    first = study.imagenet_c_test_sets(images, names)
+    np.random.seed(123)
+    again = study.imagenet_c_test_sets(images, names)
+    assert all(np.array_equal(first[key], again[key]) for key in first)
 
 
 @pytest.mark.slow
@@ -144,6 +159,11 @@ def test_robustness_study_measures_corruption_errors_as_hendrycks_and_dietterich
     model["corrupted"] |= {f"Flat@{s}": 0.2 for s in severities}
     mce, relative = study.corruption_errors(model, reference, ["Blur", "Noise", "Flat"])
     assert mce == pytest.approx((0.5 + 0.5 + 2.0) / 3) and relative == pytest.approx(0.5)
+    # one that barely degrades it (1 point, below the 2-point floor) is left out too, and named
+    reference["corrupted"] |= {f"Faint@{s}": 0.11 for s in severities}
+    model["corrupted"] |= {f"Faint@{s}": 0.5 for s in severities}
+    assert study.corruption_errors(model, reference, ["Blur", "Noise", "Faint"])[1] == pytest.approx(0.5)
+    assert study.below_floor(reference, ["Blur", "Faint", "Flat"], "corrupted", severities) == ["Faint", "Flat"]
 
 
 def test_robustness_study_leaves_out_augmentations_that_change_no_test_image():
