@@ -27,6 +27,7 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
     (the seed README's spellings searchRandomizationBoundries, renderBoundries and
     synthesizeMore are aliases)
 RealismTransform(policy_or_path, label_format=None, seed=None)   t(image) or t(image=..., bboxes=...)
+register_augmentation(name, build | function=..., family=..., ...) -> Augmentation   your own, beside the 24
 augment_image(image, name, intensity, seed=0) -> (H, W, 3) uint8
 augment_with_labels(image, steps, labels, label_format, seed=0) -> (image, labels moved)
 augmentation_seed(image, name, seed=0)   the seed of one image's random draws
@@ -108,6 +109,7 @@ __all__ = [
     "outputs_equal",
     "read_manifest",
     "realism_max_intensity",
+    "register_augmentation",
     "write_gradcam_gif",
 ]
 
@@ -591,11 +593,14 @@ class Augmentation:
     family: str
     geometric: bool
     build: Callable[[float, int, int], Any] = field(repr=False, compare=False)
+    revision: str = ""  # a registered augmentation's code and behaviour digest (see register_augmentation)
 
     @property
     def definition(self) -> str:
         """A fingerprint of the mapping, stored with cached results."""
         text = f"{_CATALOGUE_VERSION}|{self.name}|{self.transform}|{self.at_full_intensity}"
+        if self.revision:
+            text += f"|{self.group}|{self.family}|{self.geometric}|{self.revision}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -1162,10 +1167,12 @@ CATALOGUE: dict[str, Augmentation] = _catalogue()
 
 
 def _check_augmentation_name(name: Any, parameter: str = "augmentation") -> str:
-    if name not in ALL_AUGMENTATIONS:
-        close = difflib.get_close_matches(str(name), ALL_AUGMENTATIONS, n=1)
+    if not isinstance(name, str) or name not in CATALOGUE:
+        close = difflib.get_close_matches(str(name), list(CATALOGUE), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise AugmentError(f"unknown {parameter} {name!r}.{hint} Valid names: {', '.join(ALL_AUGMENTATIONS)}")
+        raise AugmentError(f"unknown {parameter} {name!r}.{hint} Valid names: {', '.join(CATALOGUE)} (your own "
+                           f"augmentations are known once registered: register_augmentation, or "
+                           f"--augmentations-from on the command line)")
     return name
 
 
@@ -1232,6 +1239,193 @@ def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return np.ascontiguousarray(transform(image=image)["image"])
+
+
+# -- your own augmentations ------------------------------------------------------------
+# register_augmentation adds an entry to CATALOGUE beside the seed's 24 (ALL_AUGMENTATIONS
+# stays those). It is checked on probe images when registered, and its definition (its
+# description, its code and what it does to the probe) is part of each cached curve: changing
+# it re-searches that augmentation only. Worker processes and Dask workers get the entries a
+# search uses with its tasks (the callables must pickle: module-level functions do).
+
+_PROBE_INTENSITIES = (0.25, 0.5, 1.0)
+
+
+def _probe_images() -> list[np.ndarray]:
+    """A 48x64 scene (gradients, a disc, a bar, noise) and a 1x1 image: what registration tries."""
+    rng = np.random.default_rng(12345)
+    ys, xs = np.mgrid[0:48, 0:64]
+    scene = np.stack([xs * 4, ys * 5, 255 - xs * 2], axis=2).astype(np.float64)
+    scene[(ys - 20) ** 2 + (xs - 40) ** 2 < 100] = (230, 40, 30)
+    scene[30:38, 5:30] = (20, 20, 200)
+    scene = np.clip(scene + rng.normal(0, 6, scene.shape), 0, 255).astype(np.uint8)
+    return [scene, np.array([[[120, 80, 40]]], np.uint8)]
+
+
+def _code_digest(value: Any) -> str:
+    """What the source of a callable looks like to Python (bytecode, constants, names, bound values)."""
+    parts: list[Any] = []
+
+    def walk(obj: Any, depth: int = 0) -> None:
+        if depth > 4:
+            return
+        code = getattr(obj, "__code__", None)
+        if isinstance(obj, functools.partial):
+            walk(obj.func, depth + 1)
+            parts.append(repr((obj.args, sorted(obj.keywords.items()))))
+        elif code is not None:
+            stack = [code]
+            while stack:
+                current = stack.pop()
+                parts.append(current.co_code)
+                parts.append(repr(current.co_names))
+                for const in current.co_consts:
+                    stack.append(const) if isinstance(const, types.CodeType) else parts.append(repr(const))
+            parts.append(repr(getattr(obj, "__defaults__", None)))
+            for cell in getattr(obj, "__closure__", None) or ():
+                with contextlib.suppress(ValueError):
+                    walk(cell.cell_contents, depth + 1) if callable(cell.cell_contents) else parts.append(
+                        _truncate(cell.cell_contents, 2000))
+        else:
+            parts.append(_truncate(obj, 2000))
+
+    walk(value)
+    return hashlib.sha256(b"|".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _function_transform_class() -> type:
+    A = _albumentations()
+
+    class FunctionTransform(A.ImageOnlyTransform):
+        """A registered ``function(image, intensity, rng)`` as an albumentations transform:
+        ``rng`` comes from the transform's own seeded generator, so a seed repeats it."""
+
+        def __init__(self, function: Callable, intensity: float, name: str):
+            super().__init__(p=1.0)
+            self.function, self.intensity, self.name = function, intensity, name
+
+        def get_params(self) -> dict[str, Any]:
+            return {"draw": int(self.random_generator.integers(2**63 - 1))}
+
+        def apply(self, img: np.ndarray, draw: int = 0, **params: Any) -> np.ndarray:
+            out = np.asarray(self.function(img, self.intensity, np.random.default_rng(draw)))
+            if out.shape != img.shape or out.dtype != np.uint8:
+                raise AugmentError(f"augmentation {self.name} at intensity {self.intensity} returned an array of shape "
+                                   f"{out.shape} and dtype {out.dtype} for an image of {img.shape} uint8")
+            return out
+
+    return FunctionTransform
+
+
+def _function_build(function: Callable, name: str) -> Callable[[float, int, int], Any]:
+    return functools.partial(_build_function_transform, function, name)
+
+
+def _build_function_transform(function: Callable, name: str, intensity: float, height: int, width: int) -> Any:
+    return _function_transform_class()(function, intensity, name) if intensity > 0 else None
+
+
+def register_augmentation(name: str, build: Callable[[float, int, int], Any] | None = None, *,
+                          function: Callable[[np.ndarray, float, np.random.Generator], np.ndarray] | None = None,
+                          family: str | None = None, group: str = "custom", geometric: bool = False,
+                          at_full_intensity: str = "", version: str = "") -> Augmentation:
+    """Add your own augmentation to CATALOGUE; returns its entry. Give one of:
+
+    - ``build(intensity, height, width)``: an albumentations transform for that intensity and
+      image size (``None`` or an identity at 0; sizes as fractions of the short side, like
+      the catalogue's), geometric ones a DualTransform so labels move with the pixels;
+    - ``function(image, intensity, rng)``: the (H, W, 3) uint8 image augmented, with ``rng``
+      a seeded numpy Generator (pixels only: never geometric).
+
+    ``family``: synthesis never combines two of one family (default: its own name);
+    ``at_full_intensity`` says what intensity 1 means. Checked now on probe images (48x64
+    and 1x1): intensity 0 is the identity, every output is (H, W, 3) uint8; a name taken by a
+    built-in is refused. Registering a name again replaces the entry; a changed definition
+    (``version``, code or what it does to the probes) re-searches that augmentation only.
+
+    >>> def jpeg(intensity, height, width):                                # doctest: +SKIP
+    ...     quality = round(100 - 95 * intensity)                          # 100 at 0, 5 at 1
+    ...     return A.ImageCompression(quality_range=(quality, quality), p=1) if intensity else None
+    >>> register_augmentation("JPEG", jpeg, family="compression", group="digital")   # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,59}", name):
+        raise AugmentError(f"an augmentation's name must be 1-60 letters, digits, '_', '.' or '-', starting with a "
+                           f"letter; got {name!r}")
+    if name in ALL_AUGMENTATIONS:
+        raise AugmentError(f"augmentation {name!r} is a built-in: choose another name")
+    if (build is None) == (function is None) or not callable(build or function):
+        raise AugmentError(f"augmentation {name}: give build(intensity, height, width) -> albumentations transform, "
+                           f"or function=(image, intensity, rng) -> image, one of them, callable")
+    if function is not None and geometric:
+        raise AugmentError(f"augmentation {name}: a function moves no labels, so it cannot be geometric; give "
+                           f"build returning an albumentations DualTransform")
+    for what, value in (("family", family), ("group", group), ("at_full_intensity", at_full_intensity),
+                        ("version", version)):
+        if value is not None and not isinstance(value, str):
+            raise AugmentError(f"augmentation {name}: {what} must be text, got {type(value).__name__}")
+    make = build if build is not None else _function_build(function, name)
+    described = (f"function {getattr(function, '__qualname__', function)!s}" if function is not None
+                 else f"build {getattr(build, '__qualname__', build)!s}")
+    entry = Augmentation(name, group, described, at_full_intensity, family or name, bool(geometric), make)
+    behaviour = _probe(entry, function)
+    revision = hashlib.sha256(f"{version}|{_code_digest(build or function)}|{behaviour}".encode()).hexdigest()[:16]
+    entry = dataclasses.replace(entry, revision=revision)
+    _adopt([entry])
+    return entry
+
+
+def _probe(entry: Augmentation, function: Callable | None = None) -> str:
+    """Check a new entry on the probe images; returns a digest of what it did to them."""
+    import albumentations as A
+
+    digest = hashlib.sha256()
+    for image in _probe_images():
+        height, width = image.shape[:2]
+        for intensity in (0.0, *_PROBE_INTENSITIES):
+            where = f"augmentation {entry.name} at intensity {intensity} on a {height}x{width} probe image"
+            try:
+                if function is not None and intensity == 0.0:  # never called at 0, but a reversed scale shows here
+                    out = np.asarray(function(image.copy(), 0.0, np.random.default_rng(7)))
+                    if out.shape == image.shape and np.array_equal(out, image):
+                        continue
+                    transform, image_out = None, out
+                else:
+                    transform, image_out = entry.build(intensity, height, width), image
+                if entry.geometric and transform is not None and not isinstance(transform, A.DualTransform):
+                    raise AugmentError(f"{where}: a geometric augmentation must build an albumentations "
+                                       f"DualTransform (labels move with it), got {type(transform).__name__}")
+                if transform is not None:
+                    transform.set_random_seed(7)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)
+                        out = np.asarray(transform(image=image.copy())["image"])
+                else:
+                    out = image_out
+            except AugmentError:
+                raise
+            except Exception as exc:
+                raise AugmentError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+            if out.shape != image.shape or out.dtype != np.uint8:
+                raise AugmentError(f"{where} returned an array of shape {out.shape} and dtype {out.dtype}; it must "
+                                   f"be {image.shape} uint8")
+            if intensity == 0.0 and not np.array_equal(out, image):
+                raise AugmentError(f"{where} changed the image: intensity 0 must be the identity (return None "
+                                   f"from build, or the image unchanged)")
+            digest.update(out.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _adopt(entries: Iterable[Augmentation]) -> None:
+    """Put registered entries into this process's CATALOGUE (a worker gets them with its tasks)."""
+    for entry in entries:
+        if CATALOGUE.get(entry.name) != entry:
+            CATALOGUE[entry.name] = entry
+            _transform.cache_clear()
+
+
+def _custom_entries(names: Iterable[str]) -> tuple[Augmentation, ...]:
+    return tuple(CATALOGUE[name] for name in names if name not in ALL_AUGMENTATIONS)
 
 
 # -- positional labels and outputs follow the pixels ------------------------------------
@@ -1995,6 +2189,7 @@ class _SearchJob:
     label_format: str | None = None  # positional kinds move the reference with geometric augmentations
     rotate_method: str = "largest_box"
     describe: Callable[[Any], str] | None = None
+    custom: tuple[Augmentation, ...] = ()  # registered augmentations it uses: workers adopt them
     # Unique per search: Dask treats equal task arguments as the same task and would hand back a
     # previous run's result, or its error, for a shard that is re-run.
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -2008,14 +2203,17 @@ class _SearchJob:
         return self.label_kind != "class" and CATALOGUE[name].geometric
 
 
-def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int) -> list[np.ndarray]:
+def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int,
+            custom: Sequence[Augmentation] = ()) -> list[np.ndarray]:
     """The augmented images one probe asks for (runs in a render worker or inline)."""
+    _adopt(custom)
     return [_apply_augmentation(image, name, t, item_seed) for t in intensities]
 
 
 def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int, job: _SearchJob,
                   targets: list, whats: list[str]) -> list[tuple[np.ndarray, list]]:
     """Like _render (the same pixels), with the reference output and label moved alongside."""
+    _adopt(job.custom)
     return [_move_with_pixels(image, [(name, t)], item_seed, job.label_kind, job.label_format, targets,
                               [f"{what} at {name} {t}" for what in whats], job.rotate_method)
             for t in intensities]
@@ -2168,7 +2366,7 @@ class _SearchPipeline:
                 future = self.renderer.submit(_render_moved, state.image, name, intensities, item_seed, self.job,
                                               [state.original, state.label], whats)
             else:
-                future = self.renderer.submit(_render, state.image, name, intensities, item_seed)
+                future = self.renderer.submit(_render, state.image, name, intensities, item_seed, self.job.custom)
             self.rendering.append((future, index, name, pair.request))
             self._count(len(pair.request), len(pair.request) * state.image.nbytes)
 
@@ -2304,6 +2502,7 @@ def _factory_token(factory: Callable | None) -> str:
 def _run_shard(job: _SearchJob, model: _ModelSpec) -> tuple[list[_ImageResult], int]:
     """One executor task: search a shard of images in this worker, the model loaded once per worker."""
     results: list[_ImageResult] = []
+    _adopt(job.custom)
     with model.predictor() as predictor:
         _SearchPipeline(job, predictor, model.diff_error, _InlineExecutor(), results.append).run()
     return results, predictor.calls
@@ -2359,6 +2558,16 @@ def _render_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
     return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_render_worker_start,
                                                   initargs=(os.getpid(),))
+
+
+def _picklable(value: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def _check_picklable(value: Any, what: str) -> None:
@@ -2506,7 +2715,8 @@ class _SearchRun:
             strategy=request.strategy, grid=analysis.intensities, failure_threshold=settings.failure_threshold,
             seed=settings.seed, batch_size=batch, max_pixels=settings.max_image_pixels,
             label_format=settings.label_format, rotate_method=settings.rotate_method, describe=settings.describe,
-            images_in_flight=request.images_in_flight or max(2, math.ceil(4 * batch / len(settings.augmentations))))
+            images_in_flight=request.images_in_flight or max(2, math.ceil(4 * batch / len(settings.augmentations))),
+            custom=_custom_entries(settings.augmentations))
         checkpoint = _Checkpointer(analysis, request.path, settings.checkpoint_seconds)
         from tqdm.auto import tqdm
 
@@ -2536,6 +2746,11 @@ class _SearchRun:
         # By default workers start only where they pay: a large search, and cores to spare next
         # to the model's (on 2 cores the benchmark measured workers 1.4x slower than inline).
         pooled = workers > 1 and (num_workers is not None or (renders >= _POOL_MIN_RENDERS and workers >= 4))
+        if pooled and not _picklable(job.custom):
+            warnings.warn(f"rendering in this process: a registered augmentation of {[e.name for e in job.custom]} "
+                          f"cannot be sent to worker processes (define its build or function at module level)",
+                          stacklevel=4)
+            pooled = False
         renderer = _render_pool(workers) if pooled else _InlineExecutor()
         try:
             with predictor:
@@ -2555,6 +2770,7 @@ class _SearchRun:
         _check_picklable(spec.predict if spec.predict is not None else spec.factory,
                          "my_predict" if spec.factory is None else "predict_factory")
         _check_picklable(spec.diff_error, "diff_error")
+        _check_picklable(job.custom, "a registered augmentation")
         indices = list(job.todo)
         size = self.request.images_per_shard or max(1, min(256, math.ceil(len(indices) / 16)))
         futures = {}
@@ -4192,9 +4408,10 @@ class SamplingPolicy:
         policy = _validated(_formats().Policy, document, where)
         for entry in policy.augmentations:
             if entry.name not in CATALOGUE:
-                close = difflib.get_close_matches(entry.name, ALL_AUGMENTATIONS, n=1)
+                close = difflib.get_close_matches(entry.name, list(CATALOGUE), n=1)
                 raise AugmentError(f"{where} names augmentation {entry.name!r}, which this augment.py does not know"
-                                   + (f" (did you mean {close[0]!r}?)" if close else ""))
+                                   + (f" (did you mean {close[0]!r}?)" if close else " (your own augmentations: "
+                                      "register them before loading the policy)"))
             if entry.family != CATALOGUE[entry.name].family:
                 raise AugmentError(f"{where}: {entry.name} is in family {entry.family!r} there but "
                                    f"{CATALOGUE[entry.name].family!r} here: the file is from another catalogue")
@@ -4714,7 +4931,7 @@ class ImageAugmenter:
         names = [augmentations] if isinstance(augmentations, str) else list(augmentations)
         self.augmentations = [_check_augmentation_name(name, "augmentation") for name in names]
         if not self.augmentations or len(set(self.augmentations)) != len(self.augmentations):
-            raise AugmentError(f"augmentations must name each of ALL_AUGMENTATIONS at most once, and at least one; "
+            raise AugmentError(f"augmentations must name each catalogue augmentation at most once, and at least one; "
                                f"got {self.augmentations}")
         for name, value, allowed in (("on_error", on_error, ("raise", "skip")),
                                      ("predict_input", predict_input, ("auto", "array", "filename")),
@@ -5117,14 +5334,31 @@ def catalogue_markdown() -> str:
 
 
 def _command_catalogue(args: argparse.Namespace) -> int:
+    _registered_from(args)
     print(catalogue_markdown())
     return 0
+
+
+def _registered_from(args: argparse.Namespace) -> list[str]:
+    """Register the augmentations named by --augmentations-from module:NAME (an Augmentation,
+    or a list of them, as register_augmentation returns); returns their names."""
+    names: list[str] = []
+    for spec in getattr(args, "augmentations_from", None) or []:
+        value = _import_object(spec, "--augmentations-from")
+        entries = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not entries or not all(isinstance(entry, Augmentation) for entry in entries):
+            raise AugmentError(f"--augmentations-from {spec} must name what register_augmentation returned (an "
+                               f"Augmentation, or a list of them), got {type(value).__name__}")
+        _adopt(entries)
+        names += [entry.name for entry in entries if entry.name not in names]
+    return names
 
 
 def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     predict = _import_object(args.predict, "--predict") if args.predict else None
     diff_error = _import_object(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
-    return ImageAugmenter(predict, diff_error, augmentations=args.augmentations or ALL_AUGMENTATIONS,
+    custom = _registered_from(args)
+    return ImageAugmenter(predict, diff_error, augmentations=args.augmentations or ALL_AUGMENTATIONS + custom,
                           label_format=args.label_format, seed=args.seed, batch_size=args.batch_size,
                           predict_input=args.predict_input, failure_threshold=args.failure_threshold,
                           on_error=args.on_error, max_image_pixels=args.max_image_pixels, model_id=args.model_id,
@@ -5182,7 +5416,9 @@ def _command_report(args: argparse.Namespace) -> int:
     if args.torch_model and not args.target_layer:
         raise AugmentError("--torch-model needs --target-layer (e.g. features.6) for Grad-CAM")
     predict = _import_object(args.predict, "--predict") if args.predict else None
-    augmenter = ImageAugmenter(predict, batch_size=args.batch_size, predict_input=args.predict_input)
+    custom = _registered_from(args)
+    augmenter = ImageAugmenter(predict, augmentations=ALL_AUGMENTATIONS + custom, batch_size=args.batch_size,
+                               predict_input=args.predict_input)
     augmenter.load_analysis(args.cache)
     model = _import_object(args.torch_model, "--torch-model")() if args.torch_model else None
     layers = [_resolve_layer(model, name) for name in args.target_layer] if model is not None else None
@@ -5226,7 +5462,8 @@ def _command_synthesize(args: argparse.Namespace) -> int:
 
 
 def _command_policy(args: argparse.Namespace) -> int:
-    augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS)
+    custom = _registered_from(args)
+    augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS + custom)
     augmenter.load_analysis(args.cache)
     policy = augmenter.sampling_policy(args.realism, args.min_augmentations, args.max_augmentations)
     policy.save(args.out)
@@ -5259,6 +5496,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"augment.py {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    def registered(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--augmentations-from", nargs="+", metavar="MODULE:NAME", default=[],
+                         help="your own augmentations: what register_augmentation returned (one or a list)")
+
     def model_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--predict", help="package.module:function (or file.py:function); "
                                            "omit for the model-free matcher")
@@ -5268,7 +5509,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--dry-run", action="store_true",
                          help="list each image with its label, in the order used, and stop")
         sub.add_argument("--labels", help="JSON list (sorted file order) or object keyed by file name")
-        sub.add_argument("--augmentations", nargs="+", metavar="NAME", help="default: all 24")
+        sub.add_argument("--augmentations", nargs="+", metavar="NAME", help="default: all 24 and those registered")
+        registered(sub)
         sub.add_argument("--batch-size", type=int, default=None,
                          help="predict takes a list of up to N images (default: one image per call)")
         sub.add_argument("--predict-input", choices=["auto", "array", "filename"], default="auto")
@@ -5310,6 +5552,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--torch-model", help="package.module:factory returning a torch model, for Grad-CAM")
     report.add_argument("--target-layer", nargs="+", default=[], help="dotted layer name(s), e.g. features.6")
     report.add_argument("--cam-method", default="GradCAM")
+    registered(report)
     report.add_argument("--open", action="store_true", help="open the report in a browser")
     report.set_defaults(run=_command_report)
 
@@ -5330,12 +5573,14 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("--cache", default="analysis.json", help="analysis file from a search")
     policy.add_argument("--realism", type=float, default=0.5)
     policy.add_argument("--augmentations", nargs="+", metavar="NAME", help="default: all searched")
+    registered(policy)
     policy.add_argument("--min-augmentations", type=int, default=3)
     policy.add_argument("--max-augmentations", type=int, default=8)
     policy.add_argument("--out", default="policy.json", help="policy file to write (default: %(default)s)")
     policy.set_defaults(run=_command_policy)
 
     catalogue = commands.add_parser("catalogue", help="print the augmentation catalogue as a Markdown table")
+    registered(catalogue)
     catalogue.set_defaults(run=_command_catalogue)
     schema = commands.add_parser("schema", help="print the JSON Schema of analysis.json, a manifest line or a policy")
     schema.add_argument("kind", choices=["analysis", "manifest", "policy"])
@@ -5377,4 +5622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # A user's module (--predict, --augmentations-from) that does `import augment` gets this very
+    # module: one CATALOGUE, one Augmentation class, not a second copy.
+    sys.modules.setdefault("augment", sys.modules[__name__])
     sys.exit(main())

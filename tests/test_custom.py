@@ -1,0 +1,145 @@
+"""Your own augmentations: checked when registered, then searched (inline, in worker processes and
+on Dask), cached by definition, reported, synthesized and drawn online like the built-ins."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, BrightnessModel, natural_images, uniform_images, write_pngs
+
+import augment
+from examples import custom_augmentations as custom
+
+EXAMPLE = "examples/custom_augmentations.py"
+
+
+def never_identity(intensity, height, width):
+    import albumentations as A
+
+    return A.ImageCompression(quality_range=(60, 60), p=1)
+
+
+def test_registration_checks_the_entry_on_probe_images_and_names_what_is_wrong():
+    cases = [("is a built-in", dict(name="Brighten", build=custom.jpeg)),
+             ("intensity 0 must be the identity", dict(name="Always", build=never_identity)),
+             ("intensity 0 must be the identity", dict(  # a scale written backwards: strongest at 0
+                 name="Reversed", function=lambda im, t, rng: (im * (1 - t) // 2).astype(np.uint8))),
+             (r"shape \(48, 64\) and dtype uint8", dict(name="Gray", function=lambda im, t, rng: im[:, :, 0])),
+             ("dtype float32", dict(name="Floats", function=lambda im, t, rng: im.astype(np.float32))),
+             ("cannot be geometric", dict(name="Moves", function=lambda im, t, rng: im, geometric=True)),
+             ("must build an albumentations DualTransform", dict(name="Flat", build=custom.jpeg, geometric=True)),
+             ("on a 1x1 probe image raised IndexError", dict(name="Corner", function=lambda im, t, rng: (
+                 im.astype(int) - im[1, 1] + im[1, 1]).astype(np.uint8))),
+             ("name must be", dict(name="no spaces", build=custom.jpeg)),
+             ("one of them", dict(name="Neither"))]
+    for message, arguments in cases:
+        with pytest.raises(augment.AugmentError, match=message):
+            augment.register_augmentation(**arguments)
+        assert arguments["name"] not in augment.CATALOGUE or arguments["name"] == "Brighten"
+    assert augment.ALL_AUGMENTATIONS[-1] == "Superpixels" and len(augment.ALL_AUGMENTATIONS) == 24
+    assert "| JPEG | digital |" in augment.catalogue_markdown()
+
+
+def test_a_registered_augmentation_goes_everywhere_a_built_in_goes(tmp_path):
+    files = write_pngs(tmp_path / "src", natural_images((48, 64))[:4])
+    model = BrightnessModel()
+    names = ["Brighten", "JPEG", "SensorNoise"]
+    augmenter = augment.ImageAugmenter(model, augmentations=names, batch_size=32, progress=False, seed=1)
+    analysis = augmenter.search_randomization_boundaries(files, [0, 0, 1, 0], 0.1, tmp_path / "analysis.json",
+                                                         strategy="adaptive", grid_sample=2)
+    noise = augment.augment_image(augment.load_image(files[0]), "SensorNoise", 1.0, seed=3)
+    assert np.abs(noise.astype(int) - augment.load_image(files[0])).mean() > 10  # it really augments
+    assert analysis.curves["JPEG"].definition == augment.CATALOGUE["JPEG"].definition
+    assert augment.load_analysis(tmp_path / "analysis.json").curves.keys() == set(names)
+    page = augmenter.render_boundaries(tmp_path / "report")
+    html = open(page, encoding="utf-8").read()
+    assert "SensorNoise" in html and "JPEG quality 10" in html
+    made, _ = augmenter.synthesize_more(files, [0, 0, 1, 0], realism=-1, count=12, output_dir=tmp_path / "made",
+                                        min_random_augmentations=3, max_random_augmentations=3)
+    used = {a["name"] for e in augment.read_manifest(tmp_path / "made" / "manifest.jsonl") for a in e.augmentations}
+    assert used == set(names)
+    assert set(augmenter.evaluate(made, [0] * len(made))["by_augmentation"]) == set(names)
+    transform = augmenter.transform(-1, 3, 3, seed=0)
+    transform(natural_images((32, 32))[0])
+    assert {n for n, _ in transform.params["steps"]} == set(names)
+    policy = augmenter.sampling_policy(0)
+    policy.save(tmp_path / "policy.json")
+    assert augment.SamplingPolicy.load(tmp_path / "policy.json") == policy
+
+
+def test_a_changed_definition_re_searches_that_augmentation_only(tmp_path):
+    files = write_pngs(tmp_path / "src", uniform_images([40, 90, 200], size=(16, 16)))
+    cache = tmp_path / "analysis.json"
+
+    def search(level):
+        augment.register_augmentation("Lift", function=lambda im, t, rng, level=level: np.clip(
+            im.astype(int) + round(level * t), 0, 255).astype(np.uint8))
+        model = BrightnessModel()
+        augmenter = augment.ImageAugmenter(model, augmentations=["Brighten", "Lift"], batch_size=16, progress=False)
+        return augmenter.search_randomization_boundaries(files, None, 0.1, cache), model.calls
+
+    first, calls = search(255)
+    assert calls == 3 * (1 + 2 * 10) and first.curves["Lift"].first_failure_intensities[0] is not None
+    again, calls = search(255)
+    assert calls == 0  # nothing changed: all from the cache
+    changed, calls = search(20)
+    assert calls == 3 * (1 + 10)  # the sources once, then only Lift's renders
+    assert changed.curves["Brighten"].diff_errors == first.curves["Brighten"].diff_errors
+    assert changed.curves["Lift"].first_failure_intensities == [None, None, None]
+
+
+def test_registered_augmentations_travel_to_worker_processes_and_dask(tmp_path):
+    files = write_pngs(tmp_path / "src", natural_images((32, 40)))
+    names = ["JPEG", "SensorNoise"]
+
+    def search(**options):
+        augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=names, batch_size=32, progress=False)
+        return augmenter.search_randomization_boundaries(files, None, 0.1, None, **options).to_json()
+
+    inline = search(num_workers=0)
+    assert search(num_workers=2)["augmentations"] == inline["augmentations"]
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        assert search(executor=client.get_executor())["augmentations"] == inline["augmentations"]
+        local = augment.register_augmentation("Local", function=lambda im, t, rng: np.maximum(im, int(255 * t)))
+        augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Local"], batch_size=32, progress=False)
+        with pytest.warns(UserWarning, match="rendering in this process"):  # a lambda cannot go to workers
+            augmenter.search_randomization_boundaries(files, None, 0.25, None, num_workers=2)
+        shipped = augmenter.search_randomization_boundaries(files, None, 0.25, None, executor=client.get_executor())
+        assert shipped.curves["Local"].searched_count == len(files) and local.name == "Local"  # cloudpickle ships it
+
+
+def test_the_command_line_takes_augmentations_from_a_module(tmp_path):
+    files = write_pngs(tmp_path / "imgs", natural_images((32, 32))[:3])
+    cache = tmp_path / "analysis.json"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(ROOT / "augment.py"), *map(str, args)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    search = cli("search", "--images", f"{tmp_path}/imgs/*.png", "--step", "0.25", "--cache", cache,
+                 "--augmentations-from", f"{EXAMPLE}:CUSTOM", "--augmentations", "Brighten", "JPEG")
+    assert search.returncode == 0, search.stderr
+    assert set(json.loads(cache.read_text())["augmentations"]) == {"Brighten", "JPEG"}
+    without = cli("report", "--cache", cache, "--html-dir", tmp_path / "r")
+    assert without.returncode == 2 and "unknown augmentation in the analysis 'JPEG'" in without.stderr
+    assert "register_augmentation, or --augmentations-from" in without.stderr
+    report = cli("report", "--cache", cache, "--html-dir", tmp_path / "r", "--augmentations-from",
+                 f"{EXAMPLE}:CUSTOM")
+    assert report.returncode == 0, report.stderr
+    listed = cli("catalogue", "--augmentations-from", f"{EXAMPLE}:CUSTOM")
+    assert "| SensorNoise | noise |" in listed.stdout and len(files) == 3
+    wrong = cli("catalogue", "--augmentations-from", f"{EXAMPLE}:sensor_noise")
+    assert wrong.returncode == 2 and "must name what register_augmentation returned" in wrong.stderr
+
+
+def test_the_custom_augmentations_example_searches_reports_and_synthesizes(tmp_path, capsys):
+    assert custom.main(["--images", "12", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "JPEG" in printed and "SensorNoise" in printed and "20 synthetic images" in printed
+    assert (tmp_path / "analytics" / "index.html").exists()
