@@ -24,8 +24,9 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
     .transform(realism, seed=None, p=1.0) -> RealismTransform   online, for training pipelines
     .set_augmentation_realism(name, realism) / .set_augmentation_weight(name, weight)
     .load_analysis(path)
+    .set_augmentation_intensity(names, multiplier, min, max) / .get_synthesized_summary(output_dir)
     (the seed README's spellings searchRandomizationBoundries, renderBoundries and
-    synthesizeMore are aliases)
+    synthesizeMore, and its code's search_randomization_boundries and render_boundries, are aliases)
 RealismTransform(policy_or_path, label_format=None, seed=None)   t(image) or t(image=..., bboxes=...)
 register_augmentation(name, build | function=..., family=..., ...) -> Augmentation   your own, beside the 24
 augment_image(image, name, intensity, seed=0) -> (H, W, 3) uint8
@@ -2958,6 +2959,7 @@ def _policy_model() -> type:
         model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
         name: str
         family: str
+        min_intensity: float = Field(0.0, ge=0, le=1)
         max_intensity: float = Field(ge=0, le=1)
         weight: float = Field(ge=0)
 
@@ -4335,6 +4337,7 @@ class SamplingPolicy:
     most: int = 8
     realism: float | None = None  # where the limits came from (for people reading a policy file)
     model_id: str | None = None
+    floors: dict[str, float] = field(default_factory=dict)  # smallest intensity drawn (default 0)
 
     def __post_init__(self) -> None:
         for name, limit in self.limits.items():
@@ -4342,6 +4345,10 @@ class SamplingPolicy:
             _check_number(limit, f"limit for {name}", 0.0, 1.0)
         for name, weight in self.weights.items():
             _check_number(weight, f"weight for {name}", 0.0, math.inf)
+        for name, floor in self.floors.items():
+            if _check_number(floor, f"smallest intensity for {name}", 0.0, 1.0) > self.limits.get(name, 0.0):
+                raise AugmentError(f"smallest intensity {floor} for {name} is above its largest "
+                                   f"{self.limits.get(name)}")
         if not 1 <= _check_int(self.fewest, "fewest", 1) <= _check_int(self.most, "most", 1):
             raise AugmentError(f"need 1 <= fewest <= most, got {self.fewest} and {self.most}")
 
@@ -4361,7 +4368,8 @@ class SamplingPolicy:
             pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
             chosen.append(pick)
             families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
-        steps = [(name, round(self.limits[name] * int(rng.integers(0, _LEVELS + 1)) / _LEVELS, 6)) for name in chosen]
+        steps = [(name, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
+                              * int(rng.integers(0, _LEVELS + 1)) / _LEVELS, 6)) for name in chosen]
         return steps, int(rng.integers(2**31 - 1))
 
     def to_json(self) -> dict:
@@ -4369,7 +4377,8 @@ class SamplingPolicy:
         return {"format": _POLICY_FORMAT, "version": _POLICY_VERSION, "catalogue_version": _CATALOGUE_VERSION,
                 "tool_version": __version__, "realism": self.realism, "model_id": self.model_id,
                 "min_augmentations": self.fewest, "max_augmentations": self.most,
-                "augmentations": [{"name": name, "family": CATALOGUE[name].family, "max_intensity": limit,
+                "augmentations": [{"name": name, "family": CATALOGUE[name].family,
+                                   "min_intensity": self.floors.get(name, 0.0), "max_intensity": limit,
                                    "weight": self.weights.get(name, 1.0)} for name, limit in self.limits.items()]}
 
     def save(self, path: str | os.PathLike) -> str:
@@ -4418,9 +4427,28 @@ class SamplingPolicy:
         try:
             return cls({e.name: e.max_intensity for e in policy.augmentations},
                        {e.name: e.weight for e in policy.augmentations}, policy.min_augmentations,
-                       policy.max_augmentations, policy.realism, policy.model_id)
+                       policy.max_augmentations, policy.realism, policy.model_id,
+                       {e.name: e.min_intensity for e in policy.augmentations if e.min_intensity})
         except AugmentError as exc:
             raise AugmentError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _IntensityOverride:
+    """set_augmentation_intensity's override (the seed code's options) of what synthesis draws."""
+
+    multiplier: float = 1.0
+    low: float | None = None
+    high: float | None = None
+    only_shrink_max: bool = False
+
+    def largest(self, limit: float) -> float:
+        """The largest intensity drawn, given the realism rule's ``limit``."""
+        scaled = float(np.clip(limit * self.multiplier, 0.0, 1.0))
+        return self.high if self.high is not None and (not self.only_shrink_max or self.high < scaled) else scaled
+
+    def smallest(self, largest: float) -> float:
+        return 0.0 if self.low is None else float(np.minimum(self.low, largest))
 
 
 @dataclass
@@ -4547,6 +4575,35 @@ class _SynthesisJob:
                 else _checked_diff(self.diff_error, out, self.reference_outputs[c[1]],
                                    f"synthetic image {c[2].file}, from {c[2].source_file}")
                 for out, c in zip(outputs, candidates)]
+
+
+class _Synthesized(tuple):
+    """What synthesize_more returns: ``files, labels = ...`` as the README unpacks it, and the
+    seed code's summary too: ``result["count"]`` and ``result["generated"]`` (one dict per image:
+    synth_filename, synth_label, origin_filename, origin_label)."""
+
+    summary: dict
+
+    def __new__(cls, files: list[str], labels: list, summary: dict) -> _Synthesized:
+        made = super().__new__(cls, (files, labels))
+        made.summary = summary
+        return made
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.summary[key] if isinstance(key, str) else super().__getitem__(key)
+
+    def __getnewargs__(self) -> tuple:
+        return (*self, self.summary)
+
+
+def _summary(folder: str, entries: Sequence[SyntheticImage], kind: str) -> dict:
+    """The seed code's summary of synthetic images (paths in ``folder``)."""
+    def label(entry: SyntheticImage) -> Any:
+        return os.path.join(folder, entry.label) if kind == "mask" else entry.label
+
+    return {"count": len(entries), "generated": [
+        {"synth_filename": os.path.join(folder, e.file), "synth_label": label(e), "origin_filename": e.source_file,
+         "origin_label": e.source_label} for e in entries]}
 
 
 def _write_preview(folder: str, name: str, entries: list[SyntheticImage], seed: int, label_format: str | None,
@@ -4954,6 +5011,7 @@ class ImageAugmenter:
         self.progress = bool(progress)
         self._model_token = _factory_token(predict_factory)  # names the model in each worker's cache
         self.realism_overrides: dict[str, float] = {}
+        self.intensity_overrides: dict[str, _IntensityOverride] = {}
         self.weights: dict[str, float] = {name: 1.0 for name in self.augmentations}
         self.analysis: Analysis | None = None
         self.analysis_path: str | None = None
@@ -4976,6 +5034,31 @@ class ImageAugmenter:
         _check_augmentation_name(augmentation_name, "augmentation_name")
         self.realism_overrides[augmentation_name] = _check_number(realism, f"realism for {augmentation_name}",
                                                                   high=1.0)
+
+    def set_augmentation_intensity(self, augmentations: str | Sequence[str] | None = None, multiplier: float = 1.0,
+                                   min: float | None = None, max: float | None = None,  # noqa: A002 (the seed's names)
+                                   only_shrink_max: bool = False) -> None:
+        """Override the intensities synthesis draws (the seed code's method): ``multiplier``
+        scales the largest intensity the realism rule gives, ``min`` / ``max`` set the smallest /
+        largest (``only_shrink_max``: ``max`` only where it is smaller), for ``augmentations``
+        (one name or several; default: all of this augmenter's).
+
+        >>> augmenter.set_augmentation_intensity("SafeRotate", max=0.2, only_shrink_max=True)  # doctest: +SKIP
+        """
+        names = self.augmentations if augmentations is None else (
+            [augmentations] if isinstance(augmentations, str) else list(augmentations))
+        for name in names:
+            _check_augmentation_name(name, "augmentations")
+            if name not in self.weights:
+                raise AugmentError(f"augmentation {name!r} is not among this augmenter's {self.augmentations}")
+        if _check_number(multiplier, "multiplier", 0.0, math.inf) == 0 or math.isinf(multiplier):
+            raise AugmentError(f"multiplier must be a finite number above 0, got {multiplier!r}")
+        low = None if min is None else _check_number(min, "min", 0.0, 1.0)
+        high = None if max is None else _check_number(max, "max", 0.0, 1.0)
+        if low is not None and high is not None and low > high:
+            raise AugmentError(f"min {low} is above max {high}")
+        for name in names:
+            self.intensity_overrides[name] = _IntensityOverride(float(multiplier), low, high, bool(only_shrink_max))
 
     def set_augmentation_weight(self, augmentation_name: str, weight: float) -> None:
         """Relative odds of picking one augmentation in synthesis (default 1; 0 never picks it)."""
@@ -5054,6 +5137,7 @@ class ImageAugmenter:
             self.predict_calls += run.predict_calls
 
     searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
+    search_randomization_boundries = search_randomization_boundaries  # the seed code's spelling
 
     def load_analysis(self, path: str | os.PathLike = "analysis.json") -> Analysis:
         """Use an analysis file written earlier (for the report and synthesis).
@@ -5085,8 +5169,8 @@ class ImageAugmenter:
         (``set_augmentation_realism`` overrides take precedence)."""
         analysis = self._require_analysis("compute intensity limits")
         realism = _check_number(realism, "realism", high=1.0)
-        return {name: realism_max_intensity(self.realism_overrides.get(name, realism), curve.onset_intensity,
-                                            curve.failure_intensity)
+        return {name: self.intensity_overrides.get(name, _IntensityOverride()).largest(realism_max_intensity(
+                    self.realism_overrides.get(name, realism), curve.onset_intensity, curve.failure_intensity))
                 for name, curve in analysis.curves.items() if name in self.weights}
 
     def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
@@ -5099,9 +5183,11 @@ class ImageAugmenter:
                                f"{max_random_augmentations}")
         limits = self.intensity_limits(realism)
         ordered = {name: limits[name] for name in self.augmentations if name in limits}
+        floors = {name: self.intensity_overrides[name].smallest(limit) for name, limit in ordered.items()
+                  if name in self.intensity_overrides and self.intensity_overrides[name].low is not None}
         return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, fewest,
                               max_random_augmentations, float(realism),
-                              self._require_analysis("sample").settings.get("model_id"))
+                              self._require_analysis("sample").settings.get("model_id"), floors)
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:
@@ -5131,6 +5217,9 @@ class ImageAugmenter:
         *,
         count_is_total: bool = False,
         max_attempts: int = 10,
+        count_by: str | None = None,
+        log_file: str | os.PathLike | None = "",
+        image_namer: Callable | None = None,
     ) -> tuple[list[str], list]:
         """Write synthetic images (and labels) whose strength is set by ``realism``; returns the
         files and labels this call made (masks as ``*.mask.png`` paths).
@@ -5142,11 +5231,21 @@ class ImageAugmenter:
         model's diff error to its source is in range (``max_attempts`` each). Each call adds
         ``count`` images (default: one per source) after those in ``output_dir``'s
         manifest; ``count_is_total=True`` tops the folder up to ``count`` (how an interrupted
-        run is finished).
+        run is finished). The seed code's options: ``count_by="in_dir"`` is ``count_is_total=True``
+        (and returns the whole folder), ``"per_call"`` the default; ``log_file`` also writes the
+        summary (``result["count"]``, ``result["generated"]``) as JSON there; ``image_namer`` is
+        refused (file names are how a folder knows its own files).
 
         >>> files, labels = augmenter.synthesize_more(train_files, train_labels, realism=0.5,
         ...                                           count=100)                    # doctest: +SKIP
         """
+        if image_namer is not None:
+            raise AugmentError("image_namer is not supported: synthetic files are named synthetic-NNNNNN-<source>.png "
+                               "so that resuming and cleaning up touch only this tool's files; the manifest (and "
+                               "result['generated']) maps each to its source")
+        if count_by not in (None, "per_call", "in_dir"):
+            raise AugmentError(f"count_by must be 'per_call' or 'in_dir', got {count_by!r}")
+        count_is_total = count_is_total or count_by == "in_dir"
         analysis = self._require_analysis("synthesize")
         sources = _sources(organic_img_filenames, "organic_img_filenames")
         labels = _check_labels(organic_labels, len(sources), "organic_labels")
@@ -5165,13 +5264,38 @@ class ImageAugmenter:
         folder = _output_folder(output_dir, "output_dir")
         try:
             with _SyntheticFolder(folder) as target:
-                made = job.run(target, max(0, count - len(target.entries)) if count_is_total else count)
+                before = len(target.entries)
+                files, labels = job.run(target, max(0, count - before) if count_is_total else count)
                 if preview_html:
                     _write_preview(folder, os.path.basename(preview_html), target.entries, self.seed,
                                    self.label_format)
+                entries = target.entries if count_by == "in_dir" else target.entries[before:]
         finally:
             self.predict_calls += job.predict_calls
-        return made
+        summary = _summary(folder, entries, self.label_kind)
+        if count_by == "in_dir":
+            files, labels = [g["synth_filename"] for g in summary["generated"]], [
+                g["synth_label"] for g in summary["generated"]]
+        if log_file:
+            _write_atomic(log_file, json.dumps(_jsonable(summary), indent=1))
+        return _Synthesized(files, labels, summary)
+
+    def get_synthesized_summary(self, log_file: str | os.PathLike | None = "",
+                                output_dir: str | os.PathLike = "generated") -> dict:
+        """Every image synthesized into ``output_dir`` so far (the seed code's summary, read from
+        the folder's manifest; or from ``log_file`` where synthesize_more wrote one).
+
+        >>> augmenter.get_synthesized_summary(output_dir="generated")["count"]          # doctest: +SKIP
+        300
+        """
+        if log_file:
+            try:
+                with open(log_file, encoding="utf-8") as handle:
+                    return json.load(handle)
+            except (OSError, ValueError) as exc:
+                raise AugmentError(f"cannot read log_file {os.fspath(log_file)}: {exc}") from None
+        folder = os.fspath(output_dir)
+        return _summary(folder, read_manifest(os.path.join(folder, "manifest.jsonl")), self.label_kind)
 
     synthesizeMore = synthesize_more  # the seed README's spelling
 
@@ -5207,6 +5331,7 @@ class ImageAugmenter:
                              _check_int(gallery_size, "gallery_size", 0), self.describe).write()
 
     renderBoundries = render_boundaries  # the seed README's spelling
+    render_boundries = render_boundaries  # the seed code's spelling
 
     def evaluate(self, img_filenames: Any, img_labels: Sequence) -> dict:
         """Run the model on images and compare its outputs with ``img_labels`` (see the README).

@@ -32,9 +32,8 @@ def jpeg(intensity: float, height: int, width: int):
 
 def sensor_noise(image: np.ndarray, intensity: float, rng: np.random.Generator) -> np.ndarray:
     """Shot noise (grows with the signal) plus read noise, as a small sensor in dim light."""
-    signal = image.astype(np.float32)
-    sigma = intensity * (2.0 * np.sqrt(signal + 1.0) + 8.0)  # at 1: about 40 gray levels on white
-    return np.clip(signal + rng.normal(0.0, 1.0, image.shape) * sigma, 0, 255).astype(np.uint8)
+    sigma = intensity * (2.0 * np.sqrt(image.astype(np.float32) + 1.0) + 8.0)  # at 1: 40 gray levels on white
+    return np.clip(image + rng.normal(0.0, 1.0, image.shape) * sigma, 0, 255).astype(np.uint8)
 
 
 CUSTOM = [

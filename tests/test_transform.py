@@ -226,7 +226,8 @@ def test_policy_files_round_trip_and_bad_ones_are_named(tmp_path):
     policy = augmenter.sampling_policy(0)
     path = policy.save(tmp_path / "policy.json")
     document = json.loads(open(path).read())
-    assert document["augmentations"][0] == {"name": "Brighten", "family": "brightness", "max_intensity": 0.3,
+    assert document["augmentations"][0] == {"name": "Brighten", "family": "brightness", "min_intensity": 0.0,
+                                            "max_intensity": 0.3,
                                             "weight": 1.0}
     assert augment.SamplingPolicy.load(path) == policy and document["realism"] == 0.0
     photo = natural_images((24, 24))[3]
