@@ -1439,17 +1439,103 @@ _ROTATE_METHODS = ("largest_box", "ellipse")
 
 
 def _label_kind(label_format: Any) -> str:
-    """"class" (anything, passed through), "bbox", "keypoints" or "mask"."""
+    """"class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (the seed's
+    dict of albumentations Compose keyword arguments, each label a dict of targets)."""
     if label_format is None:
         return "class"
+    if isinstance(label_format, dict):
+        return "targets"
     if label_format in _BBOX_FORMATS:
         return "bbox"
     if label_format in ("xy", "keypoints"):
         return "keypoints"
     if label_format == "mask":
         return "mask"
-    raise AugmentError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points) or 'mask', "
-                       f"got {label_format!r}")
+    raise AugmentError(f"label_format must be None, one of {_BBOX_FORMATS}, 'keypoints' (x, y points), 'mask', or "
+                       f"a dict of albumentations Compose arguments (bbox_params, keypoint_params); got "
+                       f"{label_format!r}")
+
+
+# -- the seed's label_format: albumentations Compose arguments -----------------------------
+# label_format={"bbox_params": A.BboxParams(format="coco", label_fields=["labels"])} (and/or
+# keypoint_params) is passed through to albumentations as the seed's README promised; each label
+# is then a dict of targets, {"bboxes": [...], "labels": [...]}, and comes back in that form.
+
+_TARGET_PARAMS = {"bbox_params": ("bboxes", "BboxParams"), "keypoint_params": ("keypoints", "KeypointParams")}
+
+
+def _normal_label_format(label_format: Any) -> Any:
+    """A label_format as augment.py keeps it: strings as given; the seed's dict checked and made
+    plain (each params object as its keyword arguments: JSON for the analysis file, and what
+    albumentations takes back)."""
+    if not isinstance(label_format, dict):
+        _label_kind(label_format)
+        return label_format
+    import inspect
+
+    A = _albumentations()
+    unknown = sorted(set(label_format) - set(_TARGET_PARAMS))
+    if unknown or not label_format:
+        raise AugmentError(f"a dict label_format takes albumentations Compose's {' and '.join(_TARGET_PARAMS)}, got "
+                           f"{unknown or 'an empty dict'}")
+    plain = {}
+    for key, params in label_format.items():
+        kind = getattr(A, _TARGET_PARAMS[key][1])
+        try:
+            params = kind(**params) if isinstance(params, dict) else params
+        except (TypeError, ValueError) as exc:
+            raise AugmentError(f"label_format {key}: {exc}") from None
+        if not isinstance(params, kind):
+            raise AugmentError(f"label_format {key} must be an A.{kind.__name__} or a dict of its arguments, got "
+                               f"{type(params).__name__}")
+        names = [n for n in inspect.signature(kind.__init__).parameters if n not in ("self", "args", "kwargs")]
+        plain[key] = {n: _jsonable(getattr(params, n)) for n in names if hasattr(params, n)}
+    from albumentations.core.keypoints_utils import keypoint_formats
+
+    for key, known in (("bbox_params", _BBOX_FORMATS), ("keypoint_params", sorted(keypoint_formats))):
+        if key in plain and plain[key].get("format") not in known:  # albumentations checks only when called
+            raise AugmentError(f"label_format {key}: format must be one of {', '.join(known)}, got "
+                               f"{plain[key].get('format')!r}")
+    return plain
+
+
+def _target_fields(label_format: dict) -> list[str]:
+    """The keys a label may have: bboxes / keypoints and their label fields."""
+    fields = []
+    for key, params in label_format.items():
+        fields += [_TARGET_PARAMS[key][0], *(params.get("label_fields") or [])]
+    return fields
+
+
+def _move_targets(image: np.ndarray, transforms: list, seed: int, label_format: dict, targets: Sequence[Any],
+                  whats: Sequence[str]) -> tuple[np.ndarray, list]:
+    """_move_with_pixels for the seed's dict label_format: each target dict through A.Compose
+    with the user's own arguments (the same seed: the same pixels every time)."""
+    A = _albumentations()
+    fields, moved, out_image = _target_fields(label_format), [], None
+    for target, what in zip(targets, whats):
+        if target is None:
+            moved.append(None)
+            continue
+        if not isinstance(target, dict) or not set(target) <= set(fields):
+            raise AugmentError(f"{what} must be a dict of targets with keys among {fields} for this label_format, "
+                               f"got {_truncate(target, 120)}")
+        data = {key: _plain(value) for key, value in target.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                out = A.Compose(transforms, seed=seed, strict=False, **label_format)(image=image, **data)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise AugmentError(f"{what} could not move with the image (label_format {label_format}): "
+                                   f"{exc}") from None
+        out_image = out["image"]
+        moved.append({key: [[round(float(v), 3) for v in row] for row in _plain(out[key])]
+                      if key in ("bboxes", "keypoints") else _plain(out[key]) for key in data})
+    if out_image is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out_image = A.Compose(transforms, seed=seed, strict=False)(image=image)["image"]
+    return np.ascontiguousarray(out_image), moved
 
 
 class _Positional:
@@ -1544,6 +1630,8 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
 
     transforms = _build_transforms(steps, image.shape[0], image.shape[1], rotate_method)
     present = [k for k, target in enumerate(targets) if target is not None]
+    if kind == "targets" and present:
+        return _move_targets(image, transforms, seed, label_format, targets, whats)
     if kind == "class" or not present:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -1617,6 +1705,7 @@ def augment_with_labels(image: np.ndarray, steps: Sequence[tuple[str, float]], l
     for name, intensity in steps:
         _check_augmentation_name(name)
         _check_intensity(intensity, name)
+    label_format = _normal_label_format(label_format)
     kind = _label_kind(label_format)
     return _move_with_pixels(_as_rgb(image, "image"), list(steps), seed, kind, label_format, list(labels),
                              [f"labels[{k}]" for k in range(len(labels))], rotate_method)
@@ -1924,6 +2013,11 @@ def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any],
                 return _truncate(f"{rest.get('label', rest.get('class', rest))} ({float(value[key]):.2f})")
     if kind == "mask" and isinstance(value, np.ndarray) and value.ndim >= 2:
         return f"mask {value.shape[0]}x{value.shape[1]}, {np.count_nonzero(value) / max(1, value.size):.0%} foreground"
+    if kind == "targets" and isinstance(value, dict):  # {"bboxes": [...], "labels": [...]}: "2 bboxes (cat, dog)"
+        counted = [f"{len(v)} {k}" for k, v in value.items() if k in ("bboxes", "keypoints") and isinstance(v, list)]
+        names = [str(x) for k, v in value.items() if k not in ("bboxes", "keypoints") and isinstance(v, list)
+                 for x in v[:3]]
+        return _truncate(", ".join(counted) + (f" ({', '.join(names)})" if names else ""), 160)
     if kind in ("bbox", "keypoints") and isinstance(_plain(value), list):
         rows = _plain(value)
         noun = ("box", "boxes") if kind == "bbox" else ("point", "points")
@@ -1946,7 +2040,7 @@ def _output_view(output: Any, kind: str, side: int = _VIEW_SIDE) -> Any:
     (a class name); masks: {"shape": [H, W], "small": [h, w], "runs": run lengths of the
     mask's nonzero pixels on an h x w copy, row by row, starting with a zero run}.
     """
-    if kind == "class" or output is None:
+    if kind in ("class", "targets") or output is None:  # the seed's dict form is described, not drawn
         return None
     value = _as_comparable(output)
     if kind == "mask":
@@ -2187,7 +2281,7 @@ class _SearchJob:
     batch_size: int
     images_in_flight: int
     max_pixels: int | None = None
-    label_format: str | None = None  # positional kinds move the reference with geometric augmentations
+    label_format: str | dict | None = None  # positional kinds move the reference with geometric augmentations
     rotate_method: str = "largest_box"
     describe: Callable[[Any], str] | None = None
     custom: tuple[Augmentation, ...] = ()  # registered augmentations it uses: workers adopt them
@@ -2607,7 +2701,7 @@ class _SearchSettings:
     augmentations: tuple[str, ...]
     seed: int
     failure_threshold: float
-    label_format: str | None
+    label_format: str | dict | None
     rotate_method: str
     model_id: str | None
     max_image_pixels: int | None
@@ -2860,7 +2954,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         step_size: float
         seed: int
         model_id: str | None = None
-        label_format: str | None = None
+        label_format: str | dict | None = None
         moved_references: bool = False
         rotate_method: str = "largest_box"
         strategy: str = "grid"
@@ -4726,7 +4820,7 @@ def _realism_transform_class() -> type:
         (32, 32, 3)
         """
 
-        def __init__(self, policy: SamplingPolicy | str | os.PathLike, label_format: str | None = None, *,
+        def __init__(self, policy: SamplingPolicy | str | os.PathLike, label_format: str | dict | None = None, *,
                      seed: int | None = None, rotate_method: str = "largest_box", p: float = 1.0):
             super().__init__(transforms=[], p=_check_number(p, "p", 0.0, 1.0))
             if isinstance(policy, (str, os.PathLike)):
@@ -4737,8 +4831,8 @@ def _realism_transform_class() -> type:
                 raise AugmentError("the policy has no augmentation with a weight above 0: nothing to draw")
             if rotate_method not in _ROTATE_METHODS:
                 raise AugmentError(f"rotate_method must be one of {_ROTATE_METHODS}, got {rotate_method!r}")
-            self.policy, self.label_format, self.rotate_method = policy, label_format, rotate_method
-            self.kind = _label_kind(label_format)
+            self.label_format = label_format = _normal_label_format(label_format)
+            self.policy, self.rotate_method, self.kind = policy, rotate_method, _label_kind(label_format)
             self._seeded = seed is not None
             self._base = _check_int(seed, "seed") if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
             self._pid, self._rng = os.getpid(), np.random.default_rng(self._base)
@@ -4802,6 +4896,15 @@ def _realism_transform_class() -> type:
             return self._call_alone(data, force_apply)
 
         def _call_alone(self, data: dict, force_apply: bool) -> dict:
+            if self.kind == "targets":  # the seed's dict label_format: the targets are one label
+                label = {key: data[key] for key in _target_fields(self.label_format) if key in data}
+                drawn = self.draw(force_apply)
+                if drawn is None:
+                    return dict(data)
+                image, (moved,) = _move_with_pixels(_as_rgb(data["image"], "image"), *drawn, self.kind,
+                                                    self.label_format, [label or None], ["targets"],
+                                                    self.rotate_method)
+                return {**data, "image": image, **(moved or {})}
             key = {"bbox": "bboxes", "keypoints": "keypoints", "mask": "mask"}.get(self.kind)
             for other in ("bboxes", "keypoints", "mask", "masks"):
                 if other in data and other != key and not (key == "mask" and other == "masks"):
@@ -4964,7 +5067,7 @@ class ImageAugmenter:
         my_predict: Callable | None = None,
         diff_error: Callable | None = None,
         augmentations: Iterable[str] = ALL_AUGMENTATIONS,
-        label_format: str | None = None,
+        label_format: str | dict | None = None,
         *,
         seed: int = 0,
         batch_size: int | None = None,
@@ -4997,7 +5100,7 @@ class ImageAugmenter:
                 raise AugmentError(f"{name} must be one of {allowed}, got {value!r}")
         if model_id is not None and not isinstance(model_id, str):
             raise AugmentError(f"model_id must be text or None, got {type(model_id).__name__}")
-        _label_kind(label_format)  # checked before any long work
+        label_format = _normal_label_format(label_format)  # checked before any long work
         self.my_predict, self.predict_factory, self.diff_error = my_predict, predict_factory, diff_error
         self.label_format, self.rotate_method, self.describe = label_format, rotate_method, describe
         self.seed = _check_int(seed, "seed", -2**63)
@@ -5483,8 +5586,14 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     predict = _import_object(args.predict, "--predict") if args.predict else None
     diff_error = _import_object(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
     custom = _registered_from(args)
+    label_format = args.label_format
+    if label_format is not None and label_format.lstrip().startswith("{"):  # the seed's dict form, as JSON
+        try:
+            label_format = json.loads(label_format)
+        except json.JSONDecodeError as exc:
+            raise AugmentError(f"--label-format {label_format!r} is not valid JSON: {exc}") from None
     return ImageAugmenter(predict, diff_error, augmentations=args.augmentations or ALL_AUGMENTATIONS + custom,
-                          label_format=args.label_format, seed=args.seed, batch_size=args.batch_size,
+                          label_format=label_format, seed=args.seed, batch_size=args.batch_size,
                           predict_input=args.predict_input, failure_threshold=args.failure_threshold,
                           on_error=args.on_error, max_image_pixels=args.max_image_pixels, model_id=args.model_id,
                           rotate_method=args.rotate_method)
@@ -5648,7 +5757,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="larger images are skipped with a warning (default: %(default)s)")
         sub.add_argument("--label-format", default=None,
                          help="labels and outputs are boxes (pascal_voc, coco, yolo, albumentations), keypoints or "
-                              "mask (labels: mask image files, relative to the labels file)")
+                              "mask (labels: mask image files, relative to the labels file), or a JSON object of "
+                              "albumentations Compose arguments, e.g. '{\"bbox_params\": {\"format\": \"coco\", "
+                              "\"label_fields\": [\"labels\"]}}' (each label then a dict of targets)")
         sub.add_argument("--rotate-method", choices=_ROTATE_METHODS, default="largest_box",
                          help="how a rotated box is enclosed: largest_box, or ellipse (tighter for round objects)")
 

@@ -210,3 +210,85 @@ def test_an_adaptive_search_of_a_few_images_still_saves_model_calls():
         augmenter.search_randomization_boundaries(images, None, 0.05, None, strategy=strategy)
         calls[strategy] = augmenter.predict_calls
     assert calls["adaptive"] < 0.6 * calls["grid"]  # the default sample is a share (10 %), not 32 images
+
+
+# -- the seed's label_format: albumentations Compose arguments, labels as dicts of targets -----
+
+COCO = {"bbox_params": {"format": "coco", "label_fields": ["labels"]}}
+
+
+def coco_detector(images):
+    """shapes.predict_boxes in the seed's form: {"bboxes": [[x, y, w, h]], "labels": [...]}."""
+    return [{"bboxes": [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in found], "labels": ["shape"] * len(found)}
+            for found in shapes.predict_boxes(images)]
+
+
+def coco_diff_error(output, reference):
+    def corners(found):
+        return [[x, y, x + w, y + h] for x, y, w, h in found["bboxes"]]
+
+    return shapes.box_diff_error(corners(output), corners(reference))
+
+
+def test_the_seeds_dict_label_format_moves_boxes_and_points_with_the_pixels(tmp_path):
+    import albumentations as A
+    from PIL import Image
+
+    images, truths = shapes.make_shapes(6, seed=8, shapes="rectangles")
+    files = []
+    for k, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"s{k}.png")
+        files.append(str(tmp_path / f"s{k}.png"))
+    boxes = [{"bboxes": [[b[0], b[1], b[2] - b[0], b[3] - b[1]]], "labels": [f"rect{k}"]}
+             for k, b in enumerate(t["box"] for t in truths)]
+    label_format = {"bbox_params": A.BboxParams(format="coco", label_fields=["labels"])}
+    augmenter = augment.ImageAugmenter(coco_detector, coco_diff_error, augmentations=GEOMETRIC,
+                                       label_format=label_format, batch_size=16, progress=False)
+    analysis = augmenter.search_randomization_boundaries(files, boxes, 0.1, tmp_path / "analysis.json")
+    for name in ("SafeRotate", "ElasticTransform"):  # compared after moving: a detector that follows is unchanged
+        assert analysis.curves[name].first_failure_intensities == [None] * len(files), name
+    assert augment.load_analysis(tmp_path / "analysis.json").settings["label_format"]["bbox_params"]["format"] == "coco"
+    assert "1 bboxes (shape)" in analysis.images[0].output
+    page = open(augmenter.render_boundaries(tmp_path / "report"), encoding="utf-8").read()  # reads the plain dict back
+    assert "1 bboxes (shape)" in page and "coco" in page
+    made, labels = augmenter.synthesize_more(files, boxes, realism=-1, count=18, output_dir=tmp_path / "made",
+                                             min_random_augmentations=1, max_random_augmentations=3)
+    overlaps, unmoved = [], []
+    for file, label, entry in zip(made, labels, augment.read_manifest(tmp_path / "made" / "manifest.jsonl")):
+        assert set(label) == {"bboxes", "labels"} and entry.label == label  # the form it came in
+        assert Path(file).name == entry.file
+        k = files.index(entry.source_file)
+        assert label["labels"] == boxes[k]["labels"] or not label["bboxes"]
+        steps = [(a["name"], a["intensity"]) for a in entry.augmentations]
+        _, (mask,) = augment.augment_with_labels(images[k], steps, [truths[k]["mask"]], "mask", seed=entry.seed)
+        _, (same,) = augment.augment_with_labels(images[k], steps, [[truths[k]["box"]]], "pascal_voc", seed=entry.seed)
+        ys, xs = np.nonzero(mask)  # the pixel oracle: the object's own mask, warped as the pixels were
+        if label["bboxes"] and len(xs):
+            x, y, w, h = label["bboxes"][0]
+            assert [x, y, x + w, y + h] == pytest.approx(same[0][:4], abs=0.01)  # as the string form moves it
+            truth = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            overlaps.append(shapes.box_iou([x, y, x + w, y + h], truth))
+            unmoved.append(shapes.box_iou(truths[k]["box"], truth))
+    # at realism -1 (full rotations, crops, elastic warps) a rotated box encloses more than the object
+    assert len(overlaps) >= 12 and np.median(overlaps) > 0.75 and np.median(unmoved) < 0.4, (overlaps, unmoved)
+    points = {"keypoint_params": {"format": "xy", "label_fields": ["names"], "remove_invisible": False}}
+    image = np.zeros((64, 64, 3), np.uint8)
+    for x, y in [(12, 12), (41, 31), (31, 50)]:
+        image[y - 1:y + 2, x - 1:x + 2] = 255
+    label = {"keypoints": [[12.5, 12.5], [41.5, 31.5], [31.5, 50.5]], "names": ["eye", "nose", "chin"]}
+    for name in GEOMETRIC:
+        moved_image, (moved,) = augment.augment_with_labels(image, [(name, 0.3)], [label], points, seed=5)
+        assert moved["names"] == ["eye", "nose", "chin"] and len(moved["keypoints"]) == 3
+        for x, y in moved["keypoints"]:
+            if 3 <= x < 61 and 3 <= y < 61:
+                assert moved_image[round(y) - 3:round(y) + 4, round(x) - 3:round(x) + 4, 0].max() > 100, (name, x, y)
+    transform = augment.RealismTransform(augment.SamplingPolicy({"SafeRotate": 0.5}, fewest=1, most=1), COCO, seed=2)
+    out = transform(image=images[0], bboxes=boxes[0]["bboxes"], labels=["r"])
+    assert out["labels"] == ["r"] and out["bboxes"] != boxes[0]["bboxes"]
+    for bad, message in [({"bbox_params": {"format": "voc"}}, "format must be one of"),
+                         ({"mask_params": {}}, "takes albumentations Compose's"),
+                         ({"bbox_params": 3}, "must be an A.BboxParams")]:
+        with pytest.raises(augment.AugmentError, match=message):
+            augment.ImageAugmenter(label_format=bad)
+    with pytest.raises(augment.AugmentError, match="must be a dict of targets"):
+        augment.augment_with_labels(image, [("SafeRotate", 0.3)], [[[1, 2, 3, 4]]], COCO)
