@@ -5549,14 +5549,16 @@ def format_summary(analysis: Analysis) -> str:
     return "\n".join(lines)
 
 
-def catalogue_markdown() -> str:
-    """The README's catalogue table, made from the catalogue itself so the two cannot disagree.
+def catalogue_markdown(names: Iterable[str] | None = None) -> str:
+    """The README's catalogue table, made from the catalogue itself so the two cannot disagree
+    (``names``: those entries only; default every one, registered ones included).
 
     >>> catalogue_markdown().splitlines()[2]
     '| Brighten | color | `RandomBrightnessContrast` | brightness +1.0 (+255: white) |'
     """
     lines = ["| name | group | albumentations transform | at intensity 1 |", "|---|---|---|---|"]
-    for entry in CATALOGUE.values():
+    wanted = None if names is None else {_check_augmentation_name(name) for name in names}
+    for entry in (e for e in CATALOGUE.values() if wanted is None or e.name in wanted):
         lines.append(f"| {entry.name} | {entry.group} | `{entry.transform}` | {entry.at_full_intensity} |")
     return "\n".join(lines)
 

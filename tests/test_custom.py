@@ -17,6 +17,17 @@ from examples import custom_augmentations as custom
 EXAMPLE = "examples/custom_augmentations.py"
 
 
+@pytest.fixture(autouse=True)
+def registered_here_only():
+    """Each test starts with the example's two entries registered and leaves no other behind."""
+    before = dict(augment.CATALOGUE)
+    augment._adopt(custom.CUSTOM)
+    yield
+    augment.CATALOGUE.clear()
+    augment.CATALOGUE.update(before)
+    augment._transform.cache_clear()
+
+
 def never_identity(intensity, height, width):
     import albumentations as A
 
