@@ -1310,7 +1310,7 @@ def _function_transform_class() -> type:
             return {"draw": int(self.random_generator.integers(2**63 - 1))}
 
         def apply(self, img: np.ndarray, draw: int = 0, **params: Any) -> np.ndarray:
-            out = np.asarray(self.function(img, self.intensity, np.random.default_rng(draw)))
+            out = np.asarray(self.function(img.copy(), self.intensity, np.random.default_rng(draw)))  # never in place
             if out.shape != img.shape or out.dtype != np.uint8:
                 raise AugmentError(f"augmentation {self.name} at intensity {self.intensity} returned an array of shape "
                                    f"{out.shape} and dtype {out.dtype} for an image of {img.shape} uint8")
@@ -1353,8 +1353,8 @@ def register_augmentation(name: str, build: Callable[[float, int, int], Any] | N
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,59}", name):
         raise AugmentError(f"an augmentation's name must be 1-60 letters, digits, '_', '.' or '-', starting with a "
                            f"letter; got {name!r}")
-    if name in ALL_AUGMENTATIONS:
-        raise AugmentError(f"augmentation {name!r} is a built-in: choose another name")
+    if name.lower() in {builtin.lower() for builtin in ALL_AUGMENTATIONS}:
+        raise AugmentError(f"augmentation {name!r} is (or reads as) a built-in: choose another name")
     if (build is None) == (function is None) or not callable(build or function):
         raise AugmentError(f"augmentation {name}: give build(intensity, height, width) -> albumentations transform, "
                            f"or function=(image, intensity, rng) -> image, one of them, callable")
@@ -1396,11 +1396,23 @@ def _probe(entry: Augmentation, function: Callable | None = None) -> str:
                 if entry.geometric and transform is not None and not isinstance(transform, A.DualTransform):
                     raise AugmentError(f"{where}: a geometric augmentation must build an albumentations "
                                        f"DualTransform (labels move with it), got {type(transform).__name__}")
+                if not entry.geometric and isinstance(transform, A.DualTransform):
+                    raise AugmentError(f"{where}: it builds {type(transform).__name__}, which moves labels too: "
+                                       f"register it with geometric=True (the search then moves outputs with it)")
+                if transform is not None and getattr(transform, "p", 1.0) < 1.0:
+                    raise AugmentError(f"{where}: build a transform with p=1 (augment.py decides when to apply "
+                                       f"it), got p={transform.p}")
                 if transform is not None:
-                    transform.set_random_seed(7)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UserWarning)
-                        out = np.asarray(transform(image=image.copy())["image"])
+                    outs = []
+                    for _ in range(2):  # the same seed must give the same pixels
+                        transform.set_random_seed(7)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", UserWarning)
+                            outs.append(np.asarray(transform(image=image.copy())["image"]))
+                    out = outs[0]
+                    if outs[0].shape == outs[1].shape and not np.array_equal(outs[0], outs[1]):
+                        raise AugmentError(f"{where}: the same seed gave different pixels; draw randomness from "
+                                           f"the rng argument (or albumentations' own), not np.random or random")
                 else:
                     out = image_out
             except AugmentError:
@@ -1517,17 +1529,20 @@ def _move_targets(image: np.ndarray, transforms: list, seed: int, label_format: 
         if target is None:
             moved.append(None)
             continue
-        if not isinstance(target, dict) or not set(target) <= set(fields):
+        if not isinstance(target, dict):
             raise AugmentError(f"{what} must be a dict of targets with keys among {fields} for this label_format, "
                                f"got {_truncate(target, 120)}")
+        if unknown := sorted(set(target) - set(fields)):
+            raise AugmentError(f"{what} has {unknown}, not among this label_format's targets {fields}: add them to "
+                               f"label_fields so they follow their boxes or points (scores, ids, ...)")
         data = {key: _plain(value) for key, value in target.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             try:
                 out = A.Compose(transforms, seed=seed, strict=False, **label_format)(image=image, **data)
             except (ValueError, TypeError, KeyError) as exc:
-                raise AugmentError(f"{what} could not move with the image (label_format {label_format}): "
-                                   f"{exc}") from None
+                raise AugmentError(f"{what} could not move with the image: {_truncate(exc, 200)} (its targets: "
+                                   f"{sorted(data)}; this label_format's: {fields})") from None
         out_image = out["image"]
         moved.append({key: [[round(float(v), 3) for v in row] for row in _plain(out[key])]
                       if key in ("bboxes", "keypoints") else _plain(out[key]) for key in data})
@@ -4438,7 +4453,12 @@ class SamplingPolicy:
             _check_augmentation_name(name)
             _check_number(limit, f"limit for {name}", 0.0, 1.0)
         for name, weight in self.weights.items():
-            _check_number(weight, f"weight for {name}", 0.0, math.inf)
+            if name not in self.limits or math.isinf(_check_number(weight, f"weight for {name}", 0.0, math.inf)):
+                raise AugmentError(f"weight for {name} must be finite and {name} among the limits, got {weight!r}")
+        if stray := sorted(set(self.floors) - set(self.limits)):
+            raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
+        if _check_int(self.most, "most", 1) > 1000:
+            raise AugmentError(f"most must be at most 1000 augmentations per image, got {self.most}")
         for name, floor in self.floors.items():
             if _check_number(floor, f"smallest intensity for {name}", 0.0, 1.0) > self.limits.get(name, 0.0):
                 raise AugmentError(f"smallest intensity {floor} for {name} is above its largest "
@@ -4491,7 +4511,7 @@ class SamplingPolicy:
         """
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8-sig") as handle:
                 document = json.load(handle)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise AugmentError(f"policy file {path} is not JSON: {exc}") from None
@@ -4509,6 +4529,9 @@ class SamplingPolicy:
                 raise AugmentError(f"{where} has {key} {document[key]}, newer than this augment.py reads ({ours}, "
                                    f"augment.py {__version__}): update augment.py")
         policy = _validated(_formats().Policy, document, where)
+        names = [entry.name for entry in policy.augmentations]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise AugmentError(f"{where} lists {', '.join(twice)} more than once")
         for entry in policy.augmentations:
             if entry.name not in CATALOGUE:
                 close = difflib.get_close_matches(entry.name, list(CATALOGUE), n=1)
@@ -4686,6 +4709,15 @@ class _Synthesized(tuple):
     def __getitem__(self, key: Any) -> Any:
         return self.summary[key] if isinstance(key, str) else super().__getitem__(key)
 
+    def __contains__(self, key: Any) -> bool:
+        return key in self.summary if isinstance(key, str) else super().__contains__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.summary.get(key, default)
+
+    def keys(self) -> Any:
+        return self.summary.keys()
+
     def __getnewargs__(self) -> tuple:
         return (*self, self.summary)
 
@@ -4769,13 +4801,20 @@ def _positional_image(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], An
 
 
 def _apply_steps(data: dict, steps: Sequence[tuple[str, float]], seed: int, rotate_method: str,
-                 processors: dict | None = None, after: Callable[[dict], dict] | None = None) -> dict:
+                 processors: dict | None = None, after: Callable[[dict], dict] | None = None,
+                 targets: dict[str, str] | None = None) -> dict:
     """``steps`` applied to albumentations ``data`` in order, each transform seeded as
-    ``A.Compose(..., seed=seed)`` seeds it: the same pixels as synthesis for the same draw."""
+    ``A.Compose(..., seed=seed)`` seeds it: the same pixels as synthesis for the same draw.
+    ``targets``: a parent Compose's additional targets (image2 -> image, ...): they move too."""
     height, width = data["image"].shape[:2]
+    transforms = _build_transforms(steps, height, width, rotate_method) if not targets else [
+        t for name, intensity in steps if intensity > 0  # built afresh: the cached ones stay unmarked
+        and (t := _transform.__wrapped__(name, round(intensity, 6), height, width, rotate_method)) is not None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        for transform in _build_transforms(steps, height, width, rotate_method):
+        for transform in transforms:
+            if targets:
+                transform.add_targets(targets)
             transform.set_processors(processors or {})
             transform.set_random_seed(seed)
             data = transform(force_apply=True, **data)
@@ -4838,7 +4877,12 @@ def _realism_transform_class() -> type:
             self._pid, self._rng = os.getpid(), np.random.default_rng(self._base)
             self._inside = False  # set when a parent A.Compose hands its processors down
             self._available_keys.update(_movable_keys())
+            self._custom = _custom_entries(policy.limits)  # registered ones travel with a pickled transform
             self.params: dict = {}
+
+        def __setstate__(self, state: dict) -> None:
+            self.__dict__.update(state)
+            _adopt(state.get("_custom", ()))  # a spawned DataLoader worker knows your augmentations too
 
         @property
         def processors(self) -> dict:
@@ -4890,14 +4934,26 @@ def _realism_transform_class() -> type:
             if "image" not in data:
                 raise AugmentError(f"call with image=... (got {', '.join(sorted(data)) or 'no arguments'})")
             if self._inside:  # the parent Compose prepared the data and moves what its processors know
+                for key in ("bboxes", "keypoints"):
+                    if key in data and (key not in self.processors or not isinstance(data[key], np.ndarray)):
+                        params = {"bboxes": "bbox_params", "keypoints": "keypoint_params"}[key]
+                        raise AugmentError(f"this transform belongs to an A.Compose (given {key}=...): call it "
+                                           f"through that Compose, with {params}, or use another "
+                                           f"RealismTransform on its own")
                 drawn = self.draw(force_apply)
                 return data if drawn is None else _apply_steps(data, *drawn, self.rotate_method, self.processors,
-                                                               self.check_data_post_transform)
+                                                               self.check_data_post_transform,
+                                                               self._additional_targets)
             return self._call_alone(data, force_apply)
 
         def _call_alone(self, data: dict, force_apply: bool) -> dict:
             if self.kind == "targets":  # the seed's dict label_format: the targets are one label
-                label = {key: data[key] for key in _target_fields(self.label_format) if key in data}
+                fields = _target_fields(self.label_format)
+                for other in ("bboxes", "keypoints", "mask", "masks"):
+                    if data.get(other) is not None and other not in fields:
+                        raise AugmentError(f"{other}=... is not among this label_format's targets {fields}: put "
+                                           f"the transform in A.Compose([...]), which moves every target")
+                label = {key: data[key] for key in fields if data.get(key) is not None}
                 drawn = self.draw(force_apply)
                 if drawn is None:
                     return dict(data)
@@ -5301,9 +5357,18 @@ class ImageAugmenter:
         >>> t = augmenter.transform(realism=0.5, seed=0)                              # doctest: +SKIP
         >>> A.Compose([t, A.Normalize()], bbox_params=A.BboxParams("coco"))          # doctest: +SKIP
         """
-        policy = self.sampling_policy(realism, min_random_augmentations, max_random_augmentations)
+        policy = self._drawable_policy(realism, min_random_augmentations, max_random_augmentations)
         return _realism_transform_class()(policy, self.label_format, seed=seed, rotate_method=self.rotate_method,
                                           p=p)
+
+    def _drawable_policy(self, realism: float, fewest: int, most: int) -> SamplingPolicy:
+        policy = self.sampling_policy(realism, fewest, most)
+        if not policy.eligible:
+            missing = [name for name in self.augmentations if name not in self._require_analysis("sample").curves]
+            raise AugmentError(f"nothing to draw: {missing or 'every augmentation'} "
+                               f"{'not searched in the analysis' if missing else 'has weight 0'} (it has "
+                               f"{sorted(self.analysis.curves)})")
+        return policy
 
     def synthesize_more(
         self,
@@ -5365,6 +5430,7 @@ class ImageAugmenter:
                             self.label_format, self.rotate_method, window, self._model_spec, self.batch_size or 32,
                             self.progress)
         folder = _output_folder(output_dir, "output_dir")
+        self._check_log_file(log_file, folder)
         try:
             with _SyntheticFolder(folder) as target:
                 before = len(target.entries)
@@ -5383,6 +5449,14 @@ class ImageAugmenter:
             _write_atomic(log_file, json.dumps(_jsonable(summary), indent=1))
         return _Synthesized(files, labels, summary)
 
+    @staticmethod
+    def _check_log_file(log_file: Any, folder: str) -> None:
+        """log_file must not replace the folder's manifest or one of its images."""
+        if log_file and os.path.dirname(os.path.abspath(log_file)) == os.path.abspath(folder) and (
+                os.path.basename(log_file) == "manifest.jsonl" or os.path.basename(log_file).startswith("synthetic-")):
+            raise AugmentError(f"log_file {os.fspath(log_file)} would replace a file of the synthetic folder; "
+                               f"write it elsewhere")
+
     def get_synthesized_summary(self, log_file: str | os.PathLike | None = "",
                                 output_dir: str | os.PathLike = "generated") -> dict:
         """Every image synthesized into ``output_dir`` so far (the seed code's summary, read from
@@ -5398,6 +5472,8 @@ class ImageAugmenter:
             except (OSError, ValueError) as exc:
                 raise AugmentError(f"cannot read log_file {os.fspath(log_file)}: {exc}") from None
         folder = os.fspath(output_dir)
+        if not os.path.isfile(os.path.join(folder, "manifest.jsonl")):
+            raise AugmentError(f"{folder} has no manifest.jsonl: nothing was synthesized there")
         return _summary(folder, read_manifest(os.path.join(folder, "manifest.jsonl")), self.label_kind)
 
     synthesizeMore = synthesize_more  # the seed README's spelling
@@ -5701,7 +5777,11 @@ def _command_policy(args: argparse.Namespace) -> int:
     custom = _registered_from(args)
     augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS + custom)
     augmenter.load_analysis(args.cache)
-    policy = augmenter.sampling_policy(args.realism, args.min_augmentations, args.max_augmentations)
+    missing = [name for name in augmenter.augmentations if name not in augmenter.analysis.curves]
+    if args.augmentations and missing:
+        raise AugmentError(f"{', '.join(missing)} not searched in {args.cache} (it has "
+                           f"{', '.join(augmenter.analysis.curves)})")
+    policy = augmenter._drawable_policy(args.realism, args.min_augmentations, args.max_augmentations)
     policy.save(args.out)
     limits = ", ".join(f"{name} {limit:g}" for name, limit in policy.limits.items())
     print(f"policy written to {args.out} (realism {args.realism:g}; largest intensities: {limits})")

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import ROOT, BrightnessModel, natural_images, uniform_images, write_pngs
+from test_transform import Repeated  # a module-level Dataset: spawned workers import it
 
 import augment
 from examples import custom_augmentations as custom
@@ -35,7 +36,7 @@ def never_identity(intensity, height, width):
 
 
 def test_registration_checks_the_entry_on_probe_images_and_names_what_is_wrong():
-    cases = [("is a built-in", dict(name="Brighten", build=custom.jpeg)),
+    cases = [("a built-in", dict(name="Brighten", build=custom.jpeg)),
              ("intensity 0 must be the identity", dict(name="Always", build=never_identity)),
              ("intensity 0 must be the identity", dict(  # a scale written backwards: strongest at 0
                  name="Reversed", function=lambda im, t, rng: (im * (1 - t) // 2).astype(np.uint8))),
@@ -154,3 +155,42 @@ def test_the_custom_augmentations_example_searches_reports_and_synthesizes(tmp_p
     printed = capsys.readouterr().out
     assert "JPEG" in printed and "SensorNoise" in printed and "20 synthetic images" in printed
     assert (tmp_path / "analytics" / "index.html").exists()
+
+
+def test_registration_refuses_what_would_silently_mislead():
+    import albumentations as A
+
+    cases = [("geometric=True", dict(name="Flip2", build=lambda t, h, w: A.HorizontalFlip(p=1) if t else None)),
+             ("p=1", dict(name="Sometimes", build=lambda t, h, w: A.ImageCompression(quality_range=(50, 50), p=0.5)
+                           if t else None)),
+             ("the same seed gave different pixels", dict(name="Unseeded", function=lambda im, t, rng: np.clip(
+                 im + np.random.normal(0, 30 * t, im.shape), 0, 255).astype(np.uint8))),
+             ("reads as\\) a built-in", dict(name="brighten", build=custom.jpeg))]
+    for message, arguments in cases:
+        with pytest.raises(augment.AugmentError, match=message):
+            augment.register_augmentation(**arguments)
+
+    def in_place(image, intensity, rng):
+        image += np.uint8(round(50 * intensity))
+        return image
+
+    augment.register_augmentation("InPlace", function=in_place)
+    image = np.full((8, 8, 3), 100, np.uint8)
+    assert augment.augment_image(image, "InPlace", 1.0)[0, 0, 0] == 150 and image[0, 0, 0] == 100  # caller's intact
+
+
+def dimmer(image, intensity, rng):
+    """Module level, registered only inside a test: a spawned worker imports it, but only the
+    pickled transform can tell that worker it is an augmentation."""
+    return (image * (1 - 0.5 * intensity)).astype(np.uint8)
+
+
+def test_a_spawned_dataloader_worker_knows_registered_augmentations():
+    import torch
+
+    augment.register_augmentation("Dimmer", function=dimmer)
+    policy = augment.SamplingPolicy({"Dimmer": 0.5, "SensorNoise": 0.5}, fewest=2, most=2)
+    transform = augment.RealismTransform(policy, seed=0)
+    loader = torch.utils.data.DataLoader(Repeated(transform), batch_size=4, num_workers=1,
+                                         multiprocessing_context="spawn")
+    assert sum(len(images) for images, _ in loader) == 16

@@ -32,6 +32,11 @@ def test_the_seed_codes_calls_work_and_the_readme_form_still_unpacks(tmp_path, m
     assert augmenter.get_synthesized_summary(output_dir="generated") == json.loads((tmp_path / "log.json").read_text())
     assert augmenter.get_synthesized_summary(log_file=str(tmp_path / "log.json"))["count"] == 8
     assert augmenter.render_boundries(str(tmp_path / "analytics")).endswith("index.html")
+    assert "count" in again and again.get("count") == 8 and set(again.keys()) == {"count", "generated"}
+    with pytest.raises(augment.AugmentError, match="would replace a file of the synthetic folder"):
+        augmenter.synthesize_more(files, count=1, log_file="generated/manifest.jsonl")
+    with pytest.raises(augment.AugmentError, match="has no manifest.jsonl"):
+        augmenter.get_synthesized_summary(output_dir="generatd")
     with pytest.raises(augment.AugmentError, match="image_namer is not supported"):
         augmenter.synthesize_more(files, count=1, image_namer=lambda *args: "x.png")
     with pytest.raises(augment.AugmentError, match="count_by must be"):

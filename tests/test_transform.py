@@ -271,3 +271,39 @@ def test_the_training_example_runs_at_small_size(tmp_path, capsys):
     printed = capsys.readouterr().out
     clean = float(printed.split("clean test accuracy ")[1].split(";")[0])
     assert clean > 0.3 and (tmp_path / "policy.json").exists()  # chance is 0.1
+
+
+def test_compose_extras_move_and_a_composed_transform_is_not_misused():
+    import albumentations as A
+
+    policy = augment.SamplingPolicy({"SafeRotate": 0.8}, fewest=1, most=1)
+    image, mask = natural_images((40, 48))[0], (natural_images((40, 48))[0][:, :, 0] > 100).astype(np.uint8)
+    pipeline = A.Compose([augment.RealismTransform(policy, seed=1)],
+                         additional_targets={"image2": "image", "mask2": "mask"})
+    out = pipeline(image=image, image2=image.copy(), mask=mask, mask2=mask.copy())
+    assert not np.array_equal(out["image"], image)  # moved, and the pairs stay aligned
+    assert np.array_equal(out["image2"], out["image"]) and np.array_equal(out["mask2"], out["mask"])
+    transform = augment.RealismTransform(policy, "pascal_voc", seed=1)
+    A.Compose([transform])  # no bbox_params: the transform now belongs to it
+    with pytest.raises(augment.AugmentError, match="belongs to an A.Compose"):
+        transform(image=image, bboxes=[[2, 2, 20, 20]])
+    coco = augment.RealismTransform(policy, {"bbox_params": {"format": "coco", "label_fields": ["labels"]}}, seed=1)
+    with pytest.raises(augment.AugmentError, match="mask=... is not among"):
+        coco(image=image, bboxes=[[2, 2, 9, 9]], labels=["a"], mask=mask)
+    assert coco(image=image, bboxes=None, labels=None)["image"].shape == image.shape
+
+
+def test_policies_refuse_duplicates_and_unbounded_values(tmp_path):
+    policy = augment.SamplingPolicy({"Brighten": 0.3, "Hue": 0.2}, fewest=1, most=2)
+    document = policy.to_json()
+    document["augmentations"].append(dict(document["augmentations"][0]))
+    (tmp_path / "twice.json").write_text(json.dumps(document))
+    with pytest.raises(augment.AugmentError, match="lists Brighten more than once"):
+        augment.SamplingPolicy.load(tmp_path / "twice.json")
+    (tmp_path / "bom.json").write_text("\ufeff" + json.dumps(policy.to_json()), encoding="utf-8")
+    assert augment.SamplingPolicy.load(tmp_path / "bom.json").limits == policy.limits
+    for options, message in [({"weights": {"Brighten": float("inf")}}, "finite"),
+                             ({"weights": {"Sharpen": 1.0}}, "among the limits"),
+                             ({"floors": {"Sharpen": 0.1}}, "no limit"), ({"most": 2**40}, "at most 1000")]:
+        with pytest.raises(augment.AugmentError, match=message):
+            augment.SamplingPolicy({"Brighten": 0.3}, **options)
