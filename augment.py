@@ -5328,6 +5328,10 @@ class ImageAugmenter:
         (``set_augmentation_realism`` overrides take precedence)."""
         analysis = self._require_analysis("compute intensity limits")
         realism = _check_number(realism, "realism", high=1.0)
+        if stale := [name for name, curve in analysis.curves.items()
+                     if name in self.weights and curve.definition != CATALOGUE[name].definition]:
+            warnings.warn(f"the analysis measured {', '.join(stale)} with another definition than the one "
+                          f"registered now: search again for limits that fit it", stacklevel=3)
         return {name: self.intensity_overrides.get(name, _IntensityOverride()).largest(realism_max_intensity(
                     self.realism_overrides.get(name, realism), curve.onset_intensity, curve.failure_intensity))
                 for name, curve in analysis.curves.items() if name in self.weights}
