@@ -269,7 +269,8 @@ def test_the_training_example_runs_at_small_size(tmp_path, capsys):
 
     assert train_with_transform.main(["--epochs", "6", "--search-images", "40", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    clean = float(printed.split("clean test accuracy ")[1].split(";")[0])
+    clean = float(printed.split("retrained with the transform: clean test accuracy ")[1].split(";")[0])
+    assert "the bundled CNN (without): clean test accuracy" in printed
     assert clean > 0.3 and (tmp_path / "policy.json").exists()  # chance is 0.1
 
 
