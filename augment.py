@@ -39,7 +39,7 @@ outputs_equal(output, reference) / default_diff_error(output, reference)
 format_summary(analysis), catalogue_markdown(), file_schema("analysis" | "manifest" | "policy")
 gradcam_frames(...) -> [CamFrame] / write_gradcam_gif(...)   Grad-CAM over one sweep
 realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
-CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, COLOR_AUGMENTATIONS,
+CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, EXTENDED_AUGMENTATIONS (opt-in), COLOR_AUGMENTATIONS,
 DISTORTION_AUGMENTATIONS, PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
 main(argv=None)                                 the command line (python augment.py -h)
 
@@ -82,6 +82,7 @@ __all__ = [
     "CATALOGUE",
     "COLOR_AUGMENTATIONS",
     "DISTORTION_AUGMENTATIONS",
+    "EXTENDED_AUGMENTATIONS",
     "MAX_IMAGE_PIXELS",
     "PIXEL_DROPOUT_AUGMENTATIONS",
     "Analysis",
@@ -556,6 +557,12 @@ PIXEL_DROPOUT_AUGMENTATIONS = [
     "Downscale", "MultiplicitiveNoise", "PixelDropout", "RandomSizedCrop", "Superpixels",
 ]
 ALL_AUGMENTATIONS = COLOR_AUGMENTATIONS + DISTORTION_AUGMENTATIONS + PIXEL_DROPOUT_AUGMENTATIONS
+# Opt-in (ImageAugmenter(augmentations=ALL_AUGMENTATIONS + EXTENDED_AUGMENTATIONS)): flips, cutout,
+# noises, blurs, JPEG and perspective / affine warps from corruption benchmarks and camera pipelines.
+EXTENDED_AUGMENTATIONS = [
+    "HorizontalFlip", "VerticalFlip", "Cutout", "GaussianNoise", "ShotNoise", "ImpulseNoise", "DefocusBlur",
+    "ZoomBlur", "JPEG", "Perspective", "Translate", "Scale", "Shear", "Posterize", "Solarize",
+]
 
 # Bumped whenever an intensity mapping changes: cached analyses made with another
 # mapping are then recomputed for that augmentation instead of silently reused.
@@ -1167,6 +1174,83 @@ def _catalogue() -> dict[str, Augmentation]:
 CATALOGUE: dict[str, Augmentation] = _catalogue()
 
 
+# -- the extended catalogue (opt-in: EXTENDED_AUGMENTATIONS) ------------------------------
+# Corruption-benchmark and camera-pipeline operations, each albumentations' own transform,
+# under the catalogue's rules: identity at 0, a larger intensity never changes natural photos
+# less on average, sizes as fractions of the short side. Weather (fog, snow, rain, frost), glass
+# blur and nearest-neighbour pixelation are not here: see the README.
+
+def _flip(horizontal: bool) -> Callable[[float, int, int], Any]:
+    def build(intensity: float, height: int, width: int):
+        # Two-valued: the image flips from intensity 0.5 on. The search finds whether the model
+        # tolerates it (a step at 0.5 or never); synthesis flips when a draw reaches 0.5.
+        A = _albumentations()
+        return (A.HorizontalFlip(p=1) if horizontal else A.VerticalFlip(p=1)) if intensity >= 0.5 else None
+
+    return build
+
+
+def _cutout(intensity: float, height: int, width: int):
+    side = round(0.2 * _short_side(height, width) * intensity)
+    if side < 1:
+        return None
+    return _albumentations().CoarseDropout(num_holes_range=(8, 8), hole_height_range=(side, side),
+                                           hole_width_range=(side, side), fill=0, p=1)
+
+
+def _defocus(intensity: float, height: int, width: int):
+    radius = round(0.04 * _short_side(height, width) * intensity)
+    return _albumentations().Defocus(radius=(radius, radius), alias_blur=(0.1, 0.1), p=1) if radius >= 1 else None
+
+
+def _zoom_blur(intensity: float, height: int, width: int):
+    factor = 1.0 + 0.3 * intensity  # ten zoomed copies averaged, up to 1.3x
+    return _albumentations().ZoomBlur(max_factor=(factor, factor), step_factor=(0.03 * intensity,) * 2, p=1)
+
+
+def _posterize(intensity: float, height: int, width: int):
+    bits = 8 - round(7 * intensity)
+    return _albumentations().Posterize(num_bits=(bits, bits), p=1) if bits < 8 else None
+
+
+def _extended() -> dict[str, Augmentation]:
+    A = _albumentations
+    entries = [
+        # name, transform, at intensity 1, family, geometric, build(intensity, h, w)
+        ("HorizontalFlip", "HorizontalFlip", "mirrored left-right (from intensity 0.5 on)", "flip horizontal", True,
+         _flip(True)),
+        ("VerticalFlip", "VerticalFlip", "upside down (from intensity 0.5 on)", "flip vertical", True, _flip(False)),
+        ("Cutout", "CoarseDropout", "8 black squares of 20% of the short side", "dropout", False, _cutout),
+        ("GaussianNoise", "GaussNoise", "Gaussian noise, standard deviation 40% of the range", "noise", False,
+         lambda i, h, w: A().GaussNoise(std_range=(0.4 * i, 0.4 * i), p=1)),
+        ("ShotNoise", "ShotNoise", "Poisson noise at scale 0.5 (few photons)", "noise", False,
+         lambda i, h, w: A().ShotNoise(scale_range=(0.5 * i, 0.5 * i), p=1)),
+        ("ImpulseNoise", "SaltAndPepper", "30% of pixels salt or pepper", "noise", False,
+         lambda i, h, w: A().SaltAndPepper(amount=(0.3 * i, 0.3 * i), p=1)),
+        ("DefocusBlur", "Defocus", "disc of radius 4% of the short side", "blur", False, _defocus),
+        ("ZoomBlur", "ZoomBlur", "zoomed copies up to 1.3x averaged", "blur", False, _zoom_blur),
+        ("JPEG", "ImageCompression", "JPEG quality 5 (100 just above 0)", "compression", False,
+         lambda i, h, w: A().ImageCompression(quality_range=(round(100 - 95 * i),) * 2, p=1)),
+        ("Perspective", "Perspective", "corners moved by 15% (standard deviation)", "perspective", True,
+         lambda i, h, w: A().Perspective(scale=(0.15 * i, 0.15 * i), keep_size=True, p=1)),
+        ("Translate", "Affine", "shifted by up to 25% of each side, borders black", "translate", True,
+         lambda i, h, w: A().Affine(translate_percent={"x": (-0.25 * i, 0.25 * i), "y": (-0.25 * i, 0.25 * i)},
+                                    p=1)),
+        ("Scale", "Affine", "zoomed out to half size, borders black", "scale", True,
+         lambda i, h, w: A().Affine(scale=(1 / (1 + i), 1 / (1 + i)), p=1)),
+        ("Shear", "Affine", "sheared by up to 30 degrees on each axis", "shear", True,
+         lambda i, h, w: A().Affine(shear={"x": (-30 * i, 30 * i), "y": (-30 * i, 30 * i)}, p=1)),
+        ("Posterize", "Posterize", "1 bit per channel", "posterize", False, _posterize),
+        ("Solarize", "Solarize", "every pixel inverted", "solarize", False,
+         lambda i, h, w: A().Solarize(threshold_range=(1 - i, 1 - i), p=1)),
+    ]
+    return {name: Augmentation(name, "extended", transform, full, family, geometric, build)
+            for name, transform, full, family, geometric, build in entries}
+
+
+CATALOGUE.update(_extended())
+
+
 def _check_augmentation_name(name: Any, parameter: str = "augmentation") -> str:
     if not isinstance(name, str) or name not in CATALOGUE:
         close = difflib.get_close_matches(str(name), list(CATALOGUE), n=1)
@@ -1348,13 +1432,13 @@ def register_augmentation(name: str, build: Callable[[float, int, int], Any] | N
     >>> def jpeg(intensity, height, width):                                # doctest: +SKIP
     ...     quality = round(100 - 95 * intensity)                          # 100 at 0, 5 at 1
     ...     return A.ImageCompression(quality_range=(quality, quality), p=1) if intensity else None
-    >>> register_augmentation("JPEG", jpeg, family="compression", group="digital")   # doctest: +SKIP
+    >>> register_augmentation("CameraJPEG", jpeg, family="compression", group="digital")  # doctest: +SKIP
     """
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,59}", name):
         raise AugmentError(f"an augmentation's name must be 1-60 letters, digits, '_', '.' or '-', starting with a "
                            f"letter; got {name!r}")
-    if name.lower() in {builtin.lower() for builtin in ALL_AUGMENTATIONS}:
-        raise AugmentError(f"augmentation {name!r} is (or reads as) a built-in: choose another name")
+    if name.lower() in {known.lower() for known, entry in CATALOGUE.items() if not entry.revision}:
+        raise AugmentError(f"augmentation {name!r} is (or reads as) a built-in or extended one: choose another name")
     if (build is None) == (function is None) or not callable(build or function):
         raise AugmentError(f"augmentation {name}: give build(intensity, height, width) -> albumentations transform, "
                            f"or function=(image, intensity, rng) -> image, one of them, callable")

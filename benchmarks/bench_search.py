@@ -90,12 +90,12 @@ def predict_all(predict, images: list[np.ndarray], batch: int) -> None:
 # -- 1. catalogue -------------------------------------------------------------------
 
 
-def sweep_costs(image: np.ndarray, steps: int, repeats: int) -> dict[str, float]:
+def sweep_costs(image: np.ndarray, steps: int, repeats: int, names: list[str]) -> dict[str, float]:
     """Seconds per augmented image over a sweep of ``steps`` intensities, best of ``repeats``;
     each repeat on new pixels, so per-image caches (segments, elastic fields) start cold."""
     grid = [k / steps for k in range(1, steps + 1)]
     cost = {}
-    for name in augment.ALL_AUGMENTATIONS:
+    for name in names:
         runs = []
         for repeat in range(repeats):
             fresh = image.copy()
@@ -105,7 +105,7 @@ def sweep_costs(image: np.ndarray, steps: int, repeats: int) -> dict[str, float]
     return cost
 
 
-def bench_catalogue(quick: bool) -> None:
+def bench_catalogue(quick: bool, names: list[str]) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one core, as the target says
@@ -114,7 +114,7 @@ def bench_catalogue(quick: bool) -> None:
         image = photos(1, side)[0] if side <= 512 else cv2.resize(photos(1, 512)[0], (side, side),
                                                                     interpolation=cv2.INTER_CUBIC)
         render(image[:32, :32], "Brighten", [0.5], 0)
-        cost = sweep_costs(image, steps, 3)
+        cost = sweep_costs(image, steps, 3, names)
         median = float(np.median(list(cost.values())))
         for name, value in sorted(cost.items(), key=lambda item: -item[1])[:5]:
             print(f"    {name:<20} {value * 1000:7.2f} ms  {value / median:5.1f}x median")
@@ -125,7 +125,7 @@ def bench_catalogue(quick: bool) -> None:
         if side < 3000:
             continue
         first = {}
-        for name in augment.ALL_AUGMENTATIONS:  # a new image of a new shape: every cache cold
+        for name in names:  # a new image of a new shape: every cache cold
             fresh = np.ascontiguousarray(image[:, :-1 - len(first)])
             first[name] = timed(augment.augment_image, fresh, name, 1.0, 11)[0]
         worst = max(first, key=first.get)
@@ -298,6 +298,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)")
     parser.add_argument("--only", choices=["catalogue", "overhead", "adaptive", "memory", "dask"],
                         help="run one section")
+    parser.add_argument("--extended", action="store_true",
+                        help="catalogue: the extended augmentations too (EXTENDED_AUGMENTATIONS)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -310,7 +312,8 @@ def main(argv=None) -> int:
         return args.only in (None, section)
 
     if wanted("catalogue"):
-        bench_catalogue(args.quick)
+        extended = augment.EXTENDED_AUGMENTATIONS if args.extended else []
+        bench_catalogue(args.quick, augment.ALL_AUGMENTATIONS + extended)
     resnet_predict = resnet.load_predict()
     if wanted("overhead"):
         bench_overhead("small CNN 32x32", digits_model.predict, digits(10 if quick else 60), 256)

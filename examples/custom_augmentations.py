@@ -37,7 +37,7 @@ def sensor_noise(image: np.ndarray, intensity: float, rng: np.random.Generator) 
 
 
 CUSTOM = [
-    augment.register_augmentation("JPEG", jpeg, family="compression", group="digital",
+    augment.register_augmentation("CameraJPEG", jpeg, family="compression", group="digital",
                                   at_full_intensity="JPEG quality 10 (95 just above 0)"),
     augment.register_augmentation("SensorNoise", function=sensor_noise, family="sensor noise", group="noise",
                                   at_full_intensity="shot noise 2 sqrt(value) + read noise 8 gray levels"),
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     images, labels = digits_model.load_digits_rgb()
     train, _ = digits_model.train_test_indices(len(images))
     files, truth = digits.write_pngs(images, labels, train[:args.images], out / "train")
-    augmenter = augment.ImageAugmenter(digits_model.predict, augmentations=["Brighten", "JPEG", "SensorNoise"],
+    augmenter = augment.ImageAugmenter(digits_model.predict, augmentations=["Brighten", "CameraJPEG", "SensorNoise"],
                                        batch_size=512, progress=False)
     analysis = augmenter.search_randomization_boundaries(files, truth, 0.05, out / "analysis.json")
     print(augment.format_summary(analysis))

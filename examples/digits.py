@@ -1,6 +1,6 @@
 """The main job, offline: where does the bundled digits CNN break?
 
-    python examples/digits.py [--images 300] [--out runs/digits]
+    python examples/digits.py [--images 300] [--out runs/digits] [--extended]
 
 Writes the digits as PNG files, searches all 24 augmentations on them with the
 trained CNN (examples/digits_model.py), prints per augmentation the intensity at
@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", type=int, default=300, help="synthetic images per realism (default 300)")
+    parser.add_argument("--extended", action="store_true",
+                        help="search the extended catalogue too (EXTENDED_AUGMENTATIONS: flips, noises, JPEG, warps)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -56,7 +58,9 @@ def main(argv=None) -> int:
     # model_id: a retrained digits_cnn.pt re-searches instead of reusing the old model's boundaries
     digits_model.load_model()  # trains and writes the weights first if the file is missing
     model_id = "digits_cnn.pt " + hashlib.sha256(digits_model.WEIGHTS.read_bytes()).hexdigest()[:16]
-    augmenter = augment.ImageAugmenter(digits_model.predict, batch_size=512, seed=args.seed, model_id=model_id)
+    names = augment.ALL_AUGMENTATIONS + (augment.EXTENDED_AUGMENTATIONS if args.extended else [])
+    augmenter = augment.ImageAugmenter(digits_model.predict, augmentations=names, batch_size=512, seed=args.seed,
+                                       model_id=model_id)
     started = time.perf_counter()
     analysis = augmenter.search_randomization_boundaries(files, truth, args.step, out / "analysis.json")
     print(augment.format_summary(analysis))
@@ -71,7 +75,8 @@ def main(argv=None) -> int:
 
     print(f"\n{'realism':>7} {'images':>6} {'changed vs source':>17} {'accuracy':>8}   (synthetic sets, "
           f"{args.synthetic} images each)")
-    for row in realism_table(augmenter, files, truth, out / "synthetic", args.synthetic):
+    synthetic = out / ("synthetic-extended" if args.extended else "synthetic")
+    for row in realism_table(augmenter, files, truth, synthetic, args.synthetic):
         print(f"{row['realism']:>7} {row['images']:>6} {row['changed_share']:>17.3f} {row['accuracy']:>8.3f}")
     return 0
 

@@ -13,19 +13,23 @@ GRID = [round(k / 20, 2) for k in range(21)]
 # Resampling transforms cannot be exactly monotone: between neighbouring scales the
 # pixel grid aligns differently with image content. Their allowed dip is measured,
 # not assumed (see the README's catalogue table).
-MONOTONE_TOLERANCE = {"Downscale": 0.07}
+# Perspective's corner offsets saturate near intensity 1 (a plateau within 4 %); ZoomBlur's zoomed
+# copies resample a 32 px image on shifting grids (dips of 5 %).
+MONOTONE_TOLERANCE = {"Downscale": 0.07, "Perspective": 0.05, "ZoomBlur": 0.06}
 
 
 def test_catalogue_has_the_seed_names_in_three_groups():
     assert len(augment.ALL_AUGMENTATIONS) == 24 == len(set(augment.ALL_AUGMENTATIONS))
-    assert {name for name, entry in augment.CATALOGUE.items() if not entry.revision} == set(augment.ALL_AUGMENTATIONS)
+    built_in = {name for name, entry in augment.CATALOGUE.items() if not entry.revision}
+    assert built_in == set(augment.ALL_AUGMENTATIONS + augment.EXTENDED_AUGMENTATIONS)
+    assert all(augment.CATALOGUE[n].group == "extended" for n in augment.EXTENDED_AUGMENTATIONS)
     for group, names in [("color", augment.COLOR_AUGMENTATIONS),
                          ("distortion", augment.DISTORTION_AUGMENTATIONS),
                          ("pixel_dropout", augment.PIXEL_DROPOUT_AUGMENTATIONS)]:
         assert all(augment.CATALOGUE[n].group == group for n in names)
 
 
-@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS + augment.EXTENDED_AUGMENTATIONS)
 def test_intensity_zero_is_the_identity(name):
     for image in natural_images((40, 56))[:3]:
         assert np.array_equal(augment.augment_image(image, name, 0.0, seed=7), image)
@@ -33,7 +37,7 @@ def test_intensity_zero_is_the_identity(name):
         assert np.array_equal(augment.augment_image(image, name, 4e-7, seed=7), image)
 
 
-@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS + augment.EXTENDED_AUGMENTATIONS)
 def test_larger_intensity_never_changes_natural_images_less(name):
     tolerance = MONOTONE_TOLERANCE.get(name, 0.03)
     for size in [(48, 64), (32, 32)]:
@@ -111,7 +115,7 @@ def test_cached_elastic_equals_albumentations_elastic_and_reuses_the_field():
     assert augment._FIELDS.hits >= 1
 
 
-@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS + augment.EXTENDED_AUGMENTATIONS)
 def test_runs_on_gray_non_square_and_small_images(name):
     photo = natural_images((40, 72))[1]
     gray = np.repeat(photo.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)

@@ -237,5 +237,6 @@ def test_ctrl_c_during_synthesize_prints_the_command_that_finishes_the_job(tmp_p
 
 def test_the_catalogue_and_help_print(tmp_path):
     table = cli("catalogue")
-    assert table.returncode == 0 and table.stdout.count("\n| ") == len(augment.ALL_AUGMENTATIONS)
+    assert table.returncode == 0 and table.stdout.count("\n| ") == len(augment.ALL_AUGMENTATIONS) + len(
+        augment.EXTENDED_AUGMENTATIONS)  # the extended set is listed too (registered ones with --augmentations-from)
     assert cli("--help").returncode == 0

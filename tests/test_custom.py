@@ -37,6 +37,7 @@ def never_identity(intensity, height, width):
 
 def test_registration_checks_the_entry_on_probe_images_and_names_what_is_wrong():
     cases = [("a built-in", dict(name="Brighten", build=custom.jpeg)),
+             ("extended one", dict(name="JPEG", build=custom.jpeg)),
              ("intensity 0 must be the identity", dict(name="Always", build=never_identity)),
              ("intensity 0 must be the identity", dict(  # a scale written backwards: strongest at 0
                  name="Reversed", function=lambda im, t, rng: (im * (1 - t) // 2).astype(np.uint8))),
@@ -51,21 +52,21 @@ def test_registration_checks_the_entry_on_probe_images_and_names_what_is_wrong()
     for message, arguments in cases:
         with pytest.raises(augment.AugmentError, match=message):
             augment.register_augmentation(**arguments)
-        assert arguments["name"] not in augment.CATALOGUE or arguments["name"] == "Brighten"
+        assert arguments["name"] not in augment.CATALOGUE or arguments["name"] in ("Brighten", "JPEG")
     assert augment.ALL_AUGMENTATIONS[-1] == "Superpixels" and len(augment.ALL_AUGMENTATIONS) == 24
-    assert "| JPEG | digital |" in augment.catalogue_markdown()
+    assert "| CameraJPEG | digital |" in augment.catalogue_markdown()
 
 
 def test_a_registered_augmentation_goes_everywhere_a_built_in_goes(tmp_path):
     files = write_pngs(tmp_path / "src", natural_images((48, 64))[:4])
     model = BrightnessModel()
-    names = ["Brighten", "JPEG", "SensorNoise"]
+    names = ["Brighten", "CameraJPEG", "SensorNoise"]
     augmenter = augment.ImageAugmenter(model, augmentations=names, batch_size=32, progress=False, seed=1)
     analysis = augmenter.search_randomization_boundaries(files, [0, 0, 1, 0], 0.1, tmp_path / "analysis.json",
                                                          strategy="adaptive", grid_sample=2)
     noise = augment.augment_image(augment.load_image(files[0]), "SensorNoise", 1.0, seed=3)
     assert np.abs(noise.astype(int) - augment.load_image(files[0])).mean() > 10  # it really augments
-    assert analysis.curves["JPEG"].definition == augment.CATALOGUE["JPEG"].definition
+    assert analysis.curves["CameraJPEG"].definition == augment.CATALOGUE["CameraJPEG"].definition
     assert augment.load_analysis(tmp_path / "analysis.json").curves.keys() == set(names)
     page = augmenter.render_boundaries(tmp_path / "report")
     html = open(page, encoding="utf-8").read()
@@ -106,7 +107,7 @@ def test_a_changed_definition_re_searches_that_augmentation_only(tmp_path):
 
 def test_registered_augmentations_travel_to_worker_processes_and_dask(tmp_path):
     files = write_pngs(tmp_path / "src", natural_images((32, 40)))
-    names = ["JPEG", "SensorNoise"]
+    names = ["CameraJPEG", "SensorNoise"]
 
     def search(**options):
         augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=names, batch_size=32, progress=False)
@@ -135,11 +136,11 @@ def test_the_command_line_takes_augmentations_from_a_module(tmp_path):
                               capture_output=True, text=True, timeout=300)
 
     search = cli("search", "--images", f"{tmp_path}/imgs/*.png", "--step", "0.25", "--cache", cache,
-                 "--augmentations-from", f"{EXAMPLE}:CUSTOM", "--augmentations", "Brighten", "JPEG")
+                 "--augmentations-from", f"{EXAMPLE}:CUSTOM", "--augmentations", "Brighten", "CameraJPEG")
     assert search.returncode == 0, search.stderr
-    assert set(json.loads(cache.read_text())["augmentations"]) == {"Brighten", "JPEG"}
+    assert set(json.loads(cache.read_text())["augmentations"]) == {"Brighten", "CameraJPEG"}
     without = cli("report", "--cache", cache, "--html-dir", tmp_path / "r")
-    assert without.returncode == 2 and "unknown augmentation in the analysis 'JPEG'" in without.stderr
+    assert without.returncode == 2 and "unknown augmentation in the analysis 'CameraJPEG'" in without.stderr
     assert "register_augmentation, or --augmentations-from" in without.stderr
     report = cli("report", "--cache", cache, "--html-dir", tmp_path / "r", "--augmentations-from",
                  f"{EXAMPLE}:CUSTOM")
@@ -153,7 +154,7 @@ def test_the_command_line_takes_augmentations_from_a_module(tmp_path):
 def test_the_custom_augmentations_example_searches_reports_and_synthesizes(tmp_path, capsys):
     assert custom.main(["--images", "12", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "JPEG" in printed and "SensorNoise" in printed and "20 synthetic images" in printed
+    assert "CameraJPEG" in printed and "SensorNoise" in printed and "20 synthetic images" in printed
     assert (tmp_path / "analytics" / "index.html").exists()
 
 

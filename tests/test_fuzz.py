@@ -27,7 +27,7 @@ FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 THIN_SHAPES = [(1, 1), (1, 2), (2, 1), (3, 3), (1, 48), (48, 1), (2, 9), (9, 2), (47, 5)]
 
 
-@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS)
+@pytest.mark.parametrize("name", augment.ALL_AUGMENTATIONS + augment.EXTENDED_AUGMENTATIONS)
 def test_every_augmentation_handles_one_pixel_and_thin_images(name):
     for height, width in THIN_SHAPES:
         image = (np.arange(height * width * 3).reshape(height, width, 3) * 37 % 256).astype(np.uint8)
@@ -46,7 +46,7 @@ def images(draw):
 
 
 @FUZZ
-@given(image=images(), name=st.sampled_from(augment.ALL_AUGMENTATIONS),
+@given(image=images(), name=st.sampled_from(augment.ALL_AUGMENTATIONS + augment.EXTENDED_AUGMENTATIONS),
        intensity=st.floats(0.0, 1.0, allow_nan=False), seed=st.integers(0, 2**32 - 1))
 @example(image=np.zeros((1, 1), np.uint8), name="Downscale", intensity=1.0, seed=0)
 @example(image=np.zeros((2, 1, 3), np.uint8), name="RandomSizedCrop", intensity=0.5, seed=0)
@@ -59,7 +59,7 @@ def test_any_accepted_image_any_intensity_gives_an_rgb_image_of_the_same_size(im
 
 @FUZZ
 @given(image=arrays(st.sampled_from([np.float32, np.int16, np.uint16, np.bool_]), (4, 4, 3)),
-       name=st.sampled_from(augment.ALL_AUGMENTATIONS))
+       name=st.sampled_from(augment.ALL_AUGMENTATIONS + augment.EXTENDED_AUGMENTATIONS))
 def test_other_dtypes_are_a_clear_error(image, name):
     with pytest.raises(ValueError, match="uint8"):
         augment.augment_image(image, name, 0.5)
