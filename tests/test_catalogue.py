@@ -13,9 +13,7 @@ GRID = [round(k / 20, 2) for k in range(21)]
 # Resampling transforms cannot be exactly monotone: between neighbouring scales the
 # pixel grid aligns differently with image content. Their allowed dip is measured,
 # not assumed (see the README's catalogue table).
-# Perspective's corner offsets saturate near intensity 1 (a plateau within 4 %); ZoomBlur's zoomed
-# copies resample a 32 px image on shifting grids (dips of 5 %).
-MONOTONE_TOLERANCE = {"Downscale": 0.07, "Perspective": 0.05, "ZoomBlur": 0.06}
+MONOTONE_TOLERANCE = {"Downscale": 0.07}
 
 
 def test_catalogue_has_the_seed_names_in_three_groups():
