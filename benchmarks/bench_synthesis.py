@@ -41,7 +41,8 @@ def main(argv=None) -> int:
                  ("all 24, filter diff error >= 0.5", {"min_predicted_diff_error": 0.5}, augment.ALL_AUGMENTATIONS),
                  ("23 (no Superpixels), no filter", {}, [a for a in augment.ALL_AUGMENTATIONS if a != "Superpixels"])]
         for name, options, names in cases:
-            augmenter.weights = {n: (1.0 if n in names else 0.0) for n in augment.ALL_AUGMENTATIONS}
+            for n in augment.ALL_AUGMENTATIONS:
+                augmenter.set_augmentation_weight(n, 1.0 if n in names else 0.0)
             started = time.perf_counter()
             made, _ = augmenter.synthesize_more(files, truth, realism=0, count=args.count,
                                                 output_dir=folder / name.replace(" ", "_"), preview_html=None,
