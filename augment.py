@@ -1517,7 +1517,8 @@ def _adopt(entries: Iterable[Augmentation]) -> None:
 
 
 def _custom_entries(names: Iterable[str]) -> tuple[Augmentation, ...]:
-    return tuple(CATALOGUE[name] for name in names if name not in ALL_AUGMENTATIONS)
+    """The registered entries among ``names`` (built-in and extended ones every process has)."""
+    return tuple(CATALOGUE[name] for name in names if CATALOGUE[name].revision)
 
 
 # -- positional labels and outputs follow the pixels ------------------------------------

@@ -183,6 +183,8 @@ def test_seeded_transforms_repeat_and_a_seeded_compose_seeds_them():
     assert composed[0] == composed[1]
     copy = pickle.loads(pickle.dumps(augment.RealismTransform(policy, seed=5)))
     assert type(copy) is augment.RealismTransform and stream(copy) == stream(augment.RealismTransform(policy, seed=5))
+    extended = augment.SamplingPolicy(dict.fromkeys(augment.EXTENDED_AUGMENTATIONS, 0.5))  # every process has these
+    assert pickle.loads(pickle.dumps(augment.RealismTransform(extended, seed=1)))._custom == ()
 
 
 class Repeated:
