@@ -1398,10 +1398,6 @@ def _function_transform_class() -> type:
     return FunctionTransform
 
 
-def _function_build(function: Callable, name: str) -> Callable[[float, int, int], Any]:
-    return functools.partial(_build_function_transform, function, name)
-
-
 def _build_function_transform(function: Callable, name: str, intensity: float, height: int, width: int) -> Any:
     return _function_transform_class()(function, intensity, name) if intensity > 0 else None
 
@@ -1444,7 +1440,7 @@ def register_augmentation(name: str, build: Callable[[float, int, int], Any] | N
                         ("version", version)):
         if value is not None and not isinstance(value, str):
             raise AugmentError(f"augmentation {name}: {what} must be text, got {type(value).__name__}")
-    make = build if build is not None else _function_build(function, name)
+    make = build if build is not None else functools.partial(_build_function_transform, function, name)
     described = (f"function {getattr(function, '__qualname__', function)!s}" if function is not None
                  else f"build {getattr(build, '__qualname__', build)!s}")
     entry = Augmentation(name, group, described, at_full_intensity, family or name, bool(geometric), make)
@@ -1466,12 +1462,11 @@ def _probe(entry: Augmentation, function: Callable | None = None) -> str:
             where = f"augmentation {entry.name} at intensity {intensity} on a {height}x{width} probe image"
             try:
                 if function is not None and intensity == 0.0:  # never called at 0, but a reversed scale shows here
-                    out = np.asarray(function(image.copy(), 0.0, np.random.default_rng(7)))
+                    transform, out = None, np.asarray(function(image.copy(), 0.0, np.random.default_rng(7)))
                     if out.shape == image.shape and np.array_equal(out, image):
                         continue
-                    transform, image_out = None, out
                 else:
-                    transform, image_out = entry.build(intensity, height, width), image
+                    transform, out = entry.build(intensity, height, width), image
                 if entry.geometric and transform is not None and not isinstance(transform, A.DualTransform):
                     raise AugmentError(f"{where}: a geometric augmentation must build an albumentations "
                                        f"DualTransform (labels move with it), got {type(transform).__name__}")
@@ -1492,8 +1487,6 @@ def _probe(entry: Augmentation, function: Callable | None = None) -> str:
                     if outs[0].shape == outs[1].shape and not np.array_equal(outs[0], outs[1]):
                         raise AugmentError(f"{where}: the same seed gave different pixels; draw randomness from "
                                            f"the rng argument (or albumentations' own), not np.random or random")
-                else:
-                    out = image_out
             except AugmentError:
                 raise
             except Exception as exc:
@@ -2750,24 +2743,20 @@ def _render_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
                                                   initargs=(os.getpid(),))
 
 
-def _picklable(value: Any) -> bool:
+def _pickle_error(value: Any) -> Exception | None:
+    """Why ``value`` cannot go to worker processes by pickle (None: it can)."""
     import pickle
 
     try:
         pickle.dumps(value)
-    except Exception:
-        return False
-    return True
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _check_picklable(value: Any, what: str) -> None:
-    import pickle
-
-    try:
-        pickle.dumps(value)
+    if (error := _pickle_error(value)) is None:
         return
-    except Exception as exc:
-        error = exc
     try:
         import cloudpickle  # what dask uses: lambdas and closures travel too
 
@@ -2936,7 +2925,7 @@ class _SearchRun:
         # By default workers start only where they pay: a large search, and cores to spare next
         # to the model's (on 2 cores the benchmark measured workers 1.4x slower than inline).
         pooled = workers > 1 and (num_workers is not None or (renders >= _POOL_MIN_RENDERS and workers >= 4))
-        if pooled and not _picklable(job.custom):
+        if pooled and _pickle_error(job.custom) is not None:
             warnings.warn(f"rendering in this process: a registered augmentation of {[e.name for e in job.custom]} "
                           f"cannot be sent to worker processes (define its build or function at module level)",
                           stacklevel=4)
@@ -4641,11 +4630,11 @@ class _IntensityOverride:
 
     def largest(self, limit: float) -> float:
         """The largest intensity drawn, given the realism rule's ``limit``."""
-        scaled = float(np.clip(limit * self.multiplier, 0.0, 1.0))
+        scaled = min(1.0, limit * self.multiplier)
         return self.high if self.high is not None and (not self.only_shrink_max or self.high < scaled) else scaled
 
     def smallest(self, largest: float) -> float:
-        return 0.0 if self.low is None else float(np.minimum(self.low, largest))
+        return 0.0 if self.low is None else min(self.low, largest)
 
 
 @dataclass

@@ -133,13 +133,17 @@ def below_floor(reference: dict, names: list[str], key: str, severities: list) -
                                           for s in severities) < RELATIVE_FLOOR * len(severities)]
 
 
-def online_half(transform):
-    """augment_fn for train_cnn: augment.py's online transform on half of each batch."""
+def half_of_each_batch(augment_one, before=None):
+    """augment_fn for train_cnn: ``augment_one(image)`` on half of each batch (the same images
+    chosen for every method); ``before(rng)`` runs once per batch after the choice."""
 
     def apply(batch: np.ndarray, rng: np.random.Generator, index: np.ndarray) -> np.ndarray:
         out = batch.copy()
-        for k in np.flatnonzero(rng.random(len(batch)) < AUGMENTED_SHARE):
-            out[k] = transform(batch[k])
+        chosen = rng.random(len(batch)) < AUGMENTED_SHARE
+        if before is not None:
+            before(rng)
+        for k in np.flatnonzero(chosen):
+            out[k] = augment_one(batch[k])
         return out
 
     return apply
@@ -152,16 +156,10 @@ def random_augment(kind: str):
 
     policy = {"RandAugment": v2.RandAugment, "TrivialAugmentWide": v2.TrivialAugmentWide, "AugMix": v2.AugMix}[kind]()
 
-    def apply(batch: np.ndarray, rng: np.random.Generator, index: np.ndarray) -> np.ndarray:
-        out = batch.copy()
-        chosen = rng.random(len(batch)) < AUGMENTED_SHARE
-        torch.manual_seed(int(rng.integers(2**31)))
-        for k in np.flatnonzero(chosen):
-            tensor = torch.from_numpy(np.ascontiguousarray(batch[k])).permute(2, 0, 1)
-            out[k] = policy(tensor).permute(1, 2, 0).numpy()
-        return out
+    def one(image: np.ndarray) -> np.ndarray:
+        return policy(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)).permute(1, 2, 0).numpy()
 
-    return apply
+    return half_of_each_batch(one, before=lambda rng: torch.manual_seed(int(rng.integers(2**31))))
 
 
 def spread(values) -> dict:
@@ -237,7 +235,7 @@ def main(argv=None) -> int:
         for realism in REALISMS:
             transform = augmenter.transform(realism, seed=seed)
             transform.policy.save(out / f"policy-seed{seed}-r{realism:g}.json")
-            train_and_evaluate(f"augment.py realism {realism:g}", seed, online_half(transform))
+            train_and_evaluate(f"augment.py realism {realism:g}", seed, half_of_each_batch(transform))
         for kind in RANDOM_POLICIES:
             train_and_evaluate(kind, seed, random_augment(kind))
 
