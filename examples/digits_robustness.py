@@ -26,6 +26,12 @@
    degradation; corruptions that degrade the reference by less than ``RELATIVE_FLOOR`` (mean over
    severities) are left out of relative mCE, and named.
 
+6. Search seed 0's baseline and its best augment.py arm (lowest mCE on the unrelated ImageNet-C
+   corruptions, over all seeds) on the same held-out digits and compare them with
+   ``augment.compare``: per augmentation, the shift of the mean first-failure intensity with a
+   paired bootstrap interval and a verdict, per class, and one digit swept for both models
+   (``OUT/compare/index.html``).
+
 Writes ``OUT/results.json``, ``OUT/results.md`` (the tables), ``OUT/results_by_severity.md``
 (mean error at each intensity, as plotted), ``OUT/robustness.png`` and
 ``OUT/robustness_imagenet_c.png`` (error against intensity, before and after) and
@@ -207,6 +213,7 @@ def main(argv=None) -> int:
     results: dict[str, list[dict]] = {}
     curves: dict[str, list[list[float]]] = {}
     seconds: dict[str, list[float]] = {}
+    first_seed_models: dict[str, object] = {}  # for the compare page
 
     def train_and_evaluate(method: str, seed: int, augment_fn=None):
         curve: list[float] = []
@@ -220,6 +227,8 @@ def main(argv=None) -> int:
         seconds.setdefault(method, []).append(time.perf_counter() - began)
         results.setdefault(method, []).append(evaluate(model, images[test], labels[test], corrupted, imagenet_c))
         curves.setdefault(method, []).append(curve)
+        if seed == 0:
+            first_seed_models[method] = model
         print(f"  {method:<22} seed {seed}: clean error {results[method][-1]['clean']:.3f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
         return model
@@ -266,10 +275,40 @@ def main(argv=None) -> int:
         "imagenet_c_severities": IMAGENET_C_SEVERITIES, "epochs": args.epochs, "seeds": args.seeds,
         "wall_seconds": time.perf_counter() - started}, indent=1))
     plot(results, curves, names, imagenet_names, out)
+    best = best_arm(summary)
+    comparison = compare_page({"baseline": first_seed_models["baseline"], best: first_seed_models[best]},
+                              images, labels, test[:args.search_images], out, names)
+    results_file = out / "results.json"
+    results_file.write_text(json.dumps({**json.loads(results_file.read_text()), "compare": comparison.to_json()},
+                                       indent=1))
     print("\n" + "\n".join(lines + by_severity))
+    print(f"\nseed 0's baseline against {best} on {len(test[:args.search_images])} held-out digits "
+          f"(paired):\n" + comparison.format())
     print(f"\n{out / 'results.md'}, {out / 'robustness.png'}, {out / 'robustness_imagenet_c.png'}, "
-          f"{out / 'learning_curves.png'} ({time.perf_counter() - started:.0f} s)")
+          f"{out / 'learning_curves.png'}, {comparison.page} ({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def best_arm(summary: dict) -> str:
+    """The augment.py arm with the lowest mean mCE on the unrelated ImageNet-C corruptions."""
+    rows = {r["method"]: r for r in summary["rows"] if r["method"].startswith("augment.py")}
+    key = next((k for k in ("ImageNet-C unrelated mCE", "ImageNet-C all mCE") if k in next(iter(rows.values()))),
+               "catalogue mCE")
+    return min(rows, key=lambda method: (rows[method][key]["mean"], method))
+
+
+def compare_page(models: dict, images: np.ndarray, labels: np.ndarray, indices, out: Path,
+                 names: list[str]) -> augment.Comparison:
+    """Search each model (seed 0) on the same held-out digits and write the comparison page."""
+    files, truth = digits.write_pngs(images, labels, indices, out / "held-out")
+    paths = {}
+    for method, model in models.items():
+        augmenter = augment.ImageAugmenter(lambda batch, model=model: [
+            int(k) for k in digits_model.predict_probabilities(batch, model).argmax(axis=1)],
+            augmentations=names, batch_size=256, seed=0, progress=False, model_id=f"{method}, seed 0")
+        paths[method] = out / f"held-out-analysis-{method.replace(' ', '-')}.json"
+        augmenter.search_randomization_boundaries(files, truth, 0.05, paths[method], strategy="adaptive")
+    return augment.compare(paths, html_dir=out / "compare")
 
 
 def summarize(results: dict, groups: dict) -> dict:

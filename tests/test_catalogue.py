@@ -189,3 +189,74 @@ def test_a_large_elastic_warp_moves_pixels_by_its_documented_amount():
     ys, xs = np.mgrid[0:240, 0:200].astype(np.float32)
     relative = np.hypot(exact["map_x"] - xs, exact["map_y"] - ys).mean() / 200
     assert abs(relative - displacement / 1000) < 0.005  # the same relative warp at both sizes
+
+
+# -- the extended noise and zoom blur: the same distributions as albumentations, faster -------
+
+def test_byte_zoom_blur_is_albumentations_zoom_blur_up_to_rounding():
+    photo = natural_images((150, 200))[1]
+    for factor in (1.03, 1.15, 1.3):
+        step = (factor - 1) / 9.5
+        reference = A.ZoomBlur(max_factor=(factor, factor), step_factor=(step, step), p=1)
+        fast = augment._fast_transform_classes()["ZoomBlur"](max_factor=(factor, factor), step_factor=(step, step), p=1)
+        difference = np.abs(reference(image=photo)["image"].astype(int) - fast(image=photo)["image"])
+        assert difference.max() <= 1 and difference.mean() < 0.2, (factor, difference.mean())
+
+
+def test_fixed_point_gaussian_noise_has_the_asked_deviation_per_channel():
+    flat = np.full((300, 300, 3), 128, np.uint8)
+    for std in (0.02, 0.1, 0.15, 0.4):  # 0.4: clipped at 0 and 255 as albumentations clips
+        # albumentations' float path is the definition (its uint8 path loses ~0.4 grey level of deviation)
+        reference = A.GaussNoise(std_range=(std, std), p=1)(image=flat.astype(np.float32) / 255)["image"]
+        reference = np.clip(reference, 0, 1) * 255 - 128
+        noise = augment._fast_transform_classes()["GaussianNoise"](std_range=(std, std), p=1)(image=flat)["image"]
+        noise = noise.astype(float) - 128
+        assert np.allclose(noise.std(axis=(0, 1)), reference.std(axis=(0, 1)), rtol=0.03), (std, noise.std())
+        assert abs(noise.mean()) < 0.05 * std * 255 + 0.5
+        assert abs(np.corrcoef(noise[..., 0].ravel(), noise[..., 1].ravel())[0, 1]) < 0.02  # channels independent
+
+
+def test_table_shot_noise_draws_albumentations_distribution_per_grey_level():
+    from scipy.stats import ks_2samp
+
+    for scale in (0.02, 0.3):
+        reference = A.ShotNoise(scale_range=(scale, scale), p=1)
+        fast = augment._fast_transform_classes()["ShotNoise"](scale_range=(scale, scale), p=1)
+        reference.set_random_seed(1)
+        fast.set_random_seed(1)
+        for level in (3, 60, 200, 255):
+            flat = np.full((100, 100, 3), level, np.uint8)
+            expected, got = reference(image=flat)["image"].ravel(), fast(image=flat)["image"].ravel()
+            assert ks_2samp(expected, got).pvalue > 1e-3, (scale, level)
+            assert abs(expected.mean() - got.mean()) < 0.05 * expected.std() + 0.5, (scale, level)
+
+
+def test_noise_of_one_seed_grows_with_the_intensity_on_the_same_pixels():
+    photo = natural_images((120, 160))[0]
+    low, high = (augment.augment_image(photo, "ImpulseNoise", t, seed=5) for t in (0.3, 0.7))
+    hit_low, hit_high = (low != photo).any(axis=2), (high != photo).any(axis=2)
+    assert hit_low.sum() > 0 and np.all(hit_high[hit_low])  # every noisy pixel stays noisy
+    assert abs((augment.augment_image(np.full((200, 200, 3), 128, np.uint8), "ImpulseNoise", 1.0, seed=5)
+                != 128).any(axis=2).mean() - 0.3) < 0.01  # intensity 1: 30 % of pixels
+    for name in ("GaussianNoise", "ShotNoise"):
+        a, b = (augment.augment_image(photo, name, t, seed=5).astype(float) - photo for t in (0.2, 0.6))
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.5, name  # the same draws, scaled
+
+
+def test_defocus_is_a_disk_blur_of_fractional_radius_at_every_size():
+    import cv2
+
+    photo = natural_images((600, 640))[2]
+    for radius in (0.8, 3.3, 7.5, 24.0):  # 24: on the downscaled path
+        exact = cv2.filter2D(photo, -1, augment._disk_kernel(radius), borderType=cv2.BORDER_REFLECT_101)
+        got = augment._fast_transform_classes()["DefocusBlur"](disk_radius=radius, p=1)(image=photo)["image"]
+        difference = np.abs(exact.astype(float) - got)
+        assert difference.mean() < (0.01 if radius < 5 else 0.6), (radius, difference.mean())
+    kernel = augment._disk_kernel(2.0)
+    assert kernel.shape == (5, 5) and abs(kernel.sum() - 1) < 1e-6 and kernel[2, 2] == kernel.max()
+    # the same relative blur on a small and a large copy of one scene
+    small = cv2.resize(photo, (320, 300), interpolation=cv2.INTER_AREA)
+    blurred_large = augment.augment_image(photo, "DefocusBlur", 0.8, seed=0)
+    blurred_small = augment.augment_image(small, "DefocusBlur", 0.8, seed=0)
+    shrunk = cv2.resize(blurred_large, (320, 300), interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(float) - blurred_small).mean() < 1.5

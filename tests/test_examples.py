@@ -115,6 +115,12 @@ def test_robustness_study_quick_run_writes_its_tables_and_plots(tmp_path):
     # the transform's policy of each arm, saved as a training job would ship it; no files synthesized
     policy = augment.SamplingPolicy.load(tmp_path / "policy-seed1-r0.json")
     assert policy.realism == 0.0 and not list(tmp_path.glob("synthetic-*"))
+    # it ends comparing seed 0's baseline with its best arm on the same held-out digits
+    compared = results["compare"]
+    assert compared["models"][0] == "baseline" and compared["models"][1].startswith("augment.py realism")
+    assert compared["paired"] and {s["augmentation"] for s in compared["shifts"]} == {
+        "Brighten", "GaussianBlur", "SafeRotate"}
+    assert "against baseline" in (tmp_path / "compare" / "index.html").read_text()
 
 
 def test_robustness_study_statistics_and_seeded_imagenet_c():

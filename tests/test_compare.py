@@ -1,0 +1,205 @@
+"""Comparing models, per-class breakdowns and bootstrap intervals, on closed-form oracle models."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, chromium_path, open_page, uniform_images, write_pngs
+
+import augment
+
+STEP = 0.05
+GRID = [round(k * STEP, 2) for k in range(21)]
+# Uniform grey images, each at least 3 grey levels from a grid boundary of every oracle (cuts 110, 127, 200).
+VALUES = [16, 28, 30, 41, 43, 54, 56, 67, 79, 81, 94, 107]
+
+
+class Cut:
+    """Says 1 when an image's mean is above ``cut``: under Brighten (adds 255 t) an image of
+    value v < cut changes first at the smallest grid t with v + 255 t > cut; Darken never
+    changes it; Hue does nothing to grey."""
+
+    def __init__(self, cut: int):
+        self.cut = cut
+
+    def __call__(self, images):
+        return [int(np.asarray(image).mean() > self.cut) for image in images]
+
+
+def first_failure(value: int, cut: int) -> float | None:
+    return next((t for t in GRID if value + 255 * t > cut), None)
+
+
+def label(value: int) -> str:
+    return "dark" if value < 70 else "mid"
+
+
+def search(tmp_path, name, cut, values=VALUES, augmentations=("Brighten", "Darken", "Hue"), step=STEP,
+           folder="images"):
+    files = write_pngs(tmp_path / folder, uniform_images(values, (16, 16)), prefix=f"grey{len(values)}")
+    augmenter = augment.ImageAugmenter(Cut(cut), augmentations=list(augmentations), batch_size=64, progress=False,
+                                       model_id=name)
+    path = tmp_path / f"{name}.json"
+    augmenter.search_randomization_boundaries(files, [label(v) for v in values], step, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare")
+    return {name: search(folder, name, cut) for name, cut in
+            (("baseline", 127), ("robust", 200), ("twin", 127), ("fragile", 110))}
+
+
+def test_the_oracles_first_failures_are_the_closed_form(three):
+    analysis = augment.load_analysis(three["robust"])
+    firsts = analysis.curves["Brighten"].first_failure_intensities
+    assert firsts == [first_failure(v, 200) for v in VALUES]
+    assert analysis.curves["Darken"].first_failure_intensities == [None] * len(VALUES)
+
+
+def test_a_more_robust_model_improves_brighten_and_changes_nothing_else(three):
+    comparison = augment.compare({"baseline": three["baseline"], "robust": three["robust"]})
+    assert comparison.paired and comparison.names == ["baseline", "robust"]
+    shifts = {s.augmentation: s for s in comparison.shifts}
+    expected = np.mean([first_failure(v, 200) - first_failure(v, 127) for v in VALUES])
+    brighten = shifts["Brighten"]
+    assert brighten.verdict == "improved" and math.isclose(brighten.shift, expected, abs_tol=1e-4)
+    assert 0 < brighten.interval[0] <= brighten.shift <= brighten.interval[1]
+    assert brighten.images == len(VALUES) and brighten.paired
+    for name in ("Darken", "Hue"):  # never changed by either: 1 + step on both sides
+        assert shifts[name].verdict == "no measurable change" and shifts[name].shift == 0
+        assert shifts[name].baseline_mean == shifts[name].model_mean == 1 + STEP
+    assert comparison.shifts[0].augmentation == "Brighten"  # most improved first
+
+
+def test_equal_models_show_no_measurable_change_and_a_worse_one_regresses(three):
+    twin = augment.compare({"baseline": three["baseline"], "twin": three["twin"]})
+    assert {s.verdict for s in twin.shifts} == {"no measurable change"}
+    assert all(s.interval == (0.0, 0.0) for s in twin.shifts)
+    worse = augment.compare({"robust": three["robust"], "baseline": three["baseline"], "fragile": three["fragile"]})
+    verdicts = {(s.augmentation, s.model): s.verdict for s in worse.shifts}
+    assert verdicts[("Brighten", "baseline")] == verdicts[("Brighten", "fragile")] == "regressed"
+    # most regressed first among the regressions: fragile (cut 110) breaks earlier than baseline (127)
+    regressed = [s.model for s in worse.shifts if s.verdict == "regressed"]
+    assert regressed == ["fragile", "baseline"]
+
+
+def test_different_image_sets_are_compared_unpaired_and_said_so(tmp_path, three):
+    other = search(tmp_path, "other", 200, values=VALUES[::2], folder="other")
+    comparison = augment.compare({"baseline": three["baseline"], "robust elsewhere": other})
+    assert not comparison.paired
+    assert any("image sets differ" in note and "compared unpaired" in note for note in comparison.notes)
+    brighten = next(s for s in comparison.shifts if s.augmentation == "Brighten")
+    expected = (np.mean([first_failure(v, 200) for v in VALUES[::2]]) -
+                np.mean([first_failure(v, 127) for v in VALUES]))
+    assert brighten.verdict == "improved" and not brighten.paired and math.isclose(brighten.shift, expected,
+                                                                                     abs_tol=1e-4)
+
+
+def test_other_step_sizes_and_augmentations_compare_the_overlap_and_say_what_was_left_out(tmp_path, three):
+    coarse = search(tmp_path, "coarse", 200, augmentations=["Brighten", "Hue", "Contrast"], step=0.1)
+    comparison = augment.compare({"baseline": three["baseline"], "coarse": coarse})
+    assert {s.augmentation for s in comparison.shifts} == {"Brighten", "Hue"}
+    notes = " | ".join(comparison.notes)
+    assert "left out, only in baseline: Darken" in notes and "left out, only in coarse: Contrast" in notes
+    assert "step sizes differ (baseline 0.05, coarse 0.1)" in notes
+    assert next(s for s in comparison.shifts if s.augmentation == "Brighten").verdict == "improved"
+
+
+def test_a_file_that_is_not_an_analysis_is_named_in_the_error(tmp_path, three):
+    foreign = tmp_path / "results.json"
+    foreign.write_text(json.dumps({"accuracy": 0.9}))
+    with pytest.raises(augment.AugmentError, match="results.json is not an augment.py analysis file"):
+        augment.compare([three["baseline"], foreign])
+    with pytest.raises(augment.AugmentError, match="two or more"):
+        augment.compare([three["baseline"]])
+    with pytest.raises(augment.AugmentError, match="no augmentation in common"):
+        augment.compare([three["baseline"], search(tmp_path, "x", 127, augmentations=["Contrast"], folder="x")])
+
+
+def test_the_class_breakdown_is_the_hand_computed_half_way_intensity(three):
+    analysis = augment.load_analysis(three["baseline"])
+    breakdown = analysis.by_class()["Brighten"]
+    for name in ("dark", "mid"):
+        firsts = sorted(first_failure(v, 127) for v in VALUES if label(v) == name)
+        half = firsts[math.ceil(len(firsts) / 2) - 1]  # the lowest t by which half have changed
+        assert breakdown[name] == {"images": len(firsts), "intensity_at_50": half,
+                                   "mean_first_failure": round(sum(firsts) / len(firsts), 4)}
+    stored = json.loads(three["baseline"].read_text())["augmentations"]["Brighten"]["summary"]["by_class"]
+    assert stored == breakdown
+    assert analysis.by_class()["Darken"]["dark"]["intensity_at_50"] is None  # never: shown as ">1"
+
+
+def test_group_by_makes_the_classes_and_its_failure_names_the_image(tmp_path):
+    files = write_pngs(tmp_path / "g", uniform_images([30, 60, 90, 120], (16, 16)))
+    augmenter = augment.ImageAugmenter(Cut(127), augmentations=["Brighten"], progress=False, batch_size=8,
+                                       group_by=lambda box_label: "big" if box_label["area"] > 10 else "small")
+    analysis = augmenter.search_randomization_boundaries(files, [{"area": a} for a in (5, 50, 5, 50)], 0.1, None)
+    assert set(analysis.by_class()["Brighten"]) == {"big", "small"}
+    analysis.group_by = lambda label: label["missing"]
+    with pytest.raises(augment.AugmentError, match=r"group_by failed on .*g/img-0.png"):
+        analysis.by_class()
+
+
+def test_one_model_gets_seeded_bootstrap_intervals_that_narrow_with_more_images(tmp_path, three):
+    analysis = augment.load_analysis(three["baseline"])
+    summary = analysis.curves["Brighten"].summarize()
+    low, high = summary.intervals["intensity_at_50"]
+    assert low <= summary.intensity_at_50 <= high
+    assert summary.intervals == augment.load_analysis(three["baseline"]).curves["Brighten"].summarize().intervals
+    stored = json.loads(three["baseline"].read_text())["augmentations"]["Brighten"]["summary"]
+    assert stored["confidence_intervals"]["intensity_at_50"] == [low, high]
+    assert stored["confidence_intervals"]["intensity_at_90"][1] is not None  # every image changes by 0.45
+    many = search(tmp_path, "many", 127, values=list(range(10, 125)) * 2, augmentations=["Brighten"])
+    wide = high - low
+    many_low, many_high = augment.load_analysis(many).curves["Brighten"].summarize().intervals["intensity_at_50"]
+    assert many_high - many_low < wide
+    assert f"[{low:.2f}, {high:.2f}]" in augment.format_summary(analysis)
+
+
+def test_compare_cli_prints_verdicts_and_writes_the_page(three, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "compare", str(three["baseline"]),
+                             str(three["robust"]), "--names", "old", "new <b>", "--html-dir", str(tmp_path / "cmp")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("Brighten"))
+    assert "improved" in line and "new <b>" in line
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    assert "new &lt;b&gt;" in page and "new <b>" not in page  # the user's names are escaped
+    assert "percentile bootstrap over images" in page
+    bad = subprocess.run([sys.executable, str(ROOT / "augment.py"), "compare", str(three["baseline"]),
+                          str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.browser
+def test_the_compare_page_in_a_real_browser(three, tmp_path):
+    chromium = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    comparison = augment.compare({"baseline": three["baseline"], "robust": three["robust"]},
+                                 html_dir=tmp_path / "page")
+    errors, requests = [], []
+    with sync_playwright() as playwright:
+        browser, page = open_page(playwright, chromium, comparison.page, errors)
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto((tmp_path / "page" / "index.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
+        verdicts = page.locator("h2#summary + table td.improved").all_inner_texts()
+        classes = page.locator("#by-class ~ div table.classes tbody tr").count()
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "compare.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert verdicts == ["improved"]
+    assert len(images) >= 3 and all(width > 0 for _, width in images), images  # the Brighten exemplar strip
+    assert classes == 3  # one row per shared augmentation and model
+    assert all(url.startswith("file://") for url in requests), [u for u in requests if not u.startswith("file")]
