@@ -3209,6 +3209,10 @@ class _SearchRun:
                 future.cancel()
             raise
         if error is not None:
+            if "No module named 'augment'" in f"{error} {error.__cause__} {error.__context__}":
+                error.add_note("augment.py: every machine of the cluster needs augment.py importable, the Dask "
+                               "scheduler too (it unpickles the task graph): the same requirements installed and "
+                               "augment.py on PYTHONPATH (see the README, 'Large searches')")
             raise error
 
 
@@ -6385,6 +6389,9 @@ class ImageAugmenter:
 ###############################################################################
 
 
+_FILE_MODULES: dict[str, types.ModuleType] = {}  # path/to/file.py -> the module, run once per process
+
+
 def _import_object(spec: str, parameter: str) -> Any:
     """``package.module:attribute`` (or ``path/to/file.py:attribute``) to the object."""
     module_name, _, attribute = spec.partition(":")
@@ -6394,9 +6401,13 @@ def _import_object(spec: str, parameter: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         if module_name.endswith(".py"):
-            spec_obj = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-            module = importlib.util.module_from_spec(spec_obj)
-            spec_obj.loader.exec_module(module)
+            path = os.path.abspath(module_name)
+            if path not in _FILE_MODULES:
+                spec_obj = importlib.util.spec_from_file_location(Path(module_name).stem, path)
+                module = importlib.util.module_from_spec(spec_obj)
+                spec_obj.loader.exec_module(module)
+                _FILE_MODULES[path] = module
+            module = _FILE_MODULES[path]
         else:
             module = importlib.import_module(module_name)
     except (ImportError, FileNotFoundError) as exc:
@@ -6405,6 +6416,34 @@ def _import_object(spec: str, parameter: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         raise AugmentError(f"{parameter}: module {module_name!r} has no attribute {attribute!r}") from None
+
+
+class _Imported:
+    """A callable named on the command line (``module:function`` or ``file.py:function``) that
+    travels by its name: each process (render workers, Dask workers) imports it on first use.
+
+    Sending the function itself would pickle a file-module's function by value, with whatever
+    its module holds (a model cache's lock), and fail; a name is a few bytes. A relative file
+    is made absolute, so a worker on the same file system finds it from any folder.
+    """
+
+    def __init__(self, spec: str, parameter: str):
+        module_name, colon, attribute = spec.partition(":")
+        self.spec = (os.path.abspath(module_name) if module_name.endswith(".py") else module_name) + colon + attribute
+        self.parameter = parameter
+        self._target = _import_object(self.spec, parameter)  # a bad name fails here, not in a worker
+        self.__name__ = getattr(self._target, "__name__", attribute)
+
+    def __getstate__(self) -> dict:
+        return {"spec": self.spec, "parameter": self.parameter, "__name__": self.__name__}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _target=None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._target is None:
+            self._target = _import_object(self.spec, self.parameter)
+        return self._target(*args, **kwargs)
 
 
 def _expand_images(patterns: Sequence[str]) -> list[str]:
@@ -6511,8 +6550,8 @@ def _registered_from(args: argparse.Namespace) -> list[str]:
 
 
 def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
-    predict = _import_object(args.predict, "--predict") if args.predict else None
-    diff_error = _import_object(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
+    predict = _Imported(args.predict, "--predict") if args.predict else None
+    diff_error = _Imported(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
     custom = _registered_from(args)
     label_format = args.label_format
     if label_format is not None and label_format.lstrip().startswith("{"):  # the seed's dict form, as JSON
@@ -6811,7 +6850,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # A user's module (--predict, --augmentations-from) that does `import augment` gets this very
-    # module: one CATALOGUE, one Augmentation class, not a second copy.
-    sys.modules.setdefault("augment", sys.modules[__name__])
-    sys.exit(main())
+    # Run as the module `augment`, never as `__main__`: Dask and worker processes send functions
+    # and classes by module name (a `__main__` one would go by value, with its module's locks, and
+    # fail), and a user's module (--predict, --augmentations-from) that does `import augment` gets
+    # the module running the command: one CATALOGUE, one Augmentation class.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.modules.pop("augment", None)
+    sys.exit(importlib.import_module("augment").main())

@@ -174,3 +174,92 @@ def test_dask_local_cluster_with_two_workers_gives_the_local_analysis_and_resume
     assert augmenter.predict_calls == len(lost) + measured  # the re-run searched only the lost shard
     loads = [name.split("-")[1] for name in os.listdir(logs)]
     assert len(loads) == len(set(loads)) and set(map(int, loads)) <= worker_pids  # once per worker process
+
+
+# -- a real cluster: scheduler and workers as separate processes ------------------------------
+
+
+def start_cluster(folder, scheduler_env, worker_env):
+    """`dask scheduler` and `dask worker --nworkers 2` as the user starts them; returns (address, processes)."""
+    import json
+    import shutil
+    import subprocess
+    import time
+
+    dask = shutil.which("dask")
+    if dask is None:
+        pytest.skip("the dask command is not installed")
+    file = folder / "scheduler.json"
+    processes = [subprocess.Popen([dask, "scheduler", "--scheduler-file", str(file), "--port", "0",
+                                   "--dashboard-address", ":0"], env=scheduler_env, cwd=folder,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    deadline = time.time() + 60
+    while not file.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    processes.append(subprocess.Popen([dask, "worker", "--scheduler-file", str(file), "--nworkers", "2",
+                                       "--nthreads", "1", "--dashboard-address", ":0"], env=worker_env,
+                                      cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return json.loads(file.read_text())["address"], processes
+
+
+@pytest.fixture
+def real_cluster(tmp_path):
+    """A scheduler and two worker processes that import augment from this checkout."""
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    address, processes = start_cluster(tmp_path, env, env)
+    yield address
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=30)
+
+
+def test_cli_and_api_search_on_a_real_scheduler_and_worker_processes(real_cluster, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    distributed = pytest.importorskip("distributed")
+    files = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
+    local = make(oracles.bright).search_randomization_boundaries(files, None, 0.1, None)
+    with distributed.Client(real_cluster, timeout=60) as client:
+        client.wait_for_workers(2, timeout=60)
+        workers = set(client.run(os.getpid).values())
+        api = make(oracles.bright).search_randomization_boundaries(
+            files, None, 0.1, tmp_path / "api.json", executor=client.get_executor(), images_per_shard=2)
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert api.to_json()["augmentations"] == local.to_json()["augmentations"]
+    # the command line, with --predict a file (not an importable module) and its model cache's lock
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "search", "--predict",
+                             str(ROOT / "tests" / "models" / "oracles.py") + ":locked_bright", "--batch-size", "4",
+                             "--images", str(tmp_path / "imgs" / "*.png"), "--augmentations", "Brighten", "Darken",
+                             "--step", "0.1", "--cache", str(tmp_path / "cli.json"), "--dask", real_cluster],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cli = json.loads((tmp_path / "cli.json").read_text())["augmentations"]
+    assert {name: c["diff_errors"] for name, c in cli.items()} == {
+        name: c["diff_errors"] for name, c in local.to_json()["augmentations"].items()}
+
+
+@pytest.mark.slow
+def test_a_scheduler_that_cannot_import_augment_is_named_in_the_error(tmp_path):
+    from conftest import ROOT
+
+    distributed = pytest.importorskip("distributed")
+    bare = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    address, processes = start_cluster(tmp_path, bare, {**bare, "PYTHONPATH": str(ROOT)})
+    try:
+        with distributed.Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            with pytest.raises(Exception) as caught:
+                make(oracles.bright).search_randomization_boundaries(
+                    uniform_images(VALUES), None, 0.1, None, executor=client.get_executor())
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    assert "the Dask scheduler too" in "\n".join(getattr(caught.value, "__notes__", []))

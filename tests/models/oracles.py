@@ -50,3 +50,12 @@ def slow_bright(images):
     print("PREDICT", flush=True)
     time.sleep(0.02)
     return bright(images)
+
+
+_CACHE_LOCK = __import__("threading").Lock()  # what a real model cache holds: cannot be pickled
+
+
+def locked_bright(images):
+    """``bright`` behind a module-level lock, as a model loaded once per process would be."""
+    with _CACHE_LOCK:
+        return bright(images)
