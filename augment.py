@@ -612,11 +612,14 @@ class Augmentation:
     geometric: bool
     build: Callable[[float, int, int], Any] = field(repr=False, compare=False)
     revision: str = ""  # a registered augmentation's code and behaviour digest (see register_augmentation)
+    variant: str = ""  # a built-in whose pixels changed since its first release says how (a new definition)
 
     @property
     def definition(self) -> str:
         """A fingerprint of the mapping, stored with cached results."""
         text = f"{_CATALOGUE_VERSION}|{self.name}|{self.transform}|{self.at_full_intensity}"
+        if self.variant:
+            text += f"|{self.variant}"
         if self.revision:
             text += f"|{self.group}|{self.family}|{self.geometric}|{self.revision}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -775,6 +778,8 @@ class _BoundedCache:
         value = make()
         size = sum(v.nbytes for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, np.ndarray))
         with self._lock:
+            if key in self._items:  # another thread made it meanwhile: keep one, count it once
+                return self._items[key][0]
             self._items[key] = (value, size)
             self.bytes += size
             while self.bytes > self.max_bytes and len(self._items) > 1:
@@ -1119,24 +1124,30 @@ def _cached_draws(kind: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
     A sweep renders every intensity of one image with one seed, so the noise
     augmentations scale or threshold the same draws: each intensity costs a pass of
     OpenCV over bytes, and the noise at a higher intensity contains the lower one.
-    ``normal``: int16 standard normal in 1/256 steps (OpenCV's generator, seeded);
-    ``uniform``: uint16 uniform on 65,536 levels; ``quantile``: uint16 on ``_SHOT_LEVELS``.
+    ``normal``: int16 standard normal in 1/256 steps (a 16-bit uniform draw through the
+    normal quantile function: tails beyond 4.3 sigma cut); ``uniform``: uint16 uniform on
+    65,536 levels; ``quantile``: uint16 on ``_SHOT_LEVELS``.
     """
     def draw() -> np.ndarray:
-        import cv2
-
+        levels = _SHOT_LEVELS if kind == "quantile" else 65536
+        values = np.random.default_rng(seed).integers(0, levels, shape, dtype=np.uint16)
         if kind == "normal":
-            cv2.setRNGSeed(seed)  # OpenCV's generator is per thread
-            values = np.empty((shape[0], int(np.prod(shape[1:]))), np.int16)
-            cv2.randn(values, 0, 256)
-            values = values.reshape(shape)
-        else:
-            levels = 65536 if kind == "uniform" else _SHOT_LEVELS
-            values = np.random.default_rng(seed).integers(0, levels, shape, dtype=np.uint16)
+            values = np.take(_normal_quantiles(), values)
         values.flags.writeable = False
         return values
 
     return _DRAWS.get_or_make((kind, shape, seed), draw)
+
+
+@functools.lru_cache(maxsize=1)
+def _normal_quantiles() -> np.ndarray:
+    """The standard normal's 65,536 quantiles (k + 0.5) / 65536 in 1/256 steps, as int16."""
+    from statistics import NormalDist
+
+    inverse = NormalDist().inv_cdf
+    table = np.array([round(256 * inverse((k + 0.5) / 65536)) for k in range(65536)], np.int16)
+    table.flags.writeable = False
+    return table
 
 
 @functools.lru_cache(maxsize=128)
@@ -1168,10 +1179,9 @@ def _fixed_point_gauss_noise() -> type:
     class FixedPointGaussNoise(A.GaussNoise):
         """albumentations' GaussNoise (zero mean, per channel) from one cached unit field.
 
-        The field is OpenCV's normal generator in 1/256 steps, drawn once per seed and
-        shape; each intensity scales it and adds it with saturation in one OpenCV call
-        (a 3000 px photo: ~90 ms for the first field, ~40 ms per intensity, instead of
-        ~300 ms of float arrays each).
+        The field is a standard normal in 1/256 steps, drawn once per seed and shape; each
+        intensity scales it and adds it with saturation in one OpenCV call (a 3000 px
+        photo: ~40 ms per intensity after the first, instead of ~300 ms of float arrays).
         """
 
         def get_params_dependent_on_data(self, params, data):
@@ -1186,7 +1196,8 @@ def _fixed_point_gauss_noise() -> type:
         def apply(self, img, noise_map, unit=None, sigma=0.0, **params):
             if unit is None or unit.shape != img.shape:
                 return super().apply(img, noise_map=noise_map, **params)
-            return cv2.addWeighted(img.astype(np.int16), 1.0, unit, sigma / 256, 0.0, dtype=cv2.CV_8U)
+            noisy = cv2.addWeighted(img.astype(np.int16), 1.0, unit, sigma / 256, 0.0, dtype=cv2.CV_8U)
+            return noisy.reshape(img.shape)  # OpenCV drops a single channel's axis
 
     return FixedPointGaussNoise
 
@@ -1241,8 +1252,9 @@ def _nested_salt_and_pepper() -> type:
             if salt_mask.dtype != np.uint8:
                 return super().apply(img, salt_mask=salt_mask, pepper_mask=pepper_mask, **params)
             channels = img.shape[2]
-            salted = cv2.max(img, cv2.merge([salt_mask] * channels))
-            return cv2.bitwise_and(salted, cv2.merge([cv2.bitwise_not(pepper_mask)] * channels))
+            salted = cv2.max(img, cv2.merge([salt_mask] * channels).reshape(img.shape))
+            kept = cv2.merge([cv2.bitwise_not(pepper_mask)] * channels).reshape(img.shape)
+            return cv2.bitwise_and(salted, kept).reshape(img.shape)
 
     return NestedSaltAndPepper
 
@@ -1307,12 +1319,13 @@ def _disk_defocus() -> type:
             height, width = img.shape[:2]
             factor = max(1.0, self.disk_radius / _DISK_RADIUS_AT_WORK)
             if factor == 1.0:
-                return cv2.filter2D(img, -1, _disk_kernel(self.disk_radius), borderType=cv2.BORDER_REFLECT_101)
+                blurred = cv2.filter2D(img, -1, _disk_kernel(self.disk_radius), borderType=cv2.BORDER_REFLECT_101)
+                return blurred.reshape(img.shape)  # OpenCV drops a single channel's axis
             size = (max(1, round(width / factor)), max(1, round(height / factor)))
             small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
             small = cv2.filter2D(small, -1, _disk_kernel(self.disk_radius * size[0] / width),
                                  borderType=cv2.BORDER_REFLECT)
-            return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+            return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR).reshape(img.shape)
 
     return DiskDefocus
 
@@ -1469,7 +1482,12 @@ def _extended() -> dict[str, Augmentation]:
         ("Solarize", "Solarize", "every pixel inverted", "solarize", False,
          lambda i, h, w: A().Solarize(threshold_range=(1 - i, 1 - i), p=1)),
     ]
-    return {name: Augmentation(name, "extended", transform, full, family, geometric, build)
+    # Their first release drew new noise at every intensity and summed ZoomBlur in floats: caches
+    # of those searches are searched again (see _cached_draws, ByteZoomBlur).
+    variants = {"GaussianNoise": "cached draws", "ShotNoise": "cached quantile draws",
+                "ImpulseNoise": "nested draws", "ZoomBlur": "byte copies"}
+    return {name: Augmentation(name, "extended", transform, full, family, geometric, build,
+                               variant=variants.get(name, ""))
             for name, transform, full, family, geometric, build in entries}
 
 
@@ -2577,6 +2595,7 @@ class _ImageResult:
     output_view: Any = None  # positional outputs: what the report draws (see _output_view)
     last_success_view: dict[str, Any] = field(default_factory=dict)
     first_failure_view: dict[str, Any] = field(default_factory=dict)
+    digest: str | None = None  # of the pixels: compare pairs images by it
 
     @classmethod
     def skipped(cls, index: int, reason: str) -> _ImageResult:
@@ -2680,7 +2699,7 @@ class _Image:
         result = _ImageResult(
             index=self.index, output=text(self.original), label_error=self.label_error,
             diff_errors={}, label_errors={} if self.label_error is not None else None,
-            last_success_output={}, first_failure_output={}, output_view=view(self.original))
+            last_success_output={}, first_failure_output={}, output_view=view(self.original), digest=self.digest)
         for name in names:
             pair = self.pairs[name]
             result.diff_errors[name] = pair.row
@@ -3101,6 +3120,7 @@ class _SearchRun:
             for curve in analysis.curves.values():
                 curve.failure_threshold = settings.failure_threshold
             analysis.settings["strategy"], analysis.group_by = request.strategy, settings.group_by
+            analysis.classes()  # a group_by that fails on a label fails now, before any prediction
             analysis.settings["grid_sample"] = None if request.strategy == "grid" else sorted(request.full_grid)
             started(analysis)
             todo = analysis.missing(settings.augmentations, request.full_grid)
@@ -3294,6 +3314,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         label_error: float | None = None
         error: str | None = None
         output_view: Any = None
+        digest: str | None = None
 
     class Curve(BaseModel):
         model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")  # "summary" is derived
@@ -3532,6 +3553,7 @@ class _Intensity(float):
 
 _BOOTSTRAP_RESAMPLES = 2000
 _CONFIDENCE = 0.95
+_MIN_IMAGES = 5  # fewer images give no interval and no verdict: a bootstrap of 1-4 values says little
 
 
 def _bootstrap_counts(values: np.ndarray, *seed_parts: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -3548,8 +3570,9 @@ def _percentile_interval(estimates: np.ndarray) -> tuple[float, float]:
 
 
 def _threshold_intervals(firsts: Sequence[float | None], grid: Sequence[float], name: str) -> dict:
-    """Intervals of the safe and 10/50/90 % intensities from the searched images' first failures."""
-    if not firsts:
+    """Intervals of the safe and 10/50/90 % intensities from the searched images' first failures
+    (none under ``_MIN_IMAGES`` images: a bootstrap of so few values collapses to a point)."""
+    if len(firsts) < _MIN_IMAGES:
         return {}
     never = 2.0  # sorts after every intensity; shown as ">1"
     distinct, draws = _bootstrap_counts(np.array([never if f is None else f for f in firsts]), "thresholds", name)
@@ -3764,6 +3787,7 @@ class ImageRecord:
     label_error: float | None = None
     error: str | None = None  # why the search skipped it (unreadable, too large, predict failed)
     output_view: Any = None  # positional outputs: what the report draws
+    digest: str | None = None  # of its pixels (absent in files from before compare): pairs images in compare
 
 
 @dataclass
@@ -3860,7 +3884,11 @@ class Analysis:
 
     def to_json(self) -> dict:
         summaries = {name: curve.summarize() for name, curve in self.curves.items()}
-        breakdown = self.by_class(summaries)
+        try:
+            breakdown = self.by_class(summaries)
+        except AugmentError as exc:  # the results are saved whatever a group_by does
+            warnings.warn(f"{exc}; saved without the per-class breakdown", stacklevel=2)
+            breakdown = {}
         augmentations = {name: curve.to_json(summaries[name]) for name, curve in self.curves.items()}
         for name, cells in breakdown.items():
             augmentations[name]["summary"]["by_class"] = cells
@@ -4017,6 +4045,7 @@ def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
         if result.error is not None:
             continue
         record.output, record.label_error, record.output_view = result.output, result.label_error, result.output_view
+        record.digest = result.digest or record.digest
         for name, row in result.diff_errors.items():
             curve = analysis.curves[name]
             curve.diff_errors[result.index] = row
@@ -4409,7 +4438,8 @@ def _class_table(breakdown: dict[str, dict[str, dict]], order: Sequence[str]) ->
         cells = breakdown.get(name, {})
         ranked = sorted(cells, key=lambda key: (_or_two(cells[key]["intensity_at_50"]),
                                                  cells[key]["mean_first_failure"]))
-        weakest = ranked[0] if ranked and len(cells) > 1 else None
+        rank = [(_or_two(cells[key]["intensity_at_50"]), cells[key]["mean_first_failure"]) for key in ranked]
+        weakest = ranked[0] if len(ranked) > 1 and rank[0] < rank[-1] else None  # no mark when all are alike
         rows.append({"name": name, "cells": [
             {"text": _format_intensity(cells[key]["intensity_at_50"]) if key in cells else "",
              "colour": _class_colour(cells[key]["mean_first_failure"] if key in cells else None),
@@ -4638,7 +4668,8 @@ class _ReportWriter:
 # difference of the two means, each side resampled on its own. The interval decides the
 # verdict: above 0 improved, below 0 regressed, across 0 no measurable change.
 
-_VERDICTS = ("improved", "regressed", "no measurable change")
+_VERDICTS = ("improved", "regressed", "no measurable change", "too few images")
+_PAIRED_SHARE = 0.9  # images common to the analyses: at least this share of each, or compared unpaired
 _MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
@@ -4656,14 +4687,14 @@ class AugmentationShift:
     baseline: str
     paired: bool
     images: int  # paired: images searched in both; unpaired: the smaller of the two sets
-    baseline_mean: float  # mean first-failure intensity, never changed counted as 1 + step
+    baseline_mean: float  # mean first-failure intensity on the common grid, never changed = 1 + step
     model_mean: float
     shift: float  # model_mean - baseline_mean: above 0, the model holds out longer
-    interval: tuple[float, float]  # 95 % bootstrap interval of the shift
-    verdict: str  # "improved", "regressed" or "no measurable change"
+    interval: tuple[float, float] | None  # 95 % bootstrap interval of the shift (None: too few images)
+    verdict: str  # "improved", "regressed", "no measurable change" or "too few images"
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "interval": list(self.interval)}
+        return {**dataclasses.asdict(self), "interval": None if self.interval is None else list(self.interval)}
 
 
 @dataclass
@@ -4676,8 +4707,9 @@ class Comparison:
 
     analyses: dict[str, Analysis]
     paired: bool
-    shifts: list[AugmentationShift]  # improved (largest first), regressed (largest first), unchanged
+    shifts: list[AugmentationShift]  # improved (largest first), regressed (largest first), the rest
     notes: list[str]  # what was left out or differs between the analyses
+    step: float  # the common grid the first failures are compared on (the coarsest search's)
     page: str | None = None
 
     @property
@@ -4685,31 +4717,41 @@ class Comparison:
         return list(self.analyses)
 
     def to_json(self) -> dict:
-        return {"models": self.names, "baseline": self.names[0], "paired": self.paired, "notes": self.notes,
-                "method": _COMPARE_METHOD, "shifts": [shift.to_json() for shift in self.shifts]}
+        return {"models": self.names, "baseline": self.names[0], "paired": self.paired, "step": self.step,
+                "notes": self.notes, "method": _COMPARE_METHOD, "shifts": [shift.to_json() for shift in self.shifts]}
 
     def format(self) -> str:
         """A plain-text table, most improved and most regressed first."""
         lines = [f"{'augmentation':<20} {'model':<14} {'mean first failure':>19} {'shift':>6}  {'95% CI':<16} verdict"]
         for s in self.shifts:
             means = f"{s.baseline_mean:.3f} -> {s.model_mean:.3f}"
+            interval = "" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
             lines.append(f"{s.augmentation:<20} {_truncate(s.model, 14):<14} {means:>19} {s.shift:>+6.3f}  "
-                         f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]  {s.verdict}")
+                         f"{interval:<16} {s.verdict}")
         pairing = "paired over the same images" if self.paired else "UNPAIRED: the image sets differ"
         return "\n".join(lines + [f"({pairing}; {_COMPARE_METHOD})"] + [f"note: {note}" for note in self.notes])
 
 
-_COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step); 95 % "
-                   f"percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} resamples, seeded; verdict from "
-                   "whether the interval excludes 0")
+_COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step) on the "
+                   f"coarsest search's grid; 95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
+                   f"resamples, seeded; verdict from whether the interval excludes 0 (no verdict under "
+                   f"{_MIN_IMAGES} images)")
 
 
-def _mean_first_failures(analysis: Analysis, name: str) -> dict[str, float]:
-    """Image key -> first-failure intensity (never = 1 + step) of every image searched for ``name``."""
-    curve, never = analysis.curves[name], 1.0 + float(analysis.settings["step_size"])
-    firsts = curve.summarize().first_failure_intensities
-    return {analysis.images[k].file: (never if firsts[k] is None else firsts[k]) for k in curve.searched
-            if not analysis.images[k].error}
+def _image_keys(analysis: Analysis, by_digest: bool) -> list[str | None]:
+    """Per image, what pairs it across analyses: its pixels' digest, else its file (None: skipped)."""
+    return [None if record.error else (record.digest if by_digest else record.file) for record in analysis.images]
+
+
+def _first_failures(analysis: Analysis, name: str, keys: Sequence[str | None], step: float) -> dict[str, float]:
+    """Image key -> first-failure intensity on the grid of ``step`` (never = 1 + step), each image once."""
+    firsts = analysis.curves[name].summarize().first_failure_intensities
+    searched, values = set(analysis.curves[name].searched), {}
+    for k, key in enumerate(keys):
+        if key is not None and k in searched and key not in values:
+            first = firsts[k]  # the common grid is coarser: a failure at f fails at the next point up too
+            values[key] = 1.0 + step if first is None else round(math.ceil(first / step - 1e-9) * step, 6)
+    return values
 
 
 def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs: dict[str, float],
@@ -4718,34 +4760,57 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         keys = [key for key in theirs if key in ours]
         if not keys:
             return None
-        differences = np.array([ours[key] - theirs[key] for key in keys])
-        distinct, draws = _bootstrap_counts(differences, "compare", name, model)
-        estimates = draws @ distinct / len(keys)
-        count, base_mean, model_mean = len(keys), float(np.mean([theirs[k] for k in keys])), float(
-            np.mean([ours[k] for k in keys]))
+        count = len(keys)
+        base_mean, model_mean = (float(np.mean([side[k] for k in keys])) for side in (theirs, ours))
+        if count >= _MIN_IMAGES:
+            distinct, draws = _bootstrap_counts(np.array([ours[key] - theirs[key] for key in keys]), "compare", name,
+                                                model)
+            estimates = draws @ distinct / count
     else:
         if not ours or not theirs:
             return None
-        means = []
-        for side, values in (("model", ours), ("baseline", theirs)):
-            distinct, draws = _bootstrap_counts(np.array(list(values.values())), "compare", name, model, side)
-            means.append(draws @ distinct / len(values))
-        estimates = means[0] - means[1]
-        count, base_mean, model_mean = min(len(ours), len(theirs)), float(np.mean(list(theirs.values()))), float(
-            np.mean(list(ours.values())))
-    low, high = _percentile_interval(estimates)
-    verdict = _VERDICTS[0] if low > 1e-12 else _VERDICTS[1] if high < -1e-12 else _VERDICTS[2]
+        count = min(len(ours), len(theirs))
+        base_mean, model_mean = (float(np.mean(list(side.values()))) for side in (theirs, ours))
+        if count >= _MIN_IMAGES:
+            means = []
+            for side, values in (("model", ours), ("baseline", theirs)):
+                distinct, draws = _bootstrap_counts(np.array(list(values.values())), "compare", name, model, side)
+                means.append(draws @ distinct / len(values))
+            estimates = means[0] - means[1]
+    interval, verdict = None, _VERDICTS[3]
+    if count >= _MIN_IMAGES:
+        low, high = _percentile_interval(estimates)
+        interval = (round(low, 4), round(high, 4))
+        verdict = _VERDICTS[0] if low > 1e-12 else _VERDICTS[1] if high < -1e-12 else _VERDICTS[2]
     return AugmentationShift(name, model, baseline, paired, count, round(base_mean, 4), round(model_mean, 4),
-                             round(model_mean - base_mean, 4), (round(low, 4), round(high, 4)), verdict)
+                             round(model_mean - base_mean, 4), interval, verdict)
 
 
-def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, list[str]]:
-    """The augmentations every analysis has, whether the images pair up, and notes on the rest."""
+def _common_step(analyses: dict[str, Analysis]) -> float:
+    """The coarsest search's step, when every other search's grid lies on it (nested grids)."""
+    steps = {model: float(a.settings["step_size"]) for model, a in analyses.items()}
+    step = max(steps.values())
+    if any(abs(step / s - round(step / s)) > 1e-6 for s in steps.values()):
+        listed = ", ".join(f"{model} {s:g}" for model, s in steps.items())
+        raise AugmentError(f"the step sizes ({listed}) have no common grid: first failures cannot be compared "
+                           f"without guessing; search again with steps that divide each other (0.05 and 0.1)")
+    return step
+
+
+def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, bool, list[str]]:
+    """The augmentations to compare, whether images pair up (and by digest), and notes on the rest."""
     notes, names = [], list(analyses)
     first = analyses[names[0]]
-    shared = [name for name in first.curves if all(name in a.curves for a in analyses.values())]
+    everywhere = [name for name in first.curves if all(name in a.curves for a in analyses.values())]
+    shared = []
+    for name in everywhere:
+        definitions = {a.curves[name].definition for a in analyses.values()}
+        if len(definitions) == 1:
+            shared.append(name)
+        else:
+            notes.append(f"left out: {name} (the analyses measured different definitions of it)")
     for model, analysis in analyses.items():
-        alone = sorted(set(analysis.curves) - set(shared))
+        alone = sorted(set(analysis.curves) - set(everywhere))
         if alone:
             notes.append(f"left out, only in {model}: {', '.join(alone)}")
     for key, what in (("step_size", "step sizes"), ("failure_threshold", "failure thresholds"),
@@ -4753,16 +4818,30 @@ def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, list[st
         values = {model: a.settings.get(key) for model, a in analyses.items()}
         if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
             listed = ", ".join(f"{model} {value}" for model, value in values.items())
-            notes.append(f"{what} differ ({listed}): first failures compared as measured, each at its own "
-                         f"resolution" if key == "step_size" else f"{what} differ ({listed})")
-    keys = [[r.file for r in a.images if not r.error] for a in analyses.values()]
-    paired = all(sorted(k) == sorted(keys[0]) and len(set(k)) == len(k) for k in keys)
+            notes.append(f"{what} differ ({listed})" + (": first failures compared on the coarsest grid"
+                                                         if key == "step_size" else ""))
+    by_digest = all(r.digest for a in analyses.values() for r in a.images if not r.error)
+    key_sets = [set(k for k in _image_keys(a, by_digest) if k is not None) for a in analyses.values()]
+    for model, analysis in analyses.items():
+        keys = [k for k in _image_keys(analysis, by_digest) if k is not None]
+        if len(keys) != len(set(keys)):
+            notes.append(f"{model}: {len(keys) - len(set(keys))} images repeat another "
+                         f"({'same pixels' if by_digest else 'same file'}); each counted once")
+    common = set.intersection(*key_sets)
+    unpairable = not by_digest and any(k.startswith("array-") for keys in key_sets for k in keys)
+    paired = not unpairable and all(len(common) >= _PAIRED_SHARE * len(keys) for keys in key_sets)
+    if paired and any(len(keys) > len(common) for keys in key_sets):
+        notes.append(f"paired on the {len(common)} images every analysis has; left out: " + ", ".join(
+            f"{len(keys) - len(common)} of {model}'s" for model, keys in zip(names, key_sets)
+            if len(keys) > len(common)))
     if not paired:
-        notes.append("the image sets differ (" + ", ".join(f"{m}: {len(k)} images" for m, k in zip(names, keys))
-                     + "): compared unpaired, each model's mean over its own images")
+        why = ("arrays searched before augment.py recorded pixel digests cannot be matched" if unpairable else
+               "the image sets differ (" + ", ".join(f"{m}: {len(k)} images" for m, k in zip(names, key_sets))
+               + f", {len(common)} in common)")
+        notes.append(f"{why}: compared unpaired, each model's mean over its own images")
     if not shared:
         raise AugmentError(f"the analyses of {', '.join(names)} have no augmentation in common")
-    return shared, paired, notes
+    return shared, paired, by_digest, notes
 
 
 def _order_shifts(shifts: list[AugmentationShift]) -> list[AugmentationShift]:
@@ -4789,8 +4868,7 @@ def compare(analyses: dict[str, Analysis | str | os.PathLike] | Sequence[Analysi
     if isinstance(analyses, (str, os.PathLike, Analysis)):
         raise AugmentError("compare needs two or more analyses (a dict name -> analysis or path, or a list)")
     items = list(analyses.items()) if isinstance(analyses, dict) else [
-        (Path(os.fspath(a)).parent.name + "/" + Path(os.fspath(a)).name if not isinstance(a, Analysis)
-         else f"model {k + 1}", a) for k, a in enumerate(analyses)]
+        (os.fspath(a) if not isinstance(a, Analysis) else f"model {k + 1}", a) for k, a in enumerate(analyses)]
     if len(items) < 2 or len({str(name) for name, _ in items}) != len(items):
         raise AugmentError(f"compare needs two or more analyses with distinct names, got {[n for n, _ in items]}")
     loaded = {}
@@ -4799,56 +4877,65 @@ def compare(analyses: dict[str, Analysis | str | os.PathLike] | Sequence[Analysi
             if not isinstance(value, (str, os.PathLike)):
                 raise AugmentError(f"analysis {name!r} must be an Analysis or a path, got {type(value).__name__}")
             value = load_analysis(value)
-        if group_by is not None:
-            value.group_by = group_by
-        loaded[str(name)] = value
-    shared, paired, notes = _comparable(loaded)
+        loaded[str(name)] = value if group_by is None else dataclasses.replace(value, group_by=group_by)
+    step = _common_step(loaded)
+    shared, paired, by_digest, notes = _comparable(loaded)
     names = list(loaded)
     baseline = names[0]
+    keys = {model: _image_keys(analysis, by_digest) for model, analysis in loaded.items()}
     shifts = []
     for augmentation in shared:
-        theirs = _mean_first_failures(loaded[baseline], augmentation)
+        theirs = _first_failures(loaded[baseline], augmentation, keys[baseline], step)
         for model in names[1:]:
-            shift = _shift(augmentation, model, baseline, _mean_first_failures(loaded[model], augmentation), theirs,
-                           paired)
+            ours = _first_failures(loaded[model], augmentation, keys[model], step)
+            shift = _shift(augmentation, model, baseline, ours, theirs, paired)
             if shift is None:
                 notes.append(f"{augmentation}: no image searched in both {baseline} and {model}")
             else:
                 shifts.append(shift)
-    comparison = Comparison(loaded, paired, _order_shifts(shifts), notes)
+    comparison = Comparison(loaded, paired, _order_shifts(shifts), notes, step)
     if html_dir is not None:
         sources = _report_sources(loaded[baseline], images)
-        comparison.page = _ComparePage(comparison, _output_folder(html_dir, "html_dir"), sources).write()
+        comparison.page = _ComparePage(comparison, _output_folder(html_dir, "html_dir"), sources, keys).write()
     return comparison
 
 
-def _class_differences(comparison: Comparison) -> tuple[list, list]:
-    """Per augmentation and class, each model's mean first failure minus the baseline's."""
-    breakdowns = {model: analysis.by_class() for model, analysis in comparison.analyses.items()}
+def _class_differences(comparison: Comparison, keys: dict[str, list[str | None]]) -> tuple[list, list]:
+    """Per augmentation and class, each model's mean first failure (on the common grid) minus the baseline's."""
+    classes = {model: {name: [keys[model][k] for k in members if keys[model][k] is not None]
+                       for name, members in analysis.classes().items()}
+               for model, analysis in comparison.analyses.items()}
     baseline = comparison.names[0]
-    if not breakdowns[baseline]:
+    if not classes[baseline]:
         return [], []
-    classes = sorted({key for cells in breakdowns[baseline].values() for key in cells}, key=_natural_key)
+    names = sorted(classes[baseline], key=_natural_key)
     rows = []
     for augmentation in dict.fromkeys(s.augmentation for s in comparison.shifts):
+        firsts = {model: _first_failures(analysis, augmentation, keys[model], comparison.step)
+                  for model, analysis in comparison.analyses.items()}
+
+        means = {model: {name: float(np.mean(values)) if (values := [
+            firsts[model][key] for key in members if key in firsts[model]]) else None
+            for name, members in classes[model].items()} for model in comparison.names}
         for model in comparison.names[1:]:
-            theirs, ours = breakdowns[baseline].get(augmentation, {}), breakdowns[model].get(augmentation, {})
             cells = []
-            for key in classes:
-                if key in theirs and key in ours:
-                    delta = ours[key]["mean_first_failure"] - theirs[key]["mean_first_failure"]
-                    cells.append({"text": f"{delta:+.2f}", "colour": _class_colour(delta, -0.5, 0.5)})
-                else:
+            for name in names:
+                ours, theirs = means[model].get(name), means[baseline][name]
+                if ours is None or theirs is None:
                     cells.append({"text": "", "colour": _class_colour(None)})
+                else:
+                    cells.append({"text": f"{ours - theirs:+.2f}", "colour": _class_colour(ours - theirs, -0.5, 0.5)})
             rows.append({"name": augmentation, "model": model, "cells": cells})
-    return classes, rows
+    return names, rows
 
 
 class _ComparePage:
-    """Writes a Comparison as an offline page (under the folder's lock, files written atomically)."""
+    """Writes a Comparison as an offline page (under the folder's lock, files written atomically).
+    ``keys``: per model, each image's pairing key (see _image_keys)."""
 
-    def __init__(self, comparison: Comparison, html_dir: str, sources: list[_Source]):
-        self.comparison, self.html_dir, self.sources = comparison, html_dir, sources
+    def __init__(self, comparison: Comparison, html_dir: str, sources: list[_Source],
+                 keys: dict[str, list[str | None]]):
+        self.comparison, self.html_dir, self.sources, self.keys = comparison, html_dir, sources, keys
         self.baseline = comparison.analyses[comparison.names[0]]
 
     def section(self, augmentation: str) -> dict:
@@ -4871,45 +4958,49 @@ class _ComparePage:
                 "exemplar": None}
 
     def exemplar(self, shift: AugmentationShift) -> dict | None:
-        """The image whose first failure moved most in the shift's direction, swept for each model."""
-        firsts = {model: _mean_first_failures(a, shift.augmentation) for model, a in self.comparison.analyses.items()}
-        keys = [r.file for r in self.baseline.images]
-        candidates = [k for k, key in enumerate(keys) if all(key in f for f in firsts.values())]
+        """The image whose first failure moved most in the shift's direction, swept for each model
+        (each at its own search's first failure)."""
+        firsts = {model: _first_failures(a, shift.augmentation, self.keys[model], float(a.settings["step_size"]))
+                  for model, a in self.comparison.analyses.items()}
+        keys = self.keys[shift.baseline]
+        candidates = [k for k, key in enumerate(keys) if key is not None and all(key in f for f in firsts.values())]
         if not candidates:
             return None
         sign = 1.0 if shift.shift >= 0 else -1.0
         best = max(candidates, key=lambda k: (sign * (firsts[shift.model][keys[k]] - firsts[shift.baseline][keys[k]]),
                                               -k))
+        key, file = keys[best], self.baseline.images[best].file
         try:
             image = self.sources[best].load()
         except ValueError:
-            return {"file": keys[best], "pictures": []}
+            return {"file": file, "pictures": []}
         seed = augmentation_seed(image, shift.augmentation, int(self.baseline.settings["seed"]))
-        pictures = [{"src": self.picture(f"{shift.augmentation}-original", image), "title": "original",
-                     "lines": [f"{model}: {self.output(model, keys[best])}" for model in firsts]}]
+        prefix = f"{shift.augmentation}-{shift.model}"
+        pictures = [{"src": self.picture(f"{prefix}-original", image), "title": "original",
+                     "lines": [f"{model}: {self.output(model, key)}" for model in firsts]}]
         for model in firsts:
-            first = firsts[model][keys[best]]
+            first = firsts[model][key]
             at = min(first, 1.0)
             lines = []
             for other in firsts:
-                other_first = firsts[other][keys[best]]
+                other_first = firsts[other][key]
                 if other_first <= at + 1e-9:
                     lines.append(f"{other}: changed (first at {other_first:.2f}: "
-                                 f"{self.output(other, keys[best], shift.augmentation)})")
+                                 f"{self.output(other, key, shift.augmentation)})")
                 else:
                     lines.append(f"{other}: unchanged" + (" up to 1" if other_first > 1 else
                                                          f" (first change at {other_first:.2f})"))
             title = (f"{model}'s first failure, intensity {at:.2f}" if first <= 1
                      else f"intensity 1 ({model} never changed)")
-            pictures.append({"src": self.picture(f"{shift.augmentation}-{len(pictures)}",
+            pictures.append({"src": self.picture(f"{prefix}-{len(pictures)}",
                                                  augment_image(image, shift.augmentation, at, seed)),
                              "title": title, "lines": lines})
-        return {"file": keys[best], "pictures": pictures}
+        return {"file": file, "pictures": pictures}
 
     def output(self, model: str, key: str, augmentation: str | None = None) -> str:
         """What ``model`` said on image ``key``: originally, or at its first failure under ``augmentation``."""
         analysis = self.comparison.analyses[model]
-        position = next(k for k, record in enumerate(analysis.images) if record.file == key)
+        position = self.keys[model].index(key)
         if augmentation is None:
             return _truncate(analysis.images[position].output, 40)
         return _truncate(analysis.curves[augmentation].first_failure_output[position], 40)
@@ -4929,17 +5020,17 @@ class _ComparePage:
             order = list(dict.fromkeys(s.augmentation for s in self.comparison.shifts))
             sections = {name: self.section(name) for name in order}
             if self.comparison.paired:
-                largest = sorted((s for s in self.comparison.shifts if s.verdict != _VERDICTS[2]),
+                largest = sorted((s for s in self.comparison.shifts if s.verdict in _VERDICTS[:2]),
                                  key=lambda s: -abs(s.shift))[:3]
                 for shift in largest:
                     sections[shift.augmentation]["exemplar"] = self.exemplar(shift)
-            classes, class_rows = _class_differences(self.comparison)
+            classes, class_rows = _class_differences(self.comparison, self.keys)
             environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
             page = environment.from_string(_COMPARE_TEMPLATE).render(
                 comparison=self.comparison, sections=list(sections.values()), method=_COMPARE_METHOD,
                 colours={model: _MODEL_COLOURS[k % len(_MODEL_COLOURS)] for k, model in
                          enumerate(self.comparison.names)},
-                images={model: len(a.images) for model, a in self.comparison.analyses.items()},
+                images={model: sum(not r.error for r in a.images) for model, a in self.comparison.analyses.items()},
                 classes=classes, class_rows=class_rows, version=__version__)
             return _write_atomic(os.path.join(self.html_dir, "index.html"), page)
 
@@ -4953,7 +5044,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1180px;
 h1 { margin-bottom: 4px; } .meta { color: #666; } small.ci { color: #777; }
 table { border-collapse: collapse; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
 td:first-child, th:first-child { text-align: left; } .wide { overflow-x: auto; }
-.improved { color: #137a2a; font-weight: bold; } .regressed { color: #b00; font-weight: bold; } .no { color: #777; }
+.improved { color: #137a2a; font-weight: bold; } .regressed { color: #b00; font-weight: bold; } .no, .too { color: #777; }
 section.aug { border-top: 2px solid #ddd; margin-top: 28px; padding-top: 8px; }
 .row { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 figure { margin: 0; } figcaption { font-size: 12px; color: #444; max-width: 300px; overflow-wrap: anywhere; }
@@ -4974,13 +5065,14 @@ Made by augment.py {{ version }}.</p>
 <th>mean first failure</th><th>images</th></tr></thead><tbody>
 {% for s in comparison.shifts %}<tr><td><a href="#aug-{{ s.augmentation }}">{{ s.augmentation }}</a></td><td>{{ s.model }}</td>
 <td class="{{ s.verdict.split()[0] }}">{{ s.verdict }}</td><td>{{ "%+.3f"|format(s.shift) }}</td>
-<td>[{{ "%+.3f"|format(s.interval[0]) }}, {{ "%+.3f"|format(s.interval[1]) }}]</td>
+<td>{% if s.interval %}[{{ "%+.3f"|format(s.interval[0]) }}, {{ "%+.3f"|format(s.interval[1]) }}]{% endif %}</td>
 <td>{{ "%.3f"|format(s.baseline_mean) }} &rarr; {{ "%.3f"|format(s.model_mean) }}</td><td>{{ s.images }}</td></tr>
 {% endfor %}</tbody></table>
 
 {% if classes %}<h2 id="by-class">By class: change of the mean first failure against {{ comparison.names[0] }}</h2>
 <p>Per augmentation and class: the model's mean first-failure intensity over that class's images minus the
-baseline's (never changed counted as 1 + step). Green: the class holds out longer; red: it breaks earlier.</p>
+baseline's (on the grid of step {{ comparison.step }}, never changed counted as 1 + step). Green: the class holds
+out longer; red: it breaks earlier.</p>
 <div class="wide"><table class="classes"><thead><tr><th>augmentation</th><th>model</th>{% for name in classes %}<th>{{ name }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in class_rows %}<tr><td>{{ row.name }}</td><td>{{ row.model }}</td>{% for cell in row.cells %}<td style="background: {{ cell.colour }}">{{ cell.text }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table></div>{% endif %}
@@ -4993,7 +5085,7 @@ accuracy against the labels.</figcaption></figure>
 {% for row in section.rows %}<tr><td><span class="swatch" style="background: {{ row.colour }}"></span> {{ row.model }}</td>
 {% for value, interval in row.cells %}<td>{{ value }}<br><small class="ci">{{ interval }}</small></td>{% endfor %}</tr>
 {% endfor %}{% for s in section.shifts %}<tr><td colspan="5" class="{{ s.verdict.split()[0] }}">{{ s.model }}: {{ s.verdict }},
-shift {{ "%+.3f"|format(s.shift) }} [{{ "%+.3f"|format(s.interval[0]) }}, {{ "%+.3f"|format(s.interval[1]) }}]</td></tr>{% endfor %}
+shift {{ "%+.3f"|format(s.shift) }}{% if s.interval %} [{{ "%+.3f"|format(s.interval[0]) }}, {{ "%+.3f"|format(s.interval[1]) }}]{% endif %}</td></tr>{% endfor %}
 </tbody></table></div>
 {% if section.exemplar %}<h3>One image, every model: {{ section.exemplar.file }}</h3>
 <div class="row">{% for picture in section.exemplar.pictures %}<figure><img class="pixel" src="{{ picture.src }}" alt="{{ picture.title }}">
@@ -6505,7 +6597,8 @@ def format_summary(analysis: Analysis) -> str:
     Brighten              0.05  0.15  0.25  0.65  [0.25, 0.30]
     """
     lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}  {'50% 95% CI':<12}  (intensity at "
-             f"which that share of {len(analysis.images)} images changed output; CI: bootstrap over images)"]
+             f"which that share of {len(analysis.images) - len(analysis.skipped)} images changed output; CI: "
+             f"bootstrap over images)"]
     for name, summary in analysis.summaries().items():
         cells = [_format_intensity(v) for v in (summary.safe_intensity, summary.intensity_at_10,
                                                 summary.intensity_at_50, summary.intensity_at_90)]

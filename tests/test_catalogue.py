@@ -260,3 +260,27 @@ def test_defocus_is_a_disk_blur_of_fractional_radius_at_every_size():
     blurred_small = augment.augment_image(small, "DefocusBlur", 0.8, seed=0)
     shrunk = cv2.resize(blurred_large, (320, 300), interpolation=cv2.INTER_AREA)
     assert np.abs(shrunk.astype(float) - blurred_small).mean() < 1.5
+
+
+@pytest.mark.parametrize("name", ["GaussianNoise", "ShotNoise", "ImpulseNoise", "ZoomBlur", "DefocusBlur"])
+def test_the_fast_paths_keep_a_single_channel_axis_inside_a_compose(name):
+    transform = A.Compose([augment._transform(name, 0.8, 64, 64)])
+    grey = np.full((64, 64, 1), 100, np.uint8)
+    assert transform(image=grey)["image"].shape == (64, 64, 1)
+
+
+def test_the_draw_cache_counts_an_item_made_by_two_threads_at_once_once():
+    import threading
+
+    cache, barrier = augment._BoundedCache(64 * 2**20), threading.Barrier(8)
+
+    def make():
+        barrier.wait(timeout=10)  # every thread misses before any stores
+        return np.zeros(2**20, np.uint8)
+
+    threads = [threading.Thread(target=cache.get_or_make, args=("key", make)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.bytes == 2**20 and len(cache._items) == 1

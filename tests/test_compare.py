@@ -203,3 +203,99 @@ def test_the_compare_page_in_a_real_browser(three, tmp_path):
     assert len(images) >= 3 and all(width > 0 for _, width in images), images  # the Brighten exemplar strip
     assert classes == 3  # one row per shared augmentation and model
     assert all(url.startswith("file://") for url in requests), [u for u in requests if not u.startswith("file")]
+
+
+# -- what a hostile review found: each a wrong number before its fix ---------------------------
+
+
+def test_one_model_searched_at_two_step_sizes_shows_no_change(tmp_path):
+    fine = search(tmp_path, "fine", 127, step=0.05, folder="same")
+    coarse = search(tmp_path, "coarse", 127, step=0.1, folder="same")
+    comparison = augment.compare([fine, coarse])
+    assert comparison.step == 0.1 and comparison.paired
+    assert {s.verdict for s in comparison.shifts} == {"no measurable change"}
+    assert all(s.shift == 0 for s in comparison.shifts)  # "never" is 1 + the common step on both sides
+    with pytest.raises(augment.AugmentError, match="no common grid"):
+        augment.compare([coarse, search(tmp_path, "quarter", 127, step=0.25, folder="same")])
+
+
+def test_arrays_pair_by_their_pixels_not_their_position():
+    def analysis(values, cut=127):
+        return augment.ImageAugmenter(Cut(cut), augmentations=["Brighten"], progress=False, batch_size=64) \
+            .search_randomization_boundaries(uniform_images(values, (16, 16)), None, 0.05, None)
+
+    shuffled = augment.compare({"a": analysis(VALUES), "b": analysis(VALUES[::-1])})
+    assert shuffled.paired and shuffled.shifts[0].verdict == "no measurable change" and shuffled.shifts[0].shift == 0
+    other = augment.compare({"a": analysis(VALUES[:6]), "b": analysis(VALUES[6:])})
+    assert not other.paired and any("0 in common" in note for note in other.notes)
+
+
+def test_a_skipped_image_is_left_out_of_the_pairs_and_named(tmp_path):
+    def flaky(images):
+        if any(np.asarray(image).shape[0] == 17 for image in images):
+            raise RuntimeError("cannot read this one")
+        return Cut(200)(images)
+
+    arrays = uniform_images(VALUES, (16, 16))
+    arrays[VALUES.index(54)] = np.full((17, 16, 3), 54, np.uint8)  # the one the model fails on
+    files = write_pngs(tmp_path / "images", arrays)
+    skipping = augment.ImageAugmenter(flaky, augmentations=["Brighten"], batch_size=1, progress=False,
+                                      on_error="skip").search_randomization_boundaries(files, None, 0.05, None)
+    base = augment.ImageAugmenter(Cut(127), augmentations=["Brighten"], batch_size=64, progress=False) \
+        .search_randomization_boundaries(files, None, 0.05, None)
+    comparison = augment.compare({"base": base, "skipping": skipping})
+    shift = comparison.shifts[0]
+    kept = [v for v in VALUES if v != 54]
+    assert comparison.paired and shift.images == len(kept)
+    assert math.isclose(shift.shift, np.mean([first_failure(v, 200) - first_failure(v, 127) for v in kept]),
+                        abs_tol=1e-4)
+    assert any("paired on the 11 images" in note and "1 of base's" in note for note in comparison.notes)
+
+
+def test_a_repeated_file_counts_once(tmp_path):
+    files = write_pngs(tmp_path / "images", uniform_images(VALUES, (16, 16)))
+    twice = files + files[:3]
+    analyses = [augment.ImageAugmenter(Cut(127), augmentations=["Brighten"], batch_size=64, progress=False)
+                .search_randomization_boundaries(twice, None, 0.05, None) for _ in range(2)]
+    comparison = augment.compare(analyses)
+    assert comparison.paired and comparison.shifts[0].images == len(VALUES)
+    assert comparison.shifts[0].interval == (0.0, 0.0)
+    assert any("3 images repeat another" in note for note in comparison.notes)
+
+
+def test_too_few_images_get_no_interval_and_no_verdict(tmp_path):
+    few = [search(tmp_path, name, cut, values=VALUES[:3], augmentations=["Brighten"], folder="few")
+           for name, cut in (("a", 127), ("b", 200))]
+    shift = augment.compare(few).shifts[0]
+    assert shift.verdict == "too few images" and shift.interval is None and shift.shift > 0
+    summary = augment.load_analysis(few[0]).curves["Brighten"].summarize()
+    assert summary.intervals == {} and summary.interval_text("intensity_at_50") == ""
+
+
+def test_a_changed_definition_is_left_out_and_said(three):
+    changed = augment.load_analysis(three["robust"])
+    changed.curves["Brighten"].definition = "0123456789abcdef"
+    comparison = augment.compare({"baseline": three["baseline"], "changed": changed})
+    assert "Brighten" not in {s.augmentation for s in comparison.shifts}
+    assert any("Brighten (the analyses measured different definitions" in note for note in comparison.notes)
+
+
+def test_a_failing_group_by_stops_the_search_before_any_prediction(tmp_path):
+    model = Cut(127)
+    calls = []
+    files = write_pngs(tmp_path / "g", uniform_images([30, 60, 90], (16, 16)))
+    augmenter = augment.ImageAugmenter(lambda images: calls.append(len(images)) or model(images),
+                                       augmentations=["Brighten"], batch_size=8, progress=False,
+                                       group_by=lambda label: {"a": "x"}[label])
+    with pytest.raises(augment.AugmentError, match=r"group_by failed on .*img-2.png \(label b\)"):
+        augmenter.search_randomization_boundaries(files, ["a", "a", "b"], 0.1, tmp_path / "g.json")
+    assert calls == []
+
+
+def test_the_weakest_class_is_marked_only_when_a_class_is_weaker(three):
+    analysis = augment.load_analysis(three["baseline"])
+    classes, rows = augment._class_table(analysis.by_class(), ["Brighten", "Darken"])
+    assert [name for name, _ in classes] == ["dark", "mid"]
+    brighten, darken = rows
+    assert [cell["weakest"] for cell in brighten["cells"]] == [False, True]  # mid images are nearer 127
+    assert not any(cell["weakest"] for cell in darken["cells"])  # neither ever changes

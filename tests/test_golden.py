@@ -4,8 +4,9 @@ Recorded before the restructure of augment.py into thin public face and sections
 after the trust and positional-output fixes that were meant to change results; the synthesis
 files were written again when the sampler moved to 101 intensity levels per limit (issue 14:
 the training transform reuses built transforms), the analyses were not until issue 16 added
-derived fields to their summaries (bootstrap intervals, the per-class breakdown: every other
-byte unchanged, checked before writing them again). A change that is
+derived fields to their summaries (bootstrap intervals, none for these four images; the per-class
+breakdown) and each image's pixel digest (every other byte unchanged, checked before writing them
+again). A change that is
 meant to change these files regenerates them with ``python tests/test_golden.py --write`` and
 says why in its commit; any other change must leave them as they are.
 """
