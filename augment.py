@@ -16,7 +16,7 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
                describe=None, group_by=None, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
                                      analytics_cache="analysis.json", *, strategy="grid",
-                                     grid_sample=0.1, num_workers=None, executor=None)
+                                     grid_sample=None, num_workers=None, executor=None)
     .render_boundaries(html_dir="analytics", ...)
     .synthesize_more(organic_img_filenames, organic_labels=None, realism=0.5, ...)
     .evaluate(img_filenames, img_labels)
@@ -2564,7 +2564,30 @@ def _adaptive_probe(points: int):
     return failed_at
 
 
-_PROBES = {"grid": _grid_probe, "adaptive": _adaptive_probe}
+def _guided_probe(points: int, prior: Sequence[float] | None = None):
+    """Bisection by probability: each probe splits in half the chance, learned from the images
+    searched before, of where this augmentation's first failure lies.
+
+    ``prior[i]``: how many earlier images first failed at grid index i (1..points), and
+    ``prior[points + 1]`` how many never did (None: no images yet, plain bisection). Half an
+    image is added to every outcome, so none is ruled out. A robust augmentation (most images
+    never fail) is settled by one probe at intensity 1; failures that cluster cost about the
+    entropy of where they cluster. The same monotonicity assumption as the adaptive walk.
+    """
+    weights = np.full(points + 2, 0.5) + (np.asarray(prior, dtype=float) if prior is not None else 0.0)
+    low, high = 0, points + 1  # the first failure is in (low, high]; high == points + 1: maybe never
+    while high - low > 1:
+        share = np.cumsum(weights[low + 1:high + 1]) / weights[low + 1:high + 1].sum()
+        candidates = range(low + 1, min(high - 1, points) + 1)  # probing m splits (low, m] from (m, high]
+        middle = min(candidates, key=lambda m: (abs(share[m - low - 1] - 0.5), m))
+        if (yield (middle,))[middle]:
+            high = middle
+        else:
+            low = middle
+    return high if high <= points else None
+
+
+_PROBES = {"grid": _grid_probe, "adaptive": _adaptive_probe, "guided": _guided_probe}
 
 
 def _replay_probe(strategy: str, row: Sequence[float], threshold: float) -> tuple[int | None, int]:
@@ -2622,6 +2645,11 @@ class _SearchJob:
     rotate_method: str = "largest_box"
     describe: Callable[[Any], str] | None = None
     custom: tuple[Augmentation, ...] = ()  # registered augmentations it uses: workers adopt them
+    # Guided strategy: images in blocks, searched one block after another; each block's probes learn
+    # from the first failures (grid indices, None: never) of the blocks before it, the ones searched
+    # now and the ones ``known`` from earlier runs. None: one block, no learning.
+    blocks: list[list[int]] | None = None
+    known: dict[int, dict[str, int | None]] = field(default_factory=dict)
     # Unique per search: Dask treats equal task arguments as the same task and would hand back a
     # previous run's result, or its error, for a shard that is re-run.
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -2669,10 +2697,11 @@ _NOT_PREDICTED = object()  # an image's output before the model has seen it
 class _Pair:
     """The probe of one (image, augmentation) and what it has measured so far."""
 
-    def __init__(self, name: str, points: int, strategy: str, with_labels: bool, moves: bool):
+    def __init__(self, name: str, points: int, strategy: str, with_labels: bool, moves: bool,
+                 prior: Sequence[float] | None = None):
         self.name, self.moves = name, moves
         self.done = False
-        self.probe = _PROBES[strategy](points)
+        self.probe = _guided_probe(points, prior) if strategy == "guided" else _PROBES[strategy](points)
         self.row: list[float | None] = [0.0] + [None] * points
         self.label_row: list[float | None] | None = [None] * (points + 1) if with_labels else None
         self.outputs: dict[int, Any] = {}
@@ -2739,7 +2768,12 @@ class _SearchPipeline:
         self.on_result, self.on_pair, self.events = on_result, on_pair, events
         self.kind = job.label_kind
         self.limit = 4 * job.batch_size  # images rendered or rendering, not yet predicted
-        self.pending = collections.deque(job.todo.items())  # images not yet decoded
+        self.pending: collections.deque[tuple[int, list[str]]] = collections.deque()  # this block's, not decoded
+        self.blocks = collections.deque(self._blocks())
+        points = len(job.grid) - 1
+        names = {name for names in job.todo.values() for name in names}
+        self.priors = {name: np.zeros(points + 2) for name in names} if job.strategy == "guided" else {}
+        self.learned: list[tuple[str, int | None]] = []  # first failures of this block, and of known images
         self.active: dict[int, _Image] = {}
         self.deferred: dict[int, list[str]] = {}  # pairs that move the reference: wait for the original
         self.wanted: collections.deque[tuple[int, str]] = collections.deque()  # (image, pair) to render next
@@ -2748,8 +2782,29 @@ class _SearchPipeline:
         self.ready: collections.deque[tuple[int, str | None, int, np.ndarray]] = collections.deque()
         self.in_flight_images = self.in_flight_bytes = 0
 
+    def _blocks(self) -> list[tuple[list[tuple[int, list[str]]], list[tuple[str, int | None]]]]:
+        """Per block: its images still to search (with their augmentations) and its known first failures."""
+        job = self.job
+        if job.blocks is None:
+            return [(list(job.todo.items()), [])]
+        return [([(k, job.todo[k]) for k in block if k in job.todo],
+                 [(name, first) for k in block for name, first in job.known.get(k, {}).items()])
+                for block in job.blocks]
+
+    def next_block(self) -> None:
+        """Learn from the finished block (and its known images), then queue the next one."""
+        points = len(self.job.grid) - 1
+        for name, first in self.learned:
+            if name in self.priors:
+                self.priors[name][points + 1 if first is None else first] += 1
+        items, known = self.blocks.popleft()
+        self.learned = list(known)
+        self.pending.extend(items)
+
     def run(self) -> None:
         while True:
+            while not self.pending and not self.active and self.blocks:
+                self.next_block()
             self.admit_images()
             self.submit_renders()
             if len(self.ready) >= self.job.batch_size or (self.ready and not self.rendering):
@@ -2774,7 +2829,8 @@ class _SearchPipeline:
                 continue
             strategy = "grid" if index in job.full_grid else job.strategy
             label = _label_value(job.labels[index], self.kind) if job.labels is not None else None
-            pairs = {name: _Pair(name, points, strategy, job.labels is not None, job.moves(name)) for name in names}
+            pairs = {name: _Pair(name, points, strategy, job.labels is not None, job.moves(name),
+                                 self.priors[name].copy() if name in self.priors else None) for name in names}
             self.active[index] = _Image(index, job.sources[index], image, pairs, label)
             if self.events is not None:
                 self.events.append(("decode", index))
@@ -2851,6 +2907,7 @@ class _SearchPipeline:
             return
         except StopIteration as stop:
             pair.first_failure, pair.done = stop.value, True
+            self.learned.append((pair.name, stop.value))
         state.remaining -= 1
         if self.on_pair is not None:
             self.on_pair(1)
@@ -3015,8 +3072,15 @@ def _check_picklable(value: Any, what: str) -> None:
                            f"function, or predict_factory (see the README, 'Distributed searches')") from None
 
 
-def _grid_sample(count: int, sample: Any, seed: int) -> frozenset[int]:
-    """The seeded images an adaptive search measures on the whole grid (int: how many; float: share)."""
+_GUIDED_SAMPLE = (4, 0.02)  # guided default: this many images or this share, whichever is more
+
+
+def _grid_sample(count: int, sample: Any, seed: int, strategy: str = "adaptive") -> frozenset[int]:
+    """The seeded images an adaptive or guided search measures on the whole grid (int: how many;
+    float: share; None: the strategy's default, a share of 0.1 or the guided search's few)."""
+    if sample is None:
+        least, share = _GUIDED_SAMPLE
+        sample = 0.1 if strategy != "guided" else max(min(least, count), math.ceil(share * count))
     if isinstance(sample, float) and 0.0 <= sample <= 1.0:
         size = math.ceil(sample * count)
     elif isinstance(sample, (int, np.integer)) and not isinstance(sample, bool) and sample >= 0:
@@ -3087,7 +3151,7 @@ class _SearchRequest:
         if strategy not in _PROBES:
             raise AugmentError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
         full_grid = frozenset(range(len(sources))) if strategy == "grid" else _grid_sample(len(sources), grid_sample,
-                                                                                           seed)
+                                                                                           seed, strategy)
         if executor is not None and not callable(getattr(executor, "submit", None)):
             raise AugmentError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
         request = cls(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
@@ -3096,6 +3160,32 @@ class _SearchRequest:
                       _check_int(images_in_flight, "images_in_flight", 1, allow_none=True))
         _check_readable(sources)
         return request
+
+
+_GUIDED_FIRST_BLOCK = 8  # images after the full-grid sample; each later block is twice the one before
+
+
+def _guided_blocks(analysis: Analysis, names: Sequence[str], todo: dict[int, list[str]],
+                   full_grid: frozenset[int]) -> tuple[list[list[int]], dict[int, dict[str, int | None]]]:
+    """The guided search's blocks over every image (the full-grid sample first, then 8, 16, 32, ...
+    images in index order) and the first failures already in the analysis.
+
+    Blocks cover images searched before too, so a resumed search learns from exactly the images an
+    uninterrupted one would have: the same probes, the same rows.
+    """
+    sample = sorted(full_grid)
+    rest = [k for k in range(len(analysis.images)) if k not in full_grid]
+    blocks, size = [sample], _GUIDED_FIRST_BLOCK
+    while rest:
+        blocks.append(rest[:size])
+        rest, size = rest[size:], size * 2
+    known: dict[int, dict[str, int | None]] = {}
+    for k in range(len(analysis.images)):
+        for name in names:
+            row = analysis.curves[name].diff_errors[k]
+            if name not in todo.get(k, []) and row is not None:
+                known.setdefault(k, {})[name] = _first_at_or_above(row, analysis.curves[name].failure_threshold)
+    return [block for block in blocks if block], known
 
 
 class _SearchRun:
@@ -3147,6 +3237,8 @@ class _SearchRun:
             label_format=settings.label_format, rotate_method=settings.rotate_method, describe=settings.describe,
             images_in_flight=request.images_in_flight or max(2, math.ceil(4 * batch / len(settings.augmentations))),
             custom=_custom_entries(settings.augmentations))
+        if request.strategy == "guided":
+            job.blocks, job.known = _guided_blocks(analysis, settings.augmentations, todo, request.full_grid)
         checkpoint = _Checkpointer(analysis, request.path, settings.checkpoint_seconds)
         from tqdm.auto import tqdm
 
@@ -3206,10 +3298,13 @@ class _SearchRun:
         futures = {}
         for start in range(0, len(indices), size):
             shard = indices[start:start + size]
+            members = frozenset(shard)
             part = dataclasses.replace(
                 job, sources={k: job.sources[k] for k in shard}, todo={k: job.todo[k] for k in shard},
                 labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
-                full_grid=job.full_grid & frozenset(shard))
+                full_grid=job.full_grid & members,
+                blocks=None if job.blocks is None else [[k for k in block if k in members] for block in job.blocks],
+                known={})  # a shard learns from its own images only: the same shards, the same probes
             futures[self.request.executor.submit(_run_shard, part, spec)] = shard
         error: BaseException | None = None
         try:
@@ -4290,7 +4385,9 @@ model {{ model_id }}{% endif %}.
 <b style="color:#eb2828">red</b> (what the model said) over the reference it is compared with in
 <b style="color:#28d246">green</b>. Geometric augmentations (SafeRotate, RandomSizedCrop, ElasticTransform) move the
 reference with the pixels, so an output that follows the object counts as unchanged.</p>{% endif %}
-{% if grid_sample is not none %}<p class="meta">Adaptive search: first failures found by a coarse walk and bisection;
+{% if grid_sample is not none %}<p class="meta">{% if strategy == "guided" %}Guided search: first failures found by
+bisection weighted by where the images searched before failed{% else %}Adaptive search: first failures found by a
+coarse walk and bisection{% endif %};
 the changed-share, diff-error and accuracy curves come from the {{ grid_sample }} images measured on the whole grid,
 "failed by" from every image.</p>{% endif %}
 
@@ -4652,6 +4749,7 @@ class _ReportWriter:
             seed=settings["seed"], model_id=settings.get("model_id"), label_format=self.label_format,
             version=__version__, skipped=self.analysis.skipped,
             grid_sample=len(settings["grid_sample"]) if settings.get("grid_sample") is not None else None,
+            strategy=settings.get("strategy", "grid"),
             cam_method=self.cam_method if self.torch_model is not None and self.target_layers else None,
         )
         return _write_atomic(os.path.join(self.html_dir, "index.html"), html)
@@ -6201,7 +6299,7 @@ class ImageAugmenter:
         analytics_cache: str | os.PathLike | None = "analysis.json",
         *,
         strategy: str = "grid",
-        grid_sample: int | float = 0.1,
+        grid_sample: int | float | None = None,
         num_workers: int | None = None,
         executor: concurrent.futures.Executor | None = None,
         images_per_shard: int | None = None,
@@ -6213,11 +6311,13 @@ class ImageAugmenter:
         ``training_img_filenames``: file paths or RGB arrays; ``training_labels`` (optional,
         1-to-1) adds accuracy against them. ``step_size_percent``: 0.05 or 5 (%).
         ``analytics_cache``: the analysis file, checkpointed and resumed (None: memory only).
-        ``strategy``: "grid" (every intensity) or "adaptive" (coarse walk and bisection,
-        about a quarter of the calls; ``grid_sample`` images, a share or a count, on the
-        whole grid for the curves). ``num_workers``: render processes; ``executor``: any
-        ``concurrent.futures.Executor`` (Dask), images cut into ``images_per_shard`` shards;
-        ``images_in_flight`` (formerly ``images_per_chunk``): images decoded at once.
+        ``strategy``: "grid" (every intensity), "adaptive" (coarse walk and bisection, about
+        a quarter of the calls) or "guided" (bisection by where the images searched before
+        failed, in blocks; fewer calls still); ``grid_sample`` images, a share or a count, on
+        the whole grid for the curves (default: 0.1 adaptive, 4 images or 2 % guided).
+        ``num_workers``: render processes; ``executor``: any ``concurrent.futures.Executor``
+        (Dask), images cut into ``images_per_shard`` shards; ``images_in_flight`` (formerly
+        ``images_per_chunk``): images decoded at once.
 
         >>> augmenter = ImageAugmenter(lambda img: int(img.mean() > 127), augmentations=["Brighten"],
         ...                            progress=False)
@@ -6845,9 +6945,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--step", type=float, default=0.05, help="intensity step (fraction or percent)")
     search.add_argument("--cache", default="analysis.json", help="analysis file (resumed if present)")
     search.add_argument("--strategy", choices=sorted(_PROBES), default="grid",
-                        help="grid: every intensity; adaptive: coarse walk + bisection (~1/4 of the calls)")
-    search.add_argument("--grid-sample", type=_count_or_share, default=0.1,
-                        help="adaptive: images measured on the whole grid, a count (32) or a share (0.1, the default)")
+                        help="grid: every intensity; adaptive: coarse walk + bisection (~1/4 of the calls); "
+                             "guided: bisection by where earlier images failed (fewer still)")
+    search.add_argument("--grid-sample", type=_count_or_share, default=None,
+                        help="adaptive/guided: images measured on the whole grid, a count (32) or a share (default: "
+                             "0.1 adaptive; 4 images or 2 %% guided)")
     search.add_argument("--workers", type=int, default=None, help="render worker processes (default: automatic)")
     search.add_argument("--dask", metavar="SCHEDULER", help="search on a Dask cluster (e.g. tcp://host:8786); "
                         "--predict must be importable on its workers")

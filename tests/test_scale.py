@@ -71,6 +71,75 @@ def test_adaptive_probe_misses_a_failure_narrower_than_its_coarse_step_and_says_
     assert curve.adaptive_agreement == 0.5
 
 
+def test_guided_probe_bisects_by_the_prior_and_settles_a_robust_augmentation_in_one_call():
+    points = 20
+    never = [0.0] * 21
+    mostly_never = [0] * (points + 1) + [40]  # prior: 40 earlier images never failed
+    assert augment._replay_probe("guided", never, 0.5) == (None, 4)  # no prior: plain bisection of 21 outcomes
+    probe = augment._guided_probe(points, mostly_never)
+    assert next(probe) == (points,)  # one probe at intensity 1 ...
+    with pytest.raises(StopIteration) as stop:
+        probe.send({points: False})
+    assert stop.value.value is None  # ... settles "never"
+    clustered = [0] * (points + 2)
+    clustered[7] = 30  # earlier images all failed at index 7
+    probe, asked, row = augment._guided_probe(points, clustered), [], [0.0] * 7 + [1.0] * 14
+    request = next(probe)
+    try:
+        while True:
+            asked += request
+            request = probe.send({i: row[i] >= 0.5 for i in request})
+    except StopIteration as stop:
+        assert stop.value == 7
+    assert asked[:2] == [7, 6] and len(asked) <= 3  # straight at the cluster, then its left edge
+
+
+def test_guided_finds_the_grid_first_failures_with_fewer_calls_and_resumes_exactly(tmp_path):
+    images = uniform_images(VALUES * 4 + [200, 240])
+    grid_model, guided_model = BrightnessModel(), BrightnessModel()
+    grid = make(grid_model).search_randomization_boundaries(images, None, 0.05, None)
+    guided = make(guided_model).search_randomization_boundaries(images, None, 0.05, None, strategy="guided")
+    assert boundaries(guided) == boundaries(grid)
+    assert guided.settings["strategy"] == "guided" and len(guided.settings["grid_sample"]) == 4
+    assert guided_model.calls <= 0.3 * grid_model.calls  # 4 of the 34 images on the whole grid
+    again = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.05, None, strategy="guided")
+    assert again.to_json()["augmentations"] == guided.to_json()["augmentations"]  # seeded, deterministic
+    # a search that dies halfway resumes to the very rows (which intensities were asked) of an uninterrupted one
+    path = tmp_path / "analysis.json"
+    crashing = make(BrightnessModel(fail_after=150), checkpoint_seconds=0)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        crashing.search_randomization_boundaries(images, None, 0.05, path, strategy="guided")
+    done = augment.load_analysis(path).curves["Brighten"].searched_count
+    assert 0 < done < len(images)
+    resumed = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.05, path, strategy="guided")
+    assert resumed.to_json()["augmentations"] == guided.to_json()["augmentations"]
+
+
+def test_guided_reports_a_non_monotone_row_as_disagreement():
+    class Band:  # says 1 only while the mean is within (127, 140): Brighten changes it, then changes it back
+        def __call__(self, images):
+            return [int(127 < np.asarray(image).mean() < 140) for image in images]
+
+    images = uniform_images([100] * 6)
+    analysis = make(Band(), augmentations=["Brighten"]).search_randomization_boundaries(
+        images, None, 0.05, None, strategy="guided", grid_sample=2)
+    curve = analysis.curves["Brighten"]
+    full = [row for row in curve.diff_errors if None not in row]
+    assert len(full) == 2 and all(row[3] == 1.0 and row[4] == row[-1] == 0.0 for row in full)  # changed, back
+    assert curve.adaptive_agreement == 0.0  # a monotone probe misses it on the sample, and says so
+    sample = analysis.settings["grid_sample"]  # the blip is narrower than the prior's pull: the others miss it
+    assert curve.first_failure_intensities == [0.15 if k in sample else None for k in range(6)]
+
+
+def test_guided_on_an_executor_finds_the_local_first_failures(tmp_path):
+    images = uniform_images(VALUES * 4)
+    local = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.05, None, strategy="guided")
+    with concurrent.futures.ThreadPoolExecutor(2) as executor:
+        sharded = make(oracles.bright).search_randomization_boundaries(
+            images, None, 0.05, None, strategy="guided", executor=executor, images_per_shard=8)
+    assert boundaries(sharded) == boundaries(local)
+
+
 def test_each_image_is_decoded_once_and_at_most_a_chunk_is_in_flight(tmp_path):
     files = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
     augmenter = make(BrightnessModel())
