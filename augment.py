@@ -2590,9 +2590,11 @@ def _guided_probe(points: int, prior: Sequence[float] | None = None):
 _PROBES = {"grid": _grid_probe, "adaptive": _adaptive_probe, "guided": _guided_probe}
 
 
-def _replay_probe(strategy: str, row: Sequence[float], threshold: float) -> tuple[int | None, int]:
+def _replay_probe(strategy: str, row: Sequence[float], threshold: float,
+                  prior: Sequence[float] | None = None) -> tuple[int | None, int]:
     """Run a probe against a fully measured row: (first failing index it finds, measurements used)."""
-    probe, used = _PROBES[strategy](len(row) - 1), 0
+    points = len(row) - 1
+    probe, used = _guided_probe(points, prior) if strategy == "guided" else _PROBES[strategy](points), 0
     try:
         request = next(probe)
         while True:
@@ -2812,7 +2814,9 @@ class _SearchPipeline:
             elif self.rendering:
                 self.collect_render()
             elif not self.pending and not self.active:
-                return
+                if not self.blocks:
+                    return
+                # every image of this block was skipped (unreadable, too large): on to the next block
             else:  # pragma: no cover - a bookkeeping bug, never a user error
                 raise RuntimeError(f"search pipeline stalled with {len(self.active)} images in flight")
 
@@ -2862,8 +2866,9 @@ class _SearchPipeline:
         future, index, name, request = self.rendering.popleft()
         rendered = future.result()
         state = self.active.get(index)
-        if state is not None and state.pairs[name].moves:
-            state.pairs[name].moved.update((point, moved) for point, (_, moved) in zip(request, rendered))
+        if self.job.moves(name):  # (array, moved reference) pairs, also for an image given up on meanwhile
+            if state is not None:
+                state.pairs[name].moved.update((point, moved) for point, (_, moved) in zip(request, rendered))
             rendered = [array for array, _ in rendered]
         self.ready.extend((index, name, point, array) for point, array in zip(request, rendered))
 
@@ -3208,7 +3213,7 @@ class _SearchRun:
             analysis = Analysis.resume_or_start(path, settings.fingerprint(sources, labels, request.step), settings,
                                                 sources, labels, request.step)
             for curve in analysis.curves.values():
-                curve.failure_threshold = settings.failure_threshold
+                curve.failure_threshold, curve.strategy = settings.failure_threshold, request.strategy
             analysis.settings["strategy"], analysis.group_by = request.strategy, settings.group_by
             analysis.classes()  # a group_by that fails on a label fails now, before any prediction
             analysis.settings["grid_sample"] = None if request.strategy == "grid" else sorted(request.full_grid)
@@ -3304,7 +3309,7 @@ class _SearchRun:
                 labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
                 full_grid=job.full_grid & members,
                 blocks=None if job.blocks is None else [[k for k in block if k in members] for block in job.blocks],
-                known={})  # a shard learns from its own images only: the same shards, the same probes
+                known={})  # a shard learns from its own images only (a resume cuts other shards)
             futures[self.request.executor.submit(_run_shard, part, spec)] = shard
         error: BaseException | None = None
         try:
@@ -3702,7 +3707,12 @@ def _summarize(curve: AugmentationCurve) -> CurveSummary:
     rows = np.array(full, dtype=float).reshape(len(full), len(grid))
     agreement = None
     if full:  # the first 256: it runs at every checkpoint
-        agree = sum(_replay_probe("adaptive", row, threshold)[0] == _first_at_or_above(row, threshold)
+        prior = None  # guided: the probe learns where this curve's images first failed, as the search did
+        if curve.strategy == "guided":
+            prior = np.bincount([len(grid) if f is None else grid.index(f) for f, row in zip(firsts, curve.diff_errors)
+                                 if row is not None], minlength=len(grid) + 1)
+        probe = "guided" if curve.strategy == "guided" else "adaptive"
+        agree = sum(_replay_probe(probe, row, threshold, prior)[0] == _first_at_or_above(row, threshold)
                     for row in full[:256])
         agreement = round(agree / min(len(full), 256), 4)
     label_accuracy = None
@@ -3762,6 +3772,8 @@ class AugmentationCurve:
     # Positional outputs (label_format): per image, what the report draws (see _output_view).
     last_success_view: list | None = None
     first_failure_view: list | None = None
+    # The search's strategy (from the analysis' settings): a guided search's agreement replays its probe
+    strategy: str = field(default="grid", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("last_success_output", "first_failure_output"):  # one per image, None until searched
@@ -4011,7 +4023,7 @@ class Analysis:
         intensities, threshold = document.settings.intensities, document.settings.failure_threshold
         images = [ImageRecord(**record.model_dump()) for record in document.images]
         curves = {name: AugmentationCurve(name=name, intensities=intensities, failure_threshold=threshold,
-                                          **curve.model_dump())
+                                          strategy=settings.get("strategy", "grid"), **curve.model_dump())
                   for name, curve in document.augmentations.items()}
         return cls(fingerprint=document.fingerprint, settings=settings, images=images, curves=curves)
 
@@ -6582,6 +6594,7 @@ class ImageAugmenter:
 
 
 _FILE_MODULES: dict[str, types.ModuleType] = {}  # path/to/file.py -> the module, run once per process
+_FILE_MODULES_LOCK = threading.Lock()
 
 
 def _import_object(spec: str, parameter: str) -> Any:
@@ -6589,16 +6602,17 @@ def _import_object(spec: str, parameter: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise AugmentError(f"{parameter} must look like package.module:function, got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:  # last: a file of the user's never shadows augment or its packages
+        sys.path.append(os.getcwd())
     try:
         if module_name.endswith(".py"):
             path = os.path.abspath(module_name)
-            if path not in _FILE_MODULES:
-                spec_obj = importlib.util.spec_from_file_location(Path(module_name).stem, path)
-                module = importlib.util.module_from_spec(spec_obj)
-                spec_obj.loader.exec_module(module)
-                _FILE_MODULES[path] = module
+            with _FILE_MODULES_LOCK:  # threads of one worker run the file once
+                if path not in _FILE_MODULES:
+                    spec_obj = importlib.util.spec_from_file_location(Path(module_name).stem, path)
+                    module = importlib.util.module_from_spec(spec_obj)
+                    spec_obj.loader.exec_module(module)
+                    _FILE_MODULES[path] = module
             module = _FILE_MODULES[path]
         else:
             module = importlib.import_module(module_name)
@@ -7045,10 +7059,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as the module `augment`, never as `__main__`: Dask and worker processes send functions
-    # and classes by module name (a `__main__` one would go by value, with its module's locks, and
-    # fail), and a user's module (--predict, --augmentations-from) that does `import augment` gets
-    # the module running the command: one CATALOGUE, one Augmentation class.
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    sys.modules.pop("augment", None)
-    sys.exit(importlib.import_module("augment").main())
+    # Run this very file as the module `augment`, never as `__main__`: Dask and worker processes
+    # send functions and classes by module name (a `__main__` one would go by value, with its
+    # module's locks, and fail), and a user's module (--predict, --augmentations-from) that does
+    # `import augment` gets the module running the command: one CATALOGUE, one Augmentation class.
+    # (Workers import `augment` by name: the file's folder is on their path, as Python puts it first.)
+    _spec = importlib.util.spec_from_file_location("augment", os.path.abspath(__file__))
+    _module = sys.modules["augment"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    sys.exit(_module.main())

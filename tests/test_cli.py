@@ -240,3 +240,17 @@ def test_the_catalogue_and_help_print(tmp_path):
     assert table.returncode == 0 and table.stdout.count("\n| ") == len(augment.ALL_AUGMENTATIONS) + len(
         augment.EXTENDED_AUGMENTATIONS)  # the extended set is listed too (registered ones with --augmentations-from)
     assert cli("--help").returncode == 0
+
+
+def test_render_workers_and_user_modules_get_this_augment_py_whatever_the_folder_holds(tmp_path):
+    (tmp_path / "augment.py").write_text("raise ImportError('a decoy augment.py in the working folder')\n")
+    (tmp_path / "model.py").write_text("import augment\nimport numpy as np\n\nCATALOGUE = augment.CATALOGUE\n\n\n"
+                                       "def predict(images):\n"
+                                       "    return [int(np.asarray(i).mean() > 127) for i in images]\n")
+    write_pngs(tmp_path / "imgs", uniform_images([40, 90, 120]))
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "search", "--predict", "model.py:predict",
+                             "--batch-size", "8", "--images", "imgs/*.png", "--augmentations", "Brighten", "Darken",
+                             "--step", "0.1", "--cache", "a.json", "--workers", "2"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert augment.load_analysis(tmp_path / "a.json").curves["Brighten"].first_failure_intensities == [0.4, 0.2, 0.1]

@@ -192,6 +192,24 @@ def test_on_error_skip_records_each_failing_image_and_keeps_the_others(tmp_path)
         assert analysis.curves["Brighten"].first_failure_intensities[0] == 0.5  # 60 + 127 > 127
 
 
+def test_an_image_given_up_on_while_its_boxes_are_moving_is_skipped_not_a_crash():
+    from examples import shapes
+
+    images, _ = shapes.make_shapes(8, seed=1)
+
+    def flaky(batch):  # crashes on some augmented images, while other renders of the same image are in flight
+        if any(float(np.asarray(image).mean()) % 7 < 0.3 for image in batch):
+            raise RuntimeError("flaky")
+        return shapes.predict_boxes(batch)
+
+    augmenter = augment.ImageAugmenter(flaky, shapes.box_diff_error, augmentations=["SafeRotate", "Brighten"],
+                                       label_format="pascal_voc", batch_size=4, progress=False, on_error="skip")
+    with pytest.warns(UserWarning, match="5 of 8 images skipped"):
+        analysis = augmenter.search_randomization_boundaries(images, None, 0.1, None, images_in_flight=2)
+    assert analysis.curves["SafeRotate"].searched == [0, 3, 7]
+    assert all("RuntimeError: flaky" in item["reason"] for item in analysis.skipped)
+
+
 # -- the cache -----------------------------------------------------------------------------
 
 

@@ -131,6 +131,31 @@ def test_guided_reports_a_non_monotone_row_as_disagreement():
     assert curve.first_failure_intensities == [0.15 if k in sample else None for k in range(6)]
 
 
+def test_guided_goes_on_after_a_block_whose_images_are_all_unreadable(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images(VALUES * 3))
+    for path in files[:8]:  # the whole first block (no full-grid sample)
+        with open(path, "wb") as handle:
+            handle.write(b"not a png")
+    with pytest.warns(UserWarning, match="8 of 24 images skipped"):
+        analysis = make(BrightnessModel()).search_randomization_boundaries(files, None, 0.05, None,
+                                                                           strategy="guided", grid_sample=0)
+    assert analysis.curves["Brighten"].searched == list(range(8, 24))
+
+
+def test_guided_agreement_replays_the_guided_probe():
+    class Blip:  # changed only at intensity 0.2: the adaptive walk lands on it, a prior-guided probe does not
+        def __call__(self, images):
+            return [int(127 < np.asarray(image).mean() < 140) for image in images]
+
+    analysis = make(Blip(), augmentations=["Brighten"]).search_randomization_boundaries(
+        uniform_images([80] * 6), None, 0.05, None, strategy="guided", grid_sample=2)
+    curve = analysis.curves["Brighten"]
+    row = next(row for row in curve.diff_errors if None not in row)
+    assert augment._replay_probe("adaptive", row, 0.5)[0] == 4
+    assert None in curve.first_failure_intensities  # the guided search missed it on images off the sample
+    assert curve.adaptive_agreement == 0.0  # and its agreement says so (replaying the adaptive walk said 1.0)
+
+
 def test_guided_on_an_executor_finds_the_local_first_failures(tmp_path):
     images = uniform_images(VALUES * 4)
     local = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.05, None, strategy="guided")
