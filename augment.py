@@ -4318,15 +4318,18 @@ def _save_png(path: str, image: np.ndarray) -> None:
 
 def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Sequence[float]]],
               marks: Sequence[tuple[str, float | None]] = (), width: int = 360, height: int = 200,
-              compact: bool = False) -> str:
+              compact: bool = False, legend_below: bool = False) -> str:
     """A line plot as inline SVG: x = intensity in [0, 1], y = share or error in [0, 1].
 
-    ``compact`` draws only the box, the lines and the marks (for the summary table).
+    ``compact`` draws only the box, the lines and the marks (for the summary table);
+    ``legend_below`` puts the legend under the plot (many series), making the SVG taller.
     """
     from markupsafe import escape
 
     left, right, top, bottom = (2, 2, 2, 2) if compact else (42, 10, 10, 34)
-    plot_w, plot_h = width - left - right, height - top - bottom
+    below = 13 * len(series) + 4 if legend_below and not compact else 0
+    height += below
+    plot_w, plot_h = width - left - right, height - top - bottom - below
 
     def x(value: float) -> float:
         return left + value * plot_w
@@ -4344,7 +4347,7 @@ def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Seq
         parts.append(f'<text x="{x(tick):.1f}" y="{top + plot_h + 13}" text-anchor="middle" '
                      f'font-size="10">{tick:g}</text>')
     if not compact:
-        parts.append(f'<text x="{left + plot_w / 2}" y="{height - 3}" text-anchor="middle" font-size="11">'
+        parts.append(f'<text x="{left + plot_w / 2}" y="{height - below - 3}" text-anchor="middle" font-size="11">'
                      f'augmentation intensity</text>')
         parts.append(f'<text x="10" y="{top + plot_h / 2}" font-size="11" text-anchor="middle" '
                      f'transform="rotate(-90 10 {top + plot_h / 2})">share of images</text>')
@@ -4363,8 +4366,9 @@ def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Seq
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{points}">'
                      f'<title>{label}</title></polyline>')
         if not compact:
-            parts.append(f'<rect x="{left + 6}" y="{top + 4 + 13 * index}" width="10" height="3" fill="{color}"/>'
-                         f'<text x="{left + 20}" y="{top + 9 + 13 * index}" font-size="10">{label}</text>')
+            row = top + 4 + 13 * index + (plot_h + bottom if below else 0)
+            parts.append(f'<rect x="{left + 6}" y="{row}" width="10" height="3" fill="{color}"/>'
+                         f'<text x="{left + 20}" y="{row + 5}" font-size="10">{label}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -4832,11 +4836,13 @@ class Comparison:
 
     def format(self) -> str:
         """A plain-text table, most improved and most regressed first."""
-        lines = [f"{'augmentation':<20} {'model':<14} {'mean first failure':>19} {'shift':>6}  {'95% CI':<16} verdict"]
+        width = max(5, *(len(name) for name in self.names[1:]))
+        lines = [f"{'augmentation':<20} {'model':<{width}} {'mean first failure':>19} {'shift':>6}  {'95% CI':<16} "
+                 f"verdict"]
         for s in self.shifts:
             means = f"{s.baseline_mean:.3f} -> {s.model_mean:.3f}"
             interval = "" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
-            lines.append(f"{s.augmentation:<20} {_truncate(s.model, 14):<14} {means:>19} {s.shift:>+6.3f}  "
+            lines.append(f"{s.augmentation:<20} {s.model:<{width}} {means:>19} {s.shift:>+6.3f}  "
                          f"{interval:<16} {s.verdict}")
         pairing = "paired over the same images" if self.paired else "UNPAIRED: the image sets differ"
         return "\n".join(lines + [f"({pairing}; {_COMPARE_METHOD})"] + [f"note: {note}" for note in self.notes])
@@ -5034,7 +5040,8 @@ def _class_differences(comparison: Comparison, keys: dict[str, list[str | None]]
                 if ours is None or theirs is None:
                     cells.append({"text": "", "colour": _class_colour(None)})
                 else:
-                    cells.append({"text": f"{ours - theirs:+.2f}", "colour": _class_colour(ours - theirs, -0.5, 0.5)})
+                    delta = round(ours - theirs, 2) + 0.0  # no "-0.00"
+                    cells.append({"text": f"{delta:+.2f}", "colour": _class_colour(delta, -0.5, 0.5)})
             rows.append({"name": augmentation, "model": model, "cells": cells})
     return names, rows
 
@@ -5063,7 +5070,8 @@ class _ComparePage:
                 for key in ("safe_intensity", "intensity_at_10", "intensity_at_50", "intensity_at_90")]})
         from markupsafe import Markup
 
-        return {"name": augmentation, "plot": Markup(_svg_plot([0.0, 1.0], series, width=420, height=220)),
+        return {"name": augmentation, "plot": Markup(_svg_plot([0.0, 1.0], series, width=420, height=220,
+                                                               legend_below=True)),
                 "rows": rows, "shifts": [s for s in self.comparison.shifts if s.augmentation == augmentation],
                 "exemplar": None}
 
