@@ -1555,11 +1555,29 @@ def augmentation_seed(image: np.ndarray, name: str, seed: int = 0) -> int:
     return _derive_seed(seed, _image_digest(image), name)
 
 
+# Brighten, Darken and the six channel shifts map each channel's value on its own (RandomBrightnessContrast
+# without contrast adds to every channel, RGBShift to one): their result is a 256-entry table per channel.
+_POINTWISE = frozenset({"Brighten", "Darken", "MoreRed", "LessRed", "MoreGreen", "LessGreen", "MoreBlue", "LessBlue"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _pointwise_table(name: str, intensity: float) -> np.ndarray:
+    """The (256, 1, 3) table albumentations' own transform makes of every value of every channel."""
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+    table = np.ascontiguousarray(_transform(name, intensity, 256, 1)(image=ramp)["image"])
+    table.flags.writeable = False
+    return table
+
+
 def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: int) -> np.ndarray:
     """augment_image without the argument checks (the search's inner loop)."""
     intensity = round(intensity, 6)  # transforms are cached per rounded intensity; below 5e-7 is 0
     if intensity == 0.0:
         return image.copy()
+    if name in _POINTWISE and image.ndim == 3 and image.shape[2] == 3:
+        import cv2  # one lookup instead of albumentations' per-call machinery: the same pixels (tested)
+
+        return cv2.LUT(image, _pointwise_table(name, intensity))
     transform = _transform(name, intensity, image.shape[0], image.shape[1])
     if transform is None:
         return image.copy()

@@ -284,3 +284,12 @@ def test_the_draw_cache_counts_an_item_made_by_two_threads_at_once_once():
     for thread in threads:
         thread.join()
     assert cache.bytes == 2**20 and len(cache._items) == 1
+
+
+@pytest.mark.parametrize("name", sorted(augment._POINTWISE))
+def test_the_lookup_table_path_gives_albumentations_pixels(name):
+    images = natural_images((48, 64)) + [np.random.default_rng(1).integers(0, 256, (33, 17, 3), dtype=np.uint8)]
+    for intensity in (0.05, 0.3, 0.77, 1.0):
+        for image in images:
+            expected = augment._transform(name, intensity, *image.shape[:2])(image=image)["image"]
+            assert np.array_equal(augment.augment_image(image, name, intensity, seed=3), expected), (name, intensity)
