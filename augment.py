@@ -5077,9 +5077,9 @@ class _ComparePage:
         series, rows = [], []
         for k, (model, analysis) in enumerate(self.comparison.analyses.items()):
             summary, colour = analysis.curves[augmentation].summarize(), _MODEL_COLOURS[k % len(_MODEL_COLOURS)]
-            curve = summary.changed_share or summary.failed_share  # adaptive without a full-grid sample
-            series.append((f"{model}: {'changed share' if summary.changed_share else 'failed by'}", colour, curve,
-                           "", summary.intensities))
+            # "failed by" (every image's first failure), the statistic the verdicts use; the changed
+            # share of an adaptive or guided search comes from its few full-grid images only
+            series.append((f"{model}: failed by", colour, summary.failed_share, "", summary.intensities))
             if summary.label_accuracy:
                 series.append((f"{model}: label accuracy", colour, summary.label_accuracy, "5,3",
                                summary.intensities))
@@ -5214,9 +5214,9 @@ out longer; red: it breaks earlier.</p>
 {% endfor %}</tbody></table></div>{% endif %}
 
 {% for section in sections %}<section class="aug" id="aug-{{ section.name }}"><h2>{{ section.name }}</h2>
-<div class="row"><figure>{{ section.plot }}<figcaption>Solid: share of images whose output changed at each intensity
-(or, for an adaptive search without a full-grid sample, the share whose first failure is at or below it); dashed:
-accuracy against the labels.</figcaption></figure>
+<div class="row"><figure>{{ section.plot }}<figcaption>Solid: share of images whose first failure is at or below each
+intensity ("failed by", from every image: what the verdicts compare); dashed: accuracy against the labels
+(from the images measured on the whole grid).</figcaption></figure>
 <table><thead><tr><th>model</th><th>safe</th><th>10 %</th><th>50 %</th><th>90 %</th></tr></thead><tbody>
 {% for row in section.rows %}<tr><td><span class="swatch" style="background: {{ row.colour }}"></span> {{ row.model }}</td>
 {% for value, interval in row.cells %}<td>{{ value }}<br><small class="ci">{{ interval }}</small></td>{% endfor %}</tr>
