@@ -1132,7 +1132,7 @@ def _cached_draws(kind: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
         levels = _SHOT_LEVELS if kind == "quantile" else 65536
         values = np.random.default_rng(seed).integers(0, levels, shape, dtype=np.uint16)
         if kind == "normal":
-            values = np.take(_normal_quantiles(), values)
+            values = _normal_quantiles()[values]  # (np.take would first copy 16-bit indices to 64-bit: 15x slower)
         values.flags.writeable = False
         return values
 
@@ -1161,12 +1161,12 @@ def _shot_table(scale: float) -> np.ndarray:
     """
     linear = (np.arange(256) / 255.0) ** 2.2
     rates = (linear + scale * 1e-6) / scale
-    counts = np.arange(int(rates.max() + 12 * math.sqrt(rates.max()) + 20))
-    log_factorials = np.concatenate([[0.0], np.cumsum(np.log(counts[1:]))])
-    cumulative = np.cumsum(np.exp(counts[None, :] * np.log(rates[:, None]) - rates[:, None] - log_factorials), axis=1)
+    photons = np.arange(int(rates.max() + 12 * math.sqrt(rates.max()) + 20))
+    log_factorials = np.concatenate([[0.0], np.cumsum(np.log(photons[1:]))])
+    cumulative = np.cumsum(np.exp(photons[None, :] * np.log(rates[:, None]) - rates[:, None] - log_factorials), axis=1)
     quantiles = (np.arange(_SHOT_LEVELS) + 0.5) / _SHOT_LEVELS
-    counts = np.stack([np.searchsorted(row, quantiles) for row in cumulative])
-    shown = np.clip(counts * scale, 0, 1) ** (1 / 2.2)
+    drawn = np.stack([np.searchsorted(row, quantiles) for row in cumulative])  # photons at each quantile
+    shown = np.clip(drawn * scale, 0, 1) ** (1 / 2.2)
     table = np.clip(np.rint(shown * 255), 0, 255).astype(np.uint8).ravel()
     table.flags.writeable = False
     return table
@@ -2608,11 +2608,15 @@ def _guided_probe(points: int, prior: Sequence[float] | None = None):
 _PROBES = {"grid": _grid_probe, "adaptive": _adaptive_probe, "guided": _guided_probe}
 
 
+def _start_probe(strategy: str, points: int, prior: Sequence[float] | None = None):
+    """A new probe of ``strategy`` over grid indices 1..points (only the guided one uses ``prior``)."""
+    return _guided_probe(points, prior) if strategy == "guided" else _PROBES[strategy](points)
+
+
 def _replay_probe(strategy: str, row: Sequence[float], threshold: float,
                   prior: Sequence[float] | None = None) -> tuple[int | None, int]:
     """Run a probe against a fully measured row: (first failing index it finds, measurements used)."""
-    points = len(row) - 1
-    probe, used = _guided_probe(points, prior) if strategy == "guided" else _PROBES[strategy](points), 0
+    probe, used = _start_probe(strategy, len(row) - 1, prior), 0
     try:
         request = next(probe)
         while True:
@@ -2721,7 +2725,7 @@ class _Pair:
                  prior: Sequence[float] | None = None):
         self.name, self.moves = name, moves
         self.done = False
-        self.probe = _guided_probe(points, prior) if strategy == "guided" else _PROBES[strategy](points)
+        self.probe = _start_probe(strategy, points, prior)
         self.row: list[float | None] = [0.0] + [None] * points
         self.label_row: list[float | None] | None = [None] * (points + 1) if with_labels else None
         self.outputs: dict[int, Any] = {}
@@ -4843,6 +4847,20 @@ class Comparison:
     notes: list[str]  # what was left out or differs between the analyses
     step: float  # the common grid the first failures are compared on (the coarsest search's)
     page: str | None = None
+    summaries: dict[str, dict[str, CurveSummary]] = field(default_factory=dict, repr=False)  # model -> compared
+    keys: dict[str, list[str | None]] = field(default_factory=dict, repr=False)  # model -> each image's pairing key
+
+    def first_failures(self, model: str, name: str, step: float | None = None) -> dict[str, float]:
+        """Image key -> ``model``'s first failure under ``name`` on the grid of ``step`` (default
+        the common one; never = 1 + step), each image once."""
+        step = self.step if step is None else step
+        firsts, values = self.summaries[model][name].first_failure_intensities, {}
+        searched = set(self.analyses[model].curves[name].searched)
+        for k, key in enumerate(self.keys[model]):
+            if key is not None and k in searched and key not in values:
+                first = firsts[k]  # the common grid is coarser: a failure at f fails at the next point up too
+                values[key] = 1.0 + step if first is None else round(math.ceil(first / step - 1e-9) * step, 6)
+        return values
 
     @property
     def names(self) -> list[str]:
@@ -4875,17 +4893,6 @@ _COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never 
 def _image_keys(analysis: Analysis, by_digest: bool) -> list[str | None]:
     """Per image, what pairs it across analyses: its pixels' digest, else its file (None: skipped)."""
     return [None if record.error else (record.digest if by_digest else record.file) for record in analysis.images]
-
-
-def _first_failures(analysis: Analysis, name: str, keys: Sequence[str | None], step: float) -> dict[str, float]:
-    """Image key -> first-failure intensity on the grid of ``step`` (never = 1 + step), each image once."""
-    firsts = analysis.curves[name].summarize().first_failure_intensities
-    searched, values = set(analysis.curves[name].searched), {}
-    for k, key in enumerate(keys):
-        if key is not None and k in searched and key not in values:
-            first = firsts[k]  # the common grid is coarser: a failure at f fails at the next point up too
-            values[key] = 1.0 + step if first is None else round(math.ceil(first / step - 1e-9) * step, 6)
-    return values
 
 
 def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs: dict[str, float],
@@ -4931,8 +4938,9 @@ def _common_step(analyses: dict[str, Analysis]) -> float:
     return step
 
 
-def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, bool, list[str]]:
-    """The augmentations to compare, whether images pair up (and by digest), and notes on the rest."""
+def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, dict[str, list[str | None]], list[str]]:
+    """The augmentations to compare, whether images pair up, each image's pairing key per model
+    (its pixels' digest, or its file for analyses without digests), and notes on the rest."""
     notes, names = [], list(analyses)
     first = analyses[names[0]]
     everywhere = [name for name in first.curves if all(name in a.curves for a in analyses.values())]
@@ -4955,9 +4963,10 @@ def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, bool, l
             notes.append(f"{what} differ ({listed})" + (": first failures compared on the coarsest grid"
                                                          if key == "step_size" else ""))
     by_digest = all(r.digest for a in analyses.values() for r in a.images if not r.error)
-    key_sets = [set(k for k in _image_keys(a, by_digest) if k is not None) for a in analyses.values()]
-    for model, analysis in analyses.items():
-        keys = [k for k in _image_keys(analysis, by_digest) if k is not None]
+    image_keys = {model: _image_keys(analysis, by_digest) for model, analysis in analyses.items()}
+    key_sets = [{k for k in keys if k is not None} for keys in image_keys.values()]
+    for model, listed in image_keys.items():
+        keys = [k for k in listed if k is not None]
         if len(keys) != len(set(keys)):
             notes.append(f"{model}: {len(keys) - len(set(keys))} images repeat another "
                          f"({'same pixels' if by_digest else 'same file'}); each counted once")
@@ -4975,7 +4984,7 @@ def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, bool, l
         notes.append(f"{why}: compared unpaired, each model's mean over its own images")
     if not shared:
         raise AugmentError(f"the analyses of {', '.join(names)} have no augmentation in common")
-    return shared, paired, by_digest, notes
+    return shared, paired, image_keys, notes
 
 
 def _order_shifts(shifts: list[AugmentationShift]) -> list[AugmentationShift]:
@@ -5012,30 +5021,29 @@ def compare(analyses: dict[str, Analysis | str | os.PathLike] | Sequence[Analysi
                 raise AugmentError(f"analysis {name!r} must be an Analysis or a path, got {type(value).__name__}")
             value = load_analysis(value)
         loaded[str(name)] = value if group_by is None else dataclasses.replace(value, group_by=group_by)
-    step = _common_step(loaded)
-    shared, paired, by_digest, notes = _comparable(loaded)
-    names = list(loaded)
-    baseline = names[0]
-    keys = {model: _image_keys(analysis, by_digest) for model, analysis in loaded.items()}
-    shifts = []
+    shared, paired, keys, notes = _comparable(loaded)
+    comparison = Comparison(loaded, paired, [], notes, _common_step(loaded), keys=keys, summaries={
+        model: {name: analysis.curves[name].summarize() for name in shared} for model, analysis in loaded.items()})
+    baseline, *models = comparison.names
     for augmentation in shared:
-        theirs = _first_failures(loaded[baseline], augmentation, keys[baseline], step)
-        for model in names[1:]:
-            ours = _first_failures(loaded[model], augmentation, keys[model], step)
-            shift = _shift(augmentation, model, baseline, ours, theirs, paired)
+        theirs = comparison.first_failures(baseline, augmentation)
+        for model in models:
+            shift = _shift(augmentation, model, baseline, comparison.first_failures(model, augmentation), theirs,
+                           paired)
             if shift is None:
                 notes.append(f"{augmentation}: no image searched in both {baseline} and {model}")
             else:
-                shifts.append(shift)
-    comparison = Comparison(loaded, paired, _order_shifts(shifts), notes, step)
+                comparison.shifts.append(shift)
+    comparison.shifts = _order_shifts(comparison.shifts)
     if html_dir is not None:
         sources = _report_sources(loaded[baseline], images)
-        comparison.page = _ComparePage(comparison, _output_folder(html_dir, "html_dir"), sources, keys).write()
+        comparison.page = _ComparePage(comparison, _output_folder(html_dir, "html_dir"), sources).write()
     return comparison
 
 
-def _class_differences(comparison: Comparison, keys: dict[str, list[str | None]]) -> tuple[list, list]:
+def _class_differences(comparison: Comparison) -> tuple[list, list]:
     """Per augmentation and class, each model's mean first failure (on the common grid) minus the baseline's."""
+    keys = comparison.keys
     classes = {model: {name: [keys[model][k] for k in members if keys[model][k] is not None]
                        for name, members in analysis.classes().items()}
                for model, analysis in comparison.analyses.items()}
@@ -5045,8 +5053,7 @@ def _class_differences(comparison: Comparison, keys: dict[str, list[str | None]]
     names = sorted(classes[baseline], key=_natural_key)
     rows = []
     for augmentation in dict.fromkeys(s.augmentation for s in comparison.shifts):
-        firsts = {model: _first_failures(analysis, augmentation, keys[model], comparison.step)
-                  for model, analysis in comparison.analyses.items()}
+        firsts = {model: comparison.first_failures(model, augmentation) for model in comparison.names}
 
         means = {model: {name: float(np.mean(values)) if (values := [
             firsts[model][key] for key in members if key in firsts[model]]) else None
@@ -5065,18 +5072,16 @@ def _class_differences(comparison: Comparison, keys: dict[str, list[str | None]]
 
 
 class _ComparePage:
-    """Writes a Comparison as an offline page (under the folder's lock, files written atomically).
-    ``keys``: per model, each image's pairing key (see _image_keys)."""
+    """Writes a Comparison as an offline page (under the folder's lock, files written atomically)."""
 
-    def __init__(self, comparison: Comparison, html_dir: str, sources: list[_Source],
-                 keys: dict[str, list[str | None]]):
-        self.comparison, self.html_dir, self.sources, self.keys = comparison, html_dir, sources, keys
+    def __init__(self, comparison: Comparison, html_dir: str, sources: list[_Source]):
+        self.comparison, self.html_dir, self.sources, self.keys = comparison, html_dir, sources, comparison.keys
         self.baseline = comparison.analyses[comparison.names[0]]
 
     def section(self, augmentation: str) -> dict:
         series, rows = [], []
-        for k, (model, analysis) in enumerate(self.comparison.analyses.items()):
-            summary, colour = analysis.curves[augmentation].summarize(), _MODEL_COLOURS[k % len(_MODEL_COLOURS)]
+        for k, model in enumerate(self.comparison.names):
+            summary, colour = self.comparison.summaries[model][augmentation], _MODEL_COLOURS[k % len(_MODEL_COLOURS)]
             # "failed by" (every image's first failure), the statistic the verdicts use; the changed
             # share of an adaptive or guided search comes from its few full-grid images only
             series.append((f"{model}: failed by", colour, summary.failed_share, "", summary.intensities))
@@ -5096,7 +5101,7 @@ class _ComparePage:
     def exemplar(self, shift: AugmentationShift) -> dict | None:
         """The image whose first failure moved most in the shift's direction, swept for each model
         (each at its own search's first failure)."""
-        firsts = {model: _first_failures(a, shift.augmentation, self.keys[model], float(a.settings["step_size"]))
+        firsts = {model: self.comparison.first_failures(model, shift.augmentation, float(a.settings["step_size"]))
                   for model, a in self.comparison.analyses.items()}
         keys = self.keys[shift.baseline]
         candidates = [k for k, key in enumerate(keys) if key is not None and all(key in f for f in firsts.values())]
@@ -5160,7 +5165,7 @@ class _ComparePage:
                                  key=lambda s: -abs(s.shift))[:3]
                 for shift in largest:
                     sections[shift.augmentation]["exemplar"] = self.exemplar(shift)
-            classes, class_rows = _class_differences(self.comparison, self.keys)
+            classes, class_rows = _class_differences(self.comparison)
             environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
             page = environment.from_string(_COMPARE_TEMPLATE).render(
                 comparison=self.comparison, sections=list(sections.values()), method=_COMPARE_METHOD,
