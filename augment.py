@@ -149,6 +149,7 @@ import time
 import types
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -580,8 +581,11 @@ _CATALOGUE_VERSION = 2  # 2: random draws seeded from the image's pixels, not it
 _POLICY_FORMAT, _POLICY_VERSION = "augment.py sampling policy", 1
 _LEVELS = 100  # synthesis and the training transform draw intensities from 0..100 % of a limit in 1 % steps
 _ANALYSIS_FORMAT = "augment.py analysis"
-_ANALYSIS_VERSION = 3  # 2: rows may hold null (adaptive), images an error; 3: views of positional outputs
-_READABLE_VERSIONS = (1, 2, 3)  # older files read as they are
+# 2: rows may hold null (adaptive), images an error; 3: views of positional outputs; 4: rows in shard
+# files beside analysis.json (see "per-image rows" in The analysis file). Older files read as they are.
+_ANALYSIS_VERSION = 4
+_SINGLE_FILE_VERSION = 3  # Analysis.to_json(): the whole analysis in one document
+_READABLE_VERSIONS = (1, 2, 3, 4)
 
 ###############################################################################
 # The augmentation catalogue
@@ -3207,11 +3211,12 @@ def _guided_blocks(analysis: Analysis, names: Sequence[str], todo: dict[int, lis
         blocks.append(rest[:size])
         rest, size = rest[size:], size * 2
     known: dict[int, dict[str, int | None]] = {}
-    for k in range(len(analysis.images)):
-        for name in names:
-            row = analysis.curves[name].diff_errors[k]
-            if name not in todo.get(k, []) and row is not None:
-                known.setdefault(k, {})[name] = _first_at_or_above(row, analysis.curves[name].failure_threshold)
+    for name in names:
+        curve = analysis.curves[name]
+        indices = curve.diff_errors.first_indices(curve.failure_threshold)
+        for k in np.flatnonzero(indices > -2).tolist():
+            if name not in todo.get(k, ()):
+                known.setdefault(k, {})[name] = None if indices[k] < 0 else int(indices[k])
     return [block for block in blocks if block], known
 
 
@@ -3375,17 +3380,18 @@ def _formats() -> Any:
     """The pydantic models of the files augment.py writes (a namespace: .Analysis, .ManifestLine)."""
     from typing import Literal
 
-    from pydantic import BaseModel, ConfigDict, model_validator
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
 
     Settings, Image, Curve = _analysis_parts()
 
     class Analysis(BaseModel):
-        """analysis.json: settings, one record per image, per augmentation one row per image."""
+        """An analysis in one document (formats 1-3, and Analysis.to_json): settings, one record
+        per image, per augmentation one row per image."""
 
         model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
         format: Literal["augment.py analysis"]
         version: Literal[1, 2, 3]
-        tool_version: str | None = None
+        tool_version: str | None = None  # (format 4 files are AnalysisIndex)
         fingerprint: str
         settings: Settings
         images: list[Image]
@@ -3396,7 +3402,38 @@ def _formats() -> Any:
             _check_rows(self)
             return self
 
-    return types.SimpleNamespace(Analysis=Analysis, ManifestLine=_manifest_model(), Policy=_policy_model())
+    class Shard(BaseModel):
+        model_config = ConfigDict(strict=True)
+        file: str = Field(pattern=r"^rows-[0-9]{6,}\.npz$")
+        bytes: int = Field(ge=0)
+        images: int = Field(ge=0)
+
+    class Rows(BaseModel):
+        model_config = ConfigDict(strict=True)
+        folder: str
+        shards: list[Shard]
+
+    class Entry(BaseModel):
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+        definition: str
+        summary: dict | None = None  # derived; recomputed from the rows when it lacks a field
+
+    class AnalysisIndex(BaseModel):
+        """analysis.json, format 4: settings, per augmentation its definition and summary, and the
+        shard files of per-image rows in the folder beside it."""
+
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+        format: Literal["augment.py analysis"]
+        version: Literal[4]
+        tool_version: str | None = None
+        fingerprint: str
+        settings: Settings
+        images: int = Field(ge=0)
+        augmentations: dict[str, Entry]
+        rows: Rows
+
+    return types.SimpleNamespace(Analysis=Analysis, AnalysisIndex=AnalysisIndex, Image=Image,
+                                 ManifestLine=_manifest_model(), Policy=_policy_model())
 
 
 def _analysis_parts() -> tuple[type, type, type]:
@@ -3551,20 +3588,18 @@ def _validated(model: Any, data: Any, where: str) -> Any:
 
 
 def file_schema(kind: str = "analysis") -> dict:
-    """The JSON Schema of ``analysis.json`` ("analysis"), of a ``manifest.jsonl`` line
-    ("manifest") or of a sampling policy file ("policy").
+    """The JSON Schema of ``analysis.json`` ("analysis"; its rows are in shard files, see the
+    README), of one analysis as a single document ("analysis-document": Analysis.to_json and
+    format 1-3 files), of a ``manifest.jsonl`` line ("manifest") or of a sampling policy file ("policy").
 
     >>> file_schema("manifest")["required"][:3]
     ['index', 'file', 'source_file']
     """
-    models = {"analysis": _formats().Analysis, "manifest": _formats().ManifestLine, "policy": _formats().Policy}
+    models = {"analysis": _formats().AnalysisIndex, "analysis-document": _formats().Analysis,
+              "manifest": _formats().ManifestLine, "policy": _formats().Policy}
     if kind not in models:
-        raise AugmentError(f"kind must be 'analysis', 'manifest' or 'policy', got {kind!r}")
+        raise AugmentError(f"kind must be one of {sorted(models)}, got {kind!r}")
     return models[kind].model_json_schema()
-
-
-def _first_at_or_above(values: Sequence[float | None], threshold: float) -> int | None:
-    return next((i for i, v in enumerate(values) if v is not None and v >= threshold), None)
 
 
 _NEGLIGIBLE_SHARE = 0.02  # "safe": at most this share of images changed output
@@ -3641,7 +3676,8 @@ class CurveSummary:
             "adaptive_agreement": self.adaptive_agreement, "safe_intensity": self.safe_intensity,
             "intensity_at_10": self.intensity_at_10, "intensity_at_50": self.intensity_at_50,
             "intensity_at_90": self.intensity_at_90, "onset_intensity": self.onset_intensity,
-            "failure_intensity": self.failure_intensity, "mean_diff_error": list(self.mean_diff_error),
+            "failure_intensity": self.failure_intensity, "failed_share": list(self.failed_share),
+            "mean_diff_error": list(self.mean_diff_error),
             "changed_share": list(self.changed_share),
             "label_accuracy": list(self.label_accuracy) if self.label_accuracy is not None else None,
             "exemplar": self.exemplar,
@@ -3691,13 +3727,14 @@ def _percentile_interval(estimates: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _threshold_intervals(firsts: Sequence[float | None], grid: Sequence[float], name: str) -> dict:
+def _threshold_intervals(firsts: np.ndarray, grid: Sequence[float], name: str) -> dict:
     """Intervals of the safe and 10/50/90 % intensities from the searched images' first failures
-    (none under ``_MIN_IMAGES`` images: a bootstrap of so few values collapses to a point)."""
+    (an array, 2.0 for never; none under ``_MIN_IMAGES`` images: a bootstrap of so few values
+    collapses to a point)."""
     if len(firsts) < _MIN_IMAGES:
         return {}
     never = 2.0  # sorts after every intensity; shown as ">1"
-    distinct, draws = _bootstrap_counts(np.array([never if f is None else f for f in firsts]), "thresholds", name)
+    distinct, draws = _bootstrap_counts(np.asarray(firsts, dtype=float), "thresholds", name)
     grid = np.asarray(grid, dtype=float)
     below = np.searchsorted(distinct, grid + 1e-9, side="right")  # distinct values at or below each intensity
     failed = np.concatenate([np.zeros((len(draws), 1)), np.cumsum(draws, axis=1)], axis=1)[:, below] / len(firsts)
@@ -3714,53 +3751,56 @@ def _threshold_intervals(firsts: Sequence[float | None], grid: Sequence[float], 
             for key, values in estimates.items()}
 
 
+def _first_failures(curve: AugmentationCurve) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the first failing grid index (-1 never, -2 not searched) and its intensity (2.0:
+    never or not searched), from the curve's columns."""
+    indices = curve.diff_errors.first_indices(curve.failure_threshold)
+    return indices, np.append(np.asarray(curve.intensities, dtype=float), 2.0)[np.where(indices < 0, -1, indices)]
+
+
 def _summarize(curve: AugmentationCurve) -> CurveSummary:
     """The pure function behind every figure of a curve: rows in, frozen summary out."""
     grid, threshold = curve.intensities, curve.failure_threshold
-    firsts = []
-    for row in curve.diff_errors:
-        index = _first_at_or_above(row, threshold) if row is not None else None
-        firsts.append(grid[index] if index is not None else None)
-    searched = np.array([math.inf if first is None else first for first, row in zip(firsts, curve.diff_errors)
-                         if row is not None], dtype=float)
-    failed = ((searched[:, None] <= np.asarray(grid) + 1e-9).mean(axis=0).tolist() if len(searched)
-              else [0.0] * len(grid))
-    full = [row for row in curve.diff_errors if row is not None and None not in row]
-    rows = np.array(full, dtype=float).reshape(len(full), len(grid))
+    values, present = curve.diff_errors.arrays()
+    indices, at = _first_failures(curve)
+    firsts = tuple(None if i < 0 else grid[i] for i in indices.tolist())
+    searched = indices[present]
+    failed = (np.cumsum(np.bincount(searched[searched >= 0], minlength=len(grid))) / len(searched)).tolist() \
+        if len(searched) else [0.0] * len(grid)
+    full = np.flatnonzero(curve.diff_errors.complete())
+    rows = values[full].astype(np.float64)
     agreement = None
-    if full:  # the first 256: it runs at every checkpoint
+    if len(full):  # the first 256: it runs at every checkpoint
         prior = None  # guided: the probe learns where this curve's images first failed, as the search did
         if curve.strategy == "guided":
-            prior = np.bincount([len(grid) if f is None else grid.index(f) for f, row in zip(firsts, curve.diff_errors)
-                                 if row is not None], minlength=len(grid) + 1)
+            prior = np.bincount(np.where(searched < 0, len(grid), searched), minlength=len(grid) + 1)
         probe = "guided" if curve.strategy == "guided" else "adaptive"
-        agree = sum(_replay_probe(probe, row, threshold, prior)[0] == _first_at_or_above(row, threshold)
-                    for row in full[:256])
+        agree = sum(_replay_probe(probe, curve.diff_errors[k], threshold, prior)[0]
+                    == (None if indices[k] < 0 else int(indices[k])) for k in full[:256].tolist())
         agreement = round(agree / min(len(full), 256), 4)
     label_accuracy = None
     if curve.label_errors is not None:
-        label_rows = [row for row in curve.label_errors if row is not None and None not in row]
-        label_accuracy = tuple(round(float(v), 4) for v in (np.array(label_rows) < threshold).mean(axis=0)) \
-            if label_rows else ()
+        label_values = curve.label_errors.arrays()[0][curve.label_errors.complete()].astype(np.float64)
+        label_accuracy = tuple(round(float(v), 4) for v in (label_values < threshold).mean(axis=0)) \
+            if len(label_values) else ()
     summary = CurveSummary(
         intensities=tuple(grid), searched_images=len(searched), full_grid_images=len(full),
-        adaptive_agreement=agreement, first_failure_intensities=tuple(firsts), failed_share=tuple(failed),
+        adaptive_agreement=agreement, first_failure_intensities=firsts, failed_share=tuple(failed),
         mean_diff_error=tuple(round(float(v), 4) for v in rows.mean(axis=0)) if len(rows) else (),
         changed_share=tuple(round(float(v), 4) for v in (rows >= threshold).mean(axis=0)) if len(rows) else (),
-        label_accuracy=label_accuracy, exemplar=None,
-        intervals=_threshold_intervals([f for f, row in zip(firsts, curve.diff_errors) if row is not None], grid,
-                                       curve.name))
-    return dataclasses.replace(summary, exemplar=_exemplar(curve, firsts, summary.failure_intensity))
+        label_accuracy=label_accuracy, exemplar=None, intervals=_threshold_intervals(at[present], grid, curve.name))
+    return dataclasses.replace(summary, exemplar=_exemplar(curve, indices, at, summary.failure_intensity))
 
 
-def _exemplar(curve: AugmentationCurve, firsts: Sequence[float | None], failure: float) -> dict | None:
-    """The representative image: its first failure is closest to the 50 % intensity."""
-    searched = [k for k, row in enumerate(curve.diff_errors) if row is not None]
-    if not searched:
+def _exemplar(curve: AugmentationCurve, indices: np.ndarray, at: np.ndarray, failure: float) -> dict | None:
+    """The representative image: its first failure is closest to the 50 % intensity (never: 1.5)."""
+    searched = np.flatnonzero(indices > -2)
+    if not len(searched):
         return None
-    best = min(searched, key=lambda k: (abs((firsts[k] if firsts[k] is not None else 1.5) - failure), k))
-    first = firsts[best]
-    last_index = (curve.intensities.index(first) - 1) if first is not None else len(curve.intensities) - 1
+    distance = np.abs(np.where(indices[searched] == -1, 1.5, at[searched]) - failure)
+    best = int(searched[np.argmin(distance)])  # the first of equals: the lowest image index
+    first = None if indices[best] < 0 else curve.intensities[indices[best]]
+    last_index = (int(indices[best]) - 1) if first is not None else len(curve.intensities) - 1
     exemplar = {"image": best, "last_success_intensity": curve.intensities[last_index],
                 "last_success_output": curve.last_success_output[best], "first_failure_intensity": first,
                 "first_failure_output": curve.first_failure_output[best]}
@@ -3768,6 +3808,371 @@ def _exemplar(curve: AugmentationCurve, firsts: Sequence[float | None], failure:
         exemplar["last_success_view"] = curve.last_success_view[best]
         exemplar["first_failure_view"] = curve.first_failure_view[best]
     return exemplar
+
+
+# -- per-image rows: columns in memory, append-only shards on disk ---------------------------
+# Per augmentation, an analysis of n images keeps its rows as one (n, grid) float32 array
+# (NaN: not measured) with a mask of the images that have a row, and each per-image output
+# text as a code into the distinct texts: a few bytes per measured cell, not a Python list
+# per image. AugmentationCurve.diff_errors and its siblings are these columns, indexed like
+# the lists they were (row k: a list with None where not measured; None: image k not searched).
+# float32 keeps 7 digits; a value that float32 would round across the failure threshold is
+# moved to the nearest float32 on its own side, so no image's verdict (failed or not) changes.
+
+
+def _to_float32(values: Any, threshold: float) -> np.ndarray:
+    """``values`` (NaN: not measured) as float32, each on the same side of ``threshold`` as before."""
+    wide = np.asarray(values, dtype=np.float64)
+    narrow = wide.astype(np.float32)
+    above = wide >= threshold
+    crossed = (narrow >= np.float64(threshold)) != above
+    if crossed.any():  # the neighbouring float32 on the right side is at most one step away
+        narrow[crossed] = np.nextafter(narrow[crossed], np.where(above[crossed], np.inf, -np.inf).astype(np.float32))
+    return narrow
+
+
+@functools.lru_cache(maxsize=65536)
+def _short_float(value: float) -> float:
+    return float(str(np.float32(value)))  # the shortest decimal that is this float32: 0.3, not 0.30000001
+
+
+def _python_row(values: np.ndarray, threshold: float) -> list[float | None]:
+    row = []
+    for value in values.tolist():
+        if value != value:
+            row.append(None)
+            continue
+        short = _short_float(value)
+        row.append(short if (short >= threshold) == (value >= threshold) else value)
+    return row
+
+
+class _Rows(collections.abc.Sequence):
+    """One augmentation's rows of diff (or label) errors for every image, as columns (see above).
+
+    ``load`` (lazy files): a function returning (values, present), called on first use.
+    ``fresh`` is every image whose row was set since the analysis was last saved.
+    """
+
+    def __init__(self, count: int, width: int, threshold: Callable[[], float], rows: Iterable | None = None,
+                 load: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
+        self.count, self.width, self._threshold, self._load = count, width, threshold, load
+        self._values: np.ndarray | None = None
+        self._present: np.ndarray | None = None
+        self.fresh: set[int] = set()
+        if load is None:
+            self._values, self._present = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
+            for k, row in enumerate(rows or ()):
+                if row is not None:
+                    self._put(k, row)
+
+    @property
+    def loaded(self) -> bool:
+        return self._values is not None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values (images, grid) float32 with NaN where not measured, present (images,) bool)."""
+        if self._values is None:
+            self._values, self._present = self._load()
+            self._load = None
+        return self._values, self._present
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self.count))]
+        values, present = self.arrays()
+        k = range(self.count)[k]
+        return _python_row(values[k], self._threshold()) if present[k] else None
+
+    def __setitem__(self, k: int, row: Sequence[float | None] | None) -> None:
+        self.arrays()
+        k = range(self.count)[k]
+        self._put(k, row)
+        self.fresh.add(k)
+
+    def _put(self, k: int, row: Sequence[float | None] | None) -> None:
+        if row is None:
+            self._values[k], self._present[k] = np.nan, False
+            return
+        if len(row) != self.width:
+            raise ValueError(f"a row of {len(row)} values for a grid of {self.width}")
+        self._values[k] = _to_float32([np.nan if v is None else v for v in row], self._threshold())
+        self._present[k] = True
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, _Rows):
+            (a, pa), (b, pb) = self.arrays(), other.arrays()
+            return a.shape == b.shape and np.array_equal(pa, pb) and np.array_equal(a[pa], b[pb], equal_nan=True)
+        if isinstance(other, (list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<rows of {self.count} images, {int(self.arrays()[1].sum())} searched>"
+
+    def first_indices(self, threshold: float) -> np.ndarray:
+        """Per image, the first grid index at or above ``threshold``: -1 never, -2 not searched."""
+        values, present = self.arrays()
+        hit = values >= np.float64(threshold)
+        return np.where(present, np.where(hit.any(axis=1), hit.argmax(axis=1), -1), -2)
+
+    def complete(self) -> np.ndarray:
+        """Which images were measured at every grid intensity."""
+        values, present = self.arrays()
+        return present & ~np.isnan(values).any(axis=1)
+
+
+class _Texts(collections.abc.Sequence):
+    """Per image one short text or None (an output), stored as codes into the distinct texts."""
+
+    def __init__(self, count: int, values: Iterable | None = None,
+                 load: Callable[[], tuple[np.ndarray, list[str]]] | None = None):
+        self.count, self._load = count, load
+        self._codes: np.ndarray | None = None
+        self._texts: list[str] = []
+        self._index: dict[str, int] = {}
+        if load is None:
+            self._codes = np.full(count, -1, np.int32)
+            for k, text in enumerate(values or ()):
+                if text is not None:
+                    self._codes[k] = self._code(text)
+
+    def arrays(self) -> tuple[np.ndarray, list[str]]:
+        if self._codes is None:
+            self._codes, self._texts = self._load()
+            self._index, self._load = {text: code for code, text in enumerate(self._texts)}, None
+        return self._codes, self._texts
+
+    def _code(self, text: str) -> int:
+        code = self._index.get(text)
+        if code is None:
+            code = self._index[text] = len(self._texts)
+            self._texts.append(text)
+        return code
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self.count))]
+        codes, texts = self.arrays()
+        code = int(codes[range(self.count)[k]])
+        return None if code < 0 else texts[code]
+
+    def __setitem__(self, k: int, text: str | None) -> None:
+        codes, _ = self.arrays()
+        codes[range(self.count)[k]] = -1 if text is None else self._code(text)
+
+    def __eq__(self, other: Any) -> bool:
+        return list(self) == list(other) if isinstance(other, (_Texts, list, tuple)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<texts of {self.count} images>"
+
+    def subset(self, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The codes of ``indices`` renumbered into the texts they use (what a shard stores)."""
+        codes, texts = self.arrays()
+        picked = codes[indices]
+        used, renumbered = np.unique(picked[picked >= 0], return_inverse=True)
+        out = np.full(len(picked), -1, np.int32)
+        out[picked >= 0] = renumbered
+        return out, [texts[code] for code in used.tolist()]
+
+
+class _Deferred(collections.abc.Sequence):
+    """A tuple computed on first use (a stored summary's per-image first failures need the rows)."""
+
+    def __init__(self, compute: Callable[[], Iterable]):
+        self._compute, self._items = compute, None
+
+    def _get(self) -> tuple:
+        if self._items is None:
+            self._items, self._compute = tuple(self._compute()), None
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getitem__(self, k: Any) -> Any:
+        return self._get()[k]
+
+    def __eq__(self, other: Any) -> bool:
+        return self._get() == tuple(other) if isinstance(other, collections.abc.Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+# The rows on disk (analysis format 4): analysis.json holds the settings, per augmentation its
+# definition and summary, and the list of shard files in the folder beside it (analysis.rows/
+# for analysis.json). A shard is a NumPy .npz file of one checkpoint's new rows; a later shard's
+# row for an image replaces an earlier one's. A checkpoint writes one new shard (temporary file,
+# fsync, rename), then analysis.json listing it: a kill at any point leaves the last listed set
+# whole, and a shard no analysis.json lists is removed by the next search. Members of a shard:
+#   meta              JSON (uint8): {"format", "version", "grid", "augmentations": [{"name", "definition"}]}
+#   images, records   image indices (int64) and their records, JSON lines (uint8)
+#   a<i>.images       augmentation i's image indices (int64); a<i>.present: has a row (bool)
+#   a<i>.diff         (m, grid) float32 diff errors, NaN where not measured; a<i>.label: label errors
+#   a<i>.last, a<i>.first      output codes (int32, -1: none) into a<i>.last.texts / a<i>.first.texts (JSON)
+#   a<i>.views        JSON: per row [last success view, first failure view] (positional outputs)
+# Rows of an augmentation whose definition differs from analysis.json's are ignored.
+
+_SHARD_FORMAT, _SHARD_VERSION = "augment.py rows", 1
+_SHARD_NAME = re.compile(r"rows-(\d{6,})\.npz")
+_MAX_SHARDS = 64  # a checkpoint that would list more rewrites the rows as one shard
+_COMPACT_AFTER_SEARCH = 8  # a finished search with more shards than this leaves one
+
+
+def _rows_folder(path: str) -> str:
+    """Where the rows of the analysis file ``path`` live: analysis.json -> analysis.rows."""
+    return (path[:-5] if path.endswith(".json") else path) + ".rows"
+
+
+def _blob(value: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
+
+
+def _unblob(array: np.ndarray) -> Any:
+    return json.loads(array.tobytes().decode("utf-8"))
+
+
+def _shard_arrays(analysis: Analysis, images: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The members of one shard: the records of ``images`` and, per augmentation, the rows of its images."""
+    records = "\n".join(json.dumps(dataclasses.asdict(analysis.images[k]), separators=(",", ":"))
+                        for k in images.tolist())
+    arrays = {"meta": _blob({"format": _SHARD_FORMAT, "version": _SHARD_VERSION, "grid": len(analysis.intensities),
+                             "augmentations": [{"name": name, "definition": analysis.curves[name].definition}
+                                               for name in rows]}),
+              "images": images.astype(np.int64),
+              "records": np.frombuffer(records.encode("utf-8"), dtype=np.uint8)}
+    for i, (name, picked) in enumerate(rows.items()):
+        curve, prefix = analysis.curves[name], f"a{i}."
+        values, present = curve.diff_errors.arrays()
+        arrays[prefix + "images"], arrays[prefix + "present"] = picked.astype(np.int64), present[picked]
+        arrays[prefix + "diff"] = values[picked]
+        if curve.label_errors is not None:
+            label_values, label_present = curve.label_errors.arrays()
+            arrays[prefix + "label"], arrays[prefix + "label.present"] = label_values[picked], label_present[picked]
+        for key, texts in (("last", curve.last_success_output), ("first", curve.first_failure_output)):
+            arrays[prefix + key], used = texts.subset(picked)
+            arrays[prefix + key + ".texts"] = _blob(used)
+        if curve.last_success_view is not None:
+            arrays[prefix + "views"] = _blob([[curve.last_success_view[k], curve.first_failure_view[k]]
+                                              for k in picked.tolist()])
+    return arrays
+
+
+def _write_npz(handle: Any, arrays: dict[str, np.ndarray]) -> None:
+    """A compressed .npz (what np.load reads) with fixed member dates: the same rows give the same bytes."""
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for key, array in arrays.items():
+            member = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
+
+
+class _ShardError(AugmentError):
+    pass
+
+
+def _open_shard(path: str, count: int, width: int) -> tuple[Any, dict]:
+    """An open shard and its meta, checked; an unreadable one is an error naming it."""
+    try:
+        shard = np.load(path, allow_pickle=False)
+        meta = _unblob(shard["meta"])
+        images = shard["images"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise _ShardError(f"rows file {path} is missing, truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    if (not isinstance(meta, dict) or meta.get("format") != _SHARD_FORMAT or meta.get("grid") != width
+            or images.ndim != 1 or (len(images) and (images.min() < 0 or images.max() >= count))):
+        raise _ShardError(f"rows file {path} does not belong to this analysis ({count} images, grid of {width})")
+    return shard, meta
+
+
+class _ShardColumns:
+    """Reads one augmentation's columns from the listed shards on first use (what lazy _Rows load)."""
+
+    def __init__(self, paths: Sequence[str], name: str, definition: str, count: int, width: int,
+                 labels: bool, views: bool):
+        self.paths, self.name, self.definition = list(paths), name, definition
+        self.count, self.width, self.labels, self.views = count, width, labels, views
+        self.fields: dict[str, Any] | None = None
+
+    def take(self, field_name: str) -> Any:
+        if self.fields is None:
+            self.fields = self._read()
+        return self.fields.pop(field_name)
+
+    def _read(self) -> dict[str, Any]:
+        count, width = self.count, self.width
+        diff, present = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
+        label = np.full((count, width), np.nan, np.float32) if self.labels else None
+        label_present = np.zeros(count, bool)
+        codes = {key: np.full(count, -1, np.int32) for key in ("last", "first")}
+        index: dict[str, dict[str, int]] = {"last": {}, "first": {}}
+        views = [[None] * count, [None] * count] if self.views else None
+        for path in self.paths:
+            shard, meta = _open_shard(path, count, width)
+            with shard:
+                entries = [i for i, entry in enumerate(meta["augmentations"])
+                           if entry.get("name") == self.name and entry.get("definition") == self.definition]
+                for i in entries:
+                    prefix = f"a{i}."
+                    try:
+                        picked, has = shard[prefix + "images"], shard[prefix + "present"]
+                        values = shard[prefix + "diff"]
+                        if values.shape != (len(picked), width) or len(has) != len(picked) or (
+                                len(picked) and (picked.min() < 0 or picked.max() >= count)):
+                            raise ValueError("rows do not fit the grid or the images")
+                        if np.any((values < 0) | (values > 1)):
+                            raise ValueError("a diff error outside [0, 1]")
+                        diff[picked], present[picked] = values, has
+                        if label is not None and prefix + "label" in shard.files:
+                            label[picked] = shard[prefix + "label"]
+                            label_present[picked] = shard[prefix + "label.present"]
+                        for key in ("last", "first"):
+                            local, used = shard[prefix + key], _unblob(shard[prefix + key + ".texts"])
+                            if len(local) != len(picked) or (len(local) and not -1 <= local.min() <= local.max()
+                                                              < len(used)):
+                                raise ValueError(f"{key} output codes do not fit their texts")
+                            mapping = np.array([index[key].setdefault(t, len(index[key])) for t in used] + [-1],
+                                               dtype=np.int32)
+                            codes[key][picked] = mapping[local]
+                        if views is not None and prefix + "views" in shard.files:
+                            for k, (last, first) in zip(picked.tolist(), _unblob(shard[prefix + "views"])):
+                                views[0][k], views[1][k] = last, first
+                    except (OSError, ValueError, KeyError, IndexError, TypeError, zipfile.BadZipFile) as exc:
+                        raise _ShardError(f"rows file {path}: augmentation {self.name}: {exc}") from None
+        return {"diff": (diff, present), "label": (label, label_present) if label is not None else None,
+                "last": (codes["last"], list(index["last"])), "first": (codes["first"], list(index["first"])),
+                "views": views}
+
+
+def _stored_summary(block: Any, curve: AugmentationCurve) -> CurveSummary | None:
+    """The summary a format 4 file stores (None when it lacks a field: then it is recomputed)."""
+    try:
+        return CurveSummary(
+            intensities=tuple(curve.intensities), searched_images=int(block["searched_images"]),
+            full_grid_images=int(block["full_grid_images"]), adaptive_agreement=block["adaptive_agreement"],
+            first_failure_intensities=_Deferred(lambda: _summarize(curve).first_failure_intensities),
+            failed_share=tuple(block["failed_share"]), mean_diff_error=tuple(block["mean_diff_error"]),
+            changed_share=tuple(block["changed_share"]),
+            label_accuracy=None if block["label_accuracy"] is None else tuple(block["label_accuracy"]),
+            exemplar=block["exemplar"],
+            intervals={key: tuple(bounds) for key, bounds in block["confidence_intervals"].items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 @dataclass
@@ -3796,11 +4201,39 @@ class AugmentationCurve:
     first_failure_view: list | None = None
     # The search's strategy (from the analysis' settings): a guided search's agreement replays its probe
     strategy: str = field(default="grid", repr=False, compare=False)
+    # A loaded analysis' summary from its file, used until the rows are read (then recomputed)
+    stored_summary: CurveSummary | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Lists (from a version 1-3 file, or built by hand) become columns (see _Rows)
+        count, width = len(self.diff_errors), len(self.intensities)
+        if not isinstance(self.diff_errors, _Rows):
+            self.diff_errors = _Rows(count, width, self._threshold, self.diff_errors)
+        if self.label_errors is not None and not isinstance(self.label_errors, _Rows):
+            self.label_errors = _Rows(count, width, self._threshold, self.label_errors)
         for name in ("last_success_output", "first_failure_output"):  # one per image, None until searched
-            values = getattr(self, name)
-            values.extend([None] * (len(self.diff_errors) - len(values)))
+            if not isinstance(values := getattr(self, name), _Texts):
+                setattr(self, name, _Texts(count, values))
+
+    def _threshold(self) -> float:
+        return self.failure_threshold
+
+    @classmethod
+    def _from_shards(cls, name: str, block: dict, settings: dict, columns: _ShardColumns) -> AugmentationCurve:
+        """A curve whose rows stay in the shards until first used; its summary comes from ``block``."""
+        grid, count = settings["intensities"], columns.count
+        curve = cls(name=name, intensities=grid, failure_threshold=settings["failure_threshold"],
+                    definition=block["definition"], diff_errors=[], strategy=settings.get("strategy", "grid"))
+        curve.diff_errors = _Rows(count, len(grid), curve._threshold, load=functools.partial(columns.take, "diff"))
+        if columns.labels:
+            curve.label_errors = _Rows(count, len(grid), curve._threshold,
+                                       load=functools.partial(columns.take, "label"))
+        curve.last_success_output = _Texts(count, load=functools.partial(columns.take, "last"))
+        curve.first_failure_output = _Texts(count, load=functools.partial(columns.take, "first"))
+        if columns.views:  # Python objects, read at once
+            curve.last_success_view, curve.first_failure_view = columns.take("views")
+        curve.stored_summary = _stored_summary(block.get("summary"), curve)
+        return curve
 
     def __repr__(self) -> str:
         summary = self.summarize()
@@ -3809,6 +4242,10 @@ class AugmentationCurve:
                 f"at_90%={summary.intensity_at_90})")
 
     def summarize(self) -> CurveSummary:
+        if self.stored_summary is not None:
+            if not self.diff_errors.loaded:
+                return self.stored_summary
+            self.stored_summary = None
         return _summarize(self)
 
     @property
@@ -3817,11 +4254,13 @@ class AugmentationCurve:
 
     @property
     def searched(self) -> list[int]:
-        return [k for k, row in enumerate(self.diff_errors) if row is not None]
+        return np.flatnonzero(self.diff_errors.arrays()[1]).tolist()
 
     @property
     def searched_count(self) -> int:
-        return len(self.searched)
+        if self.stored_summary is not None and not self.diff_errors.loaded:
+            return self.stored_summary.searched_images
+        return int(self.diff_errors.arrays()[1].sum())
 
     @property
     def full_grid_count(self) -> int:
@@ -3881,10 +4320,10 @@ class AugmentationCurve:
             "definition": self.definition,
             "summary": summary.to_json(self.group),
             "first_failure_intensity": list(summary.first_failure_intensities),
-            "diff_errors": self.diff_errors,
-            "label_errors": self.label_errors,
-            "last_success_output": self.last_success_output,
-            "first_failure_output": self.first_failure_output,
+            "diff_errors": list(self.diff_errors),
+            "label_errors": list(self.label_errors) if self.label_errors is not None else None,
+            "last_success_output": list(self.last_success_output),
+            "first_failure_output": list(self.first_failure_output),
             **({"last_success_view": self.last_success_view, "first_failure_view": self.first_failure_view}
                if self.last_success_view is not None else {}),
         }
@@ -3934,6 +4373,9 @@ class Analysis:
     curves: dict[str, AugmentationCurve]
     # group_by(label) -> str: the classes of by_class(); by default a classification label itself
     group_by: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)
+    # where its rows were last saved ({"path", "shards"}) and the images changed since (see save)
+    _store: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _fresh_images: set[int] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         done = sum(1 for c in self.curves.values() if c.searched_count == len(self.images))
@@ -3997,33 +4439,44 @@ class Analysis:
             return {}
         summaries = summaries or self.summaries()
         never = 1.0 + float(self.settings["step_size"])
+        members = {key: np.array(indices, dtype=np.int64) for key, indices in groups.items()}
         breakdown = {}
-        for name, summary in summaries.items():
-            searched = set(self.curves[name].searched)
+        for name in summaries:
+            indices, at = _first_failures(self.curves[name])
+            values = np.where(indices == -1, never, at)
             cells = {}
-            for key, members in groups.items():
-                firsts = [summary.first_failure_intensities[k] for k in members if k in searched]
-                if firsts:
-                    values = np.array([never if f is None else f for f in firsts])
-                    at_50 = next((t for t in summary.intensities if (values <= t + 1e-9).mean() >= 0.5 - 1e-9), None)
+            for key, group in members.items():
+                firsts = values[group[indices[group] > -2]]
+                if len(firsts):
+                    failed = (firsts[:, None] <= np.asarray(self.intensities) + 1e-9).mean(axis=0)
+                    at_50 = next((t for t, share in zip(self.intensities, failed) if share >= 0.5 - 1e-9), None)
                     cells[key] = {"images": len(firsts), "intensity_at_50": at_50,
-                                  "mean_first_failure": round(float(values.mean()), 4)}
+                                  "mean_first_failure": round(float(firsts.mean()), 4)}
             breakdown[name] = cells
         return breakdown
 
-    def to_json(self) -> dict:
+    def _summary_blocks(self) -> tuple[dict[str, CurveSummary], dict[str, dict]]:
+        """Per augmentation, its summary and its summary block (with the per-class breakdown)."""
         summaries = {name: curve.summarize() for name, curve in self.curves.items()}
         try:
             breakdown = self.by_class(summaries)
         except AugmentError as exc:  # the results are saved whatever a group_by does
-            warnings.warn(f"{exc}; saved without the per-class breakdown", stacklevel=2)
+            warnings.warn(f"{exc}; saved without the per-class breakdown", stacklevel=3)
             breakdown = {}
-        augmentations = {name: curve.to_json(summaries[name]) for name, curve in self.curves.items()}
+        blocks = {name: summary.to_json(self.curves[name].group) for name, summary in summaries.items()}
         for name, cells in breakdown.items():
-            augmentations[name]["summary"]["by_class"] = cells
+            blocks[name]["by_class"] = cells
+        return summaries, blocks
+
+    def to_json(self) -> dict:
+        """The whole analysis as one JSON document, rows included (the single-file layout of
+        format 3, which load_analysis reads too; :meth:`save` writes format 4: rows in shards)."""
+        summaries, blocks = self._summary_blocks()
+        augmentations = {name: {**curve.to_json(summaries[name]), "summary": blocks[name]}
+                         for name, curve in self.curves.items()}
         return {
             "format": _ANALYSIS_FORMAT,
-            "version": _ANALYSIS_VERSION,
+            "version": _SINGLE_FILE_VERSION,
             "tool_version": __version__,
             "fingerprint": self.fingerprint,
             "settings": self.settings,
@@ -4036,6 +4489,9 @@ class Analysis:
         """An analysis from its JSON document; an AugmentError names ``where`` and the field."""
         if not isinstance(data, dict) or data.get("format") != _ANALYSIS_FORMAT:
             raise AugmentError(f"{where} is not an augment.py analysis file")
+        if data.get("version") == _ANALYSIS_VERSION:
+            raise AugmentError(f"{where} is a format {_ANALYSIS_VERSION} index whose rows are in files beside it: "
+                               f"read it with load_analysis(path)")
         if data.get("version") not in _READABLE_VERSIONS:
             raise AugmentError(f"{where} has analysis format version {data.get('version')!r}; this augment.py "
                                f"{__version__} reads versions {_READABLE_VERSIONS}. Re-run the search "
@@ -4062,9 +4518,13 @@ class Analysis:
         grid, views = _grid(step), settings.label_kind != "class"
         if path is not None:
             _remove_temporaries(os.path.dirname(os.path.abspath(path)), _temporary_prefix(path))
+            _remove_temporaries(_rows_folder(os.path.abspath(path)))
         if path is not None and os.path.exists(path):
             try:
                 cached = load_analysis(path)
+                cached.load_rows()  # a damaged rows file is found now, while the file can still be set aside
+                if cached._store is not None:  # a killed checkpoint's shard, never listed
+                    _remove_shards(_rows_folder(cached._store["path"]), {e["file"] for e in cached._store["shards"]})
                 reason = None if cached.fingerprint == fingerprint else (
                     "its images, labels, step size, seed, failure threshold, model_id or label_format differ from "
                     "this search")
@@ -4095,20 +4555,120 @@ class Analysis:
 
     def missing(self, names: Sequence[str], full_grid: frozenset[int]) -> dict[int, list[str]]:
         """Per image, the augmentations still to search (a full-grid image needs every intensity)."""
-        todo = {}
-        for k in range(len(self.images)):
-            wanted = [name for name in names if (row := self.curves[name].diff_errors[k]) is None
-                      or (k in full_grid and None in row)]
-            if wanted:
-                todo[k] = wanted
-        return todo
+        sample = np.array(sorted(full_grid), dtype=np.int64)
+        wanted = np.zeros((len(self.images), len(names)), bool)
+        for j, name in enumerate(names):
+            values, present = self.curves[name].diff_errors.arrays()
+            wanted[:, j] = ~present
+            wanted[sample, j] |= np.isnan(values[sample]).any(axis=1)
+        return {int(k): [names[j] for j in np.flatnonzero(wanted[k])] for k in np.flatnonzero(wanted.any(axis=1))}
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write atomically (temporary file in the same folder, fsync, rename)."""
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        data = json.dumps(self.to_json(), separators=(",", ":"))
-        _write_atomic(path, data)
+    def load_rows(self) -> None:
+        """Read every row now (a loaded file reads an augmentation's rows when first used)."""
+        for curve in self.curves.values():
+            curve.diff_errors.arrays()
+            for column in (curve.label_errors, curve.last_success_output, curve.first_failure_output):
+                if column is not None:
+                    column.arrays()
+
+    def save(self, path: str | os.PathLike, compact: bool = False) -> None:
+        """Write ``path`` (format 4) and its rows: the rows new since the last save to ``path`` go to
+        one new shard file beside it (all rows when saving elsewhere, or with ``compact``), then
+        ``path`` is replaced; each file is written atomically (temporary file, fsync, rename)."""
+        path = os.path.abspath(os.fspath(path))
+        folder = _rows_folder(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        store = self._store
+        append = (not compact and store is not None and store["path"] == path and len(store["shards"]) < _MAX_SHARDS
+                  and os.path.exists(path)
+                  and all(os.path.exists(os.path.join(folder, entry["file"])) for entry in store["shards"]))
+        if append:
+            images = np.array(sorted(self._fresh_images), dtype=np.int64)
+            rows = {name: np.array(sorted(curve.diff_errors.fresh), dtype=np.int64)
+                    for name, curve in self.curves.items() if curve.diff_errors.fresh}
+            shards = list(store["shards"])
+        else:
+            self.load_rows()
+            images = np.arange(len(self.images), dtype=np.int64)
+            rows = {name: np.flatnonzero(curve.diff_errors.arrays()[1]) for name, curve in self.curves.items()}
+            shards = []
+        if len(images) or rows or not shards:
+            os.makedirs(folder, exist_ok=True)
+            taken = [int(m.group(1)) for entry in os.listdir(folder) if (m := _SHARD_NAME.fullmatch(entry))]
+            name = f"rows-{max(taken, default=0) + 1:06d}.npz"
+            arrays = _shard_arrays(self, images, rows)
+            written = _write_atomic(os.path.join(folder, name), functools.partial(_write_npz, arrays=arrays))
+            shards.append({"file": name, "bytes": os.path.getsize(written), "images": len(images)})
+        _, blocks = self._summary_blocks()
+        index = {
+            "format": _ANALYSIS_FORMAT, "version": _ANALYSIS_VERSION, "tool_version": __version__,
+            "fingerprint": self.fingerprint, "settings": self.settings, "images": len(self.images),
+            "augmentations": {name: {"definition": curve.definition, "summary": blocks[name]}
+                              for name, curve in self.curves.items()},
+            "rows": {"folder": os.path.basename(folder), "shards": shards},
+        }
+        _write_atomic(path, json.dumps(index, separators=(",", ":")))
+        if not append:  # the shards the file listed before (only ours: rows-NNNNNN.npz) are replaced
+            _remove_shards(folder, keep={entry["file"] for entry in shards})
+        self._fresh_images.clear()
+        for curve in self.curves.values():
+            curve.diff_errors.fresh.clear()
+        self._store = {"path": path, "shards": shards}
+
+    @classmethod
+    def _from_index(cls, data: dict, path: str) -> Analysis:
+        """A format 4 file: settings and summaries now; each augmentation's rows from the shards on first use."""
+        where = f"analysis file {path}"
+        document = _validated(_formats().AnalysisIndex, data, where)
+        settings = {**data["settings"], **document.settings.model_dump(exclude_unset=True)}
+        count, width = document.images, len(document.settings.intensities)
+        folder = _rows_folder(os.path.abspath(path))
+        paths = []
+        for entry in document.rows.shards:
+            shard = os.path.join(folder, entry.file)
+            size = os.path.getsize(shard) if os.path.isfile(shard) else None
+            if size != entry.bytes:
+                raise AugmentError(f"{where} lists rows file {shard}, which is " + (
+                    "missing" if size is None else f"{size} bytes, not {entry.bytes}") + " (an analysis file and "
+                    f"its rows folder {os.path.basename(folder)} are moved and copied together)")
+            paths.append(shard)
+        records: list[ImageRecord | None] = [None] * count
+        image_model = _formats().Image
+        for shard_path in paths:
+            shard, _ = _open_shard(shard_path, count, width)
+            with shard:
+                try:
+                    indices, text = shard["images"], shard["records"].tobytes().decode("utf-8")
+                    lines = text.split("\n") if text else []
+                    if len(lines) != len(indices):
+                        raise ValueError(f"{len(lines)} records for {len(indices)} images")
+                    for k, line in zip(indices.tolist(), lines):
+                        records[k] = ImageRecord(**_validated(image_model, json.loads(line),
+                                                              f"rows file {shard_path}, image {k}").model_dump())
+                except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                    raise AugmentError(f"rows file {shard_path}: {exc}") from None
+        if (lost := [k for k, record in enumerate(records) if record is None]):
+            raise AugmentError(f"{where}: its rows folder {folder} has no record of image {lost[0]} "
+                               f"({len(lost)} images missing)")
+        views = _label_kind(settings.get("label_format")) != "class"
+        curves = {}
+        for name, block in data["augmentations"].items():
+            _check_augmentation_name(name, "augmentation in the analysis")
+            columns = _ShardColumns(paths, name, block["definition"], count, width, bool(settings.get("labels")), views)
+            curves[name] = AugmentationCurve._from_shards(name, block, settings, columns)
+        analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
+        analysis._store = {"path": os.path.abspath(path),
+                           "shards": [entry.model_dump() for entry in document.rows.shards]}
+        return analysis
+
+
+def _remove_shards(folder: str, keep: set[str]) -> None:
+    """Shard files in ``folder`` that no analysis file lists (a killed checkpoint's, or replaced ones)."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(folder):
+            if _SHARD_NAME.fullmatch(entry) and entry not in keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, entry))
 
 
 def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
@@ -4129,15 +4689,20 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AugmentError(f"analysis file {path} is truncated or corrupt ({exc}); move it away to start "
                            f"a fresh search") from None
+    if isinstance(data, dict) and data.get("format") == _ANALYSIS_FORMAT and data.get("version") == 4:
+        return Analysis._from_index(data, path)
     return Analysis.from_json(data, where=f"analysis file {path}")
 
 
 def _backup(path: str) -> str:
+    """Move ``path`` (and its rows folder) aside as ``path.bak-<time>`` (and its rows folder)."""
     backup = f"{path}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
     counter = 1
-    while os.path.exists(backup):
+    while os.path.exists(backup) or os.path.exists(_rows_folder(backup)):
         backup = f"{path}.bak-{time.strftime('%Y%m%d-%H%M%S')}-{counter}"
         counter += 1
+    if os.path.isdir(_rows_folder(path)):
+        os.replace(_rows_folder(path), _rows_folder(backup))
     os.replace(path, backup)
     return backup
 
@@ -4170,6 +4735,7 @@ class _Checkpointer:
 def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
     for result in results:
         record = analysis.images[result.index]
+        analysis._fresh_images.add(result.index)
         record.error = result.error
         if result.error is not None:
             continue
@@ -7051,7 +7617,7 @@ def _parser() -> argparse.ArgumentParser:
     registered(catalogue)
     catalogue.set_defaults(run=_command_catalogue)
     schema = commands.add_parser("schema", help="print the JSON Schema of analysis.json, a manifest line or a policy")
-    schema.add_argument("kind", choices=["analysis", "manifest", "policy"])
+    schema.add_argument("kind", choices=["analysis", "analysis-document", "manifest", "policy"])
     schema.set_defaults(run=lambda args: print(json.dumps(file_schema(args.kind), indent=1)) or 0)
     return parser
 

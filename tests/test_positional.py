@@ -166,8 +166,8 @@ def test_mask_outputs_are_stored_small_and_captioned_briefly(tmp_path):
     augmenter = augment.ImageAugmenter(shapes.predict_masks, shapes.mask_diff_error, label_format="mask",
                                        batch_size=64, progress=False)
     augmenter.search_randomization_boundaries(big, None, 0.1, tmp_path / "analysis.json")
-    data = json.loads((tmp_path / "analysis.json").read_text())
-    size = (tmp_path / "analysis.json").stat().st_size
+    data = augment.load_analysis(tmp_path / "analysis.json").to_json()
+    size = sum(p.stat().st_size for p in [tmp_path / "analysis.json", *(tmp_path / "analysis.rows").iterdir()])
     assert size / len(big) < 20_000  # was 66 KB per 192 px image: whole masks as text
     texts = [record["output"] for record in data["images"]] + [
         text for curve in data["augmentations"].values() for text in curve["last_success_output"] + curve[

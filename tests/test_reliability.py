@@ -54,7 +54,10 @@ def work(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize(("hang", "after"), [("none", 2), ("none", 9), ("none", 17), ("save", 1), ("save", 2)])
+# save: a checkpoint writes a shard of rows, then analysis.json listing it. Writes 1-2: the first
+# checkpoint (every row so far); 3-4: the second, which appends only the rows new since the first.
+@pytest.mark.parametrize(("hang", "after"), [("none", 2), ("none", 9), ("none", 17), ("save", 1), ("save", 2),
+                                             ("save", 3), ("save", 4)])
 def test_a_search_killed_at_any_point_resumes_to_the_uninterrupted_analysis(work, hang, after):
     files = sorted(str(p) for p in (work / "imgs").glob("*.png"))
     reference = search(files, None)
@@ -69,7 +72,11 @@ def test_a_search_killed_at_any_point_resumes_to_the_uninterrupted_analysis(work
     assert resumed.to_json()["augmentations"] == reference.to_json()["augmentations"]
     # only what the last checkpoint did not hold: per image its original and each missing augmentation
     assert model.calls == sum(1 + m * (PER_IMAGE - 1) // 2 for m in missing if m)
-    assert not [name for name in os.listdir(work) if name.endswith(".tmp")]  # no half-written leftovers
+    rows = work / "analysis.rows"
+    assert not [name for name in os.listdir(work) + os.listdir(rows) if name.endswith(".tmp")]  # no half-written
+    listed = {entry["file"] for entry in json.loads(path.read_text())["rows"]["shards"]}
+    assert set(os.listdir(rows)) == listed  # a shard the killed checkpoint never listed is gone
+    assert augment.load_analysis(path).to_json() == resumed.to_json()
 
 
 @pytest.mark.parametrize(("hang", "after"), [("none", 3), ("image", 5), ("manifest", 7)])
@@ -233,10 +240,12 @@ def test_a_version_1_cache_from_the_previous_release_is_read(tmp_path):
     path = tmp_path / "analysis.json"
     augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False
                            ).search_randomization_boundaries(images, None, 0.5, path)
-    data = json.loads(path.read_text())
+    data = augment.load_analysis(path).to_json()  # one document, as versions 1-3 stored it
     data["version"] = 1
     for record in data["images"]:
         del record["error"]
+    for name in os.listdir(tmp_path / "analysis.rows"):
+        os.unlink(tmp_path / "analysis.rows" / name)
     path.write_text(json.dumps(data))
     model = BrightnessModel()
     analysis = augment.ImageAugmenter(model, augmentations=["Brighten"], progress=False

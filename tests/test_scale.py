@@ -334,9 +334,10 @@ def test_cli_and_api_search_on_a_real_scheduler_and_worker_processes(real_cluste
                              "--step", "0.1", "--cache", str(tmp_path / "cli.json"), "--dask", real_cluster],
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    cli = json.loads((tmp_path / "cli.json").read_text())["augmentations"]
+    cli = augment.load_analysis(tmp_path / "cli.json").to_json()["augmentations"]
     assert {name: c["diff_errors"] for name, c in cli.items()} == {
         name: c["diff_errors"] for name, c in local.to_json()["augmentations"].items()}
+    assert json.loads((tmp_path / "cli.json").read_text())["version"] == 4
 
 
 @pytest.mark.slow

@@ -36,9 +36,13 @@ def test_analysis_file_holds_curves_failures_and_exemplars(tmp_path, uniform_fil
     make(BrightnessModel()).search_randomization_boundaries(uniform_files, [0, 0, 0], 0.1, path)
     data = json.loads(path.read_text())
     brighten = data["augmentations"]["Brighten"]
+    assert data["version"] == 4 and data["images"] == 3
     assert data["settings"]["intensities"] == [round(k / 10, 6) for k in range(11)]
     assert len(brighten["summary"]["mean_diff_error"]) == 11 == len(brighten["summary"]["changed_share"])
-    assert brighten["first_failure_intensity"] == [0.4, 0.3, 0.2]  # 40, 70, 100 need +87, +57, +27
+    # 40, 70, 100 need +87, +57, +27: first failures at 0.4, 0.3, 0.2
+    assert brighten["summary"]["failed_share"][2:5] == pytest.approx([1 / 3, 2 / 3, 1])
+    with np.load(tmp_path / "analysis.rows" / data["rows"]["shards"][0]["file"]) as shard:
+        assert (shard["a0.diff"] >= 0.5).argmax(axis=1).tolist() == [4, 3, 2]
     assert brighten["summary"]["label_accuracy"][0] == 1.0
     exemplar = brighten["summary"]["exemplar"]
     assert exemplar["image"] == 1 and exemplar["first_failure_intensity"] == 0.3
@@ -76,7 +80,8 @@ def test_changed_inputs_invalidate_the_cache_and_keep_a_backup(tmp_path, uniform
     assert model.calls > 0
     assert len(analysis.images) == len(files) and analysis.settings["step_size"] == step
     backups = [p for p in os.listdir(tmp_path) if p.startswith("analysis.json.bak-")]
-    assert len(backups) == 1
+    assert len(backups) == 2 and min(backups) + ".rows" in backups  # the file and its rows, moved together
+    assert augment.load_analysis(tmp_path / min(backups)).settings["model_id"] == "weights v1"  # the old one, whole
 
 
 def test_a_cache_made_without_model_id_still_matches_a_search_without_one(tmp_path, uniform_files):

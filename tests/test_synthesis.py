@@ -232,7 +232,7 @@ def test_numpy_and_torch_labels_round_trip_as_numbers_and_lists(tmp_path):
     torch = pytest.importorskip("torch")
     search = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
     analysis = search.search_randomization_boundaries(files[:1], [torch.tensor([1, 2])], 0.5, tmp_path / "t.json")
-    assert json.loads((tmp_path / "t.json").read_text())["images"][0]["label"] == [1, 2]
+    assert augment.load_analysis(tmp_path / "t.json").images[0].label == [1, 2]
     assert analysis.images[0].label == [1, 2]
 
 

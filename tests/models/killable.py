@@ -2,12 +2,13 @@
 stdout and can stop in the middle of a write (until the parent kills it; no sleeping).
 
     python killable.py search|synthesize WORKDIR HANG AFTER
-HANG: none (just announce), save (analysis checkpoint), image (a synthetic PNG), manifest (its
+HANG: none (just announce), save (a checkpoint's file: a shard of rows, then analysis.json), image (a synthetic PNG), manifest (its
 line): the AFTER-th such write stops halfway and waits on stdin; workers: a search that renders
 in 2 worker processes and just announces.
 """
 
 import glob
+import io
 import os
 import sys
 
@@ -49,7 +50,13 @@ def main() -> int:
 
             fd, _ = tempfile.mkstemp(prefix=augment._temporary_prefix(path), suffix=".tmp",
                                      dir=os.path.dirname(os.path.abspath(path)))
-            os.write(fd, content[:len(content) // 2].encode())
+            if callable(content):  # a shard of rows: what np.savez writes
+                buffer = io.BytesIO()
+                content(buffer)
+                content = buffer.getvalue()
+            data = content.encode() if isinstance(content, str) else content
+            os.write(fd, data[:len(data) // 2])
+            announce(f"FILE {os.path.basename(path)}")
             stop_here()
 
         augment._write_atomic = write_atomic
