@@ -3290,7 +3290,7 @@ class _SearchRun:
                 if save_error is not exc and str(save_error) != str(exc):
                     exc.add_note(f"augment.py: the last checkpoint could not be saved either: {save_error}")
             raise
-        checkpoint.save()
+        checkpoint.save(final=True)
 
     def _search_here(self, job: _SearchJob, checkpoint: _Checkpointer, bar: Any) -> None:
         spec = self.model_for(self.request.sources)
@@ -4723,11 +4723,13 @@ class _Checkpointer:
         if self.path is not None and time.monotonic() - self.last >= max(self.seconds, 20 * self.cost):
             self.save()
 
-    def save(self) -> None:
+    def save(self, final: bool = False) -> None:
+        """Save the new rows; the end of a search leaves them in one shard when there are many."""
         if self.path is None:
             return
         started = time.monotonic()
-        self.analysis.save(self.path)
+        shards = len(self.analysis._store["shards"]) if self.analysis._store is not None else 0
+        self.analysis.save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH)
         self.last = time.monotonic()
         self.cost = self.last - started
 
@@ -5302,8 +5304,17 @@ class _ReportWriter:
         return row
 
     def gallery(self, summaries: dict[str, CurveSummary]) -> list[dict]:
-        candidates = sorted((first, k, name) for name, summary in summaries.items()
-                            for k, first in enumerate(summary.first_failure_intensities) if first is not None)
+        # (intensity, image, augmentation name) of every first failure, lowest first
+        firsts, images, names = [], [], []
+        for name in sorted(summaries):
+            indices, at = _first_failures(self.analysis.curves[name])
+            failed = np.flatnonzero(indices >= 0)
+            firsts.append(at[failed])
+            images.append(failed)
+            names.append(np.full(len(failed), name, dtype=object))
+        firsts, images, names = (np.concatenate(part) if part else np.array([]) for part in (firsts, images, names))
+        order = np.lexsort((images, firsts))  # names are sorted within an image: the first name wins ties
+        candidates = ((float(firsts[j]), int(images[j]), names[j]) for j in order.tolist())
         seen, items = set(), []
         for first, k, name in candidates:
             if k in seen:

@@ -19,13 +19,20 @@ random weights at 112x112 (a model of realistic cost). Figures:
    of a ResNet-18 search (no target: a measured figure);
 7. the guided strategy with default settings: model calls per (image, augmentation) pair for
    200 digits x 24 augmentations at step 0.05, target <= 3.0, with the share of first failures
-   equal to a full grid search's, target >= 98 %; the same for ResNet-18 photos (no target).
+   equal to a full grid search's, target >= 98 %; the same for ResNet-18 photos (no target);
+8. analyses of many images (--only rows; --rows-images N sets the largest, default 100,000): an
+   adaptive search of N tiny images x 24 augmentations with a trivial model (the model is not the
+   cost), in a subprocess: peak memory above the process's baseline (target < 1 GiB), seconds per
+   checkpoint when the analysis holds 10k and N images (target: proportional to the new rows, not
+   to the images searched), then load_analysis + every summary, and the report, in a fresh process
+   (target < 5 s each).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import platform
 import subprocess
@@ -307,6 +314,97 @@ def bench_guided(name: str, predict, images: list[np.ndarray], batch: int, targe
                    ">= 98" if targets else "-", agree >= 0.98 if targets else None, " %")
 
 
+# -- 8. analyses of many images -------------------------------------------------------------
+
+
+def trivial_predict(images):
+    return [int(image[0, 0, 0] > 127) for image in images]
+
+
+def tiny_images(count: int) -> list[np.ndarray]:
+    """count 8x8 images: a smooth random field each (so every augmentation does something)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (count, 2, 2, 3), dtype=np.uint8)
+    return list(np.repeat(np.repeat(base, 4, axis=1), 4, axis=2))
+
+
+def rows_child(count: int, folder: str) -> None:
+    """Run in a subprocess: an adaptive search of ``count`` tiny images, timing every checkpoint."""
+    import resource
+
+    images = tiny_images(count)
+    augment.load_image(images[0])
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    saves: list[tuple[int, int, float]] = []  # (images searched, rows written, seconds)
+    real_save = augment.Analysis.save
+
+    def timed_save(self, path, compact=False):
+        fresh = sum(len(c.diff_errors.fresh) for c in self.curves.values())
+        started = time.perf_counter()
+        real_save(self, path, compact)
+        searched = int(self.curves["Brighten"].diff_errors.arrays()[1].sum())
+        saves.append((searched, fresh, time.perf_counter() - started))
+
+    augment.Analysis.save = timed_save
+    augmenter = augment.ImageAugmenter(trivial_predict, batch_size=1024, progress=False, checkpoint_seconds=30)
+    started = time.perf_counter()
+    augmenter.search_randomization_boundaries(images, None, 0.05, os.path.join(folder, "analysis.json"),
+                                              strategy="adaptive", num_workers=0)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    on_disk = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder) for name in names)
+    print(json.dumps({"seconds": seconds, "peak": peak, "baseline": baseline, "saves": saves,
+                      "bytes": on_disk, "calls": augmenter.predict_calls}))
+
+
+def load_child(folder: str, report: bool) -> None:
+    """Run in a subprocess: load the analysis and every summary (and render the report)."""
+    started = time.perf_counter()
+    analysis = augment.load_analysis(os.path.join(folder, "analysis.json"))
+    text = augment.format_summary(analysis)
+    loaded = time.perf_counter() - started
+    rendered = None
+    if report:
+        augmenter = augment.ImageAugmenter(trivial_predict, progress=False)
+        started = time.perf_counter()
+        augmenter.load_analysis(os.path.join(folder, "analysis.json"))
+        augmenter.render_boundaries(os.path.join(folder, "report"), images=tiny_images(len(analysis.images)))
+        rendered = time.perf_counter() - started
+    print(json.dumps({"load": loaded, "report": rendered, "lines": len(text.splitlines())}))
+
+
+def bench_rows(largest: int) -> None:
+    counts = sorted({min(10_000, largest), largest})
+    print(f"\n8. analyses of many images: adaptive search of tiny 8x8 images x {len(augment.ALL_AUGMENTATIONS)} "
+          f"augmentations, step 0.05, trivial model, checkpoints every 30 s")
+    for count in counts:
+        with tempfile.TemporaryDirectory() as folder:
+            out = subprocess.run([sys.executable, __file__, "--rows-child", str(count), folder],
+                                 capture_output=True, text=True, check=True).stdout
+            run = json.loads(out.splitlines()[-1])
+            extra = run["peak"] - run["baseline"]
+            saves = run["saves"]
+            print(f"    {count:>7} images: {run['seconds']:.0f} s, {run['calls'] / count / 24:.2f} calls per pair; "
+                  f"peak {run['peak']:.0f} MiB, {extra:.0f} MiB above the process before the search; on disk "
+                  f"{run['bytes'] / 2**20:.1f} MiB; {len(saves)} checkpoints")
+            for searched, rows, seconds in saves[-3:]:
+                print(f"        checkpoint with {searched:>7} images searched: {rows:>8} new rows in {seconds:.2f} s "
+                      f"({1e6 * seconds / max(rows, 1):.1f} us per new row)")
+            per_row = [seconds / rows for _, rows, seconds in saves if rows >= 1000]
+            if per_row:
+                report(f"checkpoint cost per new row, {count} images", 1e6 * float(np.median(per_row)), "-", None,
+                       " us")
+            report(f"peak memory above baseline, {count} images x 24", extra, "< 1024" if count >= 100_000 else "-",
+                   extra < 1024 if count >= 100_000 else None, " MiB")
+            out = subprocess.run([sys.executable, __file__, "--load-child", folder, "report"],
+                                 capture_output=True, text=True, check=True).stdout
+            loaded = json.loads(out.splitlines()[-1])
+            print(f"        fresh process: load_analysis + every summary {loaded['load']:.2f} s; report "
+                  f"{loaded['report']:.1f} s")
+            report(f"load + summaries, {count} images", loaded["load"], "< 5", loaded["load"] < 5, " s")
+            report(f"report, {count} images", loaded["report"], "< 5", loaded["report"] < 5, " s")
+
+
 # -- 6. Dask -------------------------------------------------------------------------
 
 
@@ -342,14 +440,23 @@ def bench_dask(count: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)")
-    parser.add_argument("--only", choices=["catalogue", "overhead", "adaptive", "memory", "dask", "guided"],
+    parser.add_argument("--only", choices=["catalogue", "overhead", "adaptive", "memory", "dask", "guided", "rows"],
                         help="run one section")
     parser.add_argument("--extended", action="store_true",
                         help="catalogue: the extended augmentations too (EXTENDED_AUGMENTATIONS)")
+    parser.add_argument("--rows-images", type=int, default=100_000, help="rows: the largest analysis (images)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rows-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--load-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(args.memory_child)
+        return 0
+    if args.rows_child:
+        rows_child(int(args.rows_child[0]), args.rows_child[1])
+        return 0
+    if args.load_child:
+        load_child(args.load_child[0], args.load_child[1] == "report")
         return 0
     quick = args.quick
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, python "
@@ -375,6 +482,8 @@ def main(argv=None) -> int:
     if wanted("guided"):
         bench_guided("small CNN 32x32", digits_model.predict, digits(40 if quick else 200), 256, True)
         bench_guided("ResNet-18 112x112", resnet_predict, photo_crops(5 if quick else 24, 112), 32, False)
+    if wanted("rows"):
+        bench_rows(2_000 if quick else args.rows_images)
     print("\n| figure | measured | target | |\n|---|---|---|---|")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")

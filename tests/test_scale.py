@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import os
 
 import numpy as np
@@ -243,7 +244,7 @@ def test_dask_local_cluster_with_two_workers_gives_the_local_analysis_and_resume
     distributed = pytest.importorskip("distributed")
     coloured = np.full((8, 8, 3), (40, 90, 140), np.uint8)
     images = write_pngs(tmp_path / "imgs", uniform_images(VALUES + [0, 200, 240]) + [coloured])
-    local = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, None,
+    local = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, tmp_path / "local.json",
                                                                 strategy="adaptive", grid_sample=4)
     logs, flag, path = tmp_path / "loads", tmp_path / "poison", tmp_path / "analysis.json"
     logs.mkdir()
@@ -263,6 +264,10 @@ def test_dask_local_cluster_with_two_workers_gives_the_local_analysis_and_resume
         worker_pids = set(client.run(os.getpid).values())
     assert analysis.to_json()["augmentations"] == local.to_json()["augmentations"]
     assert augment.load_analysis(path).complete
+    # the files too: the Dask search's shards (a failed run's, then the resumed one's) hold the local rows
+    saved, here = (augment.load_analysis(p).to_json() for p in (path, tmp_path / "local.json"))
+    assert saved["augmentations"] == here["augmentations"] and saved["images"] == here["images"]
+    assert len(json.loads(path.read_text())["rows"]["shards"]) >= 2
     lost = [len(images) - 2, len(images) - 1]  # the coloured image's shard
     measured = sum(v is not None for curve in analysis.curves.values() for k in lost for v in curve.diff_errors[k][1:])
     assert augmenter.predict_calls == len(lost) + measured  # the re-run searched only the lost shard

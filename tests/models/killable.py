@@ -2,9 +2,9 @@
 stdout and can stop in the middle of a write (until the parent kills it; no sleeping).
 
     python killable.py search|synthesize WORKDIR HANG AFTER
-HANG: none (just announce), save (a checkpoint's file: a shard of rows, then analysis.json), image (a synthetic PNG), manifest (its
-line): the AFTER-th such write stops halfway and waits on stdin; workers: a search that renders
-in 2 worker processes and just announces.
+HANG: none (just announce), save (a checkpoint's file: a shard of rows, then analysis.json),
+image (a synthetic PNG), manifest (its line): the AFTER-th such write stops halfway and waits on
+stdin; workers: a search that renders in 2 worker processes and just announces.
 """
 
 import glob

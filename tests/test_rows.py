@@ -1,0 +1,169 @@
+"""Analysis files of format 4: per-image rows in append-only shard files beside analysis.json.
+
+A checkpoint appends only the rows new since the last one; a loaded file answers with its
+stored summaries until rows are used; damaged, missing or foreign shards are errors that name
+the file; older single-document files still load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from conftest import BrightnessModel, make_augmenter, uniform_images, write_pngs
+from models import oracles
+
+import augment
+
+VALUES = [20, 45, 70, 95, 120, 30, 60, 100]
+
+
+def shards_of(path):
+    return json.loads(path.read_text())["rows"]["shards"]
+
+
+def slow_bright(images):  # slow enough that a search of 8 images makes several checkpoints
+    time.sleep(0.02)
+    return oracles.bright(images)
+
+
+def searched(tmp_path, **options):
+    files = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
+    path = tmp_path / "analysis.json"
+    options.setdefault("checkpoint_seconds", 0)
+    analysis = make_augmenter(slow_bright, batch_size=4, **options).search_randomization_boundaries(
+        files, [0] * len(files), 0.1, path, images_in_flight=1)
+    return files, path, analysis
+
+
+def test_each_checkpoint_appends_only_new_rows_and_the_files_give_back_the_analysis(tmp_path, monkeypatch):
+    monkeypatch.setattr(augment, "_COMPACT_AFTER_SEARCH", 1000)  # keep every checkpoint's shard
+    files, path, analysis = searched(tmp_path)
+    shards = shards_of(path)
+    assert len(shards) >= 3 and sorted(os.listdir(tmp_path / "analysis.rows")) == [s["file"] for s in shards]
+    written = {"Brighten": 0, "Darken": 0}
+    for entry in shards:
+        with np.load(tmp_path / "analysis.rows" / entry["file"]) as shard:
+            meta = json.loads(shard["meta"].tobytes())
+            for i, augmentation in enumerate(meta["augmentations"]):
+                written[augmentation["name"]] += len(shard[f"a{i}.images"])
+    assert written == {"Brighten": len(files), "Darken": len(files)}  # every (image, augmentation) row once
+    loaded = augment.load_analysis(path)
+    assert loaded.to_json() == analysis.to_json()
+    assert loaded.curves["Brighten"].first_failure_intensities == [
+        round(max(0.0, np.ceil((127 - v) / 25.5) / 10), 6) for v in VALUES]  # closed form: +255 t passes 127
+
+
+def test_a_loaded_file_answers_summaries_without_reading_rows(tmp_path):
+    _, path, analysis = searched(tmp_path)
+    loaded = augment.load_analysis(path)
+    curve = loaded.curves["Darken"]
+    assert curve.intensity_at_share(0.5) == analysis.curves["Darken"].intensity_at_share(0.5)
+    assert curve.safe_intensity == analysis.curves["Darken"].safe_intensity and curve.searched_count == len(VALUES)
+    assert not curve.diff_errors.loaded  # from the file's summary block
+    assert curve.diff_errors[3] == analysis.curves["Darken"].diff_errors[3]  # rows on first use
+    assert curve.diff_errors.loaded and curve.summarize() == analysis.curves["Darken"].summarize()
+
+
+def test_a_finished_search_leaves_one_shard_when_checkpoints_made_many(tmp_path, monkeypatch):
+    monkeypatch.setattr(augment, "_COMPACT_AFTER_SEARCH", 2)
+    _, path, analysis = searched(tmp_path)
+    assert len(shards_of(path)) == 1 and len(os.listdir(tmp_path / "analysis.rows")) == 1
+    assert augment.load_analysis(path).to_json() == analysis.to_json()
+
+
+def test_rows_keep_every_verdict_at_the_failure_threshold(tmp_path):
+    near = [0.49999999999, 0.5, 0.50000000001, 0.4999999, 0.3, 1 / 3, 0.0, 1.0]
+    narrow = augment._to_float32(near, 0.5)
+    assert ((narrow >= np.float64(0.5)) == (np.array(near) >= 0.5)).all()
+    assert np.abs(narrow - np.array(near)).max() < 1e-7
+
+    def diff_error(output, reference):  # 0.3 < 0.30000001 everywhere: never a failure, but float32(0.3) is above
+        return 0.3
+
+    augmenter = make_augmenter(oracles.bright, diff_error=diff_error, augmentations=["Brighten"],
+                               failure_threshold=0.30000001)
+    analysis = augmenter.search_randomization_boundaries(uniform_images([40]), None, 0.25, tmp_path / "a.json")
+    loaded = augment.load_analysis(tmp_path / "a.json")
+    assert float(np.float32(0.3)) >= 0.30000001
+    assert analysis.curves["Brighten"].first_failure_intensities == [None]
+    assert loaded.curves["Brighten"].first_failure_intensities == [None]
+    row = loaded.curves["Brighten"].diff_errors[0]
+    assert row[0] == 0.0 and all(0.3 - 1e-7 < v < 0.30000001 for v in row[1:])  # kept below the threshold
+
+
+def test_a_damaged_or_missing_shard_is_an_error_naming_it_and_a_search_sets_both_aside(tmp_path):
+    files, path, _ = searched(tmp_path)
+    shard = tmp_path / "analysis.rows" / shards_of(path)[-1]["file"]
+    content = shard.read_bytes()
+    shard.write_bytes(content[: len(content) // 2])
+    with pytest.raises(augment.AugmentError, match=f"rows file {shard}.* bytes"):
+        augment.load_analysis(path)
+    shard.write_bytes(content[:-8] + b"\0" * 8)  # right size, damaged inside
+    with pytest.raises(augment.AugmentError, match=f"rows file {shard}"):
+        augment.load_analysis(path).load_rows()
+    model = BrightnessModel()
+    with pytest.warns(UserWarning, match="kept as"):
+        analysis = make_augmenter(model, batch_size=4).search_randomization_boundaries(
+            files, [0] * len(files), 0.1, path)
+    assert model.calls > 0 and analysis.complete
+    backups = sorted(p.name for p in tmp_path.glob("analysis.json.bak-*"))  # the file, and its rows
+    assert len(backups) == 2 and (tmp_path / backups[1] / shard.name).read_bytes() == content[:-8] + b"\0" * 8
+
+    copy = tmp_path / "elsewhere" / "copy.json"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)  # the index without its rows folder
+    with pytest.raises(augment.AugmentError, match=r"copy\.rows/rows-\d+\.npz, which is missing"):
+        augment.load_analysis(copy)
+
+
+def test_a_shard_of_another_analysis_is_refused(tmp_path):
+    _, path, _ = searched(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    files = write_pngs(other / "imgs", uniform_images([10, 250]))
+    make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, other / "analysis.json")
+    mine = tmp_path / "analysis.rows" / shards_of(path)[0]["file"]
+    theirs = other / "analysis.rows" / shards_of(other / "analysis.json")[0]["file"]
+    shutil.copy(mine, theirs)
+    data = json.loads((other / "analysis.json").read_text())
+    data["rows"]["shards"][0]["bytes"] = mine.stat().st_size
+    (other / "analysis.json").write_text(json.dumps(data))
+    with pytest.raises(augment.AugmentError, match="does not belong to this analysis"):
+        augment.load_analysis(other / "analysis.json")
+
+
+def test_single_document_files_of_formats_1_to_3_load_and_are_resumed_into_format_4(tmp_path):
+    files, path, analysis = searched(tmp_path, augmentations=["Brighten"])
+    document = analysis.to_json()
+    assert document["version"] == 3 and len(document["augmentations"]["Brighten"]["diff_errors"]) == len(files)
+    shutil.rmtree(tmp_path / "analysis.rows")
+    path.write_text(json.dumps(document))
+    assert augment.load_analysis(path).to_json() == document
+    model = BrightnessModel()
+    resumed = make_augmenter(model, batch_size=4).search_randomization_boundaries(  # Darken is new
+        files, [0] * len(files), 0.1, path)
+    assert model.calls > 0 and resumed.curves["Brighten"].to_json() == analysis.curves["Brighten"].to_json()
+    assert json.loads(path.read_text())["version"] == 4
+    assert augment.load_analysis(path).to_json() == resumed.to_json()
+
+
+def test_a_changed_definition_ignores_the_old_rows_in_earlier_shards(tmp_path, monkeypatch):
+    files, path, _ = searched(tmp_path, augmentations=["Brighten"], checkpoint_seconds=3600)
+    shutil.copy(path, tmp_path / "before.json")
+    entry = augment.CATALOGUE["Brighten"]
+    monkeypatch.setitem(augment.CATALOGUE, "Brighten", augment.Augmentation(
+        **{**{f: getattr(entry, f) for f in entry.__dataclass_fields__}, "variant": "test"}))
+    model = BrightnessModel()
+    analysis = make_augmenter(model, batch_size=4, augmentations=["Brighten"], checkpoint_seconds=3600
+                              ).search_randomization_boundaries(files, [0] * len(files), 0.1, path)
+    assert model.calls > 0
+    old_shards = [entry["file"] for entry in shards_of(tmp_path / "before.json")]
+    assert [entry["file"] for entry in shards_of(path)][:len(old_shards)] == old_shards  # still listed: their
+    loaded = augment.load_analysis(path)  # Brighten rows have another definition, so they are ignored
+    assert loaded.curves["Brighten"].definition == augment.CATALOGUE["Brighten"].definition
+    assert loaded.to_json() == analysis.to_json()
