@@ -3763,7 +3763,8 @@ def _summarize(curve: AugmentationCurve) -> CurveSummary:
     grid, threshold = curve.intensities, curve.failure_threshold
     values, present = curve.diff_errors.arrays()
     indices, at = _first_failures(curve)
-    firsts = tuple(None if i < 0 else grid[i] for i in indices.tolist())
+    # per image, made when first asked for (a checkpoint of a large analysis never needs the tuple)
+    firsts = _Deferred(lambda: (None if i < 0 else grid[i] for i in indices.tolist()))
     searched = indices[present]
     failed = (np.cumsum(np.bincount(searched[searched >= 0], minlength=len(grid))) / len(searched)).tolist() \
         if len(searched) else [0.0] * len(grid)

@@ -318,7 +318,7 @@ def bench_guided(name: str, predict, images: list[np.ndarray], batch: int, targe
 
 
 def trivial_predict(images):
-    return [int(image[0, 0, 0] > 127) for image in images]
+    return [int(np.asarray(image)[0, 0, 0] > 127) for image in images]
 
 
 def tiny_images(count: int) -> list[np.ndarray]:
@@ -328,13 +328,20 @@ def tiny_images(count: int) -> list[np.ndarray]:
     return list(np.repeat(np.repeat(base, 4, axis=1), 4, axis=2))
 
 
+def rss(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident) of this process, MiB (Linux)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
+
+
 def rows_child(count: int, folder: str) -> None:
     """Run in a subprocess: an adaptive search of ``count`` tiny images, timing every checkpoint."""
-    import resource
-
     images = tiny_images(count)
-    augment.load_image(images[0])
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    warm = augment.ImageAugmenter(trivial_predict, batch_size=1024, progress=False)
+    warm.search_randomization_boundaries(images[:2], None, 0.05, None, strategy="adaptive", num_workers=0)
+    baseline = rss("VmRSS")  # the process with everything imported, before the search
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # resets the peak (VmHWM) to what is resident now
     saves: list[tuple[int, int, float]] = []  # (images searched, rows written, seconds)
     real_save = augment.Analysis.save
 
@@ -351,7 +358,7 @@ def rows_child(count: int, folder: str) -> None:
     augmenter.search_randomization_boundaries(images, None, 0.05, os.path.join(folder, "analysis.json"),
                                               strategy="adaptive", num_workers=0)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss("VmHWM")
     on_disk = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder) for name in names)
     print(json.dumps({"seconds": seconds, "peak": peak, "baseline": baseline, "saves": saves,
                       "bytes": on_disk, "calls": augmenter.predict_calls}))
@@ -365,7 +372,7 @@ def load_child(folder: str, report: bool) -> None:
     loaded = time.perf_counter() - started
     rendered = None
     if report:
-        augmenter = augment.ImageAugmenter(trivial_predict, progress=False)
+        augmenter = augment.ImageAugmenter(trivial_predict, batch_size=1024, progress=False)
         started = time.perf_counter()
         augmenter.load_analysis(os.path.join(folder, "analysis.json"))
         augmenter.render_boundaries(os.path.join(folder, "report"), images=tiny_images(len(analysis.images)))
