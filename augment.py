@@ -1561,6 +1561,12 @@ def augmentation_seed(image: np.ndarray, name: str, seed: int = 0) -> int:
 
 # Brighten, Darken and the six channel shifts map each channel's value on its own (RandomBrightnessContrast
 # without contrast adds to every channel, RGBShift to one): their result is a 256-entry table per channel.
+# Built-ins whose transform draws nothing at a fixed intensity (ColorJitter shuffles the order of its
+# operations, but all but one are identities): the same pixels whatever the seed (tested), so no seeding.
+_SEED_FREE = frozenset({
+    "Contrast", "Decontrast", "Saturate", "Desaturate", "Hue", "Dehue", "GaussianBlur", "SafeRotate", "Sharpen",
+    "Downscale", "HorizontalFlip", "VerticalFlip", "ZoomBlur", "DefocusBlur", "JPEG", "Scale", "Posterize", "Solarize",
+})
 _POINTWISE = frozenset({"Brighten", "Darken", "MoreRed", "LessRed", "MoreGreen", "LessGreen", "MoreBlue", "LessBlue"})
 
 
@@ -1585,7 +1591,8 @@ def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: in
     transform = _transform(name, intensity, image.shape[0], image.shape[1])
     if transform is None:
         return image.copy()
-    transform.set_random_seed(seed)
+    if name not in _SEED_FREE:  # seeding costs as much as a small image's colour change
+        transform.set_random_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return np.ascontiguousarray(transform(image=image)["image"])

@@ -25,7 +25,9 @@ random weights at 112x112 (a model of realistic cost). Figures:
    cost), in a subprocess: peak memory above the process's baseline (target < 1 GiB), seconds per
    checkpoint when the analysis holds 10k and N images (target: proportional to the new rows, not
    to the images searched), then load_analysis + every summary, and the report, in a fresh process
-   (target < 5 s each).
+   (target < 5 s each);
+9. --only dask-scale (--dask-images N, default 20,000): the same search on a LocalCluster of 2 worker
+   processes: throughput and the driver's peak memory above its baseline (no target: measured).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from tiny import tiny_images, trivial_predict  # noqa: E402
 
 import augment  # noqa: E402
 from examples import digits_model, resnet  # noqa: E402
@@ -305,8 +309,14 @@ def bench_guided(name: str, predict, images: list[np.ndarray], batch: int, targe
                 for n in augment.ALL_AUGMENTATIONS for k in range(len(images))]
         per_pair, agree = augmenter.predict_calls / pairs, sum(same) / len(same)
         sample = len(analysis.settings["grid_sample"])
+        model_alone, _ = timed(predict_all, predict, [images[k % len(images)] for k in range(augmenter.predict_calls)],
+                               batch)
         print(f"    {strategy:<8} {per_pair:.2f} per pair ({augmenter.predict_calls} calls, {sample} images on the "
-              f"whole grid), {seconds:.1f} s; first failures equal to the grid's: {agree:.2%}")
+              f"whole grid), {seconds:.1f} s, the model alone on as many images {model_alone:.1f} s; first failures "
+              f"equal to the grid's: {agree:.2%}")
+        report(f"{strategy} search / the model alone on as many images, {name}", seconds / model_alone,
+               "<= 1.3" if targets and strategy == "adaptive" else "-",
+               seconds / model_alone <= 1.3 if targets and strategy == "adaptive" else None, "x")
         if strategy == "guided":
             report(f"guided: model calls per pair, {name}", per_pair, "<= 3.0" if targets else "-",
                    per_pair <= 3.0 if targets else None)
@@ -315,17 +325,6 @@ def bench_guided(name: str, predict, images: list[np.ndarray], batch: int, targe
 
 
 # -- 8. analyses of many images -------------------------------------------------------------
-
-
-def trivial_predict(images):
-    return [int(np.asarray(image)[0, 0, 0] > 127) for image in images]
-
-
-def tiny_images(count: int) -> list[np.ndarray]:
-    """count 8x8 images: a smooth random field each (so every augmentation does something)."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (count, 2, 2, 3), dtype=np.uint8)
-    return list(np.repeat(np.repeat(base, 4, axis=1), 4, axis=2))
 
 
 def rss(field: str) -> float:
@@ -412,6 +411,44 @@ def bench_rows(largest: int) -> None:
             report(f"report, {count} images", loaded["report"], "< 5", loaded["report"] < 5, " s")
 
 
+def dask_scale_child(count: int, folder: str) -> None:
+    """Run in a subprocess: the driver of a LocalCluster search of ``count`` tiny images."""
+    import distributed
+
+    images = tiny_images(count)
+    warm = augment.ImageAugmenter(trivial_predict, batch_size=1024, progress=False)
+    warm.search_randomization_boundaries(images[:2], None, 0.05, None, strategy="adaptive", num_workers=0)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])  # workers import tiny
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        baseline = rss("VmRSS")
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        augmenter = augment.ImageAugmenter(trivial_predict, batch_size=1024, progress=False, checkpoint_seconds=30)
+        started = time.perf_counter()
+        augmenter.search_randomization_boundaries(images, None, 0.05, os.path.join(folder, "analysis.json"),
+                                                  strategy="adaptive", executor=client.get_executor(),
+                                                  images_per_shard=256)
+        seconds = time.perf_counter() - started
+        peak = rss("VmHWM")
+    print(json.dumps({"seconds": seconds, "peak": peak, "baseline": baseline, "calls": augmenter.predict_calls}))
+
+
+def bench_dask_scale(count: int) -> None:
+    print(f"\n9. Dask LocalCluster (2 worker processes, 1 thread each), adaptive search of {count} tiny 8x8 images "
+          f"x 24 augmentations, trivial model")
+    with tempfile.TemporaryDirectory() as folder:
+        out = subprocess.run([sys.executable, __file__, "--dask-child", str(count), folder],
+                             capture_output=True, text=True, check=True).stdout
+    run = json.loads(out.splitlines()[-1])
+    print(f"    {run['seconds']:.0f} s, {count / run['seconds']:.0f} images/s, "
+          f"{run['calls'] / count / 24:.2f} calls per pair; driver peak {run['peak']:.0f} MiB, "
+          f"{run['peak'] - run['baseline']:.0f} MiB above the driver before the search")
+    report(f"Dask, {count} images: driver memory above its baseline", run["peak"] - run["baseline"], "-", None,
+           " MiB")
+    report(f"Dask, {count} images: throughput", count / run["seconds"], "-", None, " images/s")
+
+
 # -- 6. Dask -------------------------------------------------------------------------
 
 
@@ -447,14 +484,16 @@ def bench_dask(count: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)")
-    parser.add_argument("--only", choices=["catalogue", "overhead", "adaptive", "memory", "dask", "guided", "rows"],
-                        help="run one section")
+    parser.add_argument("--only", help="run one section", choices=[
+        "catalogue", "overhead", "adaptive", "memory", "dask", "guided", "rows", "dask-scale"])
     parser.add_argument("--extended", action="store_true",
                         help="catalogue: the extended augmentations too (EXTENDED_AUGMENTATIONS)")
     parser.add_argument("--rows-images", type=int, default=100_000, help="rows: the largest analysis (images)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rows-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--load-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--dask-images", type=int, default=20_000, help="dask-scale: images")
+    parser.add_argument("--dask-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(args.memory_child)
@@ -464,6 +503,9 @@ def main(argv=None) -> int:
         return 0
     if args.load_child:
         load_child(args.load_child[0], args.load_child[1] == "report")
+        return 0
+    if args.dask_child:
+        dask_scale_child(int(args.dask_child[0]), args.dask_child[1])
         return 0
     quick = args.quick
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, python "
@@ -491,6 +533,8 @@ def main(argv=None) -> int:
         bench_guided("ResNet-18 112x112", resnet_predict, photo_crops(5 if quick else 24, 112), 32, False)
     if wanted("rows"):
         bench_rows(2_000 if quick else args.rows_images)
+    if wanted("dask-scale"):
+        bench_dask_scale(1_000 if quick else args.dask_images)
     print("\n| figure | measured | target | |\n|---|---|---|---|")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")

@@ -293,3 +293,22 @@ def test_the_lookup_table_path_gives_albumentations_pixels(name):
         for image in images:
             expected = augment._transform(name, intensity, *image.shape[:2])(image=image)["image"]
             assert np.array_equal(augment.augment_image(image, name, intensity, seed=3), expected), (name, intensity)
+
+
+@pytest.mark.parametrize("name", sorted(augment._SEED_FREE))
+def test_augmentations_rendered_without_seeding_draw_nothing(name):
+    """Each is rendered without seeding its transform: its pixels must not depend on the seed."""
+    images = natural_images((48, 64)) + [np.random.default_rng(1).integers(0, 256, (33, 17, 3), dtype=np.uint8),
+                                         np.random.default_rng(2).integers(0, 256, (1, 1, 3), dtype=np.uint8)]
+    for intensity in (0.05, 0.3, 0.77, 1.0):
+        for image in images:
+            transform = augment._transform(name, intensity, *image.shape[:2])
+            if transform is None:  # nothing to do at this intensity and size
+                assert np.array_equal(augment._apply_augmentation(image, name, intensity, 99), image)
+                continue
+            outputs = []
+            for seed in (0, 1, 7, 12345, 2**31 - 1):
+                transform.set_random_seed(seed)
+                outputs.append(transform(image=image)["image"])
+            assert all(np.array_equal(outputs[0], other) for other in outputs[1:]), (name, intensity, image.shape)
+            assert np.array_equal(augment._apply_augmentation(image, name, intensity, 99), outputs[0])
