@@ -4020,6 +4020,9 @@ class _Deferred(collections.abc.Sequence):
     def __repr__(self) -> str:
         return repr(self._get())
 
+    def __reduce__(self) -> tuple:  # pickled as the tuple it stands for
+        return tuple, (self._get(),)
+
 
 # The rows on disk (analysis format 4): analysis.json holds the settings, per augmentation its
 # definition and summary, and the list of shard files in the folder beside it (analysis.rows/

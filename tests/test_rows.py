@@ -167,3 +167,11 @@ def test_a_changed_definition_ignores_the_old_rows_in_earlier_shards(tmp_path, m
     loaded = augment.load_analysis(path)  # Brighten rows have another definition, so they are ignored
     assert loaded.curves["Brighten"].definition == augment.CATALOGUE["Brighten"].definition
     assert loaded.to_json() == analysis.to_json()
+
+
+def test_a_loaded_analysis_pickles_whole(tmp_path):
+    import pickle
+
+    _, path, analysis = searched(tmp_path)
+    copy = pickle.loads(pickle.dumps(augment.load_analysis(path)))
+    assert copy.to_json() == analysis.to_json()
