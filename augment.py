@@ -77,7 +77,7 @@ Quickstart
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside the index)
 
 __all__ = [
     "ALL_AUGMENTATIONS",
@@ -150,6 +150,7 @@ import types
 import uuid
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -3414,6 +3415,7 @@ def _formats() -> Any:
         file: str = Field(pattern=r"^rows-[0-9]{6,}\.npz$")
         bytes: int = Field(ge=0)
         images: int = Field(ge=0)
+        uid: str  # also in the shard's meta: the file is the one listed, not another search's
 
     class Rows(BaseModel):
         model_config = ConfigDict(strict=True)
@@ -3423,6 +3425,7 @@ def _formats() -> Any:
     class Entry(BaseModel):
         model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
         definition: str
+        rows_since: str | None = None  # the first listed shard holding this augmentation's rows
         summary: dict | None = None  # derived; recomputed from the rows when it lacks a field
 
     class AnalysisIndex(BaseModel):
@@ -3765,18 +3768,26 @@ def _first_failures(curve: AugmentationCurve) -> tuple[np.ndarray, np.ndarray]:
     return indices, np.append(np.asarray(curve.intensities, dtype=float), 2.0)[np.where(indices < 0, -1, indices)]
 
 
+def _first_failure_tuple(curve: AugmentationCurve, indices: np.ndarray | None = None) -> tuple:
+    """Per image, its first-failure intensity (None: never, or not searched)."""
+    if indices is None:
+        indices = curve.diff_errors.first_indices(curve.failure_threshold)
+    return tuple(None if i < 0 else curve.intensities[i] for i in indices.tolist())
+
+
 def _summarize(curve: AugmentationCurve) -> CurveSummary:
     """The pure function behind every figure of a curve: rows in, frozen summary out."""
     grid, threshold = curve.intensities, curve.failure_threshold
     values, present = curve.diff_errors.arrays()
     indices, at = _first_failures(curve)
     # per image, made when first asked for (a checkpoint of a large analysis never needs the tuple)
-    firsts = _Deferred(lambda: (None if i < 0 else grid[i] for i in indices.tolist()))
+    firsts = _Deferred(lambda: _first_failure_tuple(curve, indices))
     searched = indices[present]
     failed = (np.cumsum(np.bincount(searched[searched >= 0], minlength=len(grid))) / len(searched)).tolist() \
         if len(searched) else [0.0] * len(grid)
     full = np.flatnonzero(curve.diff_errors.complete())
     rows = values[full].astype(np.float64)
+    means = np.round(rows, 7)  # the decimals the float32 values stand for (the search keeps 4)
     agreement = None
     if len(full):  # the first 256: it runs at every checkpoint
         prior = None  # guided: the probe learns where this curve's images first failed, as the search did
@@ -3794,7 +3805,7 @@ def _summarize(curve: AugmentationCurve) -> CurveSummary:
     summary = CurveSummary(
         intensities=tuple(grid), searched_images=len(searched), full_grid_images=len(full),
         adaptive_agreement=agreement, first_failure_intensities=firsts, failed_share=tuple(failed),
-        mean_diff_error=tuple(round(float(v), 4) for v in rows.mean(axis=0)) if len(rows) else (),
+        mean_diff_error=tuple(round(float(v), 4) for v in means.mean(axis=0)) if len(rows) else (),
         changed_share=tuple(round(float(v), 4) for v in (rows >= threshold).mean(axis=0)) if len(rows) else (),
         label_accuracy=label_accuracy, exemplar=None, intervals=_threshold_intervals(at[present], grid, curve.name))
     return dataclasses.replace(summary, exemplar=_exemplar(curve, indices, at, summary.failure_intensity))
@@ -3855,6 +3866,16 @@ def _python_row(values: np.ndarray, threshold: float) -> list[float | None]:
     return row
 
 
+def _assignments(k: Any, value: Any, size: int) -> list[tuple[int, Any]]:
+    """``column[k] = value`` as (index, value) pairs: one index, or a slice and as many values."""
+    if isinstance(k, slice):
+        indices, values = range(*k.indices(size)), list(value)
+        if len(values) != len(indices):
+            raise ValueError(f"cannot assign {len(values)} values to a slice of {len(indices)} images")
+        return list(zip(indices, values))
+    return [(range(size)[k], value)]
+
+
 class _Rows(collections.abc.Sequence):
     """One augmentation's rows of diff (or label) errors for every image, as columns (see above).
 
@@ -3864,10 +3885,10 @@ class _Rows(collections.abc.Sequence):
 
     def __init__(self, count: int, width: int, threshold: Callable[[], float], rows: Iterable | None = None,
                  load: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
-        self.count, self.width, self._threshold, self._load = count, width, threshold, load
+        self.size, self.width, self._threshold, self._load = count, width, threshold, load
         self._values: np.ndarray | None = None
         self._present: np.ndarray | None = None
-        self.fresh: set[int] = set()
+        self.fresh: set[int] = set()  # shared by all of a curve's columns (see AugmentationCurve)
         if load is None:
             self._values, self._present = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
             for k, row in enumerate(rows or ()):
@@ -3886,20 +3907,26 @@ class _Rows(collections.abc.Sequence):
         return self._values, self._present
 
     def __len__(self) -> int:
-        return self.count
+        return self.size
 
     def __getitem__(self, k: Any) -> Any:
         if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(self.count))]
+            return [self[i] for i in range(*k.indices(self.size))]
         values, present = self.arrays()
-        k = range(self.count)[k]
+        k = range(self.size)[k]
         return _python_row(values[k], self._threshold()) if present[k] else None
 
-    def __setitem__(self, k: int, row: Sequence[float | None] | None) -> None:
+    def __setitem__(self, k: Any, row: Any) -> None:
         self.arrays()
-        k = range(self.count)[k]
-        self._put(k, row)
-        self.fresh.add(k)
+        for index, value in _assignments(k, row, self.size):
+            self._put(index, value)
+            self.fresh.add(index)
+
+    def copy(self) -> list:
+        return list(self)
+
+    def __add__(self, other: Any) -> list:
+        return list(self) + list(other)
 
     def _put(self, k: int, row: Sequence[float | None] | None) -> None:
         if row is None:
@@ -3921,7 +3948,7 @@ class _Rows(collections.abc.Sequence):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<rows of {self.count} images, {int(self.arrays()[1].sum())} searched>"
+        return f"<rows of {self.size} images, {int(self.arrays()[1].sum())} searched>"
 
     def first_indices(self, threshold: float) -> np.ndarray:
         """Per image, the first grid index at or above ``threshold``: -1 never, -2 not searched."""
@@ -3940,7 +3967,8 @@ class _Texts(collections.abc.Sequence):
 
     def __init__(self, count: int, values: Iterable | None = None,
                  load: Callable[[], tuple[np.ndarray, list[str]]] | None = None):
-        self.count, self._load = count, load
+        self.size, self._load = count, load
+        self.fresh: set[int] = set()
         self._codes: np.ndarray | None = None
         self._texts: list[str] = []
         self._index: dict[str, int] = {}
@@ -3964,18 +3992,26 @@ class _Texts(collections.abc.Sequence):
         return code
 
     def __len__(self) -> int:
-        return self.count
+        return self.size
 
     def __getitem__(self, k: Any) -> Any:
         if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(self.count))]
+            return [self[i] for i in range(*k.indices(self.size))]
         codes, texts = self.arrays()
-        code = int(codes[range(self.count)[k]])
+        code = int(codes[range(self.size)[k]])
         return None if code < 0 else texts[code]
 
-    def __setitem__(self, k: int, text: str | None) -> None:
+    def __setitem__(self, k: Any, text: Any) -> None:
         codes, _ = self.arrays()
-        codes[range(self.count)[k]] = -1 if text is None else self._code(text)
+        for index, value in _assignments(k, text, self.size):
+            codes[index] = -1 if value is None else self._code(value)
+            self.fresh.add(index)
+
+    def copy(self) -> list:
+        return list(self)
+
+    def __add__(self, other: Any) -> list:
+        return list(self) + list(other)
 
     def __eq__(self, other: Any) -> bool:
         return list(self) == list(other) if isinstance(other, (_Texts, list, tuple)) else NotImplemented
@@ -3983,7 +4019,7 @@ class _Texts(collections.abc.Sequence):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<texts of {self.count} images>"
+        return f"<texts of {self.size} images>"
 
     def subset(self, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """The codes of ``indices`` renumbered into the texts they use (what a shard stores)."""
@@ -4015,13 +4051,17 @@ class _Deferred(collections.abc.Sequence):
     def __eq__(self, other: Any) -> bool:
         return self._get() == tuple(other) if isinstance(other, collections.abc.Sequence) else NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return repr(self._get())
 
     def __reduce__(self) -> tuple:  # pickled as the tuple it stands for
         return tuple, (self._get(),)
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __add__(self, other: Any) -> tuple:
+        return self._get() + tuple(other)
 
 
 # The rows on disk (analysis format 4): analysis.json holds the settings, per augmentation its
@@ -4045,8 +4085,8 @@ _COMPACT_AFTER_SEARCH = 8  # a finished search with more shards than this leaves
 
 
 def _rows_folder(path: str) -> str:
-    """Where the rows of the analysis file ``path`` live: analysis.json -> analysis.rows."""
-    return (path[:-5] if path.endswith(".json") else path) + ".rows"
+    """Where the rows of the analysis file ``path`` live: analysis.json -> analysis.json.rows."""
+    return path + ".rows"
 
 
 def _blob(value: Any) -> np.ndarray:
@@ -4058,14 +4098,13 @@ def _unblob(array: np.ndarray) -> Any:
 
 
 def _shard_arrays(analysis: Analysis, images: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The members of one shard: the records of ``images`` and, per augmentation, the rows of its images."""
+    """The members of one shard: the records of ``images`` and, per augmentation, the rows of its
+    images; its meta names it by a digest of all that ("uid": what the index lists it by)."""
     records = "\n".join(json.dumps(dataclasses.asdict(analysis.images[k]), separators=(",", ":"))
                         for k in images.tolist())
-    arrays = {"meta": _blob({"format": _SHARD_FORMAT, "version": _SHARD_VERSION, "grid": len(analysis.intensities),
-                             "augmentations": [{"name": name, "definition": analysis.curves[name].definition}
-                                               for name in rows]}),
-              "images": images.astype(np.int64),
-              "records": np.frombuffer(records.encode("utf-8"), dtype=np.uint8)}
+    meta = {"format": _SHARD_FORMAT, "version": _SHARD_VERSION, "grid": len(analysis.intensities),
+            "augmentations": [{"name": name, "definition": analysis.curves[name].definition} for name in rows]}
+    arrays = {"images": images.astype(np.int64), "records": np.frombuffer(records.encode("utf-8"), dtype=np.uint8)}
     for i, (name, picked) in enumerate(rows.items()):
         curve, prefix = analysis.curves[name], f"a{i}."
         values, present = curve.diff_errors.arrays()
@@ -4080,7 +4119,11 @@ def _shard_arrays(analysis: Analysis, images: np.ndarray, rows: dict[str, np.nda
         if curve.last_success_view is not None:
             arrays[prefix + "views"] = _blob([[curve.last_success_view[k], curve.first_failure_view[k]]
                                               for k in picked.tolist()])
-    return arrays
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for key, array in arrays.items():
+        digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return {"meta": _blob({**meta, "uid": digest.hexdigest()[:32]}), **arrays}
 
 
 def _write_npz(handle: Any, arrays: dict[str, np.ndarray]) -> None:
@@ -4097,26 +4140,44 @@ class _ShardError(AugmentError):
     pass
 
 
-def _open_shard(path: str, count: int, width: int) -> tuple[Any, dict]:
-    """An open shard and its meta, checked; an unreadable one is an error naming it."""
+# What a damaged shard raises when read (an OSError such as EIO is not damage: it propagates as it is)
+_SHARD_DAMAGE = (ValueError, KeyError, EOFError, IndexError, TypeError, zipfile.BadZipFile, zlib.error)
+
+
+def _open_shard(path: str, count: int, width: int, uid: str | None = None) -> tuple[Any, dict]:
+    """An open shard and its meta, checked; a damaged one, or not the one the index lists (``uid``),
+    is an error naming it."""
     try:
         shard = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise _ShardError(f"rows file {path} is missing: {_REPLACED}") from None
+    except _SHARD_DAMAGE as exc:
+        raise _ShardError(f"rows file {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    try:
         meta = _unblob(shard["meta"])
         images = shard["images"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise _ShardError(f"rows file {path} is missing, truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    except _SHARD_DAMAGE as exc:
+        shard.close()
+        raise _ShardError(f"rows file {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     if (not isinstance(meta, dict) or meta.get("format") != _SHARD_FORMAT or meta.get("grid") != width
             or images.ndim != 1 or (len(images) and (images.min() < 0 or images.max() >= count))):
+        shard.close()
         raise _ShardError(f"rows file {path} does not belong to this analysis ({count} images, grid of {width})")
+    if uid is not None and meta.get("uid") != uid:
+        shard.close()
+        raise _ShardError(f"rows file {path} is not the one its analysis file listed: {_REPLACED}")
     return shard, meta
+
+
+_REPLACED = "another search rewrote the analysis since it was loaded; load it again"
 
 
 class _ShardColumns:
     """Reads one augmentation's columns from the listed shards on first use (what lazy _Rows load)."""
 
-    def __init__(self, paths: Sequence[str], name: str, definition: str, count: int, width: int,
+    def __init__(self, paths: Sequence[tuple[str, str | None]], name: str, definition: str, count: int, width: int,
                  labels: bool, views: bool):
-        self.paths, self.name, self.definition = list(paths), name, definition
+        self.paths, self.name, self.definition = list(paths), name, definition  # (shard, its uid) in order
         self.count, self.width, self.labels, self.views = count, width, labels, views
         self.fields: dict[str, Any] | None = None
 
@@ -4133,8 +4194,8 @@ class _ShardColumns:
         codes = {key: np.full(count, -1, np.int32) for key in ("last", "first")}
         index: dict[str, dict[str, int]] = {"last": {}, "first": {}}
         views = [[None] * count, [None] * count] if self.views else None
-        for path in self.paths:
-            shard, meta = _open_shard(path, count, width)
+        for path, uid in self.paths:
+            shard, meta = _open_shard(path, count, width, uid)
             with shard:
                 entries = [i for i, entry in enumerate(meta["augmentations"])
                            if entry.get("name") == self.name and entry.get("definition") == self.definition]
@@ -4163,7 +4224,7 @@ class _ShardColumns:
                         if views is not None and prefix + "views" in shard.files:
                             for k, (last, first) in zip(picked.tolist(), _unblob(shard[prefix + "views"])):
                                 views[0][k], views[1][k] = last, first
-                    except (OSError, ValueError, KeyError, IndexError, TypeError, zipfile.BadZipFile) as exc:
+                    except _SHARD_DAMAGE as exc:
                         raise _ShardError(f"rows file {path}: augmentation {self.name}: {exc}") from None
         return {"diff": (diff, present), "label": (label, label_present) if label is not None else None,
                 "last": (codes["last"], list(index["last"])), "first": (codes["first"], list(index["first"])),
@@ -4176,7 +4237,7 @@ def _stored_summary(block: Any, curve: AugmentationCurve) -> CurveSummary | None
         return CurveSummary(
             intensities=tuple(curve.intensities), searched_images=int(block["searched_images"]),
             full_grid_images=int(block["full_grid_images"]), adaptive_agreement=block["adaptive_agreement"],
-            first_failure_intensities=_Deferred(lambda: _summarize(curve).first_failure_intensities),
+            first_failure_intensities=_Deferred(lambda: _first_failure_tuple(curve)),
             failed_share=tuple(block["failed_share"]), mean_diff_error=tuple(block["mean_diff_error"]),
             changed_share=tuple(block["changed_share"]),
             label_accuracy=None if block["label_accuracy"] is None else tuple(block["label_accuracy"]),
@@ -4225,6 +4286,13 @@ class AugmentationCurve:
         for name in ("last_success_output", "first_failure_output"):  # one per image, None until searched
             if not isinstance(values := getattr(self, name), _Texts):
                 setattr(self, name, _Texts(count, values))
+        self._link_columns()
+
+    def _link_columns(self) -> None:
+        """One set of changed images for all the curve's columns: a save writes each such image's row whole."""
+        for column in (self.label_errors, self.last_success_output, self.first_failure_output):
+            if column is not None:
+                column.fresh = self.diff_errors.fresh
 
     def _threshold(self) -> float:
         return self.failure_threshold
@@ -4243,6 +4311,7 @@ class AugmentationCurve:
         curve.first_failure_output = _Texts(count, load=functools.partial(columns.take, "first"))
         if columns.views:  # Python objects, read at once
             curve.last_success_view, curve.first_failure_view = columns.take("views")
+        curve._link_columns()
         curve.stored_summary = _stored_summary(block.get("summary"), curve)
         return curve
 
@@ -4368,6 +4437,17 @@ class ImageRecord:
     output_view: Any = None  # positional outputs: what the report draws
     digest: str | None = None  # of its pixels (absent in files from before compare): pairs images in compare
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "_changed", True)  # since the analysis was last saved (see Analysis.save)
+
+    @property
+    def changed(self) -> bool:
+        return self.__dict__.get("_changed", True)
+
+    def saved(self) -> None:
+        object.__setattr__(self, "_changed", False)
+
 
 @dataclass
 class Analysis:
@@ -4384,9 +4464,8 @@ class Analysis:
     curves: dict[str, AugmentationCurve]
     # group_by(label) -> str: the classes of by_class(); by default a classification label itself
     group_by: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)
-    # where its rows were last saved ({"path", "shards"}) and the images changed since (see save)
+    # where its rows were last saved: {"path", "shards", "since", "columns"} (see save)
     _store: dict | None = field(default=None, init=False, repr=False, compare=False)
-    _fresh_images: set[int] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         done = sum(1 for c in self.curves.values() if c.searched_count == len(self.images))
@@ -4583,48 +4662,57 @@ class Analysis:
                     column.arrays()
 
     def save(self, path: str | os.PathLike, compact: bool = False) -> None:
-        """Write ``path`` (format 4) and its rows: the rows new since the last save to ``path`` go to
-        one new shard file beside it (all rows when saving elsewhere, or with ``compact``), then
-        ``path`` is replaced; each file is written atomically (temporary file, fsync, rename)."""
+        """Write ``path`` (format 4) and its rows: what changed since the last save to ``path`` goes
+        to one new shard file beside it (all rows when saving elsewhere, with ``compact``, or when
+        another save rewrote ``path`` since), then ``path`` is replaced listing it; each file is
+        written atomically (temporary file, fsync, rename)."""
         path = os.path.abspath(os.fspath(path))
         folder = _rows_folder(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         store = self._store
         append = (not compact and store is not None and store["path"] == path and len(store["shards"]) < _MAX_SHARDS
-                  and os.path.exists(path)
-                  and all(os.path.exists(os.path.join(folder, entry["file"])) for entry in store["shards"]))
-        if append:
-            images = np.array(sorted(self._fresh_images), dtype=np.int64)
-            rows = {name: np.array(sorted(curve.diff_errors.fresh), dtype=np.int64)
-                    for name, curve in self.curves.items() if curve.diff_errors.fresh}
+                  and _listed_shards(path) == store["shards"])
+        name = f"rows-{_next_shard_number(folder):06d}.npz"
+        if append:  # what changed, and every row of a curve these shards do not hold (added or replaced)
+            images = np.array([k for k, record in enumerate(self.images) if record.changed], dtype=np.int64)
+            rows, since = {}, dict(store["since"])
+            for key, curve in self.curves.items():
+                if store["columns"].get(key) is curve.diff_errors:
+                    if curve.diff_errors.fresh:
+                        rows[key] = np.array(sorted(curve.diff_errors.fresh), dtype=np.int64)
+                else:
+                    rows[key], since[key] = np.flatnonzero(curve.diff_errors.arrays()[1]), name
             shards = list(store["shards"])
         else:
             self.load_rows()
             images = np.arange(len(self.images), dtype=np.int64)
-            rows = {name: np.flatnonzero(curve.diff_errors.arrays()[1]) for name, curve in self.curves.items()}
-            shards = []
+            rows = {key: np.flatnonzero(curve.diff_errors.arrays()[1]) for key, curve in self.curves.items()}
+            since, shards = dict.fromkeys(self.curves, name), []
         if len(images) or rows or not shards:
             os.makedirs(folder, exist_ok=True)
-            taken = [int(m.group(1)) for entry in os.listdir(folder) if (m := _SHARD_NAME.fullmatch(entry))]
-            name = f"rows-{max(taken, default=0) + 1:06d}.npz"
             arrays = _shard_arrays(self, images, rows)
             written = _write_atomic(os.path.join(folder, name), functools.partial(_write_npz, arrays=arrays))
-            shards.append({"file": name, "bytes": os.path.getsize(written), "images": len(images)})
+            shards.append({"file": name, "bytes": os.path.getsize(written), "images": len(images),
+                           "uid": _unblob(arrays["meta"])["uid"]})
+        listed = {entry["file"] for entry in shards}
+        since = {key: since.get(key) if since.get(key) in listed else shards[0]["file"] for key in self.curves}
         _, blocks = self._summary_blocks()
         index = {
             "format": _ANALYSIS_FORMAT, "version": _ANALYSIS_VERSION, "tool_version": __version__,
             "fingerprint": self.fingerprint, "settings": self.settings, "images": len(self.images),
-            "augmentations": {name: {"definition": curve.definition, "summary": blocks[name]}
-                              for name, curve in self.curves.items()},
+            "augmentations": {key: {"definition": curve.definition, "rows_since": since[key], "summary": blocks[key]}
+                              for key, curve in self.curves.items()},
             "rows": {"folder": os.path.basename(folder), "shards": shards},
         }
         _write_atomic(path, json.dumps(index, separators=(",", ":")))
         if not append:  # the shards the file listed before (only ours: rows-NNNNNN.npz) are replaced
-            _remove_shards(folder, keep={entry["file"] for entry in shards})
-        self._fresh_images.clear()
+            _remove_shards(folder, keep=listed)
+        for record in self.images:
+            record.saved()
         for curve in self.curves.values():
             curve.diff_errors.fresh.clear()
-        self._store = {"path": path, "shards": shards}
+        self._store = {"path": path, "shards": shards, "since": since,
+                       "columns": {key: curve.diff_errors for key, curve in self.curves.items()}}
 
     @classmethod
     def _from_index(cls, data: dict, path: str) -> Analysis:
@@ -4633,20 +4721,22 @@ class Analysis:
         document = _validated(_formats().AnalysisIndex, data, where)
         settings = {**data["settings"], **document.settings.model_dump(exclude_unset=True)}
         count, width = document.images, len(document.settings.intensities)
-        folder = _rows_folder(os.path.abspath(path))
+        real = os.path.realpath(path)  # a link to an analysis file: its rows are beside the file
+        folder = _rows_folder(real)
+        listed = [entry.model_dump() for entry in document.rows.shards]
         paths = []
-        for entry in document.rows.shards:
-            shard = os.path.join(folder, entry.file)
+        for entry in listed:
+            shard = os.path.join(folder, entry["file"])
             size = os.path.getsize(shard) if os.path.isfile(shard) else None
-            if size != entry.bytes:
+            if size != entry["bytes"]:
                 raise AugmentError(f"{where} lists rows file {shard}, which is " + (
-                    "missing" if size is None else f"{size} bytes, not {entry.bytes}") + " (an analysis file and "
+                    "missing" if size is None else f"{size} bytes, not {entry['bytes']}") + " (an analysis file and "
                     f"its rows folder {os.path.basename(folder)} are moved and copied together)")
-            paths.append(shard)
+            paths.append((shard, entry["uid"]))
         records: list[ImageRecord | None] = [None] * count
         image_model = _formats().Image
-        for shard_path in paths:
-            shard, _ = _open_shard(shard_path, count, width)
+        for shard_path, uid in paths:
+            shard, _ = _open_shard(shard_path, count, width, uid)
             with shard:
                 try:
                     indices, text = shard["images"], shard["records"].tobytes().decode("utf-8")
@@ -4656,21 +4746,44 @@ class Analysis:
                     for k, line in zip(indices.tolist(), lines):
                         records[k] = ImageRecord(**_validated(image_model, json.loads(line),
                                                               f"rows file {shard_path}, image {k}").model_dump())
-                except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                except _SHARD_DAMAGE as exc:
                     raise AugmentError(f"rows file {shard_path}: {exc}") from None
         if (lost := [k for k, record in enumerate(records) if record is None]):
             raise AugmentError(f"{where}: its rows folder {folder} has no record of image {lost[0]} "
                                f"({len(lost)} images missing)")
+        for record in records:
+            record.saved()
         views = _label_kind(settings.get("label_format")) != "class"
-        curves = {}
-        for name, block in data["augmentations"].items():
-            _check_augmentation_name(name, "augmentation in the analysis")
-            columns = _ShardColumns(paths, name, block["definition"], count, width, bool(settings.get("labels")), views)
-            curves[name] = AugmentationCurve._from_shards(name, block, settings, columns)
+        files = [entry["file"] for entry in listed]
+        curves, since = {}, {}
+        for key, entry in document.augmentations.items():
+            _check_augmentation_name(key, "augmentation in the analysis")
+            since[key] = entry.rows_since if entry.rows_since in files else files[0] if files else None
+            first = files.index(since[key]) if since[key] is not None else 0
+            columns = _ShardColumns(paths[first:], key, entry.definition, count, width, bool(settings.get("labels")),
+                                    views)
+            curves[key] = AugmentationCurve._from_shards(key, data["augmentations"][key], settings, columns)
         analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
-        analysis._store = {"path": os.path.abspath(path),
-                           "shards": [entry.model_dump() for entry in document.rows.shards]}
+        analysis._store = {"path": real, "shards": listed, "since": since,
+                           "columns": {key: curve.diff_errors for key, curve in curves.items()}}
         return analysis
+
+
+def _listed_shards(path: str) -> list[dict] | None:
+    """The shards the analysis file at ``path`` lists now (None: none, or not a format 4 file)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)["rows"]["shards"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _next_shard_number(folder: str) -> int:
+    try:
+        taken = [int(m.group(1)) for entry in os.listdir(folder) if (m := _SHARD_NAME.fullmatch(entry))]
+    except FileNotFoundError:
+        taken = []
+    return max(taken, default=0) + 1
 
 
 def _remove_shards(folder: str, keep: set[str]) -> None:
@@ -4748,7 +4861,6 @@ class _Checkpointer:
 def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
     for result in results:
         record = analysis.images[result.index]
-        analysis._fresh_images.add(result.index)
         record.error = result.error
         if result.error is not None:
             continue
@@ -6747,6 +6859,10 @@ def _check_cache_path(analytics_cache: Any) -> str | None:
     path = os.fspath(analytics_cache)
     if os.path.isdir(path):
         raise AugmentError(f"analytics_cache {path} is a folder; give a file name such as {path}/analysis.json")
+    rows = _rows_folder(os.path.realpath(path))
+    if os.path.lexists(rows) and not os.path.isdir(rows):
+        raise AugmentError(f"{rows} is not a folder, but the rows of analytics_cache {path} go there: move it away "
+                           f"or choose another analytics_cache")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)

@@ -190,9 +190,9 @@ def test_a_full_disk_during_a_search_is_one_error_naming_the_analysis_file(tmp_p
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     # the checkpoint's first file is its shard of rows, beside analysis.json
-    assert result.stderr.strip().splitlines()[-1] == (f"error: cannot write {tmp_path / 'analysis.rows'}"
+    assert result.stderr.strip().splitlines()[-1] == (f"error: cannot write {tmp_path / 'analysis.json.rows'}"
                                                       f"/rows-000001.npz: File too large")
-    assert not list(tmp_path.glob(".augment-tmp-*")) and not list(tmp_path.glob("analysis.rows/.augment-tmp-*"))
+    assert not list(tmp_path.glob(".augment-tmp-*")) and not list(tmp_path.glob("analysis.json.rows/.augment-tmp-*"))
 
 
 def test_a_cache_in_a_folder_it_cannot_write_is_refused_before_any_prediction(tmp_path):

@@ -72,7 +72,7 @@ def test_a_search_killed_at_any_point_resumes_to_the_uninterrupted_analysis(work
     assert resumed.to_json()["augmentations"] == reference.to_json()["augmentations"]
     # only what the last checkpoint did not hold: per image its original and each missing augmentation
     assert model.calls == sum(1 + m * (PER_IMAGE - 1) // 2 for m in missing if m)
-    rows = work / "analysis.rows"
+    rows = work / "analysis.json.rows"
     assert not [name for name in os.listdir(work) + os.listdir(rows) if name.endswith(".tmp")]  # no half-written
     listed = {entry["file"] for entry in json.loads(path.read_text())["rows"]["shards"]}
     assert set(os.listdir(rows)) == listed  # a shard the killed checkpoint never listed is gone
@@ -244,8 +244,8 @@ def test_a_version_1_cache_from_the_previous_release_is_read(tmp_path):
     data["version"] = 1
     for record in data["images"]:
         del record["error"]
-    for name in os.listdir(tmp_path / "analysis.rows"):
-        os.unlink(tmp_path / "analysis.rows" / name)
+    for name in os.listdir(tmp_path / "analysis.json.rows"):
+        os.unlink(tmp_path / "analysis.json.rows" / name)
     path.write_text(json.dumps(data))
     model = BrightnessModel()
     analysis = augment.ImageAugmenter(model, augmentations=["Brighten"], progress=False

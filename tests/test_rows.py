@@ -44,10 +44,10 @@ def test_each_checkpoint_appends_only_new_rows_and_the_files_give_back_the_analy
     monkeypatch.setattr(augment, "_COMPACT_AFTER_SEARCH", 1000)  # keep every checkpoint's shard
     files, path, analysis = searched(tmp_path)
     shards = shards_of(path)
-    assert len(shards) >= 3 and sorted(os.listdir(tmp_path / "analysis.rows")) == [s["file"] for s in shards]
+    assert len(shards) >= 3 and sorted(os.listdir(tmp_path / "analysis.json.rows")) == [s["file"] for s in shards]
     written = {"Brighten": 0, "Darken": 0}
     for entry in shards:
-        with np.load(tmp_path / "analysis.rows" / entry["file"]) as shard:
+        with np.load(tmp_path / "analysis.json.rows" / entry["file"]) as shard:
             meta = json.loads(shard["meta"].tobytes())
             for i, augmentation in enumerate(meta["augmentations"]):
                 written[augmentation["name"]] += len(shard[f"a{i}.images"])
@@ -72,7 +72,7 @@ def test_a_loaded_file_answers_summaries_without_reading_rows(tmp_path):
 def test_a_finished_search_leaves_one_shard_when_checkpoints_made_many(tmp_path, monkeypatch):
     monkeypatch.setattr(augment, "_COMPACT_AFTER_SEARCH", 2)
     _, path, analysis = searched(tmp_path)
-    assert len(shards_of(path)) == 1 and len(os.listdir(tmp_path / "analysis.rows")) == 1
+    assert len(shards_of(path)) == 1 and len(os.listdir(tmp_path / "analysis.json.rows")) == 1
     assert augment.load_analysis(path).to_json() == analysis.to_json()
 
 
@@ -98,7 +98,7 @@ def test_rows_keep_every_verdict_at_the_failure_threshold(tmp_path):
 
 def test_a_damaged_or_missing_shard_is_an_error_naming_it_and_a_search_sets_both_aside(tmp_path):
     files, path, _ = searched(tmp_path)
-    shard = tmp_path / "analysis.rows" / shards_of(path)[-1]["file"]
+    shard = tmp_path / "analysis.json.rows" / shards_of(path)[-1]["file"]
     content = shard.read_bytes()
     shard.write_bytes(content[: len(content) // 2])
     with pytest.raises(augment.AugmentError, match=f"rows file {shard}.* bytes"):
@@ -117,7 +117,7 @@ def test_a_damaged_or_missing_shard_is_an_error_naming_it_and_a_search_sets_both
     copy = tmp_path / "elsewhere" / "copy.json"
     copy.parent.mkdir()
     shutil.copy(path, copy)  # the index without its rows folder
-    with pytest.raises(augment.AugmentError, match=r"copy\.rows/rows-\d+\.npz, which is missing"):
+    with pytest.raises(augment.AugmentError, match=r"copy\.json\.rows/rows-\d+\.npz, which is missing"):
         augment.load_analysis(copy)
 
 
@@ -127,8 +127,8 @@ def test_a_shard_of_another_analysis_is_refused(tmp_path):
     other.mkdir()
     files = write_pngs(other / "imgs", uniform_images([10, 250]))
     make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, other / "analysis.json")
-    mine = tmp_path / "analysis.rows" / shards_of(path)[0]["file"]
-    theirs = other / "analysis.rows" / shards_of(other / "analysis.json")[0]["file"]
+    mine = tmp_path / "analysis.json.rows" / shards_of(path)[0]["file"]
+    theirs = other / "analysis.json.rows" / shards_of(other / "analysis.json")[0]["file"]
     shutil.copy(mine, theirs)
     data = json.loads((other / "analysis.json").read_text())
     data["rows"]["shards"][0]["bytes"] = mine.stat().st_size
@@ -141,7 +141,7 @@ def test_single_document_files_of_formats_1_to_3_load_and_are_resumed_into_forma
     files, path, analysis = searched(tmp_path, augmentations=["Brighten"])
     document = analysis.to_json()
     assert document["version"] == 3 and len(document["augmentations"]["Brighten"]["diff_errors"]) == len(files)
-    shutil.rmtree(tmp_path / "analysis.rows")
+    shutil.rmtree(tmp_path / "analysis.json.rows")
     path.write_text(json.dumps(document))
     assert augment.load_analysis(path).to_json() == document
     model = BrightnessModel()
@@ -175,3 +175,148 @@ def test_a_loaded_analysis_pickles_whole(tmp_path):
     _, path, analysis = searched(tmp_path)
     copy = pickle.loads(pickle.dumps(augment.load_analysis(path)))
     assert copy.to_json() == analysis.to_json()
+
+
+# -- found by a hostile review ----------------------------------------------------------------
+
+
+def test_a_loaded_analysis_whose_file_another_search_rewrote_says_so_instead_of_reading_its_rows(tmp_path):
+    files, path, _ = searched(tmp_path)
+    lazy = augment.load_analysis(path)  # rows not read yet
+    others = write_pngs(tmp_path / "others", uniform_images([200, 210, 220]))
+    with pytest.warns(UserWarning, match="kept as"):
+        make_augmenter(oracles.bright).search_randomization_boundaries(others, None, 0.1, path)
+    with pytest.raises(augment.AugmentError, match="another search rewrote the analysis since it was loaded"):
+        lazy.curves["Brighten"].diff_errors[0]
+
+
+def test_saving_over_a_file_another_search_rewrote_writes_every_row(tmp_path):
+    files, path, analysis = searched(tmp_path)
+    loaded = augment.load_analysis(path)
+    loaded.load_rows()
+    make_augmenter(oracles.bright, augmentations=["Brighten", "Darken", "Hue"]).search_randomization_boundaries(
+        files, [0] * len(files), 0.1, path)  # appends Hue: the file now lists another set of shards
+    loaded.curves["Darken"].last_success_output[0] = "edited"
+    loaded.save(path)
+    again = augment.load_analysis(path)
+    assert again.curves["Darken"].last_success_output[0] == "edited"
+    assert again.curves["Brighten"].to_json() == analysis.curves["Brighten"].to_json()
+
+
+def test_curves_added_to_a_saved_analysis_and_every_kind_of_edit_are_saved(tmp_path):
+    files, path, _ = searched(tmp_path, augmentations=["Brighten"])
+    other = make_augmenter(oracles.bright, augmentations=["Darken"]).search_randomization_boundaries(
+        files, [0] * len(files), 0.1, None)
+    analysis = augment.load_analysis(path)
+    analysis.curves.update(other.curves)
+    curve = analysis.curves["Brighten"]
+    curve.last_success_output[1], curve.label_errors[2] = "edited", [0.0] * 11
+    analysis.images[3].label = 7
+    analysis.save(path)
+    again = augment.load_analysis(path)
+    assert again.to_json() == analysis.to_json()
+    assert again.curves["Darken"].searched_count == len(files) and again.images[3].label == 7
+    assert again.curves["Brighten"].last_success_output[1] == "edited"
+
+
+def test_rows_of_an_earlier_run_of_the_same_definition_do_not_come_back(tmp_path, monkeypatch):
+    files, path, _ = searched(tmp_path, augmentations=["Brighten"], checkpoint_seconds=3600)
+    entry = augment.CATALOGUE["Brighten"]
+    monkeypatch.setitem(augment.CATALOGUE, "Brighten", augment.Augmentation(
+        **{**{f: getattr(entry, f) for f in entry.__dataclass_fields__}, "variant": "other"}))
+    make_augmenter(oracles.bright, augmentations=["Brighten"]).search_randomization_boundaries(
+        files, [0] * len(files), 0.1, path)
+    monkeypatch.setitem(augment.CATALOGUE, "Brighten", entry)  # back: a search that stops after a few images
+    with pytest.raises(RuntimeError, match="model crashed"):
+        make_augmenter(BrightnessModel(fail_after=30), augmentations=["Brighten"], batch_size=4).\
+            search_randomization_boundaries(files, [0] * len(files), 0.1, path)
+    lazy = augment.load_analysis(path)
+    stored = lazy.curves["Brighten"].searched_count
+    assert 0 < stored < len(files)
+    lazy.load_rows()
+    assert lazy.curves["Brighten"].searched_count == stored  # not the first run's rows
+
+
+def test_a_cache_and_the_same_name_with_json_keep_their_own_rows(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 90]))
+    for name in ("run", "run.json"):
+        make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, tmp_path / name)
+    assert augment.load_analysis(tmp_path / "run").to_json() == augment.load_analysis(tmp_path / "run.json").to_json()
+
+
+def test_a_shard_damaged_inside_its_compressed_data_is_named_and_set_aside(tmp_path):
+    import zipfile
+
+    files, path, _ = searched(tmp_path, augmentations=["Brighten"], checkpoint_seconds=3600)
+    shard = tmp_path / "analysis.json.rows" / shards_of(path)[0]["file"]
+    content = bytearray(shard.read_bytes())
+    with zipfile.ZipFile(shard) as archive:
+        member = archive.getinfo("meta.npy")
+    content[member.header_offset + 30 + len("meta.npy") + member.compress_size // 2] ^= 0xFF
+    shard.write_bytes(bytes(content))
+    with pytest.raises(augment.AugmentError, match=f"rows file {shard} is truncated or corrupt"):
+        augment.load_analysis(path)
+    model = BrightnessModel()
+    with pytest.warns(UserWarning, match="kept as"):
+        make_augmenter(model, augmentations=["Brighten"]).search_randomization_boundaries(files, [0] * len(files),
+                                                                                          0.1, path)
+    assert model.calls > 0 and augment.load_analysis(path).complete
+
+
+def test_a_read_error_on_a_shard_stops_the_search_and_keeps_the_file(tmp_path, monkeypatch):
+    import errno
+
+    files, path, _ = searched(tmp_path, augmentations=["Brighten"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "analysis.json.rows").iterdir()}
+    real_load = np.load
+
+    def failing_load(file, *args, **kwargs):
+        if str(file).endswith(".npz"):
+            raise OSError(errno.EIO, "Input/output error", str(file))
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", failing_load)
+    model = BrightnessModel()
+    with pytest.raises(OSError, match="Input/output error"):
+        make_augmenter(model, augmentations=["Brighten"]).search_randomization_boundaries(files, [0] * len(files),
+                                                                                          0.1, path)
+    assert model.calls == 0 and not list(tmp_path.glob("*.bak-*"))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "analysis.json.rows").iterdir()} == before
+
+
+def test_an_analysis_file_reached_through_a_link_loads_and_resumes(tmp_path):
+    files, path, analysis = searched(tmp_path)
+    (tmp_path / "latest.json").symlink_to(path)
+    assert augment.load_analysis(tmp_path / "latest.json").to_json() == analysis.to_json()
+    model = BrightnessModel()
+    make_augmenter(model, batch_size=4).search_randomization_boundaries(files, [0] * len(files), 0.1,
+                                                                        tmp_path / "latest.json")
+    assert model.calls == 0
+
+
+def test_a_file_where_the_rows_folder_goes_is_an_error_before_any_prediction(tmp_path):
+    (tmp_path / "analysis.json.rows").write_text("mine")
+    model = BrightnessModel()
+    with pytest.raises(augment.AugmentError, match=r"analysis\.json\.rows is not a folder"):
+        make_augmenter(model).search_randomization_boundaries(uniform_images([40]), None, 0.1,
+                                                              tmp_path / "analysis.json")
+    assert model.calls == 0 and (tmp_path / "analysis.json.rows").read_text() == "mine"
+
+
+def test_columns_answer_like_the_lists_they_were(tmp_path):
+    _, _, analysis = searched(tmp_path)
+    curve = analysis.curves["Brighten"]
+    rows, outputs = curve.diff_errors, curve.last_success_output
+    assert rows.count(None) == 0 and outputs.count(None) == list(outputs).count(None)
+    assert rows[-1] == list(rows)[-1] and rows[1:3] == list(rows)[1:3] and rows.copy() == list(rows)
+    rows[0:2] = [None, [0.0] * 11]
+    assert rows[0] is None and rows[1] == [0.0] * 11 and rows.fresh >= {0, 1}
+    with pytest.raises(ValueError, match="cannot assign 1 values to a slice of 2"):
+        rows[2:4] = [[0.0] * 11]
+    assert hash(curve.summarize().first_failure_intensities) == hash(tuple(curve.first_failure_intensities))
+
+
+def test_mean_diff_errors_are_the_means_of_the_values_measured():
+    curve = augment.AugmentationCurve(name="Brighten", intensities=[0.0, 1.0], failure_threshold=0.5,
+                                      definition="d", diff_errors=[[0.0, 0.833], [0.0, 0.3689]])
+    assert curve.mean_diff_error == [0.0, round((0.833 + 0.3689) / 2, 4)]

@@ -41,7 +41,7 @@ def test_analysis_file_holds_curves_failures_and_exemplars(tmp_path, uniform_fil
     assert len(brighten["summary"]["mean_diff_error"]) == 11 == len(brighten["summary"]["changed_share"])
     # 40, 70, 100 need +87, +57, +27: first failures at 0.4, 0.3, 0.2
     assert brighten["summary"]["failed_share"][2:5] == pytest.approx([1 / 3, 2 / 3, 1])
-    with np.load(tmp_path / "analysis.rows" / data["rows"]["shards"][0]["file"]) as shard:
+    with np.load(tmp_path / "analysis.json.rows" / data["rows"]["shards"][0]["file"]) as shard:
         assert (shard["a0.diff"] >= 0.5).argmax(axis=1).tolist() == [4, 3, 2]
     assert brighten["summary"]["label_accuracy"][0] == 1.0
     exemplar = brighten["summary"]["exemplar"]
