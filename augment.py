@@ -3978,6 +3978,10 @@ class _Texts(collections.abc.Sequence):
                 if text is not None:
                     self._codes[k] = self._code(text)
 
+    @property
+    def loaded(self) -> bool:
+        return self._codes is not None
+
     def arrays(self) -> tuple[np.ndarray, list[str]]:
         if self._codes is None:
             self._codes, self._texts = self._load()
@@ -4287,6 +4291,18 @@ class AugmentationCurve:
             if not isinstance(values := getattr(self, name), _Texts):
                 setattr(self, name, _Texts(count, values))
         self._link_columns()
+        object.__setattr__(self, "_ready", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if not self.__dict__.get("_ready"):
+            return
+        if name in _CURVE_COLUMNS:  # a whole column replaced: made a column, and every row saved again
+            object.__setattr__(self, "_ready", False)
+            self.__post_init__()
+            self.diff_errors.fresh.update(range(len(self.diff_errors)))
+        if name in _CURVE_COLUMNS or name in ("failure_threshold", "definition"):
+            object.__setattr__(self, "stored_summary", None)
 
     def _link_columns(self) -> None:
         """One set of changed images for all the curve's columns: a save writes each such image's row whole."""
@@ -4303,16 +4319,19 @@ class AugmentationCurve:
         grid, count = settings["intensities"], columns.count
         curve = cls(name=name, intensities=grid, failure_threshold=settings["failure_threshold"],
                     definition=block["definition"], diff_errors=[], strategy=settings.get("strategy", "grid"))
-        curve.diff_errors = _Rows(count, len(grid), curve._threshold, load=functools.partial(columns.take, "diff"))
+        columns_of = {"diff_errors": _Rows(count, len(grid), curve._threshold,
+                                           load=functools.partial(columns.take, "diff"))}
         if columns.labels:
-            curve.label_errors = _Rows(count, len(grid), curve._threshold,
-                                       load=functools.partial(columns.take, "label"))
-        curve.last_success_output = _Texts(count, load=functools.partial(columns.take, "last"))
-        curve.first_failure_output = _Texts(count, load=functools.partial(columns.take, "first"))
+            columns_of["label_errors"] = _Rows(count, len(grid), curve._threshold,
+                                               load=functools.partial(columns.take, "label"))
+        columns_of["last_success_output"] = _Texts(count, load=functools.partial(columns.take, "last"))
+        columns_of["first_failure_output"] = _Texts(count, load=functools.partial(columns.take, "first"))
         if columns.views:  # Python objects, read at once
-            curve.last_success_view, curve.first_failure_view = columns.take("views")
+            columns_of["last_success_view"], columns_of["first_failure_view"] = columns.take("views")
+        for key, column in columns_of.items():  # assembled, not assigned: nothing changed since the file
+            object.__setattr__(curve, key, column)
         curve._link_columns()
-        curve.stored_summary = _stored_summary(block.get("summary"), curve)
+        object.__setattr__(curve, "stored_summary", _stored_summary(block.get("summary"), curve))
         return curve
 
     def __repr__(self) -> str:
@@ -4323,10 +4342,14 @@ class AugmentationCurve:
 
     def summarize(self) -> CurveSummary:
         if self.stored_summary is not None:
-            if not self.diff_errors.loaded:
+            if not self._any_column_read():
                 return self.stored_summary
             self.stored_summary = None
         return _summarize(self)
+
+    def _any_column_read(self) -> bool:
+        return any(column.loaded for column in (self.diff_errors, self.label_errors, self.last_success_output,
+                                                self.first_failure_output) if column is not None)
 
     @property
     def group(self) -> str:
@@ -4338,7 +4361,7 @@ class AugmentationCurve:
 
     @property
     def searched_count(self) -> int:
-        if self.stored_summary is not None and not self.diff_errors.loaded:
+        if self.stored_summary is not None and not self._any_column_read():
             return self.stored_summary.searched_images
         return int(self.diff_errors.arrays()[1].sum())
 
@@ -4407,6 +4430,10 @@ class AugmentationCurve:
             **({"last_success_view": self.last_success_view, "first_failure_view": self.first_failure_view}
                if self.last_success_view is not None else {}),
         }
+
+
+_CURVE_COLUMNS = frozenset({"diff_errors", "label_errors", "last_success_output", "first_failure_output",
+                            "last_success_view", "first_failure_view"})
 
 
 def _or_two(intensity: float | None) -> float:
@@ -4613,7 +4640,8 @@ class Analysis:
             try:
                 cached = load_analysis(path)
                 cached.load_rows()  # a damaged rows file is found now, while the file can still be set aside
-                if cached._store is not None:  # a killed checkpoint's shard, never listed
+                if cached._store is not None and cached._store["path"] == os.path.abspath(path):
+                    # a killed checkpoint's shard, never listed (a linked file's rows are not this job's)
                     _remove_shards(_rows_folder(cached._store["path"]), {e["file"] for e in cached._store["shards"]})
                 reason = None if cached.fingerprint == fingerprint else (
                     "its images, labels, step size, seed, failure threshold, model_id or label_format differ from "
@@ -4665,8 +4693,17 @@ class Analysis:
         """Write ``path`` (format 4) and its rows: what changed since the last save to ``path`` goes
         to one new shard file beside it (all rows when saving elsewhere, with ``compact``, or when
         another save rewrote ``path`` since), then ``path`` is replaced listing it; each file is
-        written atomically (temporary file, fsync, rename)."""
+        written atomically (temporary file, fsync, rename). Holds the file's lock: a search using
+        ``path`` makes this an error naming it. Assign changed values (``record.label = [1, 2, 3]``)
+        rather than changing them in place: an in-place change is not seen as one."""
         path = os.path.abspath(os.fspath(path))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with _lock_for_file(path):
+            self._save(path, compact)
+
+    def _save(self, path: str, compact: bool = False) -> None:
+        """save, by a caller holding the file's lock (a search's checkpoints)."""
+        path = os.path.abspath(path)
         folder = _rows_folder(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         store = self._store
@@ -4677,7 +4714,7 @@ class Analysis:
             images = np.array([k for k, record in enumerate(self.images) if record.changed], dtype=np.int64)
             rows, since = {}, dict(store["since"])
             for key, curve in self.curves.items():
-                if store["columns"].get(key) is curve.diff_errors:
+                if store["columns"].get(key) is curve.diff_errors and store["definitions"].get(key) == curve.definition:
                     if curve.diff_errors.fresh:
                         rows[key] = np.array(sorted(curve.diff_errors.fresh), dtype=np.int64)
                 else:
@@ -4707,12 +4744,13 @@ class Analysis:
         _write_atomic(path, json.dumps(index, separators=(",", ":")))
         if not append:  # the shards the file listed before (only ours: rows-NNNNNN.npz) are replaced
             _remove_shards(folder, keep=listed)
-        for record in self.images:
-            record.saved()
+        for k in images.tolist():
+            self.images[k].saved()
         for curve in self.curves.values():
             curve.diff_errors.fresh.clear()
         self._store = {"path": path, "shards": shards, "since": since,
-                       "columns": {key: curve.diff_errors for key, curve in self.curves.items()}}
+                       "columns": {key: curve.diff_errors for key, curve in self.curves.items()},
+                       "definitions": {key: curve.definition for key, curve in self.curves.items()}}
 
     @classmethod
     def _from_index(cls, data: dict, path: str) -> Analysis:
@@ -4765,7 +4803,8 @@ class Analysis:
             curves[key] = AugmentationCurve._from_shards(key, data["augmentations"][key], settings, columns)
         analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
         analysis._store = {"path": real, "shards": listed, "since": since,
-                           "columns": {key: curve.diff_errors for key, curve in curves.items()}}
+                           "columns": {key: curve.diff_errors for key, curve in curves.items()},
+                           "definitions": {key: curve.definition for key, curve in curves.items()}}
         return analysis
 
 
@@ -4853,7 +4892,7 @@ class _Checkpointer:
             return
         started = time.monotonic()
         shards = len(self.analysis._store["shards"]) if self.analysis._store is not None else 0
-        self.analysis.save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH)
+        self.analysis._save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH)
         self.last = time.monotonic()
         self.cost = self.last - started
 
@@ -6859,7 +6898,7 @@ def _check_cache_path(analytics_cache: Any) -> str | None:
     path = os.fspath(analytics_cache)
     if os.path.isdir(path):
         raise AugmentError(f"analytics_cache {path} is a folder; give a file name such as {path}/analysis.json")
-    rows = _rows_folder(os.path.realpath(path))
+    rows = _rows_folder(os.path.abspath(path))
     if os.path.lexists(rows) and not os.path.isdir(rows):
         raise AugmentError(f"{rows} is not a folder, but the rows of analytics_cache {path} go there: move it away "
                            f"or choose another analytics_cache")

@@ -269,7 +269,9 @@ def memory_child(count: int) -> None:
                                            checkpoint_seconds=5)
         augmenter.search_randomization_boundaries(files, None, 0.05, os.path.join(folder, "analysis.json"),
                                                   strategy="adaptive", num_workers=0)
-        size = os.path.getsize(os.path.join(folder, "analysis.json"))
+        rows = os.path.join(folder, "analysis.json.rows")
+        size = os.path.getsize(os.path.join(folder, "analysis.json")) + sum(
+            os.path.getsize(os.path.join(rows, name)) for name in os.listdir(rows))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{peak:.1f} {baseline:.1f} {size / 2**20:.2f}")
 
@@ -283,7 +285,7 @@ def bench_memory(small: int, large: int) -> None:
         peak, baseline, size = map(float, out.stdout.split()[-3:])
         peaks[count], extra[count] = peak, peak - baseline
         print(f"    {count:>5} images: peak {peak:.0f} MiB, of which {peak - baseline:.0f} MiB above the process "
-              f"with its model loaded; analysis.json {size:.1f} MiB; {seconds:.0f} s")
+              f"with its model loaded; analysis.json and its rows {size:.1f} MiB; {seconds:.0f} s")
     growth = peaks[large] / peaks[small]
     report(f"peak memory growth, {small} -> {large} images", growth, "<= 1.5", growth <= 1.5, "x")
     print(f"    above the loaded model: {extra[small]:.0f} -> {extra[large]:.0f} MiB (the analysis itself grows "

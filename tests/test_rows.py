@@ -284,14 +284,45 @@ def test_a_read_error_on_a_shard_stops_the_search_and_keeps_the_file(tmp_path, m
     assert {p.name: p.read_bytes() for p in (tmp_path / "analysis.json.rows").iterdir()} == before
 
 
-def test_an_analysis_file_reached_through_a_link_loads_and_resumes(tmp_path):
+def test_an_analysis_file_reached_through_a_link_loads_resumes_and_is_replaced_not_written_through(tmp_path):
     files, path, analysis = searched(tmp_path)
+    target = {p.name: p.read_bytes() for p in [path, *(tmp_path / "analysis.json.rows").iterdir()]}
     (tmp_path / "latest.json").symlink_to(path)
     assert augment.load_analysis(tmp_path / "latest.json").to_json() == analysis.to_json()
     model = BrightnessModel()
-    make_augmenter(model, batch_size=4).search_randomization_boundaries(files, [0] * len(files), 0.1,
-                                                                        tmp_path / "latest.json")
-    assert model.calls == 0
+    resumed = make_augmenter(model, batch_size=4, augmentations=["Brighten", "Darken", "Hue"]
+                             ).search_randomization_boundaries(files, [0] * len(files), 0.1, tmp_path / "latest.json")
+    assert model.calls == len(files) * 11  # Hue only: the linked file's rows were read
+    assert not (tmp_path / "latest.json").is_symlink()  # replaced by the new analysis, with its own rows
+    assert augment.load_analysis(tmp_path / "latest.json").to_json() == resumed.to_json()
+    assert {p.name: p.read_bytes() for p in [path, *(tmp_path / "analysis.json.rows").iterdir()]} == target
+
+
+def test_save_holds_the_file_lock(tmp_path):
+    _, path, analysis = searched(tmp_path)
+    with augment._lock_for_file(str(path)), pytest.raises(augment.AugmentError, match="in use by another"):
+        analysis.save(path)
+
+
+def test_a_replaced_column_a_changed_definition_and_edits_to_a_lazy_curve_count(tmp_path):
+    _, path, analysis = searched(tmp_path)
+    loaded = augment.load_analysis(path)
+    loaded.curves["Darken"].last_success_output = ["replaced"] * len(VALUES)  # a whole column, as a list
+    loaded.curves["Brighten"].definition = "hand-made"  # every row kept under the new definition
+    loaded.save(path)
+    again = augment.load_analysis(path)
+    assert list(again.curves["Darken"].last_success_output) == ["replaced"] * len(VALUES)
+    assert again.curves["Brighten"].definition == "hand-made"
+    again.load_rows()
+    assert again.curves["Brighten"].searched_count == len(VALUES)
+    assert again.curves["Brighten"].diff_errors == analysis.curves["Brighten"].diff_errors
+
+    fresh = augment.load_analysis(path)
+    curve = fresh.curves["Darken"]
+    before = curve.label_accuracy
+    for k in range(len(VALUES)):
+        curve.label_errors[k] = [1.0] * 11  # every image wrong at every intensity
+    assert curve.label_accuracy == [0.0] * 11 != before  # not the file's summary any more
 
 
 def test_a_file_where_the_rows_folder_goes_is_an_error_before_any_prediction(tmp_path):
