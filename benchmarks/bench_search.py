@@ -344,7 +344,7 @@ def rows_child(count: int, folder: str) -> None:
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # resets the peak (VmHWM) to what is resident now
     saves: list[tuple[int, int, float]] = []  # (images searched, rows written, seconds)
-    real_save = augment.Analysis.save
+    real_save = augment.Analysis._save  # what a search's checkpoints call
 
     def timed_save(self, path, compact=False):
         fresh = sum(len(c.diff_errors.fresh) for c in self.curves.values())
@@ -353,7 +353,7 @@ def rows_child(count: int, folder: str) -> None:
         searched = int(self.curves["Brighten"].diff_errors.arrays()[1].sum())
         saves.append((searched, fresh, time.perf_counter() - started))
 
-    augment.Analysis.save = timed_save
+    augment.Analysis._save = timed_save
     augmenter = augment.ImageAugmenter(trivial_predict, batch_size=1024, progress=False, checkpoint_seconds=30)
     started = time.perf_counter()
     augmenter.search_randomization_boundaries(images, None, 0.05, os.path.join(folder, "analysis.json"),
