@@ -767,10 +767,12 @@ _ELASTIC_FIELD_SIDE = 256
 
 
 class _BoundedCache:
-    """A small thread-safe LRU cache bounded by the bytes of its numpy values."""
+    """A small thread-safe LRU cache bounded by the bytes of its numpy values and by its entries
+    (a search of many small images would otherwise fill it with entries used by one image only,
+    whose Python overhead outweighs their bytes)."""
 
-    def __init__(self, max_bytes: int):
-        self.max_bytes, self.bytes, self.hits = max_bytes, 0, 0
+    def __init__(self, max_bytes: int, max_items: int = 16384):
+        self.max_bytes, self.max_items, self.bytes, self.hits = max_bytes, max_items, 0, 0
         self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -787,7 +789,7 @@ class _BoundedCache:
                 return self._items[key][0]
             self._items[key] = (value, size)
             self.bytes += size
-            while self.bytes > self.max_bytes and len(self._items) > 1:
+            while (self.bytes > self.max_bytes or len(self._items) > self.max_items) and len(self._items) > 1:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self.bytes -= dropped
         return value

@@ -312,3 +312,10 @@ def test_augmentations_rendered_without_seeding_draw_nothing(name):
                 outputs.append(transform(image=image)["image"])
             assert all(np.array_equal(outputs[0], other) for other in outputs[1:]), (name, intensity, image.shape)
             assert np.array_equal(augment._apply_augmentation(image, name, intensity, 99), outputs[0])
+
+
+def test_the_render_caches_are_bounded_by_entries_too():
+    cache = augment._BoundedCache(2**30, max_items=3)
+    for key in range(10):
+        cache.get_or_make(key, lambda: np.zeros(4, np.uint8))
+    assert list(cache._items) == [7, 8, 9] and cache.bytes == 12
