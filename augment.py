@@ -4114,11 +4114,16 @@ def _shard_arrays(analysis: Analysis, images: np.ndarray, rows: dict[str, np.nda
     for i, (name, picked) in enumerate(rows.items()):
         curve, prefix = analysis.curves[name], f"a{i}."
         values, present = curve.diff_errors.arrays()
-        arrays[prefix + "images"], arrays[prefix + "present"] = picked.astype(np.int64), present[picked]
-        arrays[prefix + "diff"] = values[picked]
+        every = len(picked) == len(values)  # every image (a full write): the columns themselves, not copies
+
+        def rows_of(column: np.ndarray, every: bool = every, picked: np.ndarray = picked) -> np.ndarray:
+            return column if every else column[picked]
+
+        arrays[prefix + "images"], arrays[prefix + "present"] = picked.astype(np.int64), rows_of(present)
+        arrays[prefix + "diff"] = rows_of(values)
         if curve.label_errors is not None:
             label_values, label_present = curve.label_errors.arrays()
-            arrays[prefix + "label"], arrays[prefix + "label.present"] = label_values[picked], label_present[picked]
+            arrays[prefix + "label"], arrays[prefix + "label.present"] = rows_of(label_values), rows_of(label_present)
         for key, texts in (("last", curve.last_success_output), ("first", curve.first_failure_output)):
             arrays[prefix + key], used = texts.subset(picked)
             arrays[prefix + key + ".texts"] = _blob(used)
@@ -4128,7 +4133,7 @@ def _shard_arrays(analysis: Analysis, images: np.ndarray, rows: dict[str, np.nda
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     for key, array in arrays.items():
         digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))  # the bytes, not a copy
     return {"meta": _blob({**meta, "uid": digest.hexdigest()[:32]}), **arrays}
 
 
