@@ -3350,7 +3350,8 @@ class _SearchRun:
             futures[self.request.executor.submit(_run_shard, part, spec)] = shard
         error: BaseException | None = None
         try:
-            for future in concurrent.futures.as_completed(futures):
+            for future in concurrent.futures.as_completed(list(futures)):
+                shard = futures.pop(future)  # a merged shard's results are not kept alive by its future
                 try:
                     results, calls = future.result()
                 except concurrent.futures.CancelledError:
@@ -3360,7 +3361,8 @@ class _SearchRun:
                     continue
                 self.predict_calls += calls
                 checkpoint.merge(results)
-                bar.update(sum(len(job.todo[k]) for k in futures[future]))
+                bar.update(sum(len(job.todo[k]) for k in shard))
+                del future, results
         except BaseException:  # Ctrl-C: do not wait for the shards still running
             for future in futures:
                 future.cancel()
