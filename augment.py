@@ -3880,35 +3880,26 @@ def _assignments(k: Any, value: Any, size: int) -> list[tuple[int, Any]]:
     return [(range(size)[k], value)]
 
 
-class _Rows(collections.abc.Sequence):
-    """One augmentation's rows of diff (or label) errors for every image, as columns (see above).
+class _Column(collections.abc.Sequence):
+    """What _Rows and _Texts share: one value per image, indexed and assigned like a list, held as
+    arrays made on first use (``load``: from the shard files). ``fresh`` is every image set since
+    the analysis was last saved (one set for all of a curve's columns: see AugmentationCurve)."""
 
-    ``load`` (lazy files): a function returning (values, present), called on first use.
-    ``fresh`` is every image whose row was set since the analysis was last saved.
-    """
-
-    def __init__(self, count: int, width: int, threshold: Callable[[], float], rows: Iterable | None = None,
-                 load: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
-        self.size, self.width, self._threshold, self._load = count, width, threshold, load
-        self._values: np.ndarray | None = None
-        self._present: np.ndarray | None = None
-        self.fresh: set[int] = set()  # shared by all of a curve's columns (see AugmentationCurve)
-        if load is None:
-            self._values, self._present = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
-            for k, row in enumerate(rows or ()):
-                if row is not None:
-                    self._put(k, row)
+    def __init__(self, count: int, load: Callable[[], tuple] | None):
+        self.size, self._load, self._data = count, load, None
+        self.fresh: set[int] = set()
 
     @property
     def loaded(self) -> bool:
-        return self._values is not None
+        return self._data is not None
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(values (images, grid) float32 with NaN where not measured, present (images,) bool)."""
-        if self._values is None:
-            self._values, self._present = self._load()
-            self._load = None
-        return self._values, self._present
+    def arrays(self) -> tuple:
+        if self._data is None:
+            self._data, self._load = self._adopt(self._load()), None
+        return self._data
+
+    def _adopt(self, data: tuple) -> tuple:
+        return data
 
     def __len__(self) -> int:
         return self.size
@@ -3916,14 +3907,13 @@ class _Rows(collections.abc.Sequence):
     def __getitem__(self, k: Any) -> Any:
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(self.size))]
-        values, present = self.arrays()
-        k = range(self.size)[k]
-        return _python_row(values[k], self._threshold()) if present[k] else None
-
-    def __setitem__(self, k: Any, row: Any) -> None:
         self.arrays()
-        for index, value in _assignments(k, row, self.size):
-            self._put(index, value)
+        return self._item(range(self.size)[k])
+
+    def __setitem__(self, k: Any, value: Any) -> None:
+        self.arrays()
+        for index, item in _assignments(k, value, self.size):
+            self._put(index, item)
             self.fresh.add(index)
 
     def copy(self) -> list:
@@ -3932,14 +3922,36 @@ class _Rows(collections.abc.Sequence):
     def __add__(self, other: Any) -> list:
         return list(self) + list(other)
 
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Rows(_Column):
+    """One augmentation's rows of diff (or label) errors for every image, as columns (see above):
+    arrays() is (values (images, grid) float32 with NaN where not measured, present (images,) bool)."""
+
+    def __init__(self, count: int, width: int, threshold: Callable[[], float], rows: Iterable | None = None,
+                 load: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
+        super().__init__(count, load)
+        self.width, self._threshold = width, threshold
+        if load is None:
+            self._data = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
+            for k, row in enumerate(rows or ()):
+                if row is not None:
+                    self._put(k, row)
+
+    def _item(self, k: int) -> list[float | None] | None:
+        values, present = self._data
+        return _python_row(values[k], self._threshold()) if present[k] else None
+
     def _put(self, k: int, row: Sequence[float | None] | None) -> None:
+        values, present = self._data
         if row is None:
-            self._values[k], self._present[k] = np.nan, False
+            values[k], present[k] = np.nan, False
             return
         if len(row) != self.width:
             raise ValueError(f"a row of {len(row)} values for a grid of {self.width}")
-        self._values[k] = _to_float32([np.nan if v is None else v for v in row], self._threshold())
-        self._present[k] = True
+        values[k] = _to_float32([np.nan if v is None else v for v in row], self._threshold())
+        present[k] = True
 
     def __eq__(self, other: Any) -> bool:
         if isinstance(other, _Rows):
@@ -3966,60 +3978,39 @@ class _Rows(collections.abc.Sequence):
         return present & ~np.isnan(values).any(axis=1)
 
 
-class _Texts(collections.abc.Sequence):
-    """Per image one short text or None (an output), stored as codes into the distinct texts."""
+class _Texts(_Column):
+    """Per image one short text or None (an output): arrays() is (codes (images,) int32, -1 for
+    None, the distinct texts)."""
 
     def __init__(self, count: int, values: Iterable | None = None,
                  load: Callable[[], tuple[np.ndarray, list[str]]] | None = None):
-        self.size, self._load = count, load
-        self.fresh: set[int] = set()
-        self._codes: np.ndarray | None = None
-        self._texts: list[str] = []
+        super().__init__(count, load)
         self._index: dict[str, int] = {}
         if load is None:
-            self._codes = np.full(count, -1, np.int32)
+            self._data = np.full(count, -1, np.int32), []
             for k, text in enumerate(values or ()):
                 if text is not None:
-                    self._codes[k] = self._code(text)
+                    self._put(k, text)
 
-    @property
-    def loaded(self) -> bool:
-        return self._codes is not None
+    def _adopt(self, data: tuple) -> tuple:
+        self._index = {text: code for code, text in enumerate(data[1])}
+        return data
 
-    def arrays(self) -> tuple[np.ndarray, list[str]]:
-        if self._codes is None:
-            self._codes, self._texts = self._load()
-            self._index, self._load = {text: code for code, text in enumerate(self._texts)}, None
-        return self._codes, self._texts
-
-    def _code(self, text: str) -> int:
-        code = self._index.get(text)
-        if code is None:
-            code = self._index[text] = len(self._texts)
-            self._texts.append(text)
-        return code
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, k: Any) -> Any:
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(self.size))]
-        codes, texts = self.arrays()
-        code = int(codes[range(self.size)[k]])
+    def _item(self, k: int) -> str | None:
+        codes, texts = self._data
+        code = int(codes[k])
         return None if code < 0 else texts[code]
 
-    def __setitem__(self, k: Any, text: Any) -> None:
-        codes, _ = self.arrays()
-        for index, value in _assignments(k, text, self.size):
-            codes[index] = -1 if value is None else self._code(value)
-            self.fresh.add(index)
-
-    def copy(self) -> list:
-        return list(self)
-
-    def __add__(self, other: Any) -> list:
-        return list(self) + list(other)
+    def _put(self, k: int, text: str | None) -> None:
+        codes, texts = self._data
+        if text is None:
+            codes[k] = -1
+            return
+        code = self._index.get(text)
+        if code is None:
+            code = self._index[text] = len(texts)
+            texts.append(text)
+        codes[k] = code
 
     def __eq__(self, other: Any) -> bool:
         return list(self) == list(other) if isinstance(other, (_Texts, list, tuple)) else NotImplemented
@@ -4116,16 +4107,12 @@ def _shard_arrays(analysis: Analysis, images: np.ndarray, rows: dict[str, np.nda
     for i, (name, picked) in enumerate(rows.items()):
         curve, prefix = analysis.curves[name], f"a{i}."
         values, present = curve.diff_errors.arrays()
-        every = len(picked) == len(values)  # every image (a full write): the columns themselves, not copies
-
-        def rows_of(column: np.ndarray, every: bool = every, picked: np.ndarray = picked) -> np.ndarray:
-            return column if every else column[picked]
-
-        arrays[prefix + "images"], arrays[prefix + "present"] = picked.astype(np.int64), rows_of(present)
-        arrays[prefix + "diff"] = rows_of(values)
+        which = slice(None) if len(picked) == len(values) else picked  # every image: the columns, not copies
+        arrays[prefix + "images"], arrays[prefix + "present"] = picked.astype(np.int64), present[which]
+        arrays[prefix + "diff"] = values[which]
         if curve.label_errors is not None:
             label_values, label_present = curve.label_errors.arrays()
-            arrays[prefix + "label"], arrays[prefix + "label.present"] = rows_of(label_values), rows_of(label_present)
+            arrays[prefix + "label"], arrays[prefix + "label.present"] = label_values[which], label_present[which]
         for key, texts in (("last", curve.last_success_output), ("first", curve.first_failure_output)):
             arrays[prefix + key], used = texts.subset(picked)
             arrays[prefix + key + ".texts"] = _blob(used)
