@@ -151,7 +151,7 @@ import uuid
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -3180,11 +3180,12 @@ class _SearchRequest:
     executor: concurrent.futures.Executor | None
     images_per_shard: int | None
     images_in_flight: int | None
+    release_rows: bool = False  # rows stay in the analysis file's shards, not in memory (see _Column)
 
     @classmethod
     def checked(cls, images: Any, labels: Any, step_size_percent: Any, analytics_cache: Any, strategy: Any,
                 grid_sample: Any, seed: int, num_workers: Any, executor: Any, images_per_shard: Any,
-                images_in_flight: Any) -> _SearchRequest:
+                images_in_flight: Any, rows_in_memory: Any = None, augmentations: int = 1) -> _SearchRequest:
         """Every argument checked, and every image file found, before any prediction."""
         sources = _sources(images, "training_img_filenames")
         labels = _check_labels(labels, len(sources), "training_labels")
@@ -3199,8 +3200,20 @@ class _SearchRequest:
                       _check_int(num_workers, "num_workers", 0, allow_none=True), executor,
                       _check_int(images_per_shard, "images_per_shard", 1, allow_none=True),
                       _check_int(images_in_flight, "images_in_flight", 1, allow_none=True))
+        if rows_in_memory not in (None, True, False):
+            raise AugmentError(f"rows_in_memory must be True, False or None (by size), got {rows_in_memory!r}")
+        if rows_in_memory is False and request.path is None:
+            raise AugmentError("rows_in_memory=False keeps the rows in the analysis file's shards: it needs an "
+                               "analytics_cache")
+        request.release_rows = request.path is not None and (
+            rows_in_memory is False or (rows_in_memory is None and len(sources) * augmentations >= _RELEASE_FROM))
         _check_readable(sources)
         return request
+
+
+# A search of this many (image, augmentation) pairs or more keeps its rows in the analysis file's shards
+# (about 4 bytes per pair stay in memory instead of ~90): rows_in_memory=None.
+_RELEASE_FROM = 250_000
 
 
 _GUIDED_FIRST_BLOCK = 8  # images after the full-grid sample; each later block is twice the one before
@@ -3248,7 +3261,7 @@ class _SearchRun:
         sources, labels, path = request.sources, request.labels, request.path
         with _lock_for_file(path) if path is not None else contextlib.nullcontext():
             analysis = Analysis.resume_or_start(path, settings.fingerprint(sources, labels, request.step), settings,
-                                                sources, labels, request.step)
+                                                sources, labels, request.step, request.release_rows)
             for curve in analysis.curves.values():
                 curve.failure_threshold, curve.strategy = settings.failure_threshold, request.strategy
             analysis.settings["strategy"], analysis.group_by = request.strategy, settings.group_by
@@ -3281,7 +3294,7 @@ class _SearchRun:
             custom=_custom_entries(settings.augmentations))
         if request.strategy == "guided":
             job.blocks, job.known = _guided_blocks(analysis, settings.augmentations, todo, request.full_grid)
-        checkpoint = _Checkpointer(analysis, request.path, settings.checkpoint_seconds)
+        checkpoint = _Checkpointer(analysis, request.path, settings.checkpoint_seconds, request.release_rows)
         from tqdm.auto import tqdm
 
         try:
@@ -3782,15 +3795,15 @@ def _first_failure_tuple(curve: AugmentationCurve, indices: np.ndarray | None = 
 def _summarize(curve: AugmentationCurve) -> CurveSummary:
     """The pure function behind every figure of a curve: rows in, frozen summary out."""
     grid, threshold = curve.intensities, curve.failure_threshold
-    values, present = curve.diff_errors.arrays()
+    present = curve.diff_errors.searched_mask()
     indices, at = _first_failures(curve)
     # per image, made when first asked for (a checkpoint of a large analysis never needs the tuple)
     firsts = _Deferred(lambda: _first_failure_tuple(curve, indices))
     searched = indices[present]
     failed = (np.cumsum(np.bincount(searched[searched >= 0], minlength=len(grid))) / len(searched)).tolist() \
         if len(searched) else [0.0] * len(grid)
-    full = np.flatnonzero(curve.diff_errors.complete())
-    rows = values[full].astype(np.float64)
+    full, full_rows = curve.diff_errors.complete_rows()
+    rows = full_rows.astype(np.float64)
     means = np.round(rows, 7)  # the decimals the float32 values stand for (the search keeps 4)
     agreement = None
     if len(full):  # the first 256: it runs at every checkpoint
@@ -3798,12 +3811,12 @@ def _summarize(curve: AugmentationCurve) -> CurveSummary:
         if curve.strategy == "guided":
             prior = np.bincount(np.where(searched < 0, len(grid), searched), minlength=len(grid) + 1)
         probe = "guided" if curve.strategy == "guided" else "adaptive"
-        agree = sum(_replay_probe(probe, curve.diff_errors[k], threshold, prior)[0]
-                    == (None if indices[k] < 0 else int(indices[k])) for k in full[:256].tolist())
+        agree = sum(_replay_probe(probe, _python_row(row, threshold), threshold, prior)[0]
+                    == (None if indices[k] < 0 else int(indices[k])) for k, row in zip(full[:256].tolist(), full_rows))
         agreement = round(agree / min(len(full), 256), 4)
     label_accuracy = None
     if curve.label_errors is not None:
-        label_values = curve.label_errors.arrays()[0][curve.label_errors.complete()].astype(np.float64)
+        label_values = curve.label_errors.complete_rows()[1].astype(np.float64)
         label_accuracy = tuple(round(float(v), 4) for v in (label_values < threshold).mean(axis=0)) \
             if len(label_values) else ()
     summary = CurveSummary(
@@ -3883,20 +3896,43 @@ def _assignments(k: Any, value: Any, size: int) -> list[tuple[int, Any]]:
 class _Column(collections.abc.Sequence):
     """What _Rows and _Texts share: one value per image, indexed and assigned like a list, held as
     arrays made on first use (``load``: from the shard files). ``fresh`` is every image set since
-    the analysis was last saved (one set for all of a curve's columns: see AugmentationCurve)."""
+    the analysis was last saved (one set for all of a curve's columns: see AugmentationCurve).
+
+    A search's checkpoint *releases* the columns it saved (see AugmentationCurve._release): the
+    arrays are dropped, since their rows are in the shards, and only what the summaries need stays
+    (first failures, the full-grid rows, the exemplars' texts). Values set afterwards wait in
+    ``_pending`` for the next save; anything else read loads the column from disk again."""
 
     def __init__(self, count: int, load: Callable[[], tuple] | None):
         self.size, self._load, self._data = count, load, None
         self.fresh: set[int] = set()
+        self._pending: dict[int, Any] | None = None  # released: values set since, over the rows on disk
 
     @property
     def loaded(self) -> bool:
         return self._data is not None
 
+    @property
+    def released(self) -> bool:
+        return self._data is None and self._pending is not None
+
     def arrays(self) -> tuple:
         if self._data is None:
             self._data, self._load = self._adopt(self._load()), None
+            for k, item in (self._pending or {}).items():
+                self._put(k, item)
+            self._pending = None
         return self._data
+
+    def snapshot(self) -> tuple:
+        """The arrays, without keeping them: a column not in memory reads them for this caller only."""
+        if self._data is not None:
+            return self._data
+        reader = self._unloaded()
+        reader._data = reader._adopt(self._load())
+        for k, item in (self._pending or {}).items():
+            reader._put(k, item)
+        return reader._data
 
     def _adopt(self, data: tuple) -> tuple:
         return data
@@ -3907,13 +3943,19 @@ class _Column(collections.abc.Sequence):
     def __getitem__(self, k: Any) -> Any:
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(self.size))]
+        k = range(self.size)[k]
+        if self.released and (found := self._peek(k)) is not _UNKNOWN:
+            return found
         self.arrays()
-        return self._item(range(self.size)[k])
+        return self._item(k)
 
     def __setitem__(self, k: Any, value: Any) -> None:
-        self.arrays()
         for index, item in _assignments(k, value, self.size):
-            self._put(index, item)
+            if self.released:
+                self._note(index, item)
+            else:
+                self.arrays()
+                self._put(index, item)
             self.fresh.add(index)
 
     def copy(self) -> list:
@@ -3925,6 +3967,27 @@ class _Column(collections.abc.Sequence):
     __hash__ = None  # type: ignore[assignment]
 
 
+_UNKNOWN = object()  # a released column's value that is only on disk
+
+
+@dataclass
+class _Kept:
+    """What a released _Rows keeps: per image its first failing grid index (-1 never, -2 not
+    searched) at ``threshold``, whether it has a row and a complete one, and the complete rows."""
+
+    threshold: float
+    first: np.ndarray  # int16
+    present: np.ndarray
+    complete: np.ndarray
+    indices: np.ndarray  # images of the complete rows, ascending
+    rows: np.ndarray  # (len(indices), grid) float32
+
+
+def _first_index(values: np.ndarray, present: np.ndarray, threshold: float) -> np.ndarray:
+    hit = values >= np.float64(threshold)
+    return np.where(present, np.where(hit.any(axis=1), hit.argmax(axis=1), -1), -2)
+
+
 class _Rows(_Column):
     """One augmentation's rows of diff (or label) errors for every image, as columns (see above):
     arrays() is (values (images, grid) float32 with NaN where not measured, present (images,) bool)."""
@@ -3933,25 +3996,74 @@ class _Rows(_Column):
                  load: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
         super().__init__(count, load)
         self.width, self._threshold = width, threshold
+        self._kept: _Kept | None = None
         if load is None:
             self._data = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
             for k, row in enumerate(rows or ()):
                 if row is not None:
                     self._put(k, row)
 
+    def _unloaded(self) -> _Rows:
+        return _Rows(self.size, self.width, self._threshold, load=self._load)
+
     def _item(self, k: int) -> list[float | None] | None:
         values, present = self._data
         return _python_row(values[k], self._threshold()) if present[k] else None
+
+    def _row32(self, row: Sequence[float | None]) -> np.ndarray:
+        if len(row) != self.width:
+            raise ValueError(f"a row of {len(row)} values for a grid of {self.width}")
+        return _to_float32([np.nan if v is None else v for v in row], self._threshold())
 
     def _put(self, k: int, row: Sequence[float | None] | None) -> None:
         values, present = self._data
         if row is None:
             values[k], present[k] = np.nan, False
             return
-        if len(row) != self.width:
-            raise ValueError(f"a row of {len(row)} values for a grid of {self.width}")
-        values[k] = _to_float32([np.nan if v is None else v for v in row], self._threshold())
+        values[k] = self._row32(row)
         present[k] = True
+
+    def release(self, load: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Drop the arrays (``load`` reads them from the shards that now hold every row); keep _Kept."""
+        if self.released:
+            indices, rows = self.complete_rows()
+            self._kept = dataclasses.replace(self._kept, indices=indices, rows=rows)
+        else:
+            values, present = self.snapshot()
+            threshold = self._threshold()
+            complete = present & ~np.isnan(values).any(axis=1)
+            indices = np.flatnonzero(complete)
+            self._kept = _Kept(threshold, _first_index(values, present, threshold).astype(np.int16),
+                               present.copy(), complete, indices, values[indices])
+        self._data, self._load, self._pending = None, load, {}
+
+    def arrays(self) -> tuple:
+        data = super().arrays()
+        self._kept = None
+        return data
+
+    def _note(self, k: int, row: Sequence[float | None] | None) -> None:
+        kept = self._kept
+        if row is None:
+            self._pending[k] = None
+            kept.first[k], kept.present[k], kept.complete[k] = -2, False, False
+            return
+        values = self._row32(row)
+        self._pending[k] = values
+        kept.first[k] = _first_index(values[None], np.ones(1, bool), kept.threshold)[0]
+        kept.present[k], kept.complete[k] = True, not np.isnan(values).any()
+
+    def _peek(self, k: int) -> Any:
+        if k in self._pending:
+            values = self._pending[k]
+        elif not self._kept.present[k]:
+            return None
+        else:
+            at = int(np.searchsorted(self._kept.indices, k))
+            if at == len(self._kept.indices) or self._kept.indices[at] != k:
+                return _UNKNOWN
+            values = self._kept.rows[at]
+        return None if values is None else _python_row(values, self._threshold())
 
     def __eq__(self, other: Any) -> bool:
         if isinstance(other, _Rows):
@@ -3964,33 +4076,70 @@ class _Rows(_Column):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<rows of {self.size} images, {int(self.arrays()[1].sum())} searched>"
+        return f"<rows of {self.size} images, {int(self.searched_mask().sum())} searched>"
 
     def first_indices(self, threshold: float) -> np.ndarray:
         """Per image, the first grid index at or above ``threshold``: -1 never, -2 not searched."""
-        values, present = self.arrays()
-        hit = values >= np.float64(threshold)
-        return np.where(present, np.where(hit.any(axis=1), hit.argmax(axis=1), -1), -2)
+        if self.released and threshold == self._kept.threshold:
+            return self._kept.first.astype(np.int64)
+        return _first_index(*self.arrays(), threshold)
+
+    def searched_mask(self) -> np.ndarray:
+        """Which images have a row."""
+        return self._kept.present.copy() if self.released else self.arrays()[1]
 
     def complete(self) -> np.ndarray:
         """Which images were measured at every grid intensity."""
+        if self.released:
+            return self._kept.complete.copy()
         values, present = self.arrays()
         return present & ~np.isnan(values).any(axis=1)
+
+    def complete_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The images measured at every grid intensity (ascending) and their rows, float32."""
+        if not self.released:
+            indices = np.flatnonzero(self.complete())
+            return indices, self.arrays()[0][indices]
+        kept, pending = self._kept, self._pending
+        stays = ~np.isin(kept.indices, np.fromiter(pending, np.int64, len(pending)))
+        new = sorted(k for k, values in pending.items() if values is not None and kept.complete[k])
+        indices = np.concatenate([kept.indices[stays], np.array(new, np.int64)])
+        added = np.array([pending[k] for k in new], np.float32).reshape(-1, self.width)
+        rows = np.concatenate([kept.rows[stays], added])
+        order = np.argsort(indices, kind="stable")
+        return indices[order], rows[order]
+
+    def rows_of(self, picked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(values, present) of the images ``picked`` (None: every image, the columns themselves
+        when in memory); a released column's pending rows without reading the disk."""
+        if picked is not None and self.released and all(k in self._pending for k in picked.tolist()):
+            rows = [self._pending[k] for k in picked.tolist()]
+            values = np.full((len(picked), self.width), np.nan, np.float32)
+            for i, row in enumerate(rows):
+                if row is not None:
+                    values[i] = row
+            return values, np.array([row is not None for row in rows], bool)
+        values, present = self.snapshot()
+        return (values, present) if picked is None else (values[picked], present[picked])
 
 
 class _Texts(_Column):
     """Per image one short text or None (an output): arrays() is (codes (images,) int32, -1 for
-    None, the distinct texts)."""
+    None, the distinct texts). Released, it keeps the texts of the images it is told to."""
 
     def __init__(self, count: int, values: Iterable | None = None,
                  load: Callable[[], tuple[np.ndarray, list[str]]] | None = None):
         super().__init__(count, load)
         self._index: dict[str, int] = {}
+        self._known: dict[int, str | None] = {}
         if load is None:
             self._data = np.full(count, -1, np.int32), []
             for k, text in enumerate(values or ()):
                 if text is not None:
                     self._put(k, text)
+
+    def _unloaded(self) -> _Texts:
+        return _Texts(self.size, load=self._load)
 
     def _adopt(self, data: tuple) -> tuple:
         self._index = {text: code for code, text in enumerate(data[1])}
@@ -4012,6 +4161,21 @@ class _Texts(_Column):
             texts.append(text)
         codes[k] = code
 
+    def release(self, load: Callable[[], tuple[np.ndarray, list[str]]], keep: Iterable[int]) -> None:
+        """Drop the arrays (``load`` reads them from the shards); keep the texts of images ``keep``."""
+        if self.released:
+            known = {k: self[k] for k in keep}
+        else:
+            codes, texts = self.snapshot()
+            known = {k: None if codes[k] < 0 else texts[codes[k]] for k in keep}
+        self._data, self._load, self._pending, self._known, self._index = None, load, {}, known, {}
+
+    def _note(self, k: int, text: str | None) -> None:
+        self._pending[k] = text
+
+    def _peek(self, k: int) -> Any:
+        return self._pending[k] if k in self._pending else self._known.get(k, _UNKNOWN)
+
     def __eq__(self, other: Any) -> bool:
         return list(self) == list(other) if isinstance(other, (_Texts, list, tuple)) else NotImplemented
 
@@ -4020,14 +4184,20 @@ class _Texts(_Column):
     def __repr__(self) -> str:
         return f"<texts of {self.size} images>"
 
-    def subset(self, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """The codes of ``indices`` renumbered into the texts they use (what a shard stores)."""
-        codes, texts = self.arrays()
-        picked = codes[indices]
-        used, renumbered = np.unique(picked[picked >= 0], return_inverse=True)
+    def subset(self, indices: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
+        """The codes of ``indices`` (None: every image) renumbered into the texts they use (what a
+        shard stores); a released column's pending texts without reading the disk."""
+        if indices is not None and self.released and all(k in self._pending for k in indices.tolist()):
+            used: dict[str, int] = {}
+            out = np.array([-1 if (text := self._pending[k]) is None else used.setdefault(text, len(used))
+                            for k in indices.tolist()], np.int32)
+            return out, list(used)
+        codes, texts = self.snapshot()
+        picked = codes if indices is None else codes[indices]
+        used_codes, renumbered = np.unique(picked[picked >= 0], return_inverse=True)
         out = np.full(len(picked), -1, np.int32)
         out[picked >= 0] = renumbered
-        return out, [texts[code] for code in used.tolist()]
+        return out, [texts[code] for code in used_codes.tolist()]
 
 
 class _Deferred(collections.abc.Sequence):
@@ -4096,44 +4266,58 @@ def _unblob(array: np.ndarray) -> Any:
     return json.loads(array.tobytes().decode("utf-8"))
 
 
-def _shard_arrays(analysis: Analysis, images: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _shard_members(analysis: Analysis, images: np.ndarray, rows: dict[str, np.ndarray],
+                   every: bool) -> Iterator[tuple[str, np.ndarray]]:
     """The members of one shard: the records of ``images`` and, per augmentation, the rows of its
-    images; its meta names it by a digest of all that ("uid": what the index lists it by)."""
+    images (``every``: all rows, one augmentation's columns in memory at a time)."""
     records = "\n".join(json.dumps(dataclasses.asdict(analysis.images[k]), separators=(",", ":"))
                         for k in images.tolist())
-    meta = {"format": _SHARD_FORMAT, "version": _SHARD_VERSION, "grid": len(analysis.intensities),
-            "augmentations": [{"name": name, "definition": analysis.curves[name].definition} for name in rows]}
-    arrays = {"images": images.astype(np.int64), "records": np.frombuffer(records.encode("utf-8"), dtype=np.uint8)}
+    yield "images", images.astype(np.int64)
+    yield "records", np.frombuffer(records.encode("utf-8"), dtype=np.uint8)
     for i, (name, picked) in enumerate(rows.items()):
         curve, prefix = analysis.curves[name], f"a{i}."
-        values, present = curve.diff_errors.arrays()
-        which = slice(None) if len(picked) == len(values) else picked  # every image: the columns, not copies
-        arrays[prefix + "images"], arrays[prefix + "present"] = picked.astype(np.int64), present[which]
-        arrays[prefix + "diff"] = values[which]
+        which = None if every else picked
+        values, present = curve.diff_errors.rows_of(which)
+        yield prefix + "images", picked.astype(np.int64)
+        yield prefix + "present", present[picked] if every else present
+        yield prefix + "diff", values[picked] if every and len(picked) != len(values) else values
+        del values, present
         if curve.label_errors is not None:
-            label_values, label_present = curve.label_errors.arrays()
-            arrays[prefix + "label"], arrays[prefix + "label.present"] = label_values[which], label_present[which]
+            label_values, label_present = curve.label_errors.rows_of(which)
+            yield prefix + "label", label_values[picked] if every and len(picked) != len(label_values) else label_values
+            yield prefix + "label.present", label_present[picked] if every else label_present
+            del label_values, label_present
         for key, texts in (("last", curve.last_success_output), ("first", curve.first_failure_output)):
-            arrays[prefix + key], used = texts.subset(picked)
-            arrays[prefix + key + ".texts"] = _blob(used)
+            codes, used = texts.subset(picked)
+            yield prefix + key, codes
+            yield prefix + key + ".texts", _blob(used)
         if curve.last_success_view is not None:
-            arrays[prefix + "views"] = _blob([[curve.last_success_view[k], curve.first_failure_view[k]]
-                                              for k in picked.tolist()])
+            yield prefix + "views", _blob([[curve.last_success_view[k], curve.first_failure_view[k]]
+                                           for k in picked.tolist()])
+
+
+def _write_shard(handle: Any, analysis: Analysis, images: np.ndarray, rows: dict[str, np.ndarray],
+                 every: bool) -> str:
+    """Write one shard to ``handle``: a compressed .npz (what np.load reads) with fixed member dates,
+    so the same rows give the same bytes. Its meta, written last, names it by a digest of all of it
+    ("uid": what the index lists it by), which is returned."""
+    meta = {"format": _SHARD_FORMAT, "version": _SHARD_VERSION, "grid": len(analysis.intensities),
+            "augmentations": [{"name": name, "definition": analysis.curves[name].definition} for name in rows]}
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
-    for key, array in arrays.items():
-        digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))  # the bytes, not a copy
-    return {"meta": _blob({**meta, "uid": digest.hexdigest()[:32]}), **arrays}
-
-
-def _write_npz(handle: Any, arrays: dict[str, np.ndarray]) -> None:
-    """A compressed .npz (what np.load reads) with fixed member dates: the same rows give the same bytes."""
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        for key, array in arrays.items():
-            member = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            member.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(member, "w", force_zip64=True) as out:
+        def member(key: str, array: np.ndarray) -> None:
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as out:
                 np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
+
+        for key, array in _shard_members(analysis, images, rows, every):
+            digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))  # the bytes, not a copy
+            member(key, array)
+        uid = digest.hexdigest()[:32]
+        member("meta", _blob({**meta, "uid": uid}))
+    return uid
 
 
 class _ShardError(AugmentError):
@@ -4173,27 +4357,22 @@ _REPLACED = "another search rewrote the analysis since it was loaded; load it ag
 
 
 class _ShardColumns:
-    """Reads one augmentation's columns from the listed shards on first use (what lazy _Rows load)."""
+    """Reads one augmentation's columns from the listed shards, one field at a time and as often as
+    asked (what lazy and released _Rows and _Texts load)."""
 
     def __init__(self, paths: Sequence[tuple[str, str | None]], name: str, definition: str, count: int, width: int,
                  labels: bool, views: bool):
         self.paths, self.name, self.definition = list(paths), name, definition  # (shard, its uid) in order
         self.count, self.width, self.labels, self.views = count, width, labels, views
-        self.fields: dict[str, Any] | None = None
 
     def take(self, field_name: str) -> Any:
-        if self.fields is None:
-            self.fields = self._read()
-        return self.fields.pop(field_name)
-
-    def _read(self) -> dict[str, Any]:
+        """"diff" or "label": (values, present); "last" or "first": (codes, texts); "views"."""
         count, width = self.count, self.width
-        diff, present = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
-        label = np.full((count, width), np.nan, np.float32) if self.labels else None
-        label_present = np.zeros(count, bool)
-        codes = {key: np.full(count, -1, np.int32) for key in ("last", "first")}
-        index: dict[str, dict[str, int]] = {"last": {}, "first": {}}
-        views = [[None] * count, [None] * count] if self.views else None
+        if field_name in ("diff", "label"):
+            values, present = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
+        else:
+            codes, index = np.full(count, -1, np.int32), {}
+        views = [[None] * count, [None] * count]
         for path, uid in self.paths:
             shard, meta = _open_shard(path, count, width, uid)
             with shard:
@@ -4203,32 +4382,35 @@ class _ShardColumns:
                     prefix = f"a{i}."
                     try:
                         picked, has = shard[prefix + "images"], shard[prefix + "present"]
-                        values = shard[prefix + "diff"]
-                        if values.shape != (len(picked), width) or len(has) != len(picked) or (
-                                len(picked) and (picked.min() < 0 or picked.max() >= count)):
-                            raise ValueError("rows do not fit the grid or the images")
-                        if np.any((values < 0) | (values > 1)):
-                            raise ValueError("a diff error outside [0, 1]")
-                        diff[picked], present[picked] = values, has
-                        if label is not None and prefix + "label" in shard.files:
-                            label[picked] = shard[prefix + "label"]
-                            label_present[picked] = shard[prefix + "label.present"]
-                        for key in ("last", "first"):
-                            local, used = shard[prefix + key], _unblob(shard[prefix + key + ".texts"])
+                        if len(has) != len(picked) or (len(picked) and (picked.min() < 0 or picked.max() >= count)):
+                            raise ValueError("rows do not fit the images")
+                        if field_name == "diff":
+                            rows = shard[prefix + "diff"]
+                            if rows.shape != (len(picked), width):
+                                raise ValueError("rows do not fit the grid or the images")
+                            if np.any((rows < 0) | (rows > 1)):
+                                raise ValueError("a diff error outside [0, 1]")
+                            values[picked], present[picked] = rows, has
+                        elif field_name == "label":
+                            if prefix + "label" in shard.files:
+                                values[picked] = shard[prefix + "label"]
+                                present[picked] = shard[prefix + "label.present"]
+                        elif field_name == "views":
+                            if prefix + "views" in shard.files:
+                                for k, (last, first) in zip(picked.tolist(), _unblob(shard[prefix + "views"])):
+                                    views[0][k], views[1][k] = last, first
+                        else:
+                            local, used = shard[prefix + field_name], _unblob(shard[prefix + field_name + ".texts"])
                             if len(local) != len(picked) or (len(local) and not -1 <= local.min() <= local.max()
                                                               < len(used)):
-                                raise ValueError(f"{key} output codes do not fit their texts")
-                            mapping = np.array([index[key].setdefault(t, len(index[key])) for t in used] + [-1],
-                                               dtype=np.int32)
-                            codes[key][picked] = mapping[local]
-                        if views is not None and prefix + "views" in shard.files:
-                            for k, (last, first) in zip(picked.tolist(), _unblob(shard[prefix + "views"])):
-                                views[0][k], views[1][k] = last, first
+                                raise ValueError(f"{field_name} output codes do not fit their texts")
+                            mapping = np.array([index.setdefault(t, len(index)) for t in used] + [-1], dtype=np.int32)
+                            codes[picked] = mapping[local]
                     except _SHARD_DAMAGE as exc:
                         raise _ShardError(f"rows file {path}: augmentation {self.name}: {exc}") from None
-        return {"diff": (diff, present), "label": (label, label_present) if label is not None else None,
-                "last": (codes["last"], list(index["last"])), "first": (codes["first"], list(index["first"])),
-                "views": views}
+        if field_name in ("diff", "label"):
+            return values, present
+        return views if field_name == "views" else (codes, list(index))
 
 
 def _stored_summary(block: Any, curve: AugmentationCurve) -> CurveSummary | None:
@@ -4309,6 +4491,34 @@ class AugmentationCurve:
     def _threshold(self) -> float:
         return self.failure_threshold
 
+    def _release(self, columns: _ShardColumns, drop: bool = True) -> None:
+        """Point the columns at ``columns``, which reads them from the shards that now hold every row,
+        and (``drop``, or already released) drop them from memory. What the summary needs stays:
+        first failures and full-grid rows (see _Kept) and the outputs of the lowest image at each
+        first failure, the exemplar among them. A column in memory and not ``drop`` stays as it is.
+        Positional views are Python objects held whole: such a curve stays in memory."""
+        if self.last_success_view is not None:
+            return
+        fields = [("diff", self.diff_errors), ("label", self.label_errors), ("last", self.last_success_output),
+                  ("first", self.first_failure_output)]
+        keep = None
+        for field_name, column in fields:
+            if column is None:
+                continue
+            load = functools.partial(columns.take, field_name)
+            if not (drop or column.released):
+                if not column.loaded:
+                    column._load = load
+                continue
+            if isinstance(column, _Rows):
+                column.release(load)
+                continue
+            if keep is None:  # the lowest image of each first failure
+                first = self.diff_errors.first_indices(self.failure_threshold)
+                _, lowest = np.unique(first, return_index=True)
+                keep = lowest[first[lowest] > -2].tolist()
+            column.release(load, keep)
+
     @classmethod
     def _from_shards(cls, name: str, block: dict, settings: dict, columns: _ShardColumns) -> AugmentationCurve:
         """A curve whose rows stay in the shards until first used; its summary comes from ``block``."""
@@ -4353,13 +4563,13 @@ class AugmentationCurve:
 
     @property
     def searched(self) -> list[int]:
-        return np.flatnonzero(self.diff_errors.arrays()[1]).tolist()
+        return np.flatnonzero(self.diff_errors.searched_mask()).tolist()
 
     @property
     def searched_count(self) -> int:
         if self.stored_summary is not None and not self._any_column_read():
             return self.stored_summary.searched_images
-        return int(self.diff_errors.arrays()[1].sum())
+        return int(self.diff_errors.searched_mask().sum())
 
     @property
     def full_grid_count(self) -> int:
@@ -4620,7 +4830,8 @@ class Analysis:
 
     @classmethod
     def resume_or_start(cls, path: str | None, fingerprint: str, settings: _SearchSettings,
-                        sources: Sequence[_Source], labels: list | None, step: float) -> Analysis:
+                        sources: Sequence[_Source], labels: list | None, step: float,
+                        release: bool = False) -> Analysis:
         """The cache policy: resume ``path`` when it matches ``fingerprint``, else start afresh.
 
         A matching file is reused; augmentations it lacks, or whose catalogue definition
@@ -4635,7 +4846,12 @@ class Analysis:
         if path is not None and os.path.exists(path):
             try:
                 cached = load_analysis(path)
-                cached.load_rows()  # a damaged rows file is found now, while the file can still be set aside
+                # every row is read now (released: one augmentation at a time, then freed), so that a
+                # damaged rows file is found while the file can still be set aside
+                if release and cached._store is not None:
+                    cached._release_rows()
+                else:
+                    cached.load_rows()
                 if cached._store is not None and cached._store["path"] == os.path.abspath(path):
                     # a killed checkpoint's shard, never listed (a linked file's rows are not this job's)
                     _remove_shards(_rows_folder(cached._store["path"]), {e["file"] for e in cached._store["shards"]})
@@ -4672,10 +4888,12 @@ class Analysis:
         sample = np.array(sorted(full_grid), dtype=np.int64)
         wanted = np.zeros((len(self.images), len(names)), bool)
         for j, name in enumerate(names):
-            values, present = self.curves[name].diff_errors.arrays()
-            wanted[:, j] = ~present
-            wanted[sample, j] |= np.isnan(values[sample]).any(axis=1)
-        return {int(k): [names[j] for j in np.flatnonzero(wanted[k])] for k in np.flatnonzero(wanted.any(axis=1))}
+            rows = self.curves[name].diff_errors
+            wanted[:, j] = ~rows.searched_mask()
+            wanted[sample, j] |= ~rows.complete()[sample]
+        shared: dict[bytes, list[str]] = {}  # one list per distinct set: a million images need few
+        return {int(k): shared.setdefault(wanted[k].tobytes(), [names[j] for j in np.flatnonzero(wanted[k])])
+                for k in np.flatnonzero(wanted.any(axis=1))}
 
     def load_rows(self) -> None:
         """Read every row now (a loaded file reads an augmentation's rows when first used)."""
@@ -4714,19 +4932,18 @@ class Analysis:
                     if curve.diff_errors.fresh:
                         rows[key] = np.array(sorted(curve.diff_errors.fresh), dtype=np.int64)
                 else:
-                    rows[key], since[key] = np.flatnonzero(curve.diff_errors.arrays()[1]), name
+                    rows[key], since[key] = np.flatnonzero(curve.diff_errors.searched_mask()), name
             shards = list(store["shards"])
         else:
-            self.load_rows()
             images = np.arange(len(self.images), dtype=np.int64)
-            rows = {key: np.flatnonzero(curve.diff_errors.arrays()[1]) for key, curve in self.curves.items()}
+            rows = {key: np.flatnonzero(curve.diff_errors.searched_mask()) for key, curve in self.curves.items()}
             since, shards = dict.fromkeys(self.curves, name), []
         if len(images) or rows or not shards:
             os.makedirs(folder, exist_ok=True)
-            arrays = _shard_arrays(self, images, rows)
-            written = _write_atomic(os.path.join(folder, name), functools.partial(_write_npz, arrays=arrays))
-            shards.append({"file": name, "bytes": os.path.getsize(written), "images": len(images),
-                           "uid": _unblob(arrays["meta"])["uid"]})
+            uid: list[str] = []
+            written = _write_atomic(os.path.join(folder, name), lambda handle: uid.append(
+                _write_shard(handle, self, images, rows, every=not append)))
+            shards.append({"file": name, "bytes": os.path.getsize(written), "images": len(images), "uid": uid[0]})
         listed = {entry["file"] for entry in shards}
         since = {key: since.get(key) if since.get(key) in listed else shards[0]["file"] for key in self.curves}
         _, blocks = self._summary_blocks()
@@ -4747,6 +4964,21 @@ class Analysis:
         self._store = {"path": path, "shards": shards, "since": since,
                        "columns": {key: curve.diff_errors for key, curve in self.curves.items()},
                        "definitions": {key: curve.definition for key, curve in self.curves.items()}}
+        self._release_rows(drop=False)  # columns read from the shards read these ones now
+
+    def _release_rows(self, drop: bool = True) -> None:
+        """Point every curve's columns at the shards the last save listed and (``drop``) free its
+        rows from memory: a search releases them at each checkpoint, so that its memory does not grow
+        with its rows (see AugmentationCurve._release)."""
+        store = self._store
+        folder = _rows_folder(store["path"])
+        paths = [(os.path.join(folder, entry["file"]), entry["uid"]) for entry in store["shards"]]
+        files = [entry["file"] for entry in store["shards"]]
+        for key, curve in self.curves.items():
+            since = store["since"].get(key)
+            columns = _ShardColumns(paths[files.index(since) if since in files else 0:], key, curve.definition,
+                                    len(self.images), len(self.intensities), curve.label_errors is not None, False)
+            curve._release(columns, drop)
 
     @classmethod
     def _from_index(cls, data: dict, path: str) -> Analysis:
@@ -4873,8 +5105,8 @@ class _Checkpointer:
     a save that took s seconds defers the next one by at least 20 s.
     """
 
-    def __init__(self, analysis: Analysis, path: str | None, seconds: float):
-        self.analysis, self.path, self.seconds = analysis, path, seconds
+    def __init__(self, analysis: Analysis, path: str | None, seconds: float, release: bool = False):
+        self.analysis, self.path, self.seconds, self.release = analysis, path, seconds, release
         self.last, self.cost = time.monotonic(), 0.0
 
     def merge(self, results: Iterable[_ImageResult]) -> None:
@@ -4889,6 +5121,8 @@ class _Checkpointer:
         started = time.monotonic()
         shards = len(self.analysis._store["shards"]) if self.analysis._store is not None else 0
         self.analysis._save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH)
+        if self.release:
+            self.analysis._release_rows()
         self.last = time.monotonic()
         self.cost = self.last - started
 
@@ -7087,6 +7321,7 @@ class ImageAugmenter:
         images_per_shard: int | None = None,
         images_in_flight: int | None = None,
         images_per_chunk: int | None = None,
+        rows_in_memory: bool | None = None,
     ) -> Analysis:
         """Measure, per augmentation and intensity, how often the model's output changes.
 
@@ -7099,7 +7334,9 @@ class ImageAugmenter:
         the whole grid for the curves (default: 0.1 adaptive, 4 images or 2 % guided).
         ``num_workers``: render processes; ``executor``: any ``concurrent.futures.Executor``
         (Dask), images cut into ``images_per_shard`` shards; ``images_in_flight`` (formerly
-        ``images_per_chunk``): images decoded at once.
+        ``images_per_chunk``): images decoded at once. ``rows_in_memory``: False keeps the
+        per-image rows in the analysis file's shards (read back when used), so that memory does
+        not grow with them; None (default): so from 250,000 (image, augmentation) pairs.
 
         >>> augmenter = ImageAugmenter(lambda img: int(img.mean() > 127), augmentations=["Brighten"],
         ...                            progress=False)
@@ -7111,7 +7348,8 @@ class ImageAugmenter:
         request = _SearchRequest.checked(
             training_img_filenames, training_labels, step_size_percent, analytics_cache, strategy, grid_sample,
             self.seed, num_workers, executor, images_per_shard,
-            images_in_flight if images_in_flight is not None else images_per_chunk)
+            images_in_flight if images_in_flight is not None else images_per_chunk, rows_in_memory,
+            len(self.augmentations))
         run = _SearchRun(self._settings(), request, self._model_spec, self.events)
         try:
             return run.run(started=lambda analysis: self._use(analysis, request.path))

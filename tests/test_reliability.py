@@ -56,13 +56,17 @@ def work(tmp_path):
 
 # save: a checkpoint writes a shard of rows, then analysis.json listing it. Writes 1-2: the first
 # checkpoint (every row so far); 3-4: the second, which appends only the rows new since the first.
-@pytest.mark.parametrize(("hang", "after"), [("none", 2), ("none", 9), ("none", 17), ("save", 1), ("save", 2),
-                                             ("save", 3), ("save", 4)])
-def test_a_search_killed_at_any_point_resumes_to_the_uninterrupted_analysis(work, hang, after):
+# search-released: a search that keeps its rows in the shards only (rows_in_memory=False), whose
+# second checkpoint writes the rows it holds as pending.
+@pytest.mark.parametrize(("mode", "hang", "after"), [
+    *[("search", hang, after) for hang, after in [("none", 2), ("none", 9), ("none", 17), ("save", 1), ("save", 2),
+                                                  ("save", 3), ("save", 4)]],
+    ("search-released", "none", 9), ("search-released", "save", 3), ("search-released", "save", 4)])
+def test_a_search_killed_at_any_point_resumes_to_the_uninterrupted_analysis(work, mode, hang, after):
     files = sorted(str(p) for p in (work / "imgs").glob("*.png"))
     reference = search(files, None)
     path = work / "analysis.json"
-    kill_at("search", work, hang, after, "PREDICT" if hang == "none" else "WRITING")
+    kill_at(mode, work, hang, after, "PREDICT" if hang == "none" else "WRITING")
     saved = augment.load_analysis(path) if path.exists() else None
     missing = [sum(saved is None or saved.curves[name].diff_errors[k] is None for name in ("Brighten", "Darken"))
                for k in range(len(files))]

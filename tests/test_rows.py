@@ -31,6 +31,15 @@ def slow_bright(images):  # slow enough that a search of 8 images makes several 
     return oracles.bright(images)
 
 
+@pytest.fixture(autouse=True, params=["rows in memory", "rows released"])
+def rows_mode(request, monkeypatch):
+    """Every test here runs twice: with the rows in memory (small searches), and with a search that
+    releases them at each checkpoint (large ones: rows_in_memory=None from _RELEASE_FROM pairs)."""
+    if request.param == "rows released":
+        monkeypatch.setattr(augment, "_RELEASE_FROM", 0)
+    return request.param
+
+
 def searched(tmp_path, **options):
     files = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
     path = tmp_path / "analysis.json"
@@ -192,6 +201,7 @@ def test_a_loaded_analysis_whose_file_another_search_rewrote_says_so_instead_of_
 
 def test_saving_over_a_file_another_search_rewrote_writes_every_row(tmp_path):
     files, path, analysis = searched(tmp_path)
+    analysis.load_rows()  # released rows are read from the shards: read them before another save replaces them
     loaded = augment.load_analysis(path)
     loaded.load_rows()
     make_augmenter(oracles.bright, augmentations=["Brighten", "Darken", "Hue"]).search_randomization_boundaries(
@@ -351,3 +361,92 @@ def test_mean_diff_errors_are_the_means_of_the_values_measured():
     curve = augment.AugmentationCurve(name="Brighten", intensities=[0.0, 1.0], failure_threshold=0.5,
                                       definition="d", diff_errors=[[0.0, 0.833], [0.0, 0.3689]])
     assert curve.mean_diff_error == [0.0, round((0.833 + 0.3689) / 2, 4)]
+
+
+def labelled_search(tmp_path, folder, **options):
+    files = write_pngs(tmp_path / "imgs", uniform_images(VALUES)) if not (tmp_path / "imgs").exists() else \
+        sorted(str(p) for p in (tmp_path / "imgs").glob("*.png"))
+    path = tmp_path / folder / "analysis.json"
+    labels = [int(v > 90) for v in VALUES]
+    analysis = make_augmenter(oracles.bright, augmentations=["Brighten", "Darken", "Hue"], checkpoint_seconds=0,
+                              batch_size=4).search_randomization_boundaries(
+        files, labels, 0.1, path, images_in_flight=1, **options)
+    return files, path, analysis
+
+
+@pytest.mark.parametrize("strategy", ["grid", "adaptive", "guided"])
+def test_a_search_that_releases_its_rows_holds_only_what_summaries_need_and_answers_the_same(tmp_path, strategy):
+    kept = labelled_search(tmp_path, "kept", strategy=strategy, grid_sample=3, rows_in_memory=True)[2]
+    _, path, released = labelled_search(tmp_path, "released", strategy=strategy, grid_sample=3,
+                                        rows_in_memory=False)
+    for name, curve in released.curves.items():
+        columns = (curve.diff_errors, curve.label_errors, curve.last_success_output, curve.first_failure_output)
+        assert all(column.released and not column.loaded for column in columns), name
+        assert len(curve.diff_errors._kept.rows) == kept.curves[name].summarize().full_grid_images  # not every row
+    # the summaries come from what stayed in memory (no column is read for them)
+    assert released.summary_rows() == kept.summary_rows()
+    assert not any(curve.diff_errors.loaded or curve.last_success_output.loaded for curve in released.curves.values())
+    assert released.curves["Darken"].exemplar() == kept.curves["Darken"].exemplar()
+    # every row is still there: read from the shards when used
+    assert released.to_json()["augmentations"] == kept.to_json()["augmentations"]
+    assert augment.load_analysis(path).to_json()["augmentations"] == kept.to_json()["augmentations"]
+
+
+def test_a_released_analysis_takes_edits_saves_them_and_resumes(tmp_path):
+    reference = labelled_search(tmp_path, "kept", rows_in_memory=True)[2]
+    files, path, analysis = labelled_search(tmp_path, "a", rows_in_memory=False)
+    curve = analysis.curves["Hue"]
+    curve.diff_errors[2], curve.label_errors[3], curve.diff_errors[5] = [0.0] * 11, None, None
+    curve.last_success_output[2], curve.first_failure_output[4] = "edited", None
+    assert curve.diff_errors.released and curve.diff_errors[2] == [0.0] * 11  # pending, not read from disk
+    assert curve.last_success_output[2] == "edited" and not curve.last_success_output.loaded
+    assert curve.summarize().first_failure_intensities[2] is None
+    analysis.save(path)
+    again = augment.load_analysis(path)
+    assert again.to_json() == analysis.to_json()
+    assert again.curves["Hue"].last_success_output[2] == "edited" and again.curves["Hue"].label_errors[3] is None
+    # a resumed search releases what it loads: one augmentation read at a time
+    calls = BrightnessModel()
+    resumed = make_augmenter(calls, augmentations=["Brighten", "Darken", "Hue"]).search_randomization_boundaries(
+        files, [int(v > 90) for v in VALUES], 0.1, path, rows_in_memory=False)
+    assert calls.calls == 11 and resumed.curves["Brighten"].diff_errors.released  # image 5 of Hue only
+    assert resumed.curves["Hue"].diff_errors[5] == reference.curves["Hue"].diff_errors[5]
+    assert resumed.to_json()["augmentations"]["Darken"] == again.to_json()["augmentations"]["Darken"]
+
+
+def test_a_released_analysis_compacts_one_augmentation_at_a_time_to_the_same_rows(tmp_path, monkeypatch):
+    reference = labelled_search(tmp_path, "kept", rows_in_memory=True)[2]
+    monkeypatch.setattr(augment, "_COMPACT_AFTER_SEARCH", 1)
+    read = []
+    real_take = augment._ShardColumns.take
+
+    def take(self, field_name):
+        read.append(self.name)
+        return real_take(self, field_name)
+
+    monkeypatch.setattr(augment._ShardColumns, "take", take)
+    _, path, released = labelled_search(tmp_path, "released", rows_in_memory=False)
+    assert len(shards_of(path)) == 1 and read  # the end of the search rewrote the rows as one shard
+    monkeypatch.setattr(augment._ShardColumns, "take", real_take)
+    assert released.to_json() == augment.load_analysis(path).to_json()
+    assert released.to_json()["augmentations"] == reference.to_json()["augmentations"]
+
+
+def test_a_released_analysis_whose_file_another_search_rewrote_says_so_when_it_needs_a_row(tmp_path):
+    files, path, analysis = labelled_search(tmp_path, "a", rows_in_memory=False, strategy="adaptive", grid_sample=1)
+    partial = next(k for k in range(len(files)) if k not in analysis.settings["grid_sample"])  # a row not kept
+    others = write_pngs(tmp_path / "others", uniform_images([200, 210, 220]))
+    with pytest.warns(UserWarning, match="kept as"):
+        make_augmenter(oracles.bright).search_randomization_boundaries(others, None, 0.1, path)
+    assert analysis.curves["Brighten"].intensity_at_share(0.5) is not None  # summaries need no row
+    with pytest.raises(augment.AugmentError, match="another search rewrote the analysis since it was loaded"):
+        analysis.curves["Darken"].diff_errors[partial]
+
+
+def test_rows_in_memory_is_checked(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images(VALUES[:2]))
+    with pytest.raises(augment.AugmentError, match="needs an analytics_cache"):
+        make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, None, rows_in_memory=False)
+    with pytest.raises(augment.AugmentError, match="rows_in_memory must be True, False or None"):
+        make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, tmp_path / "a.json",
+                                                                       rows_in_memory="no")

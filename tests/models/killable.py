@@ -1,7 +1,8 @@
 """Child process for the kill tests: a search or a synthesis that announces its progress on
 stdout and can stop in the middle of a write (until the parent kills it; no sleeping).
 
-    python killable.py search|synthesize WORKDIR HANG AFTER
+    python killable.py search|search-released|synthesize WORKDIR HANG AFTER
+search-released: the search keeps its rows in the shards, not in memory (rows_in_memory=False).
 HANG: none (just announce), save (a checkpoint's file: a shard of rows, then analysis.json),
 image (a synthetic PNG), manifest (its line): the AFTER-th such write stops halfway and waits on
 stdin; workers: a search that renders in 2 worker processes and just announces.
@@ -86,10 +87,10 @@ def main() -> int:
         return oracles.bright(images)
 
     augmenter = augment.ImageAugmenter(predict, checkpoint_seconds=0, **SEARCH)
-    if mode == "search":
+    if mode in ("search", "search-released"):
         workers = {"num_workers": 2} if hang == "workers" else {}
         augmenter.search_randomization_boundaries(files, None, 0.1, os.path.join(work, "analysis.json"),
-                                                  images_in_flight=1, **workers)
+                                                  images_in_flight=1, rows_in_memory=mode == "search", **workers)
     else:
         real_add = augment._SyntheticFolder.add
 
