@@ -3200,8 +3200,9 @@ class _SearchRequest:
                       _check_int(num_workers, "num_workers", 0, allow_none=True), executor,
                       _check_int(images_per_shard, "images_per_shard", 1, allow_none=True),
                       _check_int(images_in_flight, "images_in_flight", 1, allow_none=True))
-        if rows_in_memory not in (None, True, False):
+        if rows_in_memory is not None and not isinstance(rows_in_memory, (bool, np.bool_)):
             raise AugmentError(f"rows_in_memory must be True, False or None (by size), got {rows_in_memory!r}")
+        rows_in_memory = None if rows_in_memory is None else bool(rows_in_memory)
         if rows_in_memory is False and request.path is None:
             raise AugmentError("rows_in_memory=False keeps the rows in the analysis file's shards: it needs an "
                                "analytics_cache")
@@ -3926,13 +3927,21 @@ class _Column(collections.abc.Sequence):
 
     def snapshot(self) -> tuple:
         """The arrays, without keeping them: a column not in memory reads them for this caller only."""
-        if self._data is not None:
-            return self._data
+        return self._data if self._data is not None else self._reader()._data
+
+    def read(self, k: int) -> Any:
+        """``self[k]``, without keeping the column in memory when it is not (one image's row of an
+        analysis too large to hold: the report's exemplar)."""
+        if self._data is not None or (self.released and self._peek(k) is not _UNKNOWN):
+            return self[k]
+        return self._reader()._item(range(self.size)[k])
+
+    def _reader(self) -> _Column:
         reader = self._unloaded()
         reader._data = reader._adopt(self._load())
         for k, item in (self._pending or {}).items():
             reader._put(k, item)
-        return reader._data
+        return reader
 
     def _adopt(self, data: tuple) -> tuple:
         return data
@@ -4163,8 +4172,9 @@ class _Texts(_Column):
 
     def release(self, load: Callable[[], tuple[np.ndarray, list[str]]], keep: Iterable[int]) -> None:
         """Drop the arrays (``load`` reads them from the shards); keep the texts of images ``keep``."""
-        if self.released:
-            known = {k: self[k] for k in keep}
+        if self.released:  # the texts it lacks are read from the shards ``load`` reads (the old ones may be gone)
+            self._load = load
+            known = {k: self.read(k) for k in keep}
         else:
             codes, texts = self.snapshot()
             known = {k: None if codes[k] < 0 else texts[codes[k]] for k in keep}
@@ -5674,7 +5684,7 @@ class _ReportWriter:
             return row
         index = exemplar["image"]
         record, original = self.analysis.images[index], self.image(index)
-        row_errors = curve.diff_errors[index]
+        row_errors = curve.diff_errors.read(index)
         shots = [("original", 0.0, record.output, record.output_view),
                  (f"last success, intensity {exemplar['last_success_intensity']:.2f}",
                   exemplar["last_success_intensity"], exemplar["last_success_output"],

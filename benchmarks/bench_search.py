@@ -26,8 +26,9 @@ random weights at 112x112 (a model of realistic cost). Figures:
    checkpoint when the analysis holds 10k and N images (target: proportional to the new rows, not
    to the images searched), then load_analysis + every summary, and the report, in a fresh process
    (target < 5 s each);
-9. --only dask-scale (--dask-images N, default 20,000): the same search on a LocalCluster of 2 worker
-   processes: throughput and the driver's peak memory above its baseline (no target: measured).
+9. --only dask-scale (--dask-images N, default 20,000; --dask-rows auto|memory|released): the same
+   search on a LocalCluster of 2 worker processes: throughput and the driver's peak memory above its
+   baseline (no target: measured), with the rows released to the shards (from 250,000 pairs: auto) or not.
 """
 
 from __future__ import annotations
@@ -350,7 +351,7 @@ def rows_child(count: int, folder: str) -> None:
         fresh = sum(len(c.diff_errors.fresh) for c in self.curves.values())
         started = time.perf_counter()
         real_save(self, path, compact)
-        searched = int(self.curves["Brighten"].diff_errors.arrays()[1].sum())
+        searched = int(self.curves["Brighten"].diff_errors.searched_mask().sum())  # reads no rows
         saves.append((searched, fresh, time.perf_counter() - started))
 
     augment.Analysis._save = timed_save
@@ -418,7 +419,10 @@ def bench_rows(largest: int) -> None:
             report(f"report, {count} images", loaded["report"], "< 5", loaded["report"] < 5, " s")
 
 
-def dask_scale_child(count: int, folder: str) -> None:
+ROWS_IN_MEMORY = {"auto": None, "memory": True, "released": False}
+
+
+def dask_scale_child(count: int, folder: str, rows: str) -> None:
     """Run in a subprocess: the driver of a LocalCluster search of ``count`` tiny images."""
     import distributed
 
@@ -435,22 +439,26 @@ def dask_scale_child(count: int, folder: str) -> None:
         started = time.perf_counter()
         augmenter.search_randomization_boundaries(images, None, 0.05, os.path.join(folder, "analysis.json"),
                                                   strategy="adaptive", executor=client.get_executor(),
-                                                  images_per_shard=256)
+                                                  images_per_shard=256, rows_in_memory=ROWS_IN_MEMORY[rows])
         seconds = time.perf_counter() - started
         peak = rss("VmHWM")
-    print(json.dumps({"seconds": seconds, "peak": peak, "baseline": baseline, "calls": augmenter.predict_calls}))
+    released = all(curve.diff_errors.released for curve in augmenter.analysis.curves.values())
+    print(json.dumps({"seconds": seconds, "peak": peak, "baseline": baseline, "calls": augmenter.predict_calls,
+                      "released": released}))
 
 
-def bench_dask_scale(count: int) -> None:
+def bench_dask_scale(count: int, rows: str = "auto") -> None:
     print(f"\n9. Dask LocalCluster (2 worker processes, 1 thread each), adaptive search of {count} tiny 8x8 images "
           f"x 24 augmentations, trivial model")
     with tempfile.TemporaryDirectory() as folder:
-        out = subprocess.run([sys.executable, __file__, "--dask-child", str(count), folder],
+        out = subprocess.run([sys.executable, __file__, "--dask-child", str(count), folder, rows],
                              capture_output=True, text=True, check=True).stdout
     run = json.loads(out.splitlines()[-1])
     print(f"    {run['seconds']:.0f} s, {count / run['seconds']:.0f} images/s, "
           f"{run['calls'] / count / 24:.2f} calls per pair; driver peak {run['peak']:.0f} MiB, "
-          f"{run['peak'] - run['baseline']:.0f} MiB above the driver before the search")
+          f"{run['peak'] - run['baseline']:.0f} MiB above the driver before the search "
+          f"({(run['peak'] - run['baseline']) * 2**20 / count:.0f} bytes per image; rows "
+          f"{'released to the shards at each checkpoint' if run['released'] else 'in memory'})")
     report(f"Dask, {count} images: driver memory above its baseline", run["peak"] - run["baseline"], "-", None,
            " MiB")
     report(f"Dask, {count} images: throughput", count / run["seconds"], "-", None, " images/s")
@@ -500,7 +508,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rows-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--load-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--dask-images", type=int, default=20_000, help="dask-scale: images")
-    parser.add_argument("--dask-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--dask-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--dask-rows", choices=["auto", "memory", "released"], default="auto",
+                        help="dask-scale: rows_in_memory None (by size), True or False")
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(args.memory_child)
@@ -512,7 +522,7 @@ def main(argv=None) -> int:
         load_child(args.load_child[0], args.load_child[1] == "report")
         return 0
     if args.dask_child:
-        dask_scale_child(int(args.dask_child[0]), args.dask_child[1])
+        dask_scale_child(int(args.dask_child[0]), args.dask_child[1], args.dask_child[2])
         return 0
     quick = args.quick
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, python "
@@ -541,7 +551,7 @@ def main(argv=None) -> int:
     if wanted("rows"):
         bench_rows(2_000 if quick else args.rows_images)
     if wanted("dask-scale"):
-        bench_dask_scale(1_000 if quick else args.dask_images)
+        bench_dask_scale(1_000 if quick else args.dask_images, args.dask_rows)
     print("\n| figure | measured | target | |\n|---|---|---|---|")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")

@@ -414,6 +414,18 @@ def test_a_released_analysis_takes_edits_saves_them_and_resumes(tmp_path):
     assert resumed.to_json()["augmentations"]["Darken"] == again.to_json()["augmentations"]["Darken"]
 
 
+def test_a_released_analysis_rewritten_whole_after_an_edit_reads_what_it_lacks_from_the_new_shards(tmp_path):
+    files, path, analysis = labelled_search(tmp_path, "a", rows_in_memory=False)
+    curve = analysis.curves["Hue"]
+    expected = curve.first_failure_output.snapshot()
+    curve.diff_errors[3] = [0.0] + [0.6] * 10  # image 3 now fails first: its outputs were neither kept nor pending
+    analysis.save(path, compact=True)  # the old shards are gone when the columns are pointed at the new one
+    analysis.save(path)
+    codes, texts = expected
+    assert curve.first_failure_output[3] == (None if codes[3] < 0 else texts[codes[3]])
+    assert augment.load_analysis(path).to_json() == analysis.to_json()
+
+
 def test_a_released_analysis_compacts_one_augmentation_at_a_time_to_the_same_rows(tmp_path, monkeypatch):
     reference = labelled_search(tmp_path, "kept", rows_in_memory=True)[2]
     monkeypatch.setattr(augment, "_COMPACT_AFTER_SEARCH", 1)
@@ -447,6 +459,7 @@ def test_rows_in_memory_is_checked(tmp_path):
     files = write_pngs(tmp_path / "imgs", uniform_images(VALUES[:2]))
     with pytest.raises(augment.AugmentError, match="needs an analytics_cache"):
         make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, None, rows_in_memory=False)
-    with pytest.raises(augment.AugmentError, match="rows_in_memory must be True, False or None"):
-        make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, tmp_path / "a.json",
-                                                                       rows_in_memory="no")
+    for wrong in ("no", 0):
+        with pytest.raises(augment.AugmentError, match="rows_in_memory must be True, False or None"):
+            make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, tmp_path / "a.json",
+                                                                           rows_in_memory=wrong)
