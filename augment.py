@@ -1521,10 +1521,16 @@ def _check_intensity(intensity: Any, name: str) -> float:
     return value
 
 
-@functools.lru_cache(maxsize=8192)
 def _transform(name: str, intensity: float, height: int, width: int, rotate_method: str = "largest_box"):
     # Building an albumentations transform validates its arguments (pydantic) and
-    # costs far more than applying it to a small image, so transforms are reused.
+    # costs far more than applying it to a small image, so transforms are reused: by one thread
+    # each, since a render seeds its transform's generator, then draws from it (two threads
+    # sharing one, as shards on a thread pool executor do, would draw each other's numbers).
+    return _thread_transform(name, intensity, height, width, rotate_method, threading.get_ident())
+
+
+@functools.lru_cache(maxsize=8192)
+def _thread_transform(name: str, intensity: float, height: int, width: int, rotate_method: str, thread: int):
     transform = CATALOGUE[name].build(intensity, height, width)
     if transform is not None and rotate_method != "largest_box" and hasattr(transform, "rotate_method"):
         transform.rotate_method = rotate_method  # how a rotated box is enclosed; pixels are the same
@@ -1786,7 +1792,7 @@ def _adopt(entries: Iterable[Augmentation]) -> None:
     for entry in entries:
         if CATALOGUE.get(entry.name) != entry:
             CATALOGUE[entry.name] = entry
-            _transform.cache_clear()
+            _thread_transform.cache_clear()
 
 
 def _custom_entries(names: Iterable[str]) -> tuple[Augmentation, ...]:
@@ -3029,13 +3035,70 @@ def _factory_token(factory: Callable | None) -> str:
         return uuid.uuid4().hex
 
 
-def _run_shard(job: _SearchJob, model: _ModelSpec) -> tuple[list[_ImageResult], int]:
+def _run_shard(job: _SearchJob, model: _ModelSpec) -> tuple[_PackedResults, int]:
     """One executor task: search a shard of images in this worker, the model loaded once per worker."""
     results: list[_ImageResult] = []
     _adopt(job.custom)
     with model.predictor() as predictor:
         _SearchPipeline(job, predictor, model.diff_error, _InlineExecutor(), results.append).run()
-    return results, predictor.calls
+    return _PackedResults.pack(results, len(job.grid), job.failure_threshold), predictor.calls
+
+
+@dataclass
+class _PackedResults:
+    """A shard's results as arrays, what a worker sends back (a few bytes per measured cell, not
+    Python lists): per result its record fields, and per augmentation the images, their rows
+    (float32, NaN not measured, each value on its side of the threshold: see _to_float32), label
+    rows (``has_label``: which rows have one), output texts and views."""
+
+    records: list[tuple]  # (index, output, label_error, error, output_view, digest)
+    rows: dict[str, dict[str, Any]]
+
+    @classmethod
+    def pack(cls, results: Sequence[_ImageResult], width: int, threshold: float) -> _PackedResults:
+        records, parts = [], {}
+        for result in results:
+            records.append((result.index, result.output, result.label_error, result.error, result.output_view,
+                            result.digest))
+            if result.error is not None:
+                continue
+            for name, row in result.diff_errors.items():
+                part = parts.setdefault(name, {"images": [], "diff": [], "label": [], "has_label": [], "last": [],
+                                               "first": [], "last_view": [], "first_view": []})
+                labels = result.label_errors[name] if result.label_errors is not None else None
+                part["images"].append(result.index)
+                part["diff"].append(row)
+                part["has_label"].append(labels is not None)
+                part["label"].append(labels if labels is not None else [None] * width)
+                part["last"].append(result.last_success_output[name])
+                part["first"].append(result.first_failure_output[name])
+                part["last_view"].append(result.last_success_view.get(name))
+                part["first_view"].append(result.first_failure_view.get(name))
+        for part in parts.values():
+            part["images"] = np.array(part["images"], np.int64)
+            part["has_label"] = np.array(part["has_label"], bool)
+            for key in ("diff", "label"):
+                part[key] = _to_float32(np.array(part[key], dtype=np.float64).reshape(-1, width), threshold)
+        return cls(records, parts)
+
+    def merge_into(self, analysis: Analysis) -> None:
+        """What _merge_results does with the same results one by one, a column at a time."""
+        for index, output, label_error, error, output_view, digest in self.records:
+            record = analysis.images[index]
+            record.error = error
+            if error is None:
+                record.output, record.label_error, record.output_view = output, label_error, output_view
+                record.digest = digest or record.digest
+        for name, part in self.rows.items():
+            curve, images = analysis.curves[name], part["images"]
+            curve.diff_errors.put_many(images, part["diff"])
+            if curve.label_errors is not None:
+                curve.label_errors.put_many(images[part["has_label"]], part["label"][part["has_label"]])
+            for column, key in ((curve.last_success_output, "last"), (curve.first_failure_output, "first"),
+                                (curve.last_success_view, "last_view"), (curve.first_failure_view, "first_view")):
+                if column is not None:
+                    for k, value in zip(images.tolist(), part[key]):
+                        column[k] = value
 
 
 def _usable_cores() -> int:
@@ -3374,7 +3437,7 @@ class _SearchRun:
                     error = error or exc  # saved, then the first error is raised
                     continue
                 self.predict_calls += calls
-                checkpoint.merge(results)
+                checkpoint.merge(results)  # packed: merged a column at a time
                 bar.update(sum(len(job.todo[k]) for k in shard))
                 del future, results
         except BaseException:  # Ctrl-C: do not wait for the shards still running
@@ -4031,6 +4094,21 @@ class _Rows(_Column):
             return
         values[k] = self._row32(row)
         present[k] = True
+
+    def put_many(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """``self[k] = row`` for every k of ``indices`` and row of ``values`` ((m, grid), NaN: not measured)."""
+        if values.shape != (len(indices), self.width):
+            raise ValueError(f"{values.shape} rows for {len(indices)} images and a grid of {self.width}")
+        values = _to_float32(values, self._threshold())
+        if self.released:
+            kept = self._kept
+            kept.first[indices] = _first_index(values, np.ones(len(indices), bool), kept.threshold)
+            kept.present[indices], kept.complete[indices] = True, ~np.isnan(values).any(axis=1)
+            self._pending.update(zip(indices.tolist(), values))
+        else:
+            data, present = self.arrays()
+            data[indices], present[indices] = values, True
+        self.fresh.update(indices.tolist())
 
     def release(self, load: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
         """Drop the arrays (``load`` reads them from the shards that now hold every row); keep _Kept."""
@@ -5119,8 +5197,11 @@ class _Checkpointer:
         self.analysis, self.path, self.seconds, self.release = analysis, path, seconds, release
         self.last, self.cost = time.monotonic(), 0.0
 
-    def merge(self, results: Iterable[_ImageResult]) -> None:
-        _merge_results(self.analysis, results)
+    def merge(self, results: Iterable[_ImageResult] | _PackedResults) -> None:
+        if isinstance(results, _PackedResults):
+            results.merge_into(self.analysis)
+        else:
+            _merge_results(self.analysis, results)
         if self.path is not None and time.monotonic() - self.last >= max(self.seconds, 20 * self.cost):
             self.save()
 
@@ -6865,7 +6946,8 @@ def _apply_steps(data: dict, steps: Sequence[tuple[str, float]], seed: int, rota
     height, width = data["image"].shape[:2]
     transforms = _build_transforms(steps, height, width, rotate_method) if not targets else [
         t for name, intensity in steps if intensity > 0  # built afresh: the cached ones stay unmarked
-        and (t := _transform.__wrapped__(name, round(intensity, 6), height, width, rotate_method)) is not None]
+        and (t := _thread_transform.__wrapped__(name, round(intensity, 6), height, width, rotate_method, 0))
+        is not None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for transform in transforms:

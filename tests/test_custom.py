@@ -26,7 +26,7 @@ def registered_here_only():
     yield
     augment.CATALOGUE.clear()
     augment.CATALOGUE.update(before)
-    augment._transform.cache_clear()
+    augment._thread_transform.cache_clear()
 
 
 def never_identity(intensity, height, width):

@@ -6,6 +6,7 @@ import concurrent.futures
 import functools
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -366,3 +367,54 @@ def test_a_scheduler_that_cannot_import_augment_is_named_in_the_error(tmp_path):
             process.terminate()
             process.wait(timeout=30)
     assert "the Dask scheduler too" in "\n".join(getattr(caught.value, "__notes__", []))
+
+
+@pytest.mark.parametrize("kind", ["labels", "boxes"])
+def test_an_executor_shards_packed_results_give_the_local_analysis_with_labels_and_positional_outputs(tmp_path, kind):
+    """Workers send a shard's results back as arrays (_PackedResults); merged a column at a time they
+    give what the local search gives: label rows, output texts, positional views, in memory or released."""
+    import concurrent.futures
+
+    from examples import shapes
+
+    images, truths = shapes.make_shapes(6, seed=3)
+    files = write_pngs(tmp_path / "imgs", images)
+    if kind == "labels":
+        labels, options = [int(np.asarray(image).mean() > 110) for image in images], {}
+        model, diff = oracles.bright, None
+    else:
+        labels, options = [[t["box"]] for t in truths], {"label_format": "pascal_voc"}
+        model, diff = shapes.predict_boxes, shapes.box_diff_error
+    names = ["Brighten", "SafeRotate", "RandomSizedCrop"]
+
+    def search(path, **more):
+        return augment.ImageAugmenter(model, diff, augmentations=names, batch_size=16, progress=False,
+                                      checkpoint_seconds=0, **options).search_randomization_boundaries(
+            files, labels, 0.1, path, strategy="adaptive", grid_sample=2, **more)
+
+    local = search(tmp_path / "local.json")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for rows_in_memory in (True, False):
+            path = tmp_path / f"sharded-{rows_in_memory}.json"
+            sharded = search(path, executor=pool, images_per_shard=2, rows_in_memory=rows_in_memory)
+            assert sharded.summary_rows() == local.summary_rows()
+            assert sharded.to_json()["augmentations"] == local.to_json()["augmentations"]
+            assert sharded.to_json()["images"] == local.to_json()["images"]
+            assert augment.load_analysis(path).to_json()["augmentations"] == local.to_json()["augmentations"]
+
+
+def test_renders_on_several_threads_draw_what_one_thread_draws():
+    """Shards on a thread pool render at once: each thread seeds and draws from its own transform."""
+    import concurrent.futures
+
+    image = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    jobs = [(name, seed) for seed in range(60) for name in ("RandomSizedCrop", "PixelDropout", "ElasticTransform")]
+    alone = [augment._apply_augmentation(image, name, 0.5, seed) for name, seed in jobs]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns between any two bytecodes: a shared generator shows
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda job: augment._apply_augmentation(image, job[0], 0.5, job[1]), jobs))
+    finally:
+        sys.setswitchinterval(switching)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together))
