@@ -4060,6 +4060,10 @@ def _first_index(values: np.ndarray, present: np.ndarray, threshold: float) -> n
     return np.where(present, np.where(hit.any(axis=1), hit.argmax(axis=1), -1), -2)
 
 
+def _empty_rows(count: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
+
+
 class _Rows(_Column):
     """One augmentation's rows of diff (or label) errors for every image, as columns (see above):
     arrays() is (values (images, grid) float32 with NaN where not measured, present (images,) bool)."""
@@ -4069,9 +4073,12 @@ class _Rows(_Column):
         super().__init__(count, load)
         self.width, self._threshold = width, threshold
         self._kept: _Kept | None = None
-        if load is None:
-            self._data = np.full((count, width), np.nan, np.float32), np.zeros(count, bool)
-            for k, row in enumerate(rows or ()):
+        rows = list(rows or ())
+        if load is None and not any(row is not None for row in rows):  # made on first use (not at all when released)
+            self._load = functools.partial(_empty_rows, count, width)
+        elif load is None:
+            self._data = _empty_rows(count, width)
+            for k, row in enumerate(rows):
                 if row is not None:
                     self._put(k, row)
 
@@ -4734,9 +4741,10 @@ def _or_two(intensity: float | None) -> float:
     return 2.0 if intensity is None else intensity  # "never" sorts after every intensity
 
 
-def _empty_curve(name: str, grid: list[float], count: int, with_labels: bool, views: bool) -> AugmentationCurve:
+def _empty_curve(name: str, grid: list[float], count: int, with_labels: bool, views: bool,
+                 threshold: float = 0.0) -> AugmentationCurve:
     return AugmentationCurve(
-        name=name, intensities=grid, failure_threshold=0.0, definition=CATALOGUE[name].definition,
+        name=name, intensities=grid, failure_threshold=threshold, definition=CATALOGUE[name].definition,
         diff_errors=[None] * count, label_errors=[None] * count if with_labels else None,
         last_success_output=[None] * count, first_failure_output=[None] * count,
         last_success_view=[None] * count if views else None, first_failure_view=[None] * count if views else None)
@@ -4955,7 +4963,10 @@ class Analysis:
                 for name in settings.augmentations:
                     curve = cached.curves.get(name)
                     if curve is None or curve.definition != CATALOGUE[name].definition:
-                        cached.curves[name] = _empty_curve(name, grid, len(sources), labels is not None, views)
+                        cached.curves[name] = _empty_curve(name, grid, len(sources), labels is not None, views,
+                                                           settings.failure_threshold)
+                if release and cached._store is not None:
+                    cached._release_rows()  # the new curves too: their shards hold no row of them
                 return cached
             backup = _backup(path)
             warnings.warn(f"not reusing {path}: {reason}. It was kept as {backup}; starting a fresh search.",
@@ -4967,9 +4978,12 @@ class Analysis:
                     "labels": labels is not None, "model_id": settings.model_id,
                     "label_format": settings.label_format, "moved_references": views,
                     "rotate_method": settings.rotate_method}
-        curves = {name: _empty_curve(name, grid, len(sources), labels is not None, views)
+        curves = {name: _empty_curve(name, grid, len(sources), labels is not None, views, settings.failure_threshold)
                   for name in settings.augmentations}
-        return cls(fingerprint=fingerprint, settings=recorded, images=images, curves=curves)
+        analysis = cls(fingerprint=fingerprint, settings=recorded, images=images, curves=curves)
+        if release:  # its empty columns are never made whole in memory
+            analysis._release_rows()
+        return analysis
 
     def missing(self, names: Sequence[str], full_grid: frozenset[int]) -> dict[int, list[str]]:
         """Per image, the augmentations still to search (a full-grid image needs every intensity)."""
@@ -5058,13 +5072,12 @@ class Analysis:
         """Point every curve's columns at the shards the last save listed and (``drop``) free its
         rows from memory: a search releases them at each checkpoint, so that its memory does not grow
         with its rows (see AugmentationCurve._release)."""
-        store = self._store
-        folder = _rows_folder(store["path"])
-        paths = [(os.path.join(folder, entry["file"]), entry["uid"]) for entry in store["shards"]]
+        store = self._store or {"path": "", "shards": [], "since": {}}  # not saved yet: empty (resume_or_start)
+        listed = [(os.path.join(_rows_folder(store["path"]), entry["file"]), entry["uid"]) for entry in store["shards"]]
         files = [entry["file"] for entry in store["shards"]]
         for key, curve in self.curves.items():
             since = store["since"].get(key)
-            columns = _ShardColumns(paths[files.index(since) if since in files else 0:], key, curve.definition,
+            columns = _ShardColumns(listed[files.index(since) if since in files else 0:], key, curve.definition,
                                     len(self.images), len(self.intensities), curve.label_errors is not None, False)
             curve._release(columns, drop)
 

@@ -375,10 +375,16 @@ def labelled_search(tmp_path, folder, **options):
 
 
 @pytest.mark.parametrize("strategy", ["grid", "adaptive", "guided"])
-def test_a_search_that_releases_its_rows_holds_only_what_summaries_need_and_answers_the_same(tmp_path, strategy):
+def test_a_search_that_releases_its_rows_holds_only_what_summaries_need_and_answers_the_same(tmp_path, strategy,
+                                                                                             monkeypatch):
     kept = labelled_search(tmp_path, "kept", strategy=strategy, grid_sample=3, rows_in_memory=True)[2]
+    whole = []  # a column made whole in memory and kept (a save reads one augmentation at a time, then frees it)
+    real_arrays = augment._Column.arrays
+    monkeypatch.setattr(augment._Column, "arrays", lambda self: whole.append(self) or real_arrays(self))
     _, path, released = labelled_search(tmp_path, "released", strategy=strategy, grid_sample=3,
                                         rows_in_memory=False)
+    assert not whole  # from the start: a fresh analysis' empty columns are released too
+    monkeypatch.setattr(augment._Column, "arrays", real_arrays)
     for name, curve in released.curves.items():
         columns = (curve.diff_errors, curve.label_errors, curve.last_success_output, curve.first_failure_output)
         assert all(column.released and not column.loaded for column in columns), name
