@@ -136,6 +136,7 @@ import glob
 import hashlib
 import importlib
 import importlib.util
+import itertools
 import json
 import math
 import numbers
@@ -3035,6 +3036,17 @@ def _factory_token(factory: Callable | None) -> str:
         return uuid.uuid4().hex
 
 
+def _shards_in_flight(executor: concurrent.futures.Executor) -> int:
+    """How many shards a search keeps submitted: two per worker thread the executor says it has
+    (a Dask client's, a pool's), else 64."""
+    try:
+        client = getattr(executor, "_client", None)  # distributed's ClientExecutor
+        threads = sum(client.nthreads().values()) if client is not None else executor._max_workers
+        return max(4, 2 * int(threads))
+    except Exception:  # another kind of executor
+        return 64
+
+
 def _run_shard(job: _SearchJob, model: _ModelSpec) -> tuple[_PackedResults, int]:
     """One executor task: search a shard of images in this worker, the model loaded once per worker."""
     results: list[_ImageResult] = []
@@ -3414,32 +3426,44 @@ class _SearchRun:
         _check_picklable(job.custom, "a registered augmentation")
         indices = list(job.todo)
         size = self.request.images_per_shard or max(1, min(256, math.ceil(len(indices) / 16)))
-        futures = {}
-        for start in range(0, len(indices), size):
-            shard = indices[start:start + size]
-            members = frozenset(shard)
-            part = dataclasses.replace(
-                job, sources={k: job.sources[k] for k in shard}, todo={k: job.todo[k] for k in shard},
-                labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
-                full_grid=job.full_grid & members,
-                blocks=None if job.blocks is None else [[k for k in block if k in members] for block in job.blocks],
-                known={})  # a shard learns from its own images only (a resume cuts other shards)
-            futures[self.request.executor.submit(_run_shard, part, spec)] = shard
+
+        def parts() -> Iterator[tuple[list[int], _SearchJob]]:
+            for start in range(0, len(indices), size):
+                shard = indices[start:start + size]
+                members = frozenset(shard)
+                yield shard, dataclasses.replace(
+                    job, sources={k: job.sources[k] for k in shard}, todo={k: job.todo[k] for k in shard},
+                    labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
+                    full_grid=job.full_grid & members,
+                    blocks=None if job.blocks is None else [[k for k in block if k in members] for block in job.blocks],
+                    known={})  # a shard learns from its own images only (a resume cuts other shards)
+
+        # Shards are submitted as earlier ones finish, a few per worker at a time: a task the
+        # executor holds keeps its images' sources (and, for arrays, their pixels) in this process.
+        waiting, futures = parts(), {}
+        limit = _shards_in_flight(self.request.executor)
         error: BaseException | None = None
         try:
-            for future in concurrent.futures.as_completed(list(futures)):
-                shard = futures.pop(future)  # a merged shard's results are not kept alive by its future
-                try:
-                    results, calls = future.result()
-                except concurrent.futures.CancelledError:
-                    continue
-                except Exception as exc:  # a failed shard costs only itself: the others finish and are
-                    error = error or exc  # saved, then the first error is raised
-                    continue
-                self.predict_calls += calls
-                checkpoint.merge(results)  # packed: merged a column at a time
-                bar.update(sum(len(job.todo[k]) for k in shard))
-                del future, results
+            while True:
+                for shard, part in itertools.islice(waiting, max(0, limit - len(futures))):
+                    futures[self.request.executor.submit(_run_shard, part, spec)] = shard
+                if not futures:
+                    break
+                done, _ = concurrent.futures.wait(list(futures), return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    shard = futures.pop(future)  # a merged shard's results are not kept alive by its future
+                    try:
+                        results, calls = future.result()
+                    except concurrent.futures.CancelledError:
+                        continue
+                    except Exception as exc:  # a failed shard costs only itself: the others finish and
+                        error = error or exc  # are saved, then the first error is raised
+                        continue
+                    self.predict_calls += calls
+                    checkpoint.merge(results)  # packed: merged a column at a time
+                    bar.update(sum(len(job.todo[k]) for k in shard))
+                    del results
+                del done
         except BaseException:  # Ctrl-C: do not wait for the shards still running
             for future in futures:
                 future.cancel()

@@ -418,3 +418,34 @@ def test_renders_on_several_threads_draw_what_one_thread_draws():
     finally:
         sys.setswitchinterval(switching)
     assert all(np.array_equal(a, b) for a, b in zip(alone, together))
+
+
+def test_an_executor_gets_a_few_shards_per_worker_at_a_time_not_all_at_once(tmp_path):
+    """A submitted task holds its images' sources in this process: shards go out as earlier ones finish."""
+    import concurrent.futures
+    import threading
+
+    class Counting(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self):
+            super().__init__(2)
+            self.outstanding, self.most, self.lock = 0, 0, threading.Lock()
+
+        def submit(self, fn, /, *args, **kwargs):
+            with self.lock:
+                self.outstanding += 1
+                self.most = max(self.most, self.outstanding)
+            future = super().submit(fn, *args, **kwargs)
+            future.add_done_callback(lambda _: self._finished())
+            return future
+
+        def _finished(self):
+            with self.lock:
+                self.outstanding -= 1
+
+    images = write_pngs(tmp_path / "imgs", uniform_images(VALUES * 4))
+    local = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, None, strategy="adaptive")
+    with Counting() as pool:
+        sharded = make(oracles.bright).search_randomization_boundaries(images, None, 0.1, None, strategy="adaptive",
+                                                                       executor=pool, images_per_shard=1)
+    assert pool.most <= augment._shards_in_flight(pool) == 4 < len(images)
+    assert sharded.to_json()["augmentations"] == local.to_json()["augmentations"]
