@@ -3290,6 +3290,7 @@ class _SearchRequest:
 # A search of this many (image, augmentation) pairs or more keeps its rows in the analysis file's shards
 # (about 4 bytes per pair stay in memory instead of ~90): rows_in_memory=None.
 _RELEASE_FROM = 250_000
+_PENDING_ROWS = 100_000  # a released search saves once this many rows wait for their shard (~30 MB)
 
 
 _GUIDED_FIRST_BLOCK = 8  # images after the full-grid sample; each later block is twice the one before
@@ -5227,7 +5228,8 @@ class _Checkpointer:
     """Merges finished images into the analysis and saves it now and then.
 
     Saves at most every ``seconds`` and never spend more than ~5 % of the time saving:
-    a save that took s seconds defers the next one by at least 20 s.
+    a save that took s seconds defers the next one by at least 20 s. With ``release``, also
+    once _PENDING_ROWS rows wait in memory for their shard (what bounds a large search's memory).
     """
 
     def __init__(self, analysis: Analysis, path: str | None, seconds: float, release: bool = False):
@@ -5239,7 +5241,10 @@ class _Checkpointer:
             results.merge_into(self.analysis)
         else:
             _merge_results(self.analysis, results)
-        if self.path is not None and time.monotonic() - self.last >= max(self.seconds, 20 * self.cost):
+        if self.path is None:
+            return
+        waiting = self.release and sum(len(curve.diff_errors._pending or ()) for curve in self.analysis.curves.values())
+        if time.monotonic() - self.last >= max(self.seconds, 20 * self.cost) or waiting >= _PENDING_ROWS:
             self.save()
 
     def save(self, final: bool = False) -> None:
