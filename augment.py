@@ -16,7 +16,8 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
                describe=None, group_by=None, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
                                      analytics_cache="analysis.json", *, strategy="grid",
-                                     grid_sample=None, num_workers=None, executor=None)
+                                     grid_sample=None, num_workers=None, executor=None,
+                                     rows_in_memory=None)
     .render_boundaries(html_dir="analytics", ...)
     .synthesize_more(organic_img_filenames, organic_labels=None, realism=0.5, ...)
     .evaluate(img_filenames, img_labels)
