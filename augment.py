@@ -3451,12 +3451,17 @@ class _SearchRun:
                     futures[self.request.executor.submit(_run_shard, part, spec)] = shard
                 if not futures:
                     break
-                done, _ = concurrent.futures.wait(list(futures), return_when=concurrent.futures.FIRST_COMPLETED)
+                done, _ = concurrent.futures.wait(list(futures), timeout=1.0,
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+                done |= {future for future in futures if future.cancelled()}  # wait() misses an unnotified cancel
                 for future in done:
                     shard = futures.pop(future)  # a merged shard's results are not kept alive by its future
                     try:
                         results, calls = future.result()
-                    except concurrent.futures.CancelledError:
+                    except concurrent.futures.CancelledError:  # not by this search: said, not lost
+                        error = error or AugmentError(
+                            f"the executor cancelled the shard of images {shard[0]}-{shard[-1]} ({len(shard)} "
+                            f"images); the other shards are saved, and a re-run searches what is missing")
                         continue
                     except Exception as exc:  # a failed shard costs only itself: the others finish and
                         error = error or exc  # are saved, then the first error is raised
@@ -3465,7 +3470,7 @@ class _SearchRun:
                     checkpoint.merge(results)  # packed: merged a column at a time
                     bar.update(sum(len(job.todo[k]) for k in shard))
                     del results
-                del done
+                done = future = None  # nothing of a merged shard stays alive while the next ones run
         except BaseException:  # Ctrl-C: do not wait for the shards still running
             for future in futures:
                 future.cancel()

@@ -449,3 +449,29 @@ def test_an_executor_gets_a_few_shards_per_worker_at_a_time_not_all_at_once(tmp_
                                                                        executor=pool, images_per_shard=1)
     assert pool.most <= augment._shards_in_flight(pool) == 4 < len(images)
     assert sharded.to_json()["augmentations"] == local.to_json()["augmentations"]
+
+
+def test_a_shard_the_executor_cancels_is_an_error_naming_it_and_the_other_shards_are_saved(tmp_path):
+    """A future cancelled by the executor (its shutdown, a lost worker), notified or not, is not lost silently."""
+    import concurrent.futures
+
+    class Cancelling(concurrent.futures.ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs):
+            self.submitted += 1
+            if self.submitted in (2, 3):  # one cancelled and notified, one cancelled as shutdown leaves it
+                future = concurrent.futures.Future()
+                future.cancel()
+                if self.submitted == 2:
+                    future.set_running_or_notify_cancel()
+                return future
+            return super().submit(fn, *args, **kwargs)
+
+    images = write_pngs(tmp_path / "imgs", uniform_images(VALUES))
+    path = tmp_path / "analysis.json"
+    with Cancelling(2) as pool, pytest.raises(augment.AugmentError, match="executor cancelled the shard of images"):
+        make(oracles.bright).search_randomization_boundaries(images, None, 0.1, path, executor=pool,
+                                                             images_per_shard=2)
+    searched = augment.load_analysis(path).curves["Brighten"].searched
+    assert searched == [0, 1, 6, 7]  # shards 2 and 3 (images 2-5) were cancelled; the others are saved
