@@ -3096,12 +3096,8 @@ class _PackedResults:
 
     def merge_into(self, analysis: Analysis) -> None:
         """What _merge_results does with the same results one by one, a column at a time."""
-        for index, output, label_error, error, output_view, digest in self.records:
-            record = analysis.images[index]
-            record.error = error
-            if error is None:
-                record.output, record.label_error, record.output_view = output, label_error, output_view
-                record.digest = digest or record.digest
+        for record in self.records:
+            _merge_record(analysis, *record)
         for name, part in self.rows.items():
             curve, images = analysis.curves[name], part["images"]
             curve.diff_errors.put_many(images, part["diff"])
@@ -4139,14 +4135,18 @@ class _Rows(_Column):
             raise ValueError(f"{values.shape} rows for {len(indices)} images and a grid of {self.width}")
         values = _to_float32(values, self._threshold())
         if self.released:
-            kept = self._kept
-            kept.first[indices] = _first_index(values, np.ones(len(indices), bool), kept.threshold)
-            kept.present[indices], kept.complete[indices] = True, ~np.isnan(values).any(axis=1)
-            self._pending.update(zip(indices.tolist(), values))
+            self._note_rows(indices, values)
         else:
             data, present = self.arrays()
             data[indices], present[indices] = values, True
         self.fresh.update(indices.tolist())
+
+    def _note_rows(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """Released: rows (float32) that wait for the next save, and what _Kept says of them."""
+        kept = self._kept
+        kept.first[indices] = _first_index(values, np.ones(len(indices), bool), kept.threshold)
+        kept.present[indices], kept.complete[indices] = True, ~np.isnan(values).any(axis=1)
+        self._pending.update(zip(indices.tolist(), values))
 
     def release(self, load: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
         """Drop the arrays (``load`` reads them from the shards that now hold every row); keep _Kept."""
@@ -4173,10 +4173,7 @@ class _Rows(_Column):
             self._pending[k] = None
             kept.first[k], kept.present[k], kept.complete[k] = -2, False, False
             return
-        values = self._row32(row)
-        self._pending[k] = values
-        kept.first[k] = _first_index(values[None], np.ones(1, bool), kept.threshold)[0]
-        kept.present[k], kept.complete[k] = True, not np.isnan(values).any()
+        self._note_rows(np.array([k]), self._row32(row)[None])
 
     def _peek(self, k: int) -> Any:
         if k in self._pending:
@@ -4392,6 +4389,12 @@ def _unblob(array: np.ndarray) -> Any:
     return json.loads(array.tobytes().decode("utf-8"))
 
 
+def _picked(of: np.ndarray, rows: np.ndarray, every: bool) -> np.ndarray:
+    """Rows ``rows`` of a whole column (``every``; the column itself when that is all of it), or
+    ``of`` as it is (already those rows)."""
+    return of[rows] if every and len(rows) != len(of) else of
+
+
 def _shard_members(analysis: Analysis, images: np.ndarray, rows: dict[str, np.ndarray],
                    every: bool) -> Iterator[tuple[str, np.ndarray]]:
     """The members of one shard: the records of ``images`` and, per augmentation, the rows of its
@@ -4405,13 +4408,13 @@ def _shard_members(analysis: Analysis, images: np.ndarray, rows: dict[str, np.nd
         which = None if every else picked
         values, present = curve.diff_errors.rows_of(which)
         yield prefix + "images", picked.astype(np.int64)
-        yield prefix + "present", present[picked] if every else present
-        yield prefix + "diff", values[picked] if every and len(picked) != len(values) else values
+        yield prefix + "present", _picked(of=present, rows=picked, every=every)
+        yield prefix + "diff", _picked(of=values, rows=picked, every=every)
         del values, present
         if curve.label_errors is not None:
             label_values, label_present = curve.label_errors.rows_of(which)
-            yield prefix + "label", label_values[picked] if every and len(picked) != len(label_values) else label_values
-            yield prefix + "label.present", label_present[picked] if every else label_present
+            yield prefix + "label", _picked(of=label_values, rows=picked, every=every)
+            yield prefix + "label.present", _picked(of=label_present, rows=picked, every=every)
             del label_values, label_present
         for key, texts in (("last", curve.last_success_output), ("first", curve.first_failure_output)):
             codes, used = texts.subset(picked)
@@ -4991,13 +4994,13 @@ class Analysis:
             except ValueError as exc:
                 cached, reason = None, str(exc)
             if reason is None:
-                for name in settings.augmentations:
-                    curve = cached.curves.get(name)
-                    if curve is None or curve.definition != CATALOGUE[name].definition:
-                        cached.curves[name] = _empty_curve(name, grid, len(sources), labels is not None, views,
-                                                           settings.failure_threshold)
+                added = [name for name in settings.augmentations if name not in cached.curves
+                         or cached.curves[name].definition != CATALOGUE[name].definition]
+                for name in added:
+                    cached.curves[name] = _empty_curve(name, grid, len(sources), labels is not None, views,
+                                                       settings.failure_threshold)
                 if release and cached._store is not None:
-                    cached._release_rows()  # the new curves too: their shards hold no row of them
+                    cached._release_rows(names=added)  # their shards hold no row of them
                 return cached
             backup = _backup(path)
             warnings.warn(f"not reusing {path}: {reason}. It was kept as {backup}; starting a fresh search.",
@@ -5048,8 +5051,9 @@ class Analysis:
         with _lock_for_file(path):
             self._save(path, compact)
 
-    def _save(self, path: str, compact: bool = False) -> None:
-        """save, by a caller holding the file's lock (a search's checkpoints)."""
+    def _save(self, path: str, compact: bool = False, release: bool = False) -> None:
+        """save, by a caller holding the file's lock (a search's checkpoints; ``release``: and free
+        the rows from memory, see _release_rows)."""
         path = os.path.abspath(path)
         folder = _rows_folder(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -5097,17 +5101,17 @@ class Analysis:
         self._store = {"path": path, "shards": shards, "since": since,
                        "columns": {key: curve.diff_errors for key, curve in self.curves.items()},
                        "definitions": {key: curve.definition for key, curve in self.curves.items()}}
-        self._release_rows(drop=False)  # columns read from the shards read these ones now
+        self._release_rows(drop=release)  # columns read from the shards read these ones now
 
-    def _release_rows(self, drop: bool = True) -> None:
-        """Point every curve's columns at the shards the last save listed and (``drop``) free its
-        rows from memory: a search releases them at each checkpoint, so that its memory does not grow
-        with its rows (see AugmentationCurve._release)."""
+    def _release_rows(self, drop: bool = True, names: Iterable[str] | None = None) -> None:
+        """Point every curve's columns (or those of ``names``) at the shards the last save listed and
+        (``drop``) free its rows from memory: a search releases them at each checkpoint, so that its
+        memory does not grow with its rows (see AugmentationCurve._release)."""
         store = self._store or {"path": "", "shards": [], "since": {}}  # not saved yet: empty (resume_or_start)
         listed = [(os.path.join(_rows_folder(store["path"]), entry["file"]), entry["uid"]) for entry in store["shards"]]
         files = [entry["file"] for entry in store["shards"]]
-        for key, curve in self.curves.items():
-            since = store["since"].get(key)
+        for key in self.curves if names is None else names:
+            curve, since = self.curves[key], store["since"].get(key)
             columns = _ShardColumns(listed[files.index(since) if since in files else 0:], key, curve.definition,
                                     len(self.images), len(self.intensities), curve.label_errors is not None, False)
             curve._release(columns, drop)
@@ -5259,21 +5263,27 @@ class _Checkpointer:
             return
         started = time.monotonic()
         shards = len(self.analysis._store["shards"]) if self.analysis._store is not None else 0
-        self.analysis._save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH)
-        if self.release:
-            self.analysis._release_rows()
+        self.analysis._save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH, release=self.release)
         self.last = time.monotonic()
         self.cost = self.last - started
 
 
+def _merge_record(analysis: Analysis, index: int, output: str, label_error: float | None, error: str | None,
+                  output_view: Any, digest: str | None) -> None:
+    """An image's record from what the search learnt of it (a skipped image: only why)."""
+    record = analysis.images[index]
+    record.error = error
+    if error is None:
+        record.output, record.label_error, record.output_view = output, label_error, output_view
+        record.digest = digest or record.digest
+
+
 def _merge_results(analysis: Analysis, results: Iterable[_ImageResult]) -> None:
     for result in results:
-        record = analysis.images[result.index]
-        record.error = result.error
+        _merge_record(analysis, result.index, result.output, result.label_error, result.error, result.output_view,
+                      result.digest)
         if result.error is not None:
             continue
-        record.output, record.label_error, record.output_view = result.output, result.label_error, result.output_view
-        record.digest = result.digest or record.digest
         for name, row in result.diff_errors.items():
             curve = analysis.curves[name]
             curve.diff_errors[result.index] = row

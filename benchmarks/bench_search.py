@@ -347,10 +347,10 @@ def rows_child(count: int, folder: str) -> None:
     saves: list[tuple[int, int, float]] = []  # (images searched, rows written, seconds)
     real_save = augment.Analysis._save  # what a search's checkpoints call
 
-    def timed_save(self, path, compact=False):
+    def timed_save(self, path, compact=False, release=False):
         fresh = sum(len(c.diff_errors.fresh) for c in self.curves.values())
         started = time.perf_counter()
-        real_save(self, path, compact)
+        real_save(self, path, compact, release)
         searched = int(self.curves["Brighten"].diff_errors.searched_mask().sum())  # reads no rows
         saves.append((searched, fresh, time.perf_counter() - started))
 
