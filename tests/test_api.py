@@ -80,12 +80,3 @@ def test_every_public_name_has_a_docstring_with_an_example():
         if isinstance(value, (list, dict, int)):
             continue  # the constants
         assert value.__doc__ and ">>>" in value.__doc__, f"{name} has no docstring example"
-
-
-def test_the_module_docstring_lists_the_sections_as_the_banners_are():
-    import re
-
-    source = (ROOT / "augment.py").read_text()
-    banners = re.findall(r"^#{79}\n# (.+)\n#{79}$", source, flags=re.M)
-    contents = augment.__doc__.split("Contents")[1].split("\n\n")[0].splitlines()[2:]
-    assert contents == banners and len(banners) == 14

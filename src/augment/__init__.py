@@ -1,0 +1,132 @@
+"""augment.py: find where an image model breaks, then synthesize data up to that edge.
+
+Bring any vision model as a Python ``predict`` function and a set of training
+images. augment.py sweeps 24 augmentations (brightness, hue, blur, rotation,
+crops, noise, ...) over intensities from 0 to 1, measures at which intensity the
+model's output changes, caches that in ``analysis.json``, renders an offline
+HTML report, synthesizes data sets whose strength is set by one ``realism``
+knob, and evaluates models on them.
+
+Public API
+----------
+ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS,
+               label_format=None, *, seed=0, batch_size=None, predict_input="auto",
+               failure_threshold=0.5, on_error="raise", predict_factory=None,
+               max_image_pixels=MAX_IMAGE_PIXELS, model_id=None, rotate_method="largest_box",
+               describe=None, group_by=None, ...)
+    .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
+                                     analytics_cache="analysis.json", *, strategy="grid",
+                                     grid_sample=None, num_workers=None, executor=None,
+                                     rows_in_memory=None)
+    .render_boundaries(html_dir="analytics", ...)
+    .synthesize_more(organic_img_filenames, organic_labels=None, realism=0.5, ...)
+    .evaluate(img_filenames, img_labels)
+    .intensity_limits(realism) / .sampling_policy(realism) -> SamplingPolicy (.save(path), .load(path))
+    .transform(realism, seed=None, p=1.0) -> RealismTransform   online, for training pipelines
+    .set_augmentation_realism(name, realism) / .set_augmentation_weight(name, weight)
+    .load_analysis(path)
+    .set_augmentation_intensity(names, multiplier, min, max) / .get_synthesized_summary(output_dir)
+    (the seed README's spellings searchRandomizationBoundries, renderBoundries and
+    synthesizeMore, and its code's search_randomization_boundries and render_boundries, are aliases)
+RealismTransform(policy_or_path, label_format=None, seed=None)   t(image) or t(image=..., bboxes=...)
+register_augmentation(name, build | function=..., family=..., ...) -> Augmentation   your own, beside the 24
+augment_image(image, name, intensity, seed=0) -> (H, W, 3) uint8
+augment_with_labels(image, steps, labels, label_format, seed=0) -> (image, labels moved)
+augmentation_seed(image, name, seed=0)   the seed of one image's random draws
+load_image(source) -> (H, W, 3) uint8
+load_analysis(path) -> Analysis (.curves[name] -> AugmentationCurve, .summarize() -> CurveSummary)
+read_manifest(path) -> [SyntheticImage]
+outputs_equal(output, reference) / default_diff_error(output, reference)
+format_summary(analysis), catalogue_markdown(), file_schema("analysis" | "manifest" | "policy")
+gradcam_frames(...) -> [CamFrame] / write_gradcam_gif(...)   Grad-CAM over one sweep
+compare({name: analysis or path}, html_dir=None) -> Comparison (.shifts -> [AugmentationShift], .format())
+realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
+CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, EXTENDED_AUGMENTATIONS (opt-in), COLOR_AUGMENTATIONS,
+DISTORTION_AUGMENTATIONS, PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
+main(argv=None)                                 the command line (python augment.py -h)
+
+Contents (one module of src/augment/ each, in this order; generated)
+--------
+
+Quickstart
+----------
+>>> from augment import ImageAugmenter
+>>> def predict(images):                      # a list of (H, W, 3) uint8 arrays
+...     return [int(img.mean() > 127) for img in images]
+>>> augmenter = ImageAugmenter(predict, batch_size=64, seed=0)
+>>> analysis = augmenter.search_randomization_boundaries(["a.png", "b.png"])  # doctest: +SKIP
+>>> analysis.curves["Brighten"].intensity_at_share(0.5)                        # doctest: +SKIP
+0.35
+>>> augmenter.render_boundaries("analytics")                                  # doctest: +SKIP
+>>> files, labels = augmenter.synthesize_more(["a.png", "b.png"], realism=0.5)  # doctest: +SKIP
+>>> augmenter.evaluate(files, labels)["accuracy"]                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside the index)
+
+__all__ = [
+    "ALL_AUGMENTATIONS",
+    "CATALOGUE",
+    "COLOR_AUGMENTATIONS",
+    "DISTORTION_AUGMENTATIONS",
+    "EXTENDED_AUGMENTATIONS",
+    "MAX_IMAGE_PIXELS",
+    "PIXEL_DROPOUT_AUGMENTATIONS",
+    "Analysis",
+    "AugmentError",
+    "Augmentation",
+    "AugmentationCurve",
+    "AugmentationShift",
+    "CamFrame",
+    "Comparison",
+    "CurveSummary",
+    "ImageAugmenter",
+    "ImageRecord",
+    "RealismTransform",  # noqa: F822  (made on first use: see __getattr__)
+    "SamplingPolicy",
+    "SyntheticImage",
+    "TemplateMatcher",
+    "augment_image",
+    "augment_with_labels",
+    "augmentation_seed",
+    "catalogue_markdown",
+    "compare",
+    "default_diff_error",
+    "file_schema",
+    "format_summary",
+    "gradcam_frames",
+    "load_analysis",
+    "load_image",
+    "main",
+    "outputs_equal",
+    "read_manifest",
+    "realism_max_intensity",
+    "register_augmentation",
+    "write_gradcam_gif",
+]
+
+from .analysis import Analysis, AugmentationCurve, ImageRecord, load_analysis
+from .augmenter import ImageAugmenter
+from .catalogue import CATALOGUE, Augmentation, augment_image, augmentation_seed
+from .cli import catalogue_markdown, format_summary, main
+from .compare import AugmentationShift, Comparison, compare
+from .custom import register_augmentation
+from .formats import file_schema
+from .gradcam import CamFrame, gradcam_frames, write_gradcam_gif
+from .helpers import (
+    ALL_AUGMENTATIONS,
+    COLOR_AUGMENTATIONS,
+    DISTORTION_AUGMENTATIONS,
+    EXTENDED_AUGMENTATIONS,
+    PIXEL_DROPOUT_AUGMENTATIONS,
+    AugmentError,
+    outputs_equal,
+)
+from .images import MAX_IMAGE_PIXELS, TemplateMatcher, default_diff_error, load_image
+from .labels import augment_with_labels
+from .policy import SamplingPolicy, realism_max_intensity
+from .stats import CurveSummary
+from .synthesis import SyntheticImage, read_manifest
+from .transform import __getattr__  # noqa: F401  (RealismTransform is made on first use)

@@ -1,0 +1,212 @@
+"""Sampling policies: realism -> per-augmentation intensity limits (realism_max_intensity), and the
+SamplingPolicy that synthesis and the training transform draw from."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .catalogue import CATALOGUE, _check_augmentation_name
+from .files import _write_atomic
+from .formats import _formats, _validated
+from .helpers import (
+    _CATALOGUE_VERSION,
+    _LEVELS,
+    _POLICY_FORMAT,
+    _POLICY_VERSION,
+    AugmentError,
+    _check_int,
+    _check_number,
+    _is_int,
+)
+
+
+def realism_max_intensity(realism: float, onset: float, failure: float) -> float:
+    """The largest intensity synthesis draws at ``realism`` (see the rule above).
+
+    >>> realism_max_intensity(0.5, onset=0.2, failure=0.4), realism_max_intensity(0, 0.2, 0.4)
+    (0.2, 0.4)
+    """
+    onset, failure = min(onset, failure), max(onset, failure)
+    if realism >= 0.5:
+        value = onset * (1.0 - realism) / 0.5
+    elif realism >= 0.0:
+        value = failure + (onset - failure) * realism / 0.5
+    else:
+        value = failure + (1.0 - failure) * min(1.0, -realism)
+    return round(min(1.0, max(0.0, value)), 6)
+
+
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """How synthesis picks augmentations and intensities for one image: pure, nothing is applied.
+
+    ``limits``: per augmentation (in order), the largest intensity drawn, which realism and
+    the search decided (see :meth:`ImageAugmenter.sampling_policy`); ``weights``: relative
+    odds of each (0: never); each image gets between ``fewest`` and ``most`` picks, never
+    two of one catalogue family (Brighten and Darken, the blurs and Sharpen, ...), each at an
+    intensity drawn uniformly from the 101 levels 0, 1 %, ..., 100 % of its limit (a grid 5x
+    finer than the search's default step at any limit, on which built transforms are reused:
+    the online transform runs at the speed of applying them, not of building them).
+
+    >>> policy = SamplingPolicy({"Brighten": 0.3, "Darken": 0.2, "Hue": 0.5}, fewest=1, most=2)
+    >>> steps, pixel_seed = policy.sample(np.random.default_rng(0))
+    >>> all(0 <= t <= policy.limits[name] for name, t in steps) and 1 <= len(steps) <= 2
+    True
+    """
+
+    limits: dict[str, float]
+    weights: dict[str, float] = field(default_factory=dict)
+    fewest: int = 3
+    most: int = 8
+    realism: float | None = None  # where the limits came from (for people reading a policy file)
+    model_id: str | None = None
+    floors: dict[str, float] = field(default_factory=dict)  # smallest intensity drawn (default 0)
+
+    def __post_init__(self) -> None:
+        for name, limit in self.limits.items():
+            _check_augmentation_name(name)
+            _check_number(limit, f"limit for {name}", 0.0, 1.0)
+        for name, weight in self.weights.items():
+            if name not in self.limits or math.isinf(_check_number(weight, f"weight for {name}", 0.0, math.inf)):
+                raise AugmentError(f"weight for {name} must be finite and {name} among the limits, got {weight!r}")
+        if stray := sorted(set(self.floors) - set(self.limits)):
+            raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
+        if _check_int(self.most, "most", 1) > 1000:
+            raise AugmentError(f"most must be at most 1000 augmentations per image, got {self.most}")
+        for name, floor in self.floors.items():
+            if _check_number(floor, f"smallest intensity for {name}", 0.0, 1.0) > self.limits.get(name, 0.0):
+                raise AugmentError(f"smallest intensity {floor} for {name} is above its largest "
+                                   f"{self.limits.get(name)}")
+        if not 1 <= _check_int(self.fewest, "fewest", 1) <= _check_int(self.most, "most", 1):
+            raise AugmentError(f"need 1 <= fewest <= most, got {self.fewest} and {self.most}")
+
+    @property
+    def eligible(self) -> list[str]:
+        return [name for name in self.limits if self.weights.get(name, 1.0) > 0]
+
+    def sample(self, rng: np.random.Generator) -> tuple[list[tuple[str, float]], int]:
+        """One image's [(augmentation, intensity)] in the order to apply, and its pixel seed."""
+        wanted = int(rng.integers(self.fewest, self.most + 1))
+        eligible, chosen, families = self.eligible, [], set()
+        while len(chosen) < wanted:
+            pool = [name for name in eligible if CATALOGUE[name].family not in families]
+            if not pool:
+                break
+            weights = np.array([self.weights.get(name, 1.0) for name in pool])
+            pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
+            chosen.append(pick)
+            families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
+        steps = [(name, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
+                              * int(rng.integers(0, _LEVELS + 1)) / _LEVELS, 6)) for name in chosen]
+        return steps, int(rng.integers(2**31 - 1))
+
+    def to_json(self) -> dict:
+        """The policy file's content: readable, one entry per augmentation (see :meth:`save`)."""
+        return {"format": _POLICY_FORMAT, "version": _POLICY_VERSION, "catalogue_version": _CATALOGUE_VERSION,
+                "tool_version": __version__, "realism": self.realism, "model_id": self.model_id,
+                "min_augmentations": self.fewest, "max_augmentations": self.most,
+                "augmentations": [{"name": name, "family": CATALOGUE[name].family,
+                                   "min_intensity": self.floors.get(name, 0.0), "max_intensity": limit,
+                                   "weight": self.weights.get(name, 1.0)} for name, limit in self.limits.items()]}
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the policy as JSON (atomically): all a training job needs, without the analysis.
+
+        >>> SamplingPolicy({"Brighten": 0.3}, fewest=1, most=1).save("policy.json")   # doctest: +SKIP
+        'policy.json'
+        """
+        return _write_atomic(path, json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SamplingPolicy:
+        """Read a policy file written by :meth:`save`; a damaged or unknown one is an AugmentError.
+
+        >>> policy = SamplingPolicy.load("policy.json")                               # doctest: +SKIP
+        """
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8-sig") as handle:
+                document = json.load(handle)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AugmentError(f"policy file {path} is not JSON: {exc}") from None
+        except OSError as exc:
+            raise AugmentError(f"cannot read policy file {path}: {exc.strerror}") from None
+        return cls.from_json(document, path)
+
+    @classmethod
+    def from_json(cls, document: Any, where: str = "policy") -> SamplingPolicy:
+        """A policy from the content of a policy file (``where`` names it in errors)."""
+        if not isinstance(document, dict) or document.get("format") != _POLICY_FORMAT:
+            raise AugmentError(f"{where} is not an augment.py policy file (no \"format\": \"{_POLICY_FORMAT}\")")
+        for key, ours in (("version", _POLICY_VERSION), ("catalogue_version", _CATALOGUE_VERSION)):
+            if _is_int(document.get(key)) and document[key] > ours:
+                raise AugmentError(f"{where} has {key} {document[key]}, newer than this augment.py reads ({ours}, "
+                                   f"augment.py {__version__}): update augment.py")
+        policy = _validated(_formats().Policy, document, where)
+        names = [entry.name for entry in policy.augmentations]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise AugmentError(f"{where} lists {', '.join(twice)} more than once")
+        for entry in policy.augmentations:
+            if entry.name not in CATALOGUE:
+                close = difflib.get_close_matches(entry.name, list(CATALOGUE), n=1)
+                raise AugmentError(f"{where} names augmentation {entry.name!r}, which this augment.py does not know"
+                                   + (f" (did you mean {close[0]!r}?)" if close else " (your own augmentations: "
+                                      "register them before loading the policy)"))
+            if entry.family != CATALOGUE[entry.name].family:
+                raise AugmentError(f"{where}: {entry.name} is in family {entry.family!r} there but "
+                                   f"{CATALOGUE[entry.name].family!r} here: the file is from another catalogue")
+        try:
+            return cls({e.name: e.max_intensity for e in policy.augmentations},
+                       {e.name: e.weight for e in policy.augmentations}, policy.min_augmentations,
+                       policy.max_augmentations, policy.realism, policy.model_id,
+                       {e.name: e.min_intensity for e in policy.augmentations if e.min_intensity})
+        except AugmentError as exc:
+            raise AugmentError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _IntensityOverride:
+    """set_augmentation_intensity's override (the seed code's options) of what synthesis draws."""
+
+    multiplier: float = 1.0
+    low: float | None = None
+    high: float | None = None
+    only_shrink_max: bool = False
+
+    def largest(self, limit: float) -> float:
+        """The largest intensity drawn, given the realism rule's ``limit``."""
+        scaled = min(1.0, limit * self.multiplier)
+        return self.high if self.high is not None and (not self.only_shrink_max or self.high < scaled) else scaled
+
+    def smallest(self, largest: float) -> float:
+        return 0.0 if self.low is None else min(self.low, largest)
+
+
+@dataclass
+class _FilterWindow:
+    """Keep a candidate only if the model's diff error to its source's output is in [low, high]."""
+
+    low: float = 0.0
+    high: float = 1.0
+    max_attempts: int = 10
+
+    @classmethod
+    def checked(cls, low: Any, high: Any, max_attempts: Any) -> _FilterWindow:
+        window = cls(_check_number(low, "min_predicted_diff_error", 0.0, 1.0),
+                     _check_number(high, "max_predicted_diff_error", 0.0, 1.0),
+                     _check_int(max_attempts, "max_attempts", 1))
+        if window.low > window.high:
+            raise AugmentError(f"min_predicted_diff_error {window.low} is above max_predicted_diff_error {window.high}")
+        return window
+
+    @property
+    def active(self) -> bool:
+        return self.low > 0.0 or self.high < 1.0

@@ -1,0 +1,172 @@
+"""Write augment.py, the one file users copy, run and import, from the modules in src/augment/.
+
+SQLite's way: many files developed, one generated file shipped. The modules are concatenated in
+MODULES order (each imports only earlier ones), one banner per module naming its file, so a line of a
+traceback maps back to its module; their imports are hoisted into one block and the package-internal
+ones removed; the package docstring's Contents is written from the module list.
+
+    python tools/amalgamate.py            write augment.py
+    python tools/amalgamate.py --check    exit 1 when augment.py is not what the sources make
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "augment"
+OUTPUT = ROOT / "augment.py"
+# Reading order: a module uses only names of the modules before it (tests/test_layering.py checks).
+MODULES = ["helpers", "files", "fastpaths", "catalogue", "custom", "labels", "images", "probes", "pipeline",
+           "formats", "rows", "stats", "analysis", "search", "gradcam", "report", "compare", "policy",
+           "synthesis", "transform", "augmenter", "cli"]
+THIRD_PARTY = {"numpy"}  # the only import augment.py makes at its top besides the standard library
+BANNER = "#" * 79
+CONTENTS = "Contents (one module of src/augment/ each, in this order; generated)\n--------\n"
+
+
+class AmalgamationError(Exception):
+    pass
+
+
+def _is_type_checking_block(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+            and all(isinstance(n, ast.ImportFrom) and n.level > 0 for n in node.body) and not node.orelse)
+
+
+def _defined_names(node: ast.stmt) -> list[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+
+class _Module:
+    """One source module split into its docstring, its imports and the rest of its lines."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.text = path.read_text(encoding="utf-8")
+        self.lines = self.text.split("\n")
+        tree = ast.parse(self.text, filename=str(path))
+        self.docstring = ast.get_docstring(tree, clean=True) or ""
+        self.imports: list[ast.Import | ast.ImportFrom] = []
+        self.names: list[str] = []
+        dropped: set[int] = set()
+        for k, node in enumerate(tree.body):
+            span = range(node.lineno, node.end_lineno + 1)
+            if k == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                dropped.update(span)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                dropped.update(span)
+                if not (isinstance(node, ast.ImportFrom) and (node.level > 0 or node.module == "__future__")):
+                    self.imports.append(node)
+            elif _is_type_checking_block(node):
+                dropped.update(span)
+            else:
+                self.names.extend(_defined_names(node))
+        self.body = [line for number, line in enumerate(self.lines, 1) if number not in dropped]
+
+    def body_text(self) -> str:
+        text = "\n".join(self.body).strip("\n")
+        while "\n\n\n\n" in text:
+            text = text.replace("\n\n\n\n", "\n\n\n")
+        return text
+
+
+def _import_block(modules: list[_Module], keep_type_checking: bool) -> str:
+    plain: dict[str, set[str]] = {"std": set(), "third": set()}
+    froms: dict[str, dict[str, set[str]]] = {"std": defaultdict(set), "third": defaultdict(set)}
+    for module in modules:
+        for node in module.imports:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    side = "third" if alias.name.split(".")[0] in THIRD_PARTY else "std"
+                    plain[side].add(f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else ""))
+            else:
+                side = "third" if node.module.split(".")[0] in THIRD_PARTY else "std"
+                for alias in node.names:
+                    if alias.name == "TYPE_CHECKING" and not keep_type_checking:
+                        continue
+                    froms[side][node.module].add(alias.name + (f" as {alias.asname}" if alias.asname else ""))
+    sections = []
+    for side in ("std", "third"):
+        lines = sorted(plain[side], key=lambda s: s.split()[1])
+        lines += [f"from {name} import {', '.join(sorted(names))}" for name, names in sorted(froms[side].items())
+                  if names]
+        if lines:
+            sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def amalgamate() -> str:
+    """The text of augment.py made from the package's modules."""
+    init = _Module(PACKAGE / "__init__.py")
+    modules = [_Module(PACKAGE / f"{name}.py") for name in MODULES]
+    extra = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in MODULES + ["__init__", "__main__"])
+    if extra:
+        raise AmalgamationError(f"modules not in MODULES of tools/amalgamate.py: {', '.join(extra)}")
+    seen: dict[str, str] = {}
+    for name, module in zip(MODULES, modules):
+        for defined in module.names:
+            if defined in seen and defined != "__getattr__":
+                raise AmalgamationError(f"{defined} is defined at the top of both {seen[defined]}.py and {name}.py: "
+                                        f"augment.py is one namespace, rename one of them")
+            seen[defined] = name
+    docstring = init.docstring
+    if CONTENTS not in docstring:
+        raise AmalgamationError(f"the docstring of {init.path} lacks its Contents header:\n{CONTENTS}")
+    width = max(len(name) for name in MODULES) + 4
+    contents = "".join(f"{name + '.py':<{width}}{module.docstring.splitlines()[0]}\n"
+                       for name, module in zip(MODULES, modules))
+    docstring = docstring.replace(CONTENTS, CONTENTS + contents, 1)
+    rest = "\n".join(m.body_text() for m in modules) + init.body_text()
+    keep_type_checking = "TYPE_CHECKING" in rest
+    header = "\n\n".join([
+        f'"""{docstring}\n"""',
+        "# Generated by tools/amalgamate.py from the modules in src/augment/, one banner per module: edit\n"
+        "# those and run `python tools/amalgamate.py` (CI checks that this file is what they make).\n"
+        "from __future__ import annotations",
+        _import_block([init, *modules], keep_type_checking),
+        "# Run as a script, this very module is `augment` (not a second copy of it under `__main__`): Dask\n"
+        "# and worker processes send functions and classes by module name, and a user's module (--predict,\n"
+        "# --augmentations-from) that does `import augment` gets the module running the command.\n"
+        "_RUN_AS_SCRIPT = __name__ == \"__main__\"\n"
+        "if _RUN_AS_SCRIPT:\n"
+        "    sys.modules[\"augment\"], __name__ = sys.modules[__name__], \"augment\"",
+    ])
+    parts = [header, init.body_text()]
+    for name, module in zip(MODULES, modules):
+        title = f"src/augment/{name}.py"
+        comment = "\n".join(f"# {line}".rstrip() for line in module.docstring.splitlines())
+        parts.append(f"{BANNER}\n# {title}\n{comment}\n{BANNER}\n\n{module.body_text()}")
+    parts.append(f"{BANNER}\n# Run as a script\n{BANNER}\n\nif _RUN_AS_SCRIPT:\n    sys.exit(main())")
+    return "\n\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when augment.py is not what the sources make")
+    args = parser.parse_args(argv)
+    try:
+        text = amalgamate()
+    except (AmalgamationError, SyntaxError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if OUTPUT.exists() and OUTPUT.read_text(encoding="utf-8") == text:
+            return 0
+        print(f"error: {OUTPUT.name} is not what src/augment/ makes: run python tools/amalgamate.py and commit it",
+              file=sys.stderr)
+        return 1
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT.name}: {text.count(chr(10))} lines from {len(MODULES)} modules")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
