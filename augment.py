@@ -43,6 +43,7 @@ compare({name: analysis or path}, html_dir=None) -> Comparison (.shifts -> [Augm
 realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
 CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, EXTENDED_AUGMENTATIONS (opt-in), COLOR_AUGMENTATIONS,
 DISTORTION_AUGMENTATIONS, PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
+clear_caches() / cache_info(), CACHE_CEILING_BYTES   every cache this process keeps, and their bound
 main(argv=None)                                 the command line (python augment.py -h)
 
 Contents (one module of src/augment/ each, in this order; generated)
@@ -135,6 +136,7 @@ __version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside 
 
 __all__ = [
     "ALL_AUGMENTATIONS",
+    "CACHE_CEILING_BYTES",
     "CATALOGUE",
     "COLOR_AUGMENTATIONS",
     "DISTORTION_AUGMENTATIONS",
@@ -158,7 +160,9 @@ __all__ = [
     "augment_image",
     "augment_with_labels",
     "augmentation_seed",
+    "cache_info",
     "catalogue_markdown",
+    "clear_caches",
     "compare",
     "default_diff_error",
     "file_schema",
@@ -415,6 +419,136 @@ def _derive_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+class _BoundedCache:
+    """A small thread-safe LRU cache bounded by the bytes of its numpy values and by its entries
+    (a search of many small images would otherwise fill it with entries used by one image only,
+    whose Python overhead outweighs their bytes)."""
+
+    def __init__(self, max_bytes: int, max_items: int = 16384):
+        self.max_bytes, self.max_items, self.bytes, self.hits = max_bytes, max_items, 0, 0
+        self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key][0]
+        value = make()
+        size = sum(v.nbytes for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, np.ndarray))
+        with self._lock:
+            if key in self._items:  # another thread made it meanwhile: keep one, count it once
+                return self._items[key][0]
+            self._items[key] = (value, size)
+            self.bytes += size
+            while (self.bytes > self.max_bytes or len(self._items) > self.max_items) and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+    def info(self) -> dict[str, int | None]:
+        with self._lock:
+            return {"entries": len(self._items), "bytes": self.bytes, "max_entries": self.max_items,
+                    "max_bytes": self.max_bytes}
+
+
+# -- caches -------------------------------------------------------------------------------
+# Every cache augment.py keeps is registered here by the module that owns it, under a name that
+# says what it holds, with its bound (entries, and bytes where it holds arrays). clear_caches()
+# empties them all; cache_info() says what each holds. The bounds set a render worker's memory
+# ceiling: see CACHE_CEILING_BYTES. (Lazily made classes and pydantic models are not caches: they
+# are made once and never cleared, or objects made before a clear would have other classes.)
+
+_CACHES: dict[str, Any] = {}
+
+
+def _owned_cache(name: str, cache: Any) -> Any:
+    """Register ``cache`` (a _BoundedCache, a dict or a _ThreadLocalCache) under ``name``."""
+    if name in _CACHES:
+        raise AssertionError(f"two caches named {name!r}")
+    _CACHES[name] = cache
+    return cache
+
+
+class _CachedFunction:
+    """An lru_cache'd function with a declared bound on the bytes of one entry (None: not arrays)."""
+
+    def __init__(self, function: Callable, maxsize: int, entry_bytes: int | None):
+        self.function, self.maxsize, self.entry_bytes = function, maxsize, entry_bytes
+
+    def clear(self) -> None:
+        self.function.cache_clear()
+
+    def info(self) -> dict[str, int | None]:
+        entries = self.function.cache_info().currsize
+        known = self.entry_bytes is not None
+        return {"entries": entries, "bytes": entries * self.entry_bytes if known else None,
+                "max_entries": self.maxsize, "max_bytes": self.maxsize * self.entry_bytes if known else None}
+
+
+def _cached(name: str, maxsize: int, entry_bytes: int | None = None) -> Callable[[Callable], Callable]:
+    """functools.lru_cache(maxsize), registered as a cache (``entry_bytes``: at most per entry)."""
+
+    def decorate(function: Callable) -> Callable:
+        cached = functools.lru_cache(maxsize=maxsize)(function)
+        _owned_cache(name, _CachedFunction(cached, maxsize, entry_bytes))
+        return cached
+
+    return decorate
+
+
+class _ThreadLocalCache(threading.local):
+    """Per-thread scratch arrays (one set per thread, replaced when the size changes)."""
+
+    def clear(self) -> None:  # this thread's; another thread's go with that thread
+        self.__dict__.clear()
+
+    def info(self) -> dict[str, int | None]:
+        arrays = [a for value in self.__dict__.values() for a in (value if isinstance(value, tuple) else (value,))
+                  if isinstance(a, np.ndarray)]
+        return {"entries": len(self.__dict__), "bytes": sum(a.nbytes for a in arrays), "max_entries": 1,
+                "max_bytes": None}
+
+
+def clear_caches() -> None:
+    """Empty every cache augment.py keeps in this process (rendered segments, noise draws, built
+    transforms, lookup tables, models made by a ``predict_factory``): frees memory in a notebook or
+    a long-lived worker; nothing else changes, later calls just rebuild what they need.
+
+    >>> clear_caches()
+    >>> sum(entry["entries"] for entry in cache_info().values() if entry["max_bytes"])
+    0
+    """
+    for cache in _CACHES.values():
+        cache.clear()
+
+
+def cache_info() -> dict[str, dict[str, int | None]]:
+    """Per cache: ``entries``, ``bytes`` (None where it holds no arrays), ``max_entries`` and
+    ``max_bytes``, its bounds. Their sum of ``max_bytes`` is CACHE_CEILING_BYTES.
+
+    >>> info = cache_info()["fastpaths: superpixel segments per image"]
+    >>> info["max_bytes"] == 256 * 2**20
+    True
+    """
+    return {name: (cache.info() if hasattr(cache, "info") else
+                   {"entries": len(cache), "bytes": None, "max_entries": None, "max_bytes": None})
+            for name, cache in _CACHES.items()}
+
+
+# The most bytes the array caches of one process hold: 3 x 256 MiB (superpixel segments, elastic
+# fields, noise draws), 128 shot-noise tables of 1 MiB, 4,096 colour tables and the normal
+# quantiles; plus, outside it, one pair of float32 warp maps per thread as large as the largest image
+# rendered (2 x 4 bytes per pixel) and two pixel grids of that size. tests/test_catalogue.py checks it.
+CACHE_CEILING_BYTES = 3 * 256 * 2**20 + 128 * 256 * 4096 + 4096 * 768 + 2**17
+
+
 def _as_rgb(array: Any, what: str) -> np.ndarray:
     """Return ``array`` as (H, W, 3) uint8; grayscale is repeated, alpha dropped."""
     if not isinstance(array, np.ndarray):
@@ -656,37 +790,8 @@ _MOTION_POINTS_PER_LOST_PIXEL = 6
 _ELASTIC_FIELD_SIDE = 256
 
 
-class _BoundedCache:
-    """A small thread-safe LRU cache bounded by the bytes of its numpy values and by its entries
-    (a search of many small images would otherwise fill it with entries used by one image only,
-    whose Python overhead outweighs their bytes)."""
-
-    def __init__(self, max_bytes: int, max_items: int = 16384):
-        self.max_bytes, self.max_items, self.bytes, self.hits = max_bytes, max_items, 0, 0
-        self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key][0]
-        value = make()
-        size = sum(v.nbytes for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, np.ndarray))
-        with self._lock:
-            if key in self._items:  # another thread made it meanwhile: keep one, count it once
-                return self._items[key][0]
-            self._items[key] = (value, size)
-            self.bytes += size
-            while (self.bytes > self.max_bytes or len(self._items) > self.max_items) and len(self._items) > 1:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self.bytes -= dropped
-        return value
-
-
-_SEGMENTS = _BoundedCache(256 * 2**20)
-_FIELDS = _BoundedCache(256 * 2**20)
+_SEGMENTS = _owned_cache("fastpaths: superpixel segments per image", _BoundedCache(256 * 2**20))
+_FIELDS = _owned_cache("fastpaths: elastic displacement fields per size and seed", _BoundedCache(256 * 2**20))
 
 
 def _upsampled(field: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -762,7 +867,7 @@ def _draw_elastic_fields(height: int, width: int, sigma: float, approximate: boo
     return dx, dy, json.dumps(generator.bit_generator.state)
 
 
-@functools.lru_cache(maxsize=2)
+@_cached("fastpaths: pixel coordinate grids", maxsize=2)
 def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     xs = np.broadcast_to(np.arange(width, dtype=np.float32)[None, :], (height, width)).copy()
     ys = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width)).copy()
@@ -780,7 +885,7 @@ def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-_BUFFERS = threading.local()
+_BUFFERS = _owned_cache("fastpaths: elastic warp maps (one pair per thread)", _ThreadLocalCache())
 
 
 def _map_buffers(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1011,7 +1116,7 @@ def _byte_pixel_dropout() -> type:
     return BytePixelDropout
 
 
-_DRAWS = _BoundedCache(256 * 2**20)
+_DRAWS = _owned_cache("fastpaths: noise draws per shape and seed", _BoundedCache(256 * 2**20))
 _SHOT_LEVELS = 4096  # quantiles of each grey level's photon count (12-bit draws)
 
 
@@ -1036,7 +1141,7 @@ def _cached_draws(kind: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
     return _DRAWS.get_or_make((kind, shape, seed), draw)
 
 
-@functools.lru_cache(maxsize=1)
+@_cached("fastpaths: normal quantiles", maxsize=1, entry_bytes=2**17)
 def _normal_quantiles() -> np.ndarray:
     """The standard normal's 65,536 quantiles (k + 0.5) / 65536 in 1/256 steps, as int16."""
     from statistics import NormalDist
@@ -1047,7 +1152,7 @@ def _normal_quantiles() -> np.ndarray:
     return table
 
 
-@functools.lru_cache(maxsize=128)
+@_cached("fastpaths: shot noise tables", maxsize=128, entry_bytes=256 * 4096)
 def _shot_table(scale: float) -> np.ndarray:
     """Grey level x quantile -> grey level of albumentations' shot noise at one scale.
 
@@ -1322,7 +1427,7 @@ def _rgb_shift(channel: int, delta: float):
     return A.RGBShift(r_shift_limit=shifts[0], g_shift_limit=shifts[1], b_shift_limit=shifts[2], p=1)
 
 
-@functools.lru_cache(maxsize=64)
+@_cached("catalogue: elastic displacement per size", maxsize=64, entry_bytes=0)
 def _elastic_unit_displacement(height: int, width: int, sigma: float) -> float:
     """Mean |displacement| (px) of the elastic field at alpha=1 (see _elastic_unit_fields).
 
@@ -1572,7 +1677,7 @@ def _transform(name: str, intensity: float, height: int, width: int, rotate_meth
     return _thread_transform(name, intensity, height, width, rotate_method, threading.get_ident())
 
 
-@functools.lru_cache(maxsize=8192)
+@_cached("catalogue: built transforms per thread", maxsize=8192, entry_bytes=0)
 def _thread_transform(name: str, intensity: float, height: int, width: int, rotate_method: str, thread: int):
     transform = CATALOGUE[name].build(intensity, height, width)
     if transform is not None and rotate_method != "largest_box" and hasattr(transform, "rotate_method"):
@@ -1622,7 +1727,7 @@ _SEED_FREE = frozenset({
 _POINTWISE = frozenset({"Brighten", "Darken", "MoreRed", "LessRed", "MoreGreen", "LessGreen", "MoreBlue", "LessBlue"})
 
 
-@functools.lru_cache(maxsize=4096)
+@_cached("catalogue: colour lookup tables", maxsize=4096, entry_bytes=768)
 def _pointwise_table(name: str, intensity: float) -> np.ndarray:
     """The (256, 1, 3) table albumentations' own transform makes of every value of every channel."""
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
@@ -3050,7 +3155,8 @@ class _SearchPipeline:
         self.in_flight_bytes += nbytes
 
 
-_WORKER_MODELS: dict[str, Callable] = {}  # predict functions made by a predict_factory, per process
+# predict functions made by a predict_factory, one per factory in each process
+_WORKER_MODELS: dict[str, Callable] = _owned_cache("pipeline: models made by a predict_factory", {})
 _WORKER_MODELS_LOCK = threading.Lock()
 _POOL_MIN_RENDERS = 20_000  # smaller searches render inline: starting workers would cost more
 
@@ -3431,7 +3537,7 @@ def _to_float32(values: Any, threshold: float) -> np.ndarray:
     return narrow
 
 
-@functools.lru_cache(maxsize=65536)
+@_cached("rows: shortest decimals of float32 values", maxsize=65536, entry_bytes=0)
 def _short_float(value: float) -> float:
     return float(str(np.float32(value)))  # the shortest decimal that is this float32: 0.3, not 0.30000001
 

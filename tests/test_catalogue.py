@@ -319,3 +319,37 @@ def test_the_render_caches_are_bounded_by_entries_too():
     for key in range(10):
         cache.get_or_make(key, lambda: np.zeros(4, np.uint8))
     assert list(cache._items) == [7, 8, 9] and cache.bytes == 12
+
+
+def test_every_cache_is_registered_bounded_and_the_ceiling_is_the_sum_of_their_bounds():
+    info = augment.cache_info()
+    assert {"fastpaths: superpixel segments per image", "fastpaths: noise draws per shape and seed",
+            "catalogue: built transforms per thread", "pipeline: models made by a predict_factory"} <= set(info)
+    assert all(entry["max_entries"] for name, entry in info.items() if not name.startswith("pipeline"))
+    assert sum(entry["max_bytes"] or 0 for entry in info.values()) == augment.CACHE_CEILING_BYTES < 2**30
+
+
+def test_clear_caches_empties_what_renders_filled_and_renders_stay_the_same():
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    names = ["Superpixels", "ElasticTransform", "MultiplicitiveNoise", "Brighten", "PixelDropout"]
+    before = [augment.augment_image(image, name, 0.6, seed=3) for name in names]
+    filled = {name: entry["entries"] for name, entry in augment.cache_info().items() if entry["entries"]}
+    assert len(filled) >= 4, filled
+    augment.clear_caches()
+    assert sum(entry["entries"] for entry in augment.cache_info().values()) == 0
+    after = [augment.augment_image(image, name, 0.6, seed=3) for name in names]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_array_caches_hold_no_more_than_their_bounds_over_many_distinct_images():
+    rng = np.random.default_rng(11)
+    for k in range(60):
+        image = rng.integers(0, 256, (24 + k % 7, 30 + k % 5, 3), dtype=np.uint8)
+        for name in ("Superpixels", "ElasticTransform", "MultiplicitiveNoise", "PixelDropout"):
+            augment.augment_image(image, name, 0.1 + (k % 9) / 10, seed=k)
+    for name, entry in augment.cache_info().items():
+        if entry["max_bytes"]:
+            assert entry["bytes"] <= entry["max_bytes"], name
+        if entry["max_entries"]:
+            assert entry["entries"] <= entry["max_entries"], name

@@ -43,6 +43,7 @@ compare({name: analysis or path}, html_dir=None) -> Comparison (.shifts -> [Augm
 realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
 CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, EXTENDED_AUGMENTATIONS (opt-in), COLOR_AUGMENTATIONS,
 DISTORTION_AUGMENTATIONS, PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
+clear_caches() / cache_info(), CACHE_CEILING_BYTES   every cache this process keeps, and their bound
 main(argv=None)                                 the command line (python augment.py -h)
 
 Contents (one module of src/augment/ each, in this order; generated)
@@ -68,6 +69,7 @@ __version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside 
 
 __all__ = [
     "ALL_AUGMENTATIONS",
+    "CACHE_CEILING_BYTES",
     "CATALOGUE",
     "COLOR_AUGMENTATIONS",
     "DISTORTION_AUGMENTATIONS",
@@ -91,7 +93,9 @@ __all__ = [
     "augment_image",
     "augment_with_labels",
     "augmentation_seed",
+    "cache_info",
     "catalogue_markdown",
+    "clear_caches",
     "compare",
     "default_diff_error",
     "file_schema",
@@ -117,11 +121,14 @@ from .formats import file_schema
 from .gradcam import CamFrame, gradcam_frames, write_gradcam_gif
 from .helpers import (
     ALL_AUGMENTATIONS,
+    CACHE_CEILING_BYTES,
     COLOR_AUGMENTATIONS,
     DISTORTION_AUGMENTATIONS,
     EXTENDED_AUGMENTATIONS,
     PIXEL_DROPOUT_AUGMENTATIONS,
     AugmentError,
+    cache_info,
+    clear_caches,
     outputs_equal,
 )
 from .images import MAX_IMAGE_PIXELS, TemplateMatcher, default_diff_error, load_image

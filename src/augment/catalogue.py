@@ -5,7 +5,6 @@ Add a built-in augmentation here."""
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 import math
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .fastpaths import _BLUR_SIGMA_AT_WORK, _elastic_unit_fields, _fast_transform_classes
-from .helpers import _CATALOGUE_VERSION, AugmentError, _as_rgb, _derive_seed, _image_digest
+from .helpers import _CATALOGUE_VERSION, AugmentError, _as_rgb, _cached, _derive_seed, _image_digest
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def _rgb_shift(channel: int, delta: float):
     return A.RGBShift(r_shift_limit=shifts[0], g_shift_limit=shifts[1], b_shift_limit=shifts[2], p=1)
 
 
-@functools.lru_cache(maxsize=64)
+@_cached("catalogue: elastic displacement per size", maxsize=64, entry_bytes=0)
 def _elastic_unit_displacement(height: int, width: int, sigma: float) -> float:
     """Mean |displacement| (px) of the elastic field at alpha=1 (see _elastic_unit_fields).
 
@@ -348,7 +347,7 @@ def _transform(name: str, intensity: float, height: int, width: int, rotate_meth
     return _thread_transform(name, intensity, height, width, rotate_method, threading.get_ident())
 
 
-@functools.lru_cache(maxsize=8192)
+@_cached("catalogue: built transforms per thread", maxsize=8192, entry_bytes=0)
 def _thread_transform(name: str, intensity: float, height: int, width: int, rotate_method: str, thread: int):
     transform = CATALOGUE[name].build(intensity, height, width)
     if transform is not None and rotate_method != "largest_box" and hasattr(transform, "rotate_method"):
@@ -398,7 +397,7 @@ _SEED_FREE = frozenset({
 _POINTWISE = frozenset({"Brighten", "Darken", "MoreRed", "LessRed", "MoreGreen", "LessGreen", "MoreBlue", "LessBlue"})
 
 
-@functools.lru_cache(maxsize=4096)
+@_cached("catalogue: colour lookup tables", maxsize=4096, entry_bytes=768)
 def _pointwise_table(name: str, intensity: float) -> np.ndarray:
     """The (256, 1, 3) table albumentations' own transform makes of every value of every channel."""
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)

@@ -4,18 +4,14 @@ and the bounded caches they keep."""
 
 from __future__ import annotations
 
-import collections
 import functools
 import json
 import math
 import numbers
-import threading
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from .helpers import _image_digest
+from .helpers import _BoundedCache, _cached, _image_digest, _owned_cache, _ThreadLocalCache
 
 _SLIC_SIDE = 128
 _BLUR_SIGMA_AT_WORK = 3.0
@@ -25,37 +21,8 @@ _MOTION_POINTS_PER_LOST_PIXEL = 6
 _ELASTIC_FIELD_SIDE = 256
 
 
-class _BoundedCache:
-    """A small thread-safe LRU cache bounded by the bytes of its numpy values and by its entries
-    (a search of many small images would otherwise fill it with entries used by one image only,
-    whose Python overhead outweighs their bytes)."""
-
-    def __init__(self, max_bytes: int, max_items: int = 16384):
-        self.max_bytes, self.max_items, self.bytes, self.hits = max_bytes, max_items, 0, 0
-        self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key][0]
-        value = make()
-        size = sum(v.nbytes for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, np.ndarray))
-        with self._lock:
-            if key in self._items:  # another thread made it meanwhile: keep one, count it once
-                return self._items[key][0]
-            self._items[key] = (value, size)
-            self.bytes += size
-            while (self.bytes > self.max_bytes or len(self._items) > self.max_items) and len(self._items) > 1:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self.bytes -= dropped
-        return value
-
-
-_SEGMENTS = _BoundedCache(256 * 2**20)
-_FIELDS = _BoundedCache(256 * 2**20)
+_SEGMENTS = _owned_cache("fastpaths: superpixel segments per image", _BoundedCache(256 * 2**20))
+_FIELDS = _owned_cache("fastpaths: elastic displacement fields per size and seed", _BoundedCache(256 * 2**20))
 
 
 def _upsampled(field: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -131,7 +98,7 @@ def _draw_elastic_fields(height: int, width: int, sigma: float, approximate: boo
     return dx, dy, json.dumps(generator.bit_generator.state)
 
 
-@functools.lru_cache(maxsize=2)
+@_cached("fastpaths: pixel coordinate grids", maxsize=2)
 def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     xs = np.broadcast_to(np.arange(width, dtype=np.float32)[None, :], (height, width)).copy()
     ys = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width)).copy()
@@ -149,7 +116,7 @@ def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-_BUFFERS = threading.local()
+_BUFFERS = _owned_cache("fastpaths: elastic warp maps (one pair per thread)", _ThreadLocalCache())
 
 
 def _map_buffers(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -380,7 +347,7 @@ def _byte_pixel_dropout() -> type:
     return BytePixelDropout
 
 
-_DRAWS = _BoundedCache(256 * 2**20)
+_DRAWS = _owned_cache("fastpaths: noise draws per shape and seed", _BoundedCache(256 * 2**20))
 _SHOT_LEVELS = 4096  # quantiles of each grey level's photon count (12-bit draws)
 
 
@@ -405,7 +372,7 @@ def _cached_draws(kind: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
     return _DRAWS.get_or_make((kind, shape, seed), draw)
 
 
-@functools.lru_cache(maxsize=1)
+@_cached("fastpaths: normal quantiles", maxsize=1, entry_bytes=2**17)
 def _normal_quantiles() -> np.ndarray:
     """The standard normal's 65,536 quantiles (k + 0.5) / 65536 in 1/256 steps, as int16."""
     from statistics import NormalDist
@@ -416,7 +383,7 @@ def _normal_quantiles() -> np.ndarray:
     return table
 
 
-@functools.lru_cache(maxsize=128)
+@_cached("fastpaths: shot noise tables", maxsize=128, entry_bytes=256 * 4096)
 def _shot_table(scale: float) -> np.ndarray:
     """Grey level x quantile -> grey level of albumentations' shot noise at one scale.
 

@@ -3,12 +3,16 @@ digests and seeds, pixel conversions, and the public constants (augmentation nam
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import json
 import math
 import numbers
 import os
 import re
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -245,6 +249,136 @@ def _derive_seed(*parts: Any) -> int:
     """A stable 32-bit seed from any parts: the same in every process and on every machine."""
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+class _BoundedCache:
+    """A small thread-safe LRU cache bounded by the bytes of its numpy values and by its entries
+    (a search of many small images would otherwise fill it with entries used by one image only,
+    whose Python overhead outweighs their bytes)."""
+
+    def __init__(self, max_bytes: int, max_items: int = 16384):
+        self.max_bytes, self.max_items, self.bytes, self.hits = max_bytes, max_items, 0, 0
+        self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key][0]
+        value = make()
+        size = sum(v.nbytes for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, np.ndarray))
+        with self._lock:
+            if key in self._items:  # another thread made it meanwhile: keep one, count it once
+                return self._items[key][0]
+            self._items[key] = (value, size)
+            self.bytes += size
+            while (self.bytes > self.max_bytes or len(self._items) > self.max_items) and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+    def info(self) -> dict[str, int | None]:
+        with self._lock:
+            return {"entries": len(self._items), "bytes": self.bytes, "max_entries": self.max_items,
+                    "max_bytes": self.max_bytes}
+
+
+# -- caches -------------------------------------------------------------------------------
+# Every cache augment.py keeps is registered here by the module that owns it, under a name that
+# says what it holds, with its bound (entries, and bytes where it holds arrays). clear_caches()
+# empties them all; cache_info() says what each holds. The bounds set a render worker's memory
+# ceiling: see CACHE_CEILING_BYTES. (Lazily made classes and pydantic models are not caches: they
+# are made once and never cleared, or objects made before a clear would have other classes.)
+
+_CACHES: dict[str, Any] = {}
+
+
+def _owned_cache(name: str, cache: Any) -> Any:
+    """Register ``cache`` (a _BoundedCache, a dict or a _ThreadLocalCache) under ``name``."""
+    if name in _CACHES:
+        raise AssertionError(f"two caches named {name!r}")
+    _CACHES[name] = cache
+    return cache
+
+
+class _CachedFunction:
+    """An lru_cache'd function with a declared bound on the bytes of one entry (None: not arrays)."""
+
+    def __init__(self, function: Callable, maxsize: int, entry_bytes: int | None):
+        self.function, self.maxsize, self.entry_bytes = function, maxsize, entry_bytes
+
+    def clear(self) -> None:
+        self.function.cache_clear()
+
+    def info(self) -> dict[str, int | None]:
+        entries = self.function.cache_info().currsize
+        known = self.entry_bytes is not None
+        return {"entries": entries, "bytes": entries * self.entry_bytes if known else None,
+                "max_entries": self.maxsize, "max_bytes": self.maxsize * self.entry_bytes if known else None}
+
+
+def _cached(name: str, maxsize: int, entry_bytes: int | None = None) -> Callable[[Callable], Callable]:
+    """functools.lru_cache(maxsize), registered as a cache (``entry_bytes``: at most per entry)."""
+
+    def decorate(function: Callable) -> Callable:
+        cached = functools.lru_cache(maxsize=maxsize)(function)
+        _owned_cache(name, _CachedFunction(cached, maxsize, entry_bytes))
+        return cached
+
+    return decorate
+
+
+class _ThreadLocalCache(threading.local):
+    """Per-thread scratch arrays (one set per thread, replaced when the size changes)."""
+
+    def clear(self) -> None:  # this thread's; another thread's go with that thread
+        self.__dict__.clear()
+
+    def info(self) -> dict[str, int | None]:
+        arrays = [a for value in self.__dict__.values() for a in (value if isinstance(value, tuple) else (value,))
+                  if isinstance(a, np.ndarray)]
+        return {"entries": len(self.__dict__), "bytes": sum(a.nbytes for a in arrays), "max_entries": 1,
+                "max_bytes": None}
+
+
+def clear_caches() -> None:
+    """Empty every cache augment.py keeps in this process (rendered segments, noise draws, built
+    transforms, lookup tables, models made by a ``predict_factory``): frees memory in a notebook or
+    a long-lived worker; nothing else changes, later calls just rebuild what they need.
+
+    >>> clear_caches()
+    >>> sum(entry["entries"] for entry in cache_info().values() if entry["max_bytes"])
+    0
+    """
+    for cache in _CACHES.values():
+        cache.clear()
+
+
+def cache_info() -> dict[str, dict[str, int | None]]:
+    """Per cache: ``entries``, ``bytes`` (None where it holds no arrays), ``max_entries`` and
+    ``max_bytes``, its bounds. Their sum of ``max_bytes`` is CACHE_CEILING_BYTES.
+
+    >>> info = cache_info()["fastpaths: superpixel segments per image"]
+    >>> info["max_bytes"] == 256 * 2**20
+    True
+    """
+    return {name: (cache.info() if hasattr(cache, "info") else
+                   {"entries": len(cache), "bytes": None, "max_entries": None, "max_bytes": None})
+            for name, cache in _CACHES.items()}
+
+
+# The most bytes the array caches of one process hold: 3 x 256 MiB (superpixel segments, elastic
+# fields, noise draws), 128 shot-noise tables of 1 MiB, 4,096 colour tables and the normal
+# quantiles; plus, outside it, one pair of float32 warp maps per thread as large as the largest image
+# rendered (2 x 4 bytes per pixel) and two pixel grids of that size. tests/test_catalogue.py checks it.
+CACHE_CEILING_BYTES = 3 * 256 * 2**20 + 128 * 256 * 4096 + 4096 * 768 + 2**17
 
 
 def _as_rgb(array: Any, what: str) -> np.ndarray:

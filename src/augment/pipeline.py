@@ -20,7 +20,7 @@ import numpy as np
 
 from .catalogue import CATALOGUE, Augmentation, _apply_augmentation
 from .custom import _adopt
-from .helpers import AugmentError, _derive_seed, _image_digest
+from .helpers import AugmentError, _derive_seed, _image_digest, _owned_cache
 from .images import PredictFailure, _checked_diff, _describe_output, _output_view, _Predictor, _Source
 from .labels import _label_kind, _label_value, _move_with_pixels
 from .probes import _start_probe
@@ -371,7 +371,8 @@ class _SearchPipeline:
         self.in_flight_bytes += nbytes
 
 
-_WORKER_MODELS: dict[str, Callable] = {}  # predict functions made by a predict_factory, per process
+# predict functions made by a predict_factory, one per factory in each process
+_WORKER_MODELS: dict[str, Callable] = _owned_cache("pipeline: models made by a predict_factory", {})
 _WORKER_MODELS_LOCK = threading.Lock()
 _POOL_MIN_RENDERS = 20_000  # smaller searches render inline: starting workers would cost more
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .helpers import AugmentError
+from .helpers import AugmentError, _cached
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -33,7 +33,7 @@ def _to_float32(values: Any, threshold: float) -> np.ndarray:
     return narrow
 
 
-@functools.lru_cache(maxsize=65536)
+@_cached("rows: shortest decimals of float32 values", maxsize=65536, entry_bytes=0)
 def _short_float(value: float) -> float:
     return float(str(np.float32(value)))  # the shortest decimal that is this float32: 0.3, not 0.30000001
 
