@@ -4357,15 +4357,28 @@ def _stored_label(label: Any, kind: str) -> Any:
     return os.fspath(label) if isinstance(label, os.PathLike) else _jsonable(label)
 
 
+def _check_rows_folder(folder: str, what: str) -> None:
+    """The rows folder is written and cleaned by augment.py: never through a symbolic link (its
+    shards would land in, and old ones be deleted from, wherever the link points)."""
+    if os.path.islink(folder):
+        raise AugmentError(f"the rows folder of {what}, {folder}, is a symbolic link (to {os.readlink(folder)}); "
+                           f"augment.py never writes or deletes through a link: replace it by a real folder "
+                           f"(or remove it) and run again")
+
+
 def _check_cache_path(analytics_cache: Any) -> str | None:
     """The analysis file's path, checked before any prediction: a folder, or a folder this
     process cannot write to, would otherwise lose a whole search at its first checkpoint."""
     if analytics_cache is None:
         return None
     path = os.fspath(analytics_cache)
+    if not path.strip():  # an unset shell variable: the file would land beside the working folder
+        raise AugmentError(f"analytics_cache is an empty path ({path!r}); give a file name such as analysis.json, "
+                           f"or None to keep the analysis in memory only")
     if os.path.isdir(path):
         raise AugmentError(f"analytics_cache {path} is a folder; give a file name such as {path}/analysis.json")
     rows = _rows_folder(os.path.abspath(path))
+    _check_rows_folder(rows, f"analytics_cache {path}")
     if os.path.lexists(rows) and not os.path.isdir(rows):
         raise AugmentError(f"{rows} is not a folder, but the rows of analytics_cache {path} go there: move it away "
                            f"or choose another analytics_cache")
@@ -4893,6 +4906,7 @@ class Analysis:
         the rows from memory, see _release_rows)."""
         path = os.path.abspath(path)
         folder = _rows_folder(path)
+        _check_rows_folder(folder, f"analysis file {path}")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         store = self._store
         append = (not compact and store is not None and store["path"] == path and len(store["shards"]) < _MAX_SHARDS
@@ -5028,6 +5042,8 @@ def _next_shard_number(folder: str) -> int:
 
 def _remove_shards(folder: str, keep: set[str]) -> None:
     """Shard files in ``folder`` that no analysis file lists (a killed checkpoint's, or replaced ones)."""
+    if os.path.islink(folder):
+        return  # never deletes through a link (see _check_rows_folder)
     with contextlib.suppress(FileNotFoundError):
         for entry in os.listdir(folder):
             if _SHARD_NAME.fullmatch(entry) and entry not in keep:

@@ -222,10 +222,13 @@ def test_ctrl_c_during_synthesize_prints_the_command_that_finishes_the_job(tmp_p
             tmp_path / "analysis.json", "--images", f"{tmp_path}/imgs/*.png", "--count", "24", "--max-diff-error",
             "0.9", "--output-dir", tmp_path / "out", "--min-augmentations", "1", "--max-augmentations", "1"]
     assert cli(*args[:args.index("--count") + 1], "5", *args[args.index("--count") + 2:]).returncode == 0
+    release = tmp_path / "signal-sent"
     child = subprocess.Popen([sys.executable, str(ROOT / "augment.py"), *map(str, args)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(child, "PREDICT", 3)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "ORACLE_BLOCK_AFTER": "3", "ORACLE_RELEASE": str(release)})
+    wait_for(child, "PREDICT", 3)  # the 3rd batch waits until the signal is sent: the job cannot finish first
     child.send_signal(signal.SIGINT)
+    release.touch()
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130, err
     command = err.strip().splitlines()[-1].strip()
@@ -255,3 +258,16 @@ def test_render_workers_and_user_modules_get_this_augment_py_whatever_the_folder
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert augment.load_analysis(tmp_path / "a.json").curves["Brighten"].first_failure_intensities == [0.4, 0.2, 0.1]
+
+
+def test_an_empty_cache_path_is_refused_before_any_prediction_and_writes_nothing(tmp_path):
+    write_pngs(tmp_path / "work" / "imgs", uniform_images([40, 70]))
+    before = sorted(os.listdir(tmp_path))
+    result = cli("search", "--predict", f"{ROOT / ORACLE}:slow_bright", "--images", "imgs/*.png", "--augmentations",
+                 "Brighten", "--cache", "", cwd=tmp_path / "work")
+    assert result.returncode == 2 and "analytics_cache is an empty path" in result.stderr, result.stderr
+    assert "PREDICT" not in result.stdout
+    assert sorted(os.listdir(tmp_path)) == before and sorted(os.listdir(tmp_path / "work")) == ["imgs"]
+    with pytest.raises(augment.AugmentError, match="empty path"):
+        augment.ImageAugmenter(lambda images: [0] * len(images), progress=False).search_randomization_boundaries(
+            [str(tmp_path / "work" / "imgs" / "img-0.png")], analytics_cache="")

@@ -443,3 +443,25 @@ def test_float_images_are_read_by_their_range_never_silently_black(tmp_path):
     assert unit.shape == (24, 24, 3) and unit.max() == 255 and np.array_equal(unit, as_bytes)
     with pytest.raises(ValueError, match=r"odd.tiff: its values span \[-10, 3990\]"):
         augment.load_image(tmp_path / "odd.tiff")
+
+
+def test_a_rows_folder_that_is_a_link_is_never_written_or_cleaned_through(tmp_path, uniform_files):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    foreign = elsewhere / "rows-000001.npz"
+    foreign.write_bytes(b"someone else's file")
+    cache = tmp_path / "a.json"
+    os.symlink(elsewhere, tmp_path / "a.json.rows")
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    with pytest.raises(augment.AugmentError, match="a.json.rows, is a symbolic link"):
+        augmenter.search_randomization_boundaries(uniform_files, None, 0.1, cache)
+    assert sorted(os.listdir(elsewhere)) == ["rows-000001.npz"] and foreign.read_bytes() == b"someone else's file"
+    # planted after a search: a save refuses too, and the analysis it would have replaced stays
+    os.unlink(tmp_path / "a.json.rows")
+    analysis = augmenter.search_randomization_boundaries(uniform_files, None, 0.1, cache)
+    saved = cache.read_bytes()
+    os.rename(tmp_path / "a.json.rows", tmp_path / "real-rows")
+    os.symlink(elsewhere, tmp_path / "a.json.rows")
+    with pytest.raises(augment.AugmentError, match="symbolic link"):
+        analysis.save(cache)
+    assert cache.read_bytes() == saved and sorted(os.listdir(elsewhere)) == ["rows-000001.npz"]

@@ -43,11 +43,24 @@ def misaligned(images):
     raise ValueError("shapes (3,) and (4,) not aligned: 3 (dim 0) != 4 (dim 0)")
 
 
+_CALLS = [0]
+
+
 def slow_bright(images):
-    """``bright`` that announces each batch on stdout and takes a moment (for Ctrl-C tests)."""
+    """``bright`` that announces each batch on stdout and takes a moment (for Ctrl-C tests). With
+    ORACLE_BLOCK_AFTER=N and ORACLE_RELEASE=path in the environment, calls from the Nth on wait
+    until that file exists (the test makes it once its signal is sent), so a Ctrl-C always lands
+    mid-job, however busy the machine. (Predict may run off the main thread: it cannot see the signal.)"""
+    import os
     import time
 
     print("PREDICT", flush=True)
+    _CALLS[0] += 1
+    release = os.environ.get("ORACLE_RELEASE")
+    if release and _CALLS[0] >= int(os.environ.get("ORACLE_BLOCK_AFTER", "1")):
+        deadline = time.monotonic() + 120
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
     time.sleep(0.02)
     return bright(images)
 
