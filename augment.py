@@ -48,28 +48,28 @@ main(argv=None)                                 the command line (python augment
 
 Contents (one module of src/augment/ each, in this order; generated)
 --------
-helpers.py   Helpers used everywhere: errors, text and names, numbers, plain values of outputs and labels,
-files.py     Files: atomic writes (temporary file, fsync, replace), output folders that are never followed
-fastpaths.py Fast pixel paths: the catalogue's own subclasses of albumentations transforms that give the same
-catalogue.py The augmentation catalogue: one entry per augmentation (how an intensity in [0, 1] becomes an
-custom.py    Your own augmentations: register_augmentation, the probe that checks a definition, and the digest
-labels.py    Labels that follow the pixels: label formats (boxes, keypoints, masks, positional outputs),
-images.py    Loading images and calling the model: load_image, image sources, the predictor (batches, tensors,
-probes.py    Where to ask the model: the intensity grid, the grid/adaptive/guided probes, and a search's settings.
-pipeline.py  The search pipeline: render, predict and score one shard of (image, augmentation) pairs,
-formats.py   The file formats: pydantic models of analysis.json, manifests and policy files (file_schema).
-rows.py      Per-image rows: columns kept in memory or released to append-only shard files beside the analysis
-stats.py     Statistics of one augmentation's rows: CurveSummary, bootstrap intervals of the thresholds,
-analysis.py  The analysis file: AugmentationCurve, ImageRecord and Analysis (load, save, resume, the cache
-search.py    The search: one request checked before any prediction, the run that walks images in shards and
-gradcam.py   Grad-CAM over one augmentation sweep (gradcam_frames, write_gradcam_gif) and captioned pictures.
-report.py    The report: the offline HTML page of an analysis (curves, thresholds, failure examples, sliders).
-compare.py   Comparing models: per augmentation, how the first failures moved between two or more analyses
-policy.py    Sampling policies: realism -> per-augmentation intensity limits (realism_max_intensity), and the
-synthesis.py Synthesis and evaluation: synthesize_more's job (draws, labels, the manifest and its preview),
-transform.py The training transform: RealismTransform, an albumentations transform that draws from a policy
-augmenter.py ImageAugmenter: the public face. It validates its arguments and hands each job to its module.
-cli.py       The command line: python augment.py {search,report,synthesize,evaluate,policy,compare,catalogue}.
+helpers.py   Helpers used everywhere
+files.py     Files
+fastpaths.py Fast pixel paths
+catalogue.py The augmentation catalogue
+custom.py    Your own augmentations
+labels.py    Labels that follow the pixels
+images.py    Loading images and calling the model
+probes.py    Where to ask the model
+pipeline.py  The search pipeline
+formats.py   The file formats
+rows.py      Per-image rows
+stats.py     Statistics of one augmentation's rows
+analysis.py  The analysis file
+search.py    The search
+gradcam.py   Grad-CAM over one augmentation sweep (gradcam_frames, write_gradcam_gif) and captioned pictures
+report.py    The report
+compare.py   Comparing models
+policy.py    Sampling policies
+synthesis.py Synthesis and evaluation
+transform.py The training transform
+augmenter.py ImageAugmenter
+cli.py       The command line
 
 Quickstart
 ----------
@@ -127,9 +127,21 @@ import numpy as np
 # Run as a script, this very module is `augment` (not a second copy of it under `__main__`): Dask
 # and worker processes send functions and classes by module name, and a user's module (--predict,
 # --augmentations-from) that does `import augment` gets the module running the command.
+# Under a profiler or tracer (python -m cProfile augment.py ...), __main__ is the tool's own
+# namespace: then this file is loaded as `augment` and that module runs the command.
 _RUN_AS_SCRIPT = __name__ == "__main__"
+if _RUN_AS_SCRIPT and vars(sys.modules[__name__]) is not globals():
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("augment", os.path.abspath(__file__))
+    _module = sys.modules["augment"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    sys.exit(_module.main())
 if _RUN_AS_SCRIPT:
+    import importlib.util
+
     sys.modules["augment"], __name__ = sys.modules[__name__], "augment"
+    __spec__ = importlib.util.spec_from_file_location("augment", os.path.abspath(__file__))
 
 
 __version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside the index)
@@ -217,6 +229,13 @@ def _printable(value: Any) -> Any:
     if isinstance(value, str) and not hasattr(value, "__html__"):
         return _CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
     return value
+
+
+def _json_failure(exc: BaseException) -> str:
+    """Why a JSON text could not be read, in words (a RecursionError says only "maximum recursion depth")."""
+    if isinstance(exc, RecursionError):
+        return "nested too deep to read"
+    return str(exc)
 
 
 def _natural_key(text: str) -> tuple:
@@ -3293,7 +3312,8 @@ def _check_picklable(value: Any, what: str) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _formats() -> Any:
-    """The pydantic models of the files augment.py writes (a namespace: .Analysis, .ManifestLine)."""
+    """The pydantic models of the files augment.py writes (a namespace: .AnalysisDocument,
+    .AnalysisIndex, .ManifestLine, ...)."""
     from typing import Literal
 
     from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -5066,9 +5086,9 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AugmentError(f"analysis file {path} is truncated or corrupt ({exc}); move it away to start "
-                           f"a fresh search") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise AugmentError(f"analysis file {path} is truncated or corrupt ({_json_failure(exc)}); move it away "
+                           f"to start a fresh search") from None
     if isinstance(data, dict) and data.get("format") == _ANALYSIS_FORMAT and data.get("version") == 4:
         return Analysis._from_index(data, path)
     return Analysis.from_json(data, where=f"analysis file {path}")
@@ -6539,6 +6559,11 @@ def realism_max_intensity(realism: float, onset: float, failure: float) -> float
     return round(min(1.0, max(0.0, value)), 6)
 
 
+# Weights are relative odds, bounded so that their sum stays finite (two weights of 1e308 sum to
+# inf, and every draw would then fail inside numpy, mid-training).
+MAX_WEIGHT = 1e6
+
+
 @dataclass(frozen=True)
 class SamplingPolicy:
     """How synthesis picks augmentations and intensities for one image: pure, nothing is applied.
@@ -6570,8 +6595,9 @@ class SamplingPolicy:
             _check_augmentation_name(name)
             _check_number(limit, f"limit for {name}", 0.0, 1.0)
         for name, weight in self.weights.items():
-            if name not in self.limits or math.isinf(_check_number(weight, f"weight for {name}", 0.0, math.inf)):
-                raise AugmentError(f"weight for {name} must be finite and {name} among the limits, got {weight!r}")
+            _check_number(weight, f"weight for {name}", 0.0, MAX_WEIGHT)
+            if name not in self.limits:
+                raise AugmentError(f"weight for {name} given, but {name} is not among the limits")
         if stray := sorted(set(self.floors) - set(self.limits)):
             raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
         if _check_int(self.most, "most", 1) > 1000:
@@ -6630,8 +6656,8 @@ class SamplingPolicy:
         try:
             with open(path, encoding="utf-8-sig") as handle:
                 document = json.load(handle)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AugmentError(f"policy file {path} is not JSON: {exc}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise AugmentError(f"policy file {path} is not JSON: {_json_failure(exc)}") from None
         except OSError as exc:
             raise AugmentError(f"cannot read policy file {path}: {exc.strerror}") from None
         return cls.from_json(document, path)
@@ -6768,8 +6794,9 @@ def read_manifest(path: str | os.PathLike, with_truncation: bool = False) -> Any
             continue
         try:
             data = json.loads(line)
-        except ValueError as exc:
-            raise AugmentError(f"manifest {path} line {number} is not JSON ({exc}); fix or remove it") from None
+        except (ValueError, RecursionError) as exc:
+            raise AugmentError(f"manifest {path} line {number} is not JSON ({_json_failure(exc)}); fix or remove "
+                               f"it") from None
         try:
             entries.append(SyntheticImage.from_json(data))
         except AugmentError as exc:
@@ -7536,10 +7563,7 @@ class ImageAugmenter:
         if augmentation_name not in self.weights:
             raise AugmentError(f"augmentation_name {augmentation_name!r} is not among this augmenter's "
                                f"augmentations {self.augmentations}")
-        value = _check_number(weight, f"weight for {augmentation_name}", 0.0)
-        if math.isinf(value):
-            raise AugmentError(f"weight for {augmentation_name} must be finite, got {weight!r}")
-        self.weights[augmentation_name] = value
+        self.weights[augmentation_name] = _check_number(weight, f"weight for {augmentation_name}", 0.0, MAX_WEIGHT)
 
     def _model_spec(self, default_images: Sequence[_Source] | None = None) -> _ModelSpec:
         """The model as any process can rebuild it, and the diff_error that goes with it."""
@@ -7791,8 +7815,8 @@ class ImageAugmenter:
             try:
                 with open(log_file, encoding="utf-8") as handle:
                     return json.load(handle)
-            except (OSError, ValueError) as exc:
-                raise AugmentError(f"cannot read log_file {os.fspath(log_file)}: {exc}") from None
+            except (OSError, ValueError, RecursionError) as exc:
+                raise AugmentError(f"cannot read log_file {os.fspath(log_file)}: {_json_failure(exc)}") from None
         folder = os.fspath(output_dir)
         if not os.path.isfile(os.path.join(folder, "manifest.jsonl")):
             raise AugmentError(f"{folder} has no manifest.jsonl: nothing was synthesized there")
@@ -7948,8 +7972,8 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AugmentError(f"cannot read --labels {path}: {exc}") from None
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        raise AugmentError(f"cannot read --labels {path}: {_json_failure(exc)}") from None
     if isinstance(data, list):
         return data
     if isinstance(data, dict):

@@ -54,6 +54,31 @@ class _Module:
         self.lines = self.text.split("\n")
         tree = ast.parse(self.text, filename=str(path))
         self.docstring = ast.get_docstring(tree, clean=True) or ""
+        if not self.docstring or not isinstance(tree.body[0], ast.Expr):
+            raise AmalgamationError(f"{path.name} has no docstring: say in one line what the module holds")
+        self.raw_docstring = ast.get_source_segment(self.text, tree.body[0].value)
+        if not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body):
+            raise AmalgamationError(f"{path.name} lacks `from __future__ import annotations` (augment.py has it)")
+        top_level = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                if any(alias.asname for alias in node.names):
+                    raise AmalgamationError(f"{path.name}:{node.lineno}: `import ... as` of a package module: "
+                                            f"augment.py is one namespace, use the name itself")
+                if id(node) not in top_level and not any(id(node) in {id(b) for b in t.body} for t in tree.body
+                                                         if _is_type_checking_block(t)):
+                    raise AmalgamationError(f"{path.name}:{node.lineno}: a package import inside a function or "
+                                            f"block: import at the top (only earlier modules), it is removed in "
+                                            f"augment.py")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) in top_level and not getattr(
+                    node, "level", 0):
+                roots = [a.name.split(".")[0] for a in node.names] if isinstance(node, ast.Import) else \
+                    [(node.module or "").split(".")[0]]
+                for root in roots:
+                    if root != "__future__" and root not in sys.stdlib_module_names and root not in THIRD_PARTY:
+                        raise AmalgamationError(f"{path.name}:{node.lineno}: `import {root}` at the top: augment.py "
+                                                f"imports optional and heavy packages inside the function that needs "
+                                                f"them (`import augment` stays fast and works without them)")
         self.imports: list[ast.Import | ast.ImportFrom] = []
         self.names: list[str] = []
         dropped: set[int] = set()
@@ -72,10 +97,26 @@ class _Module:
         self.body = [line for number, line in enumerate(self.lines, 1) if number not in dropped]
 
     def body_text(self) -> str:
-        text = "\n".join(self.body).strip("\n")
-        while "\n\n\n\n" in text:
-            text = text.replace("\n\n\n\n", "\n\n\n")
-        return text
+        return "\n".join(self.body).strip("\n")
+
+
+def _check_imports(modules: list[_Module], defined: dict[str, str]) -> None:
+    """One namespace: a name is imported from one place only, and never also defined."""
+    bound: dict[str, tuple[str, str]] = {}
+    for module in modules:
+        for node in module.imports:
+            for alias in node.names:
+                name = (alias.asname or alias.name).split(".")[0]
+                source = alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+                if isinstance(node, ast.Import) and not alias.asname:
+                    source = name
+                if name in bound and bound[name][0] != source:
+                    raise AmalgamationError(f"{name} is imported from {bound[name][0]} in {bound[name][1]} and from "
+                                            f"{source} in {module.path.name}: augment.py is one namespace")
+                bound.setdefault(name, (source, module.path.name))
+                if name in defined:
+                    raise AmalgamationError(f"{name} is imported in {module.path.name} and defined in "
+                                            f"{defined[name]}.py: augment.py is one namespace, rename one")
 
 
 def _import_block(modules: list[_Module], keep_type_checking: bool) -> str:
@@ -117,11 +158,12 @@ def amalgamate() -> str:
                 raise AmalgamationError(f"{defined} is defined at the top of both {seen[defined]}.py and {name}.py: "
                                         f"augment.py is one namespace, rename one of them")
             seen[defined] = name
-    docstring = init.docstring
+    _check_imports([init, *modules], seen)
+    docstring = init.raw_docstring[3:-3].rstrip("\n")
     if CONTENTS not in docstring:
         raise AmalgamationError(f"the docstring of {init.path} lacks its Contents header:\n{CONTENTS}")
     width = max(len(name) for name in MODULES) + 4
-    contents = "".join(f"{name + '.py':<{width}}{module.docstring.splitlines()[0]}\n"
+    contents = "".join(f"{name + '.py':<{width}}{module.docstring.split('.')[0].split(':')[0].replace(chr(10), ' ')}\n"
                        for name, module in zip(MODULES, modules))
     docstring = docstring.replace(CONTENTS, CONTENTS + contents, 1)
     rest = "\n".join(m.body_text() for m in modules) + init.body_text()
@@ -135,9 +177,19 @@ def amalgamate() -> str:
         "# Run as a script, this very module is `augment` (not a second copy of it under `__main__`): Dask\n"
         "# and worker processes send functions and classes by module name, and a user's module (--predict,\n"
         "# --augmentations-from) that does `import augment` gets the module running the command.\n"
+        "# Under a profiler or tracer (python -m cProfile augment.py ...), __main__ is the tool's own\n"
+        "# namespace: then this file is loaded as `augment` and that module runs the command.\n"
         "_RUN_AS_SCRIPT = __name__ == \"__main__\"\n"
+        "if _RUN_AS_SCRIPT and vars(sys.modules[__name__]) is not globals():\n"
+        "    import importlib.util\n\n"
+        "    _spec = importlib.util.spec_from_file_location(\"augment\", os.path.abspath(__file__))\n"
+        "    _module = sys.modules[\"augment\"] = importlib.util.module_from_spec(_spec)\n"
+        "    _spec.loader.exec_module(_module)\n"
+        "    sys.exit(_module.main())\n"
         "if _RUN_AS_SCRIPT:\n"
-        "    sys.modules[\"augment\"], __name__ = sys.modules[__name__], \"augment\"",
+        "    import importlib.util\n\n"
+        "    sys.modules[\"augment\"], __name__ = sys.modules[__name__], \"augment\"\n"
+        "    __spec__ = importlib.util.spec_from_file_location(\"augment\", os.path.abspath(__file__))",
     ])
     parts = [header, init.body_text()]
     for name, module in zip(MODULES, modules):

@@ -27,6 +27,7 @@ from .helpers import (
     _READABLE_VERSIONS,
     _SINGLE_FILE_VERSION,
     AugmentError,
+    _json_failure,
     _jsonable,
     _natural_key,
     _truncate,
@@ -765,9 +766,9 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AugmentError(f"analysis file {path} is truncated or corrupt ({exc}); move it away to start "
-                           f"a fresh search") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise AugmentError(f"analysis file {path} is truncated or corrupt ({_json_failure(exc)}); move it away "
+                           f"to start a fresh search") from None
     if isinstance(data, dict) and data.get("format") == _ANALYSIS_FORMAT and data.get("version") == 4:
         return Analysis._from_index(data, path)
     return Analysis.from_json(data, where=f"analysis file {path}")

@@ -15,7 +15,7 @@ from .analysis import Analysis, load_analysis
 from .catalogue import CATALOGUE, _check_augmentation_name
 from .files import _output_folder, _write_atomic
 from .gradcam import _cam_class
-from .helpers import ALL_AUGMENTATIONS, AugmentError, _check_int, _check_number, _jsonable
+from .helpers import ALL_AUGMENTATIONS, AugmentError, _check_int, _check_number, _json_failure, _jsonable
 from .images import (
     MAX_IMAGE_PIXELS,
     TemplateMatcher,
@@ -27,7 +27,7 @@ from .images import (
 )
 from .labels import _ROTATE_METHODS, _label_kind, _normal_label_format
 from .pipeline import _factory_token, _ModelSpec
-from .policy import SamplingPolicy, _FilterWindow, _IntensityOverride, realism_max_intensity
+from .policy import MAX_WEIGHT, SamplingPolicy, _FilterWindow, _IntensityOverride, realism_max_intensity
 from .probes import _SearchSettings
 from .report import _report_sources, _ReportWriter
 from .search import _SearchRequest, _SearchRun
@@ -180,10 +180,7 @@ class ImageAugmenter:
         if augmentation_name not in self.weights:
             raise AugmentError(f"augmentation_name {augmentation_name!r} is not among this augmenter's "
                                f"augmentations {self.augmentations}")
-        value = _check_number(weight, f"weight for {augmentation_name}", 0.0)
-        if math.isinf(value):
-            raise AugmentError(f"weight for {augmentation_name} must be finite, got {weight!r}")
-        self.weights[augmentation_name] = value
+        self.weights[augmentation_name] = _check_number(weight, f"weight for {augmentation_name}", 0.0, MAX_WEIGHT)
 
     def _model_spec(self, default_images: Sequence[_Source] | None = None) -> _ModelSpec:
         """The model as any process can rebuild it, and the diff_error that goes with it."""
@@ -435,8 +432,8 @@ class ImageAugmenter:
             try:
                 with open(log_file, encoding="utf-8") as handle:
                     return json.load(handle)
-            except (OSError, ValueError) as exc:
-                raise AugmentError(f"cannot read log_file {os.fspath(log_file)}: {exc}") from None
+            except (OSError, ValueError, RecursionError) as exc:
+                raise AugmentError(f"cannot read log_file {os.fspath(log_file)}: {_json_failure(exc)}") from None
         folder = os.fspath(output_dir)
         if not os.path.isfile(os.path.join(folder, "manifest.jsonl")):
             raise AugmentError(f"{folder} has no manifest.jsonl: nothing was synthesized there")

@@ -27,7 +27,7 @@ from .compare import compare
 from .custom import _adopt
 from .files import _write_atomic
 from .formats import file_schema
-from .helpers import ALL_AUGMENTATIONS, AugmentError, _format_intensity, _jsonable
+from .helpers import ALL_AUGMENTATIONS, AugmentError, _format_intensity, _json_failure, _jsonable
 from .images import MAX_IMAGE_PIXELS
 from .labels import _ROTATE_METHODS
 from .probes import _PROBES
@@ -122,8 +122,8 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AugmentError(f"cannot read --labels {path}: {exc}") from None
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        raise AugmentError(f"cannot read --labels {path}: {_json_failure(exc)}") from None
     if isinstance(data, list):
         return data
     if isinstance(data, dict):

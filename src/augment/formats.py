@@ -13,7 +13,8 @@ from .helpers import AugmentError
 
 @functools.lru_cache(maxsize=1)
 def _formats() -> Any:
-    """The pydantic models of the files augment.py writes (a namespace: .Analysis, .ManifestLine)."""
+    """The pydantic models of the files augment.py writes (a namespace: .AnalysisDocument,
+    .AnalysisIndex, .ManifestLine, ...)."""
     from typing import Literal
 
     from pydantic import BaseModel, ConfigDict, Field, model_validator

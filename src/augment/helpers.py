@@ -51,6 +51,13 @@ def _printable(value: Any) -> Any:
     return value
 
 
+def _json_failure(exc: BaseException) -> str:
+    """Why a JSON text could not be read, in words (a RecursionError says only "maximum recursion depth")."""
+    if isinstance(exc, RecursionError):
+        return "nested too deep to read"
+    return str(exc)
+
+
 def _natural_key(text: str) -> tuple:
     """Sort key that puts "2" before "10" (class names, file names)."""
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from .helpers import (
     _check_int,
     _check_number,
     _is_int,
+    _json_failure,
 )
 
 
@@ -42,6 +42,11 @@ def realism_max_intensity(realism: float, onset: float, failure: float) -> float
     else:
         value = failure + (1.0 - failure) * min(1.0, -realism)
     return round(min(1.0, max(0.0, value)), 6)
+
+
+# Weights are relative odds, bounded so that their sum stays finite (two weights of 1e308 sum to
+# inf, and every draw would then fail inside numpy, mid-training).
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ class SamplingPolicy:
             _check_augmentation_name(name)
             _check_number(limit, f"limit for {name}", 0.0, 1.0)
         for name, weight in self.weights.items():
-            if name not in self.limits or math.isinf(_check_number(weight, f"weight for {name}", 0.0, math.inf)):
-                raise AugmentError(f"weight for {name} must be finite and {name} among the limits, got {weight!r}")
+            _check_number(weight, f"weight for {name}", 0.0, MAX_WEIGHT)
+            if name not in self.limits:
+                raise AugmentError(f"weight for {name} given, but {name} is not among the limits")
         if stray := sorted(set(self.floors) - set(self.limits)):
             raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
         if _check_int(self.most, "most", 1) > 1000:
@@ -135,8 +141,8 @@ class SamplingPolicy:
         try:
             with open(path, encoding="utf-8-sig") as handle:
                 document = json.load(handle)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AugmentError(f"policy file {path} is not JSON: {exc}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise AugmentError(f"policy file {path} is not JSON: {_json_failure(exc)}") from None
         except OSError as exc:
             raise AugmentError(f"cannot read policy file {path}: {exc.strerror}") from None
         return cls.from_json(document, path)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .files import _TEMPORARY_PREFIX, _lock_for_folder, _remove_temporaries, _temporary_prefix, _umask, _write_atomic
 from .formats import _formats, _validated
-from .helpers import AugmentError, _is_number, _jsonable, _printable, _safe_name, _truncate
+from .helpers import AugmentError, _is_number, _json_failure, _jsonable, _printable, _safe_name, _truncate
 from .images import PredictFailure, _checked_diff, _describe_output, _png_bytes, _Predictor, _Source
 from .labels import _label_kind, _label_value, _move_with_pixels
 from .pipeline import _ModelSpec
@@ -84,8 +84,9 @@ def read_manifest(path: str | os.PathLike, with_truncation: bool = False) -> Any
             continue
         try:
             data = json.loads(line)
-        except ValueError as exc:
-            raise AugmentError(f"manifest {path} line {number} is not JSON ({exc}); fix or remove it") from None
+        except (ValueError, RecursionError) as exc:
+            raise AugmentError(f"manifest {path} line {number} is not JSON ({_json_failure(exc)}); fix or remove "
+                               f"it") from None
         try:
             entries.append(SyntheticImage.from_json(data))
         except AugmentError as exc:
