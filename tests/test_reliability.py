@@ -465,3 +465,46 @@ def test_a_rows_folder_that_is_a_link_is_never_written_or_cleaned_through(tmp_pa
     with pytest.raises(augment.AugmentError, match="symbolic link"):
         analysis.save(cache)
     assert cache.read_bytes() == saved and sorted(os.listdir(elsewhere)) == ["rows-000001.npz"]
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON that Python's reader cannot hold (RecursionError)
+
+
+def test_json_nested_too_deep_is_a_named_error_and_a_search_sets_the_cache_aside(tmp_path, uniform_files):
+    cache = tmp_path / "analysis.json"
+    cache.write_text(DEEP)
+    with pytest.raises(augment.AugmentError, match="analysis.json is truncated or corrupt .nested too deep"):
+        augment.load_analysis(cache)
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    with pytest.warns(UserWarning, match="not reusing"):
+        augmenter.search_randomization_boundaries(uniform_files, None, 0.1, cache)
+    assert augment.load_analysis(cache).curves["Brighten"].summarize().searched_images == 3
+    assert [p.read_text() for p in tmp_path.glob("analysis.json.bak-*")] == [DEEP]
+    (tmp_path / "policy.json").write_text(DEEP)
+    with pytest.raises(augment.AugmentError, match="policy file .*policy.json is not JSON: nested too deep"):
+        augment.SamplingPolicy.load(tmp_path / "policy.json")
+    (tmp_path / "manifest.jsonl").write_text(DEEP + "\n")
+    with pytest.raises(augment.AugmentError, match="manifest .* line 1 is not JSON .nested too deep"):
+        augment.read_manifest(tmp_path / "manifest.jsonl")
+    (tmp_path / "p.json").write_text(DEEP)
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "report", "--cache", str(tmp_path / "p.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "error: analysis file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_huge_weights_are_refused_where_they_are_given_not_mid_training(tmp_path):
+    with pytest.raises(augment.AugmentError, match=r"weight for Brighten must be in \[0.0, 1000000.0\], got 1e\+308"):
+        augment.SamplingPolicy({"Brighten": 0.3, "Darken": 0.2}, weights={"Brighten": 1e308, "Darken": 1e308})
+    policy = augment.SamplingPolicy({"Brighten": 0.3, "Darken": 0.2}, weights={"Brighten": 1e6, "Darken": 1e6})
+    policy.save(tmp_path / "policy.json")
+    document = json.loads((tmp_path / "policy.json").read_text())
+    for entry in document["augmentations"]:
+        entry["weight"] = 1e308
+    (tmp_path / "policy.json").write_text(json.dumps(document))
+    with pytest.raises(augment.AugmentError, match="weight for Brighten must be in"):
+        augment.SamplingPolicy.load(tmp_path / "policy.json")
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    with pytest.raises(augment.AugmentError, match="weight for Brighten must be in"):
+        augmenter.set_augmentation_weight("Brighten", 1e308)
+    transform = augment.RealismTransform(policy, seed=0)  # the largest weights allowed still draw
+    assert transform(np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)
