@@ -44,7 +44,7 @@ def test_setters_validate_and_store():
     assert augmenter.realism_overrides == {"Hue": -0.5} and augmenter.weights["Brighten"] == 2.0
     for call, args, message in [
         (augmenter.set_augmentation_realism, ("Hue", 1.5), "realism for Hue must be <= 1.0, got 1.5"),
-        (augmenter.set_augmentation_weight, ("Brighten", -1), "weight for Brighten must be >= 0.0, got -1"),
+        (augmenter.set_augmentation_weight, ("Brighten", -1), r"Brighten must be in \[0.0, 1000000.0\], got -1"),
         (augmenter.set_augmentation_weight, ("Darken", 1), "not among this augmenter's augmentations"),
         (augmenter.set_augmentation_realism, ("Hues", 0.5), "Did you mean 'Hue'"),
     ]:

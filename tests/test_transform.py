@@ -305,7 +305,7 @@ def test_policies_refuse_duplicates_and_unbounded_values(tmp_path):
         augment.SamplingPolicy.load(tmp_path / "twice.json")
     (tmp_path / "bom.json").write_text("\ufeff" + json.dumps(policy.to_json()), encoding="utf-8")
     assert augment.SamplingPolicy.load(tmp_path / "bom.json").limits == policy.limits
-    for options, message in [({"weights": {"Brighten": float("inf")}}, "finite"),
+    for options, message in [({"weights": {"Brighten": float("inf")}}, r"must be in \[0.0, 1000000.0\], got inf"),
                              ({"weights": {"Sharpen": 1.0}}, "among the limits"),
                              ({"floors": {"Sharpen": 0.1}}, "no limit"), ({"most": 2**40}, "at most 1000")]:
         with pytest.raises(augment.AugmentError, match=message):
