@@ -120,7 +120,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -165,7 +165,7 @@ __all__ = [
     "CurveSummary",
     "ImageAugmenter",
     "ImageRecord",
-    "RealismTransform",  # noqa: F822  (made on first use: see __getattr__)
+    "RealismTransform",
     "SamplingPolicy",
     "SyntheticImage",
     "TemplateMatcher",
@@ -189,6 +189,13 @@ __all__ = [
     "register_augmentation",
     "write_gradcam_gif",
 ]
+
+
+
+
+def __getattr__(name: str) -> type:
+    # PEP 562: RealismTransform is made on first use (it subclasses albumentations' BaseCompose)
+    return _public_class(name, __name__)
 
 
 ###############################################################################
@@ -476,6 +483,42 @@ class _BoundedCache:
             return {"entries": len(self._items), "bytes": self.bytes, "max_entries": self.max_items,
                     "max_bytes": self.max_bytes}
 
+
+# -- classes made on first use ------------------------------------------------------------
+# A class that subclasses an albumentations (or pydantic) class can only be made once that
+# library is imported, and `import augment` does not import them (albumentations takes a second).
+# Each such class is made by a factory decorated with @_made_on_first_use: made once, on its first
+# call, and never again (objects made before would otherwise have another class). A public one is
+# served by the package's __getattr__ (PEP 562) under its name, in the module `augment`, which is
+# all pickle needs; editors and type checkers see it through a TYPE_CHECKING binding.
+
+_PUBLIC_CLASSES: dict[str, Callable[[], type]] = {}  # public name -> the factory that makes it
+
+
+def _made_on_first_use(public_name: str | None = None) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Decorate a factory of classes: made once, on first use; ``public_name``: served as augment.<name>."""
+
+    def decorate(factory: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.cache
+        @functools.wraps(factory)
+        def made() -> Any:
+            made_class = factory()
+            if public_name is not None:  # where pickle looks for it: augment.<name>
+                made_class.__module__, made_class.__qualname__ = "augment", public_name
+            return made_class
+
+        if public_name is not None:
+            _PUBLIC_CLASSES[public_name] = made
+        return made
+
+    return decorate
+
+
+def _public_class(name: str, module: str) -> type:
+    """The body of the package's __getattr__: a public class made on first use, or AttributeError."""
+    if name in _PUBLIC_CLASSES:
+        return _PUBLIC_CLASSES[name]()
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
 # -- caches -------------------------------------------------------------------------------
 # Every cache augment.py keeps is registered here by the module that owns it, under a name that
@@ -1351,7 +1394,7 @@ def _disk_defocus() -> type:
     return DiskDefocus
 
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use()
 def _fast_transform_classes() -> dict[str, type]:
     """The catalogue's own subclasses of albumentations transforms (built on first use, so that
     `import augment` does not import albumentations)."""
@@ -1825,7 +1868,7 @@ def _code_digest(value: Any) -> str:
     return hashlib.sha256(b"|".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use()
 def _function_transform_class() -> type:
     A = _albumentations()
 
@@ -3310,7 +3353,7 @@ def _check_picklable(value: Any, what: str) -> None:
 # The file formats: pydantic models of analysis.json, manifests and policy files (file_schema).
 ###############################################################################
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use()
 def _formats() -> Any:
     """The pydantic models of the files augment.py writes (a namespace: .AnalysisDocument,
     .AnalysisIndex, .ManifestLine, ...)."""
@@ -7256,7 +7299,7 @@ def _movable_keys() -> frozenset[str]:
                                if (t := _transform(name, 0.5, 32, 32)) is not None))
 
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use("RealismTransform")
 def _realism_transform_class() -> type:
     A = _albumentations()
 
@@ -7410,15 +7453,11 @@ def _realism_transform_class() -> type:
                 out["masks"] = moved
             return out
 
-    RealismTransform.__module__, RealismTransform.__qualname__ = __name__, "RealismTransform"
     return RealismTransform
 
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: RealismTransform is made on first use (it needs albumentations); pickle finds it here.
-    if name == "RealismTransform":
-        return _realism_transform_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:  # what editors and type checkers see; at run time the class is made on first use
+    RealismTransform = _realism_transform_class()
 
 
 ###############################################################################

@@ -169,3 +169,23 @@ def test_the_generator_refuses_what_the_one_file_cannot_hold(tmp_path, monkeypat
     monkeypatch.setattr(TOOL, "PACKAGE", copy)
     with pytest.raises(TOOL.AmalgamationError, match=re.escape(message)):
         TOOL.amalgamate()
+
+
+def test_a_class_made_on_first_use_is_one_class_seen_by_help_pickle_and_type_checkers():
+    import pickle
+    import pydoc
+
+    import augment
+
+    made = augment.RealismTransform
+    assert made is augment.RealismTransform and (made.__module__, made.__qualname__) == ("augment", "RealismTransform")
+    assert "A training transform" in pydoc.render_doc(made)
+    transform = made(augment.SamplingPolicy({"Brighten": 0.3}), seed=0)
+    assert type(pickle.loads(pickle.dumps(transform))) is made
+    # editors and type checkers: the name is bound under TYPE_CHECKING in the file users get
+    tree = ast.parse((ROOT / "augment.py").read_text())
+    checking = [node for node in tree.body
+                if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"]
+    assert any(isinstance(n, ast.Assign) and n.targets[0].id == "RealismTransform" for b in checking for n in b.body)
+    with pytest.raises(AttributeError, match="module 'augment' has no attribute 'RealismTransfrom'"):
+        augment.RealismTransfrom  # noqa: B018

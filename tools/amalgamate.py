@@ -119,6 +119,11 @@ def _check_imports(modules: list[_Module], defined: dict[str, str]) -> None:
                                             f"{defined[name]}.py: augment.py is one namespace, rename one")
 
 
+def _isort_key(name: str) -> tuple[int, str]:
+    """ruff's (isort's) order of imported names: CONSTANTS, then Classes, then functions."""
+    return (0 if name.isupper() and len(name) > 1 else 1 if name[:1].isupper() else 2, name)
+
+
 def _import_block(modules: list[_Module], keep_type_checking: bool) -> str:
     plain: dict[str, set[str]] = {"std": set(), "third": set()}
     froms: dict[str, dict[str, set[str]]] = {"std": defaultdict(set), "third": defaultdict(set)}
@@ -137,8 +142,8 @@ def _import_block(modules: list[_Module], keep_type_checking: bool) -> str:
     sections = []
     for side in ("std", "third"):
         lines = sorted(plain[side], key=lambda s: s.split()[1])
-        lines += [f"from {name} import {', '.join(sorted(names))}" for name, names in sorted(froms[side].items())
-                  if names]
+        lines += [f"from {name} import {', '.join(sorted(names, key=_isort_key))}"
+                  for name, names in sorted(froms[side].items()) if names]
         if lines:
             sections.append("\n".join(lines))
     return "\n\n".join(sections)

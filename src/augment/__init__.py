@@ -65,6 +65,8 @@ Quickstart
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside the index)
 
 __all__ = [
@@ -86,7 +88,7 @@ __all__ = [
     "CurveSummary",
     "ImageAugmenter",
     "ImageRecord",
-    "RealismTransform",  # noqa: F822  (made on first use: see __getattr__)
+    "RealismTransform",
     "SamplingPolicy",
     "SyntheticImage",
     "TemplateMatcher",
@@ -127,6 +129,7 @@ from .helpers import (
     EXTENDED_AUGMENTATIONS,
     PIXEL_DROPOUT_AUGMENTATIONS,
     AugmentError,
+    _public_class,
     cache_info,
     clear_caches,
     outputs_equal,
@@ -136,4 +139,11 @@ from .labels import augment_with_labels
 from .policy import SamplingPolicy, realism_max_intensity
 from .stats import CurveSummary
 from .synthesis import SyntheticImage, read_manifest
-from .transform import __getattr__  # noqa: F401  (RealismTransform is made on first use)
+
+if TYPE_CHECKING:
+    from .transform import RealismTransform
+
+
+def __getattr__(name: str) -> type:
+    # PEP 562: RealismTransform is made on first use (it subclasses albumentations' BaseCompose)
+    return _public_class(name, __name__)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .catalogue import CATALOGUE, Augmentation, _albumentations, _thread_transform
-from .helpers import AugmentError, _truncate
+from .helpers import AugmentError, _made_on_first_use, _truncate
 
 _PROBE_INTENSITIES = (0.25, 0.5, 1.0)
 
@@ -63,7 +63,7 @@ def _code_digest(value: Any) -> str:
     return hashlib.sha256(b"|".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use()
 def _function_transform_class() -> type:
     A = _albumentations()
 

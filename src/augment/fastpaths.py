@@ -4,14 +4,13 @@ and the bounded caches they keep."""
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import numbers
 
 import numpy as np
 
-from .helpers import _BoundedCache, _cached, _image_digest, _owned_cache, _ThreadLocalCache
+from .helpers import _BoundedCache, _cached, _image_digest, _made_on_first_use, _owned_cache, _ThreadLocalCache
 
 _SLIC_SIDE = 128
 _BLUR_SIGMA_AT_WORK = 3.0
@@ -563,7 +562,7 @@ def _disk_defocus() -> type:
     return DiskDefocus
 
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use()
 def _fast_transform_classes() -> dict[str, type]:
     """The catalogue's own subclasses of albumentations transforms (built on first use, so that
     `import augment` does not import albumentations)."""

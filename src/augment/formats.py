@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import types
 from typing import Any
 
 from .catalogue import _check_augmentation_name
-from .helpers import AugmentError
+from .helpers import AugmentError, _made_on_first_use
 
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use()
 def _formats() -> Any:
     """The pydantic models of the files augment.py writes (a namespace: .AnalysisDocument,
     .AnalysisIndex, .ManifestLine, ...)."""

@@ -297,6 +297,42 @@ class _BoundedCache:
                     "max_bytes": self.max_bytes}
 
 
+# -- classes made on first use ------------------------------------------------------------
+# A class that subclasses an albumentations (or pydantic) class can only be made once that
+# library is imported, and `import augment` does not import them (albumentations takes a second).
+# Each such class is made by a factory decorated with @_made_on_first_use: made once, on its first
+# call, and never again (objects made before would otherwise have another class). A public one is
+# served by the package's __getattr__ (PEP 562) under its name, in the module `augment`, which is
+# all pickle needs; editors and type checkers see it through a TYPE_CHECKING binding.
+
+_PUBLIC_CLASSES: dict[str, Callable[[], type]] = {}  # public name -> the factory that makes it
+
+
+def _made_on_first_use(public_name: str | None = None) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Decorate a factory of classes: made once, on first use; ``public_name``: served as augment.<name>."""
+
+    def decorate(factory: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.cache
+        @functools.wraps(factory)
+        def made() -> Any:
+            made_class = factory()
+            if public_name is not None:  # where pickle looks for it: augment.<name>
+                made_class.__module__, made_class.__qualname__ = "augment", public_name
+            return made_class
+
+        if public_name is not None:
+            _PUBLIC_CLASSES[public_name] = made
+        return made
+
+    return decorate
+
+
+def _public_class(name: str, module: str) -> type:
+    """The body of the package's __getattr__: a public class made on first use, or AttributeError."""
+    if name in _PUBLIC_CLASSES:
+        return _PUBLIC_CLASSES[name]()
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
 # -- caches -------------------------------------------------------------------------------
 # Every cache augment.py keeps is registered here by the module that owns it, under a name that
 # says what it holds, with its bound (entries, and bytes where it holds arrays). clear_caches()

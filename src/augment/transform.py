@@ -8,13 +8,13 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .catalogue import _albumentations, _thread_transform, _transform
 from .custom import _adopt, _custom_entries
-from .helpers import ALL_AUGMENTATIONS, AugmentError, _as_rgb, _check_int, _check_number, _is_tensor
+from .helpers import ALL_AUGMENTATIONS, AugmentError, _as_rgb, _check_int, _check_number, _is_tensor, _made_on_first_use
 from .labels import (
     _ROTATE_METHODS,
     _build_transforms,
@@ -102,7 +102,7 @@ def _movable_keys() -> frozenset[str]:
                                if (t := _transform(name, 0.5, 32, 32)) is not None))
 
 
-@functools.lru_cache(maxsize=1)
+@_made_on_first_use("RealismTransform")
 def _realism_transform_class() -> type:
     A = _albumentations()
 
@@ -256,12 +256,8 @@ def _realism_transform_class() -> type:
                 out["masks"] = moved
             return out
 
-    RealismTransform.__module__, RealismTransform.__qualname__ = __name__, "RealismTransform"
     return RealismTransform
 
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: RealismTransform is made on first use (it needs albumentations); pickle finds it here.
-    if name == "RealismTransform":
-        return _realism_transform_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:  # what editors and type checkers see; at run time the class is made on first use
+    RealismTransform = _realism_transform_class()
