@@ -2088,6 +2088,52 @@ def _target_fields(label_format: dict) -> list[str]:
     return fields
 
 
+@dataclass(frozen=True)
+class _LabelFormat:
+    """A ``label_format`` decoded once: what a label (and a positional output) is, and what that kind
+    needs. Made at the edge (ImageAugmenter, RealismTransform, an analysis's settings) and handed to
+    everything that moves, reads or stores labels, which then asks it instead of decoding again.
+
+    kind: "class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (the seed's
+    dict of albumentations Compose arguments); spec: the label_format as augment.py keeps it.
+    """
+
+    kind: str
+    spec: Any = None
+
+    @classmethod
+    def of(cls, label_format: Any) -> _LabelFormat:
+        """The one place a label_format is decoded (a _LabelFormat passes through)."""
+        if isinstance(label_format, _LabelFormat):
+            return label_format
+        return cls(_label_kind(label_format), label_format)
+
+    @property
+    def positional(self) -> bool:
+        """Whether labels and outputs are positions that move with geometric augmentations."""
+        return self.kind != "class"
+
+    @property
+    def width(self) -> int:
+        """Coordinates per row: 4 for a box, 2 for a point (0 for the other kinds)."""
+        return {"bbox": 4, "keypoints": 2}.get(self.kind, 0)
+
+    @property
+    def field(self) -> str | None:
+        """The albumentations target that carries such labels."""
+        return {"bbox": "bboxes", "keypoints": "keypoints", "mask": "mask"}.get(self.kind)
+
+    def value(self, label: Any) -> Any:
+        """A label as diff_error sees it: a mask label given as a path is the mask it names."""
+        if self.kind == "mask" and isinstance(label, (str, os.PathLike)):
+            return _read_mask(label)
+        return label
+
+    def stored_in_file(self, label: Any) -> bool:
+        """Whether a label of this kind is kept in the analysis as itself (False: an in-memory mask)."""
+        return not (self.kind == "mask" and not isinstance(label, (str, os.PathLike)) and label is not None)
+
+
 def _move_targets(image: np.ndarray, transforms: list, seed: int, label_format: dict, targets: Sequence[Any],
                   whats: Sequence[str]) -> tuple[np.ndarray, list]:
     """_move_with_pixels for the seed's dict label_format: each target dict through A.Compose
@@ -2131,17 +2177,17 @@ class _Positional:
     the form it came in: a list of lists stays one, an array comes back an array of its dtype.
     """
 
-    def __init__(self, value: Any, kind: str, what: str, shape: tuple[int, ...]):
-        self.kind, self.what = kind, what
+    def __init__(self, value: Any, labels: _LabelFormat, what: str, shape: tuple[int, ...]):
+        self.kind, self.what = labels.kind, what
         self.is_array = isinstance(_as_comparable(value), np.ndarray)
-        if kind == "mask":
+        if labels.kind == "mask":
             self.coords = _mask_array(value, what, shape)
             return
-        width = 4 if kind == "bbox" else 2
+        width = labels.width
         rows = _plain(value) if value is not None else []
         if not isinstance(rows, list) or not all(isinstance(row, list) and len(row) >= width
                                                  and all(_is_number(v) for v in row[:width]) for row in rows):
-            noun = "boxes [x_min, y_min, x_max, y_max, ...]" if kind == "bbox" else "points [x, y, ...]"
+            noun = "boxes [x_min, y_min, x_max, y_max, ...]" if labels.kind == "bbox" else "points [x, y, ...]"
             raise AugmentError(f"{what} must be a list of {noun} for this label_format, got {_truncate(value, 120)}")
         self.dtype = np.asarray(_as_comparable(value)).dtype if self.is_array else None
         self.coords = np.array([row[:width] for row in rows], dtype=np.float32).reshape(-1, width)
@@ -2155,13 +2201,6 @@ class _Positional:
             width = coords.shape[1] + (len(self.extras[0]) if self.extras else 0)
             return np.array(rows, dtype=self.dtype if self.dtype.kind == "f" else np.float32).reshape(-1, width)
         return rows
-
-
-def _label_value(label: Any, kind: str) -> Any:
-    """A label as diff_error sees it: a mask label given as a path is the mask it names."""
-    if kind == "mask" and isinstance(label, (str, os.PathLike)):
-        return _read_mask(label)
-    return label
 
 
 def _mask_array(value: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -2200,8 +2239,8 @@ def _build_transforms(steps: Sequence[tuple[str, float]], height: int, width: in
             and (t := _transform(name, round(intensity, 6), height, width, rotate_method)) is not None]
 
 
-def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int, kind: str,
-                      label_format: str | None, targets: Sequence[Any], whats: Sequence[str],
+def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int, labels: _LabelFormat,
+                      targets: Sequence[Any], whats: Sequence[str],
                       rotate_method: str = "largest_box") -> tuple[np.ndarray, list]:
     """Apply ``steps`` [(name, intensity)] to ``image``; each positional target moves with it.
 
@@ -2214,6 +2253,7 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
 
     transforms = _build_transforms(steps, image.shape[0], image.shape[1], rotate_method)
     present = [k for k, target in enumerate(targets) if target is not None]
+    kind, label_format = labels.kind, labels.spec
     if kind == "targets" and present:
         return _move_targets(image, transforms, seed, label_format, targets, whats)
     if kind == "class" or not present:
@@ -2221,7 +2261,7 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
             warnings.simplefilter("ignore", UserWarning)
             out = A.Compose(transforms, seed=seed, strict=False)(image=image)
         return np.ascontiguousarray(out["image"]), list(targets)
-    parsed = {k: _Positional(targets[k], kind, whats[k], image.shape) for k in present}
+    parsed = {k: _Positional(targets[k], labels, whats[k], image.shape) for k in present}
     data: dict[str, Any] = {"image": image}
     params: dict[str, Any] = {}
     if kind == "mask":
@@ -2232,8 +2272,8 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
         # rides along and the extra items (class names, scores) are looked up afterwards.
         rows = [(k, r) for k in present for r in range(len(parsed[k].coords))]
         coords = np.concatenate([parsed[k].coords for k in present]) if rows else None
-        field = "bboxes" if kind == "bbox" else "keypoints"
-        data[field] = coords if coords is not None else np.zeros((0, 4 if kind == "bbox" else 2), np.float32)
+        field = labels.field
+        data[field] = coords if coords is not None else np.zeros((0, labels.width), np.float32)
         data["row_index"] = list(range(len(rows)))
         if kind == "bbox":
             params["bbox_params"] = A.BboxParams(format=label_format, label_fields=["row_index"], clip=True,
@@ -2254,7 +2294,7 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
             cast = movable[k][1]
             moved[k] = np.ascontiguousarray(mask).astype(cast) if cast is not None else np.ascontiguousarray(mask)
     else:
-        for k, value in _regrouped(out[field], out["row_index"], rows, parsed, 4 if kind == "bbox" else 2).items():
+        for k, value in _regrouped(out[field], out["row_index"], rows, parsed, labels.width).items():
             moved[k] = value
     return np.ascontiguousarray(out["image"]), moved
 
@@ -2289,9 +2329,8 @@ def augment_with_labels(image: np.ndarray, steps: Sequence[tuple[str, float]], l
     for name, intensity in steps:
         _check_augmentation_name(name)
         _check_intensity(intensity, name)
-    label_format = _normal_label_format(label_format)
-    kind = _label_kind(label_format)
-    return _move_with_pixels(_as_rgb(image, "image"), list(steps), seed, kind, label_format, list(labels),
+    decoded = _LabelFormat.of(_normal_label_format(label_format))
+    return _move_with_pixels(_as_rgb(image, "image"), list(steps), seed, decoded, list(labels),
                              [f"labels[{k}]" for k in range(len(labels))], rotate_method)
 
 
@@ -2849,9 +2888,13 @@ class _SearchSettings:
     describe: Callable[[Any], str] | None = None
     group_by: Callable[[Any], Any] | None = None
 
+    @functools.cached_property
+    def label_form(self) -> _LabelFormat:
+        return _LabelFormat.of(self.label_format)
+
     @property
     def label_kind(self) -> str:
-        return _label_kind(self.label_format)
+        return self.label_form.kind
 
     def fingerprint(self, sources: Sequence[_Source], labels: list | None, step: float) -> str:
         """What a cached analysis must match to be resumed: the inputs and every setting that
@@ -2861,7 +2904,7 @@ class _SearchSettings:
                  "step": step, "seed": self.seed, "failure_threshold": self.failure_threshold}
         if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
             parts["model_id"] = self.model_id
-        if self.label_kind != "class":  # positional outputs are compared after moving them
+        if self.label_form.positional:  # positional outputs are compared after moving them
             parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
@@ -2924,13 +2967,13 @@ class _SearchJob:
     # previous run's result, or its error, for a shard that is re-run.
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    @property
-    def label_kind(self) -> str:
-        return _label_kind(self.label_format)
+    @functools.cached_property
+    def label_form(self) -> _LabelFormat:
+        return _LabelFormat.of(self.label_format)
 
     def moves(self, name: str) -> bool:
         """Whether the reference output (and label) moves with the pixels under ``name``."""
-        return self.label_kind != "class" and CATALOGUE[name].geometric
+        return self.label_form.positional and CATALOGUE[name].geometric
 
 
 def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int,
@@ -2944,7 +2987,7 @@ def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], it
                   targets: list, whats: list[str]) -> list[tuple[np.ndarray, list]]:
     """Like _render (the same pixels), with the reference output and label moved alongside."""
     _adopt(job.custom)
-    return [_move_with_pixels(image, [(name, t)], item_seed, job.label_kind, job.label_format, targets,
+    return [_move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets,
                               [f"{what} at {name} {t}" for what in whats], job.rotate_method)
             for t in intensities]
 
@@ -3036,7 +3079,7 @@ class _SearchPipeline:
                  on_pair: Callable[[int], None] | None = None, events: list | None = None):
         self.job, self.predictor, self.diff_error, self.renderer = job, predictor, diff_error, renderer
         self.on_result, self.on_pair, self.events = on_result, on_pair, events
-        self.kind = job.label_kind
+        self.kind = job.label_form.kind
         self.limit = 4 * job.batch_size  # images rendered or rendering, not yet predicted
         self.pending: collections.deque[tuple[int, list[str]]] = collections.deque()  # this block's, not decoded
         self.blocks = collections.deque(self._blocks())
@@ -3100,7 +3143,7 @@ class _SearchPipeline:
                 self.give_up(index, len(names), str(exc))
                 continue
             strategy = "grid" if index in job.full_grid else job.strategy
-            label = _label_value(job.labels[index], self.kind) if job.labels is not None else None
+            label = job.label_form.value(job.labels[index]) if job.labels is not None else None
             pairs = {name: _Pair(name, points, strategy, job.labels is not None, job.moves(name),
                                  self.priors[name].copy() if name in self.priors else None) for name in names}
             self.active[index] = _Image(index, job.sources[index], image, pairs, label)
@@ -4413,10 +4456,10 @@ def _exemplar(curve: AugmentationCurve, indices: np.ndarray, at: np.ndarray, fai
 # policy), load_analysis.
 ###############################################################################
 
-def _stored_label(label: Any, kind: str) -> Any:
+def _stored_label(label: Any, label_form: _LabelFormat) -> Any:
     """A label as the analysis file keeps it: as it is, except mask arrays (their path, or a text)."""
-    if kind == "mask" and not isinstance(label, (str, os.PathLike)) and label is not None:
-        return _describe_output(label, "mask")
+    if not label_form.stored_in_file(label):
+        return _describe_output(label, label_form.kind)
     return os.fspath(label) if isinstance(label, os.PathLike) else _jsonable(label)
 
 
@@ -4780,10 +4823,10 @@ class Analysis:
     def classes(self) -> dict[str, list[int]]:
         """Class -> the indices of its images: ``group_by(label)``, or a classification label itself
         (empty without labels, or for positional labels without a group_by)."""
-        kind = _label_kind(self.settings.get("label_format"))
+        positional = _LabelFormat.of(self.settings.get("label_format")).positional
         groups: dict[str, list[int]] = {}
         for k, record in enumerate(self.images):
-            if record.error or record.label is None or (self.group_by is None and kind != "class"):
+            if record.error or record.label is None or (self.group_by is None and positional):
                 continue
             try:
                 key = record.label if self.group_by is None else self.group_by(record.label)
@@ -4882,7 +4925,7 @@ class Analysis:
         ``.bak-<time>`` backup, with a warning saying why. Temporaries a killed job left next
         to ``path`` are removed (the caller holds the file's lock, so no live job owns them).
         """
-        grid, views = _grid(step), settings.label_kind != "class"
+        grid, views = _grid(step), settings.label_form.positional
         if path is not None:
             _remove_temporaries(os.path.dirname(os.path.abspath(path)), _temporary_prefix(path))
             _remove_temporaries(_rows_folder(os.path.abspath(path)))
@@ -4918,7 +4961,7 @@ class Analysis:
             backup = _backup(path)
             warnings.warn(f"not reusing {path}: {reason}. It was kept as {backup}; starting a fresh search.",
                           stacklevel=4)
-        images = [ImageRecord(file=source.key, label=_stored_label(label, settings.label_kind))
+        images = [ImageRecord(file=source.key, label=_stored_label(label, settings.label_form))
                   for source, label in zip(sources, labels if labels is not None else [None] * len(sources))]
         recorded = {"step_size": step, "intensities": grid, "seed": settings.seed,
                     "failure_threshold": settings.failure_threshold, "strategy": "grid",
@@ -5069,7 +5112,7 @@ class Analysis:
                                f"({len(lost)} images missing)")
         for record in records:
             record.saved()
-        views = _label_kind(settings.get("label_format")) != "class"
+        views = _LabelFormat.of(settings.get("label_format")).positional
         files = [entry["file"] for entry in listed]
         curves, since = {}, {}
         for key, entry in document.augmentations.items():
@@ -5944,7 +5987,8 @@ class _ReportWriter:
         self.cam_method, self.preprocess, self.gallery_size = cam_method, preprocess, gallery_size
         settings = analysis.settings
         self.seed, self.label_format = int(settings["seed"]), settings.get("label_format")
-        self.kind = _label_kind(self.label_format)
+        self.label_form = _LabelFormat.of(self.label_format)
+        self.kind = self.label_form.kind
         self.rotate_method = settings.get("rotate_method", "largest_box")
         self._loaded: dict[int, np.ndarray | None] = {}
 
@@ -5967,8 +6011,8 @@ class _ReportWriter:
         seed = augmentation_seed(image, name, self.seed)
         if self.kind == "class" or reference is None or not CATALOGUE[name].geometric:
             return augment_image(image, name, intensity, seed), reference
-        augmented, (reference,) = _move_with_pixels(image, [(name, intensity)], seed, self.kind, self.label_format,
-                                                    [reference], ["the reference output"], self.rotate_method)
+        augmented, (reference,) = _move_with_pixels(image, [(name, intensity)], seed, self.label_form, [reference],
+                                                    ["the reference output"], self.rotate_method)
         return augmented, reference
 
     def drawn(self, image: np.ndarray, output_view: Any, reference_view: Any) -> np.ndarray:
@@ -7011,7 +7055,8 @@ class _SynthesisJob:
                  seed: int, label_format: str | None, rotate_method: str, window: _FilterWindow,
                  model_for: Callable[[Sequence[_Source]], _ModelSpec], block: int, progress: bool):
         self.sources, self.labels, self.policy, self.realism, self.seed = sources, labels, policy, realism, seed
-        self.label_format, self.kind, self.rotate_method = label_format, _label_kind(label_format), rotate_method
+        self.label_form, self.rotate_method = _LabelFormat.of(label_format), rotate_method
+        self.label_format, self.kind = label_format, self.label_form.kind
         self.window, self.model_for, self.block, self.progress = window, model_for, block, progress
         self.loaded: dict[int, np.ndarray] = {}
         self.reference_outputs: dict[int, Any] = {}
@@ -7063,9 +7108,8 @@ class _SynthesisJob:
             self.loaded[source_index] = source.load()
         steps, pixel_seed = self.policy.sample(np.random.default_rng([self.seed, k, attempt]))
         label = self.labels[source_index] if self.labels is not None else None
-        image, (new_label,) = _move_with_pixels(self.loaded[source_index], steps, pixel_seed, self.kind,
-                                                self.label_format, [label], [f"label of {source.key}"],
-                                                self.rotate_method)
+        image, (new_label,) = _move_with_pixels(self.loaded[source_index], steps, pixel_seed, self.label_form, [label],
+                                                [f"label of {source.key}"], self.rotate_method)
         mask = self.kind == "mask"
         entry = SyntheticImage(
             index=k, file=f"synthetic-{k:06d}-{_safe_name(Path(source.key).stem, 40)}.png",
@@ -7148,7 +7192,7 @@ def _write_preview(folder: str, name: str, entries: list[SyntheticImage], seed: 
                    limit: int = 1000) -> str:
     import jinja2
 
-    kind = _label_kind(label_format)
+    kind = _LabelFormat.of(label_format).kind
     shown = [_preview_entry(folder, entry, kind, label_format) for entry in entries[-limit:]]
     html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
         entries=shown, seed=seed, kind=kind)
@@ -7188,7 +7232,7 @@ def _evaluate_images(sources: Sequence[_Source], labels: Sequence, spec: _ModelS
             outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk],
                                      [f"image {s.key}" for s in chunk]))
     kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
-    result = _evaluate([outputs[k] for k in kept], [_label_value(labels[k], kind) for k in kept],
+    result = _evaluate([outputs[k] for k in kept], [_LabelFormat(kind).value(labels[k]) for k in kept],
                        [sources[k].key for k in kept], spec.diff_error, failure_threshold, kind, describe)
     result["skipped"] = [{"file": sources[k].key, "reason": output.reason}
                          for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]
@@ -7340,7 +7384,8 @@ def _realism_transform_class() -> type:
             if rotate_method not in _ROTATE_METHODS:
                 raise AugmentError(f"rotate_method must be one of {_ROTATE_METHODS}, got {rotate_method!r}")
             self.label_format = label_format = _normal_label_format(label_format)
-            self.policy, self.rotate_method, self.kind = policy, rotate_method, _label_kind(label_format)
+            self.policy, self.rotate_method, self.label_form = policy, rotate_method, _LabelFormat.of(label_format)
+            self.kind = self.label_form.kind
             self._seeded = seed is not None
             self._base = _check_int(seed, "seed") if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
             self._pid, self._rng = os.getpid(), np.random.default_rng(self._base)
@@ -7426,11 +7471,10 @@ def _realism_transform_class() -> type:
                 drawn = self.draw(force_apply)
                 if drawn is None:
                     return dict(data)
-                image, (moved,) = _move_with_pixels(_as_rgb(data["image"], "image"), *drawn, self.kind,
-                                                    self.label_format, [label or None], ["targets"],
-                                                    self.rotate_method)
+                image, (moved,) = _move_with_pixels(_as_rgb(data["image"], "image"), *drawn, self.label_form,
+                                                    [label or None], ["targets"], self.rotate_method)
                 return {**data, "image": image, **(moved or {})}
-            key = {"bbox": "bboxes", "keypoints": "keypoints", "mask": "mask"}.get(self.kind)
+            key = self.label_form.field
             for other in ("bboxes", "keypoints", "mask", "masks"):
                 if other in data and other != key and not (key == "mask" and other == "masks"):
                     raise AugmentError(
@@ -7444,7 +7488,7 @@ def _realism_transform_class() -> type:
             names = [k for k in ("mask", "masks", "bboxes", "keypoints") if k in data and data[k] is not None]
             targets = [data[k] for k in names if k != "masks"] + list(data.get("masks") or [])
             whats = [k for k in names if k != "masks"] + [f"masks[{i}]" for i in range(len(data.get("masks") or []))]
-            moved_image, moved = _move_with_pixels(image, *drawn, self.kind, self.label_format, targets, whats,
+            moved_image, moved = _move_with_pixels(image, *drawn, self.label_form, targets, whats,
                                                    self.rotate_method)
             out = dict(data, image=moved_image)
             for name in (k for k in names if k != "masks"):
@@ -7555,9 +7599,14 @@ class ImageAugmenter:
         self.events: list | None = None
 
     @property
+    def label_form(self) -> _LabelFormat:
+        """The label_format decoded: its kind and what that kind needs (see labels.py)."""
+        return _LabelFormat.of(self.label_format)
+
+    @property
     def label_kind(self) -> str:
         """What a label (and, in the search, an output) is: "class", "bbox", "keypoints" or "mask"."""
-        return _label_kind(self.label_format)
+        return self.label_form.kind
 
     def __repr__(self) -> str:
         return (f"ImageAugmenter(predict={getattr(self.my_predict, '__name__', self.my_predict)!r}, "
@@ -7802,7 +7851,7 @@ class ImageAugmenter:
         analysis = self._require_analysis("synthesize")
         sources = _sources(organic_img_filenames, "organic_img_filenames")
         labels = _check_labels(organic_labels, len(sources), "organic_labels")
-        if self.label_kind != "class" and labels is None:
+        if self.label_form.positional and labels is None:
             raise AugmentError(f"label_format {self.label_format!r} needs organic_labels to transform")
         count = _check_int(len(sources) if count is None else count, "count", 0)
         policy = self.sampling_policy(realism, min_random_augmentations, max_random_augmentations)

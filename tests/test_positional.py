@@ -25,7 +25,7 @@ def box_search(images, label_format, names=GEOMETRIC, predict=shapes.predict_box
 
 def moved_truth(image, name, intensity, box):
     seed = augment.augmentation_seed(image, name)
-    return augment._move_with_pixels(image, [(name, intensity)], seed, "bbox", "pascal_voc", [[box]], ["truth"])[1][0]
+    return augment.augment_with_labels(image, [(name, intensity)], [[box]], "pascal_voc", seed=seed)[1][0]
 
 
 def test_a_detector_that_follows_its_objects_is_unchanged_until_they_leave_the_frame():
@@ -101,8 +101,8 @@ def test_keypoints_keep_their_number_and_order_through_every_geometric_augmentat
         image[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255
     for name in GEOMETRIC:
         for seed, intensity in [(1, 0.3), (2, 0.6), (3, 1.0)]:
-            moved_image, (moved,) = augment._move_with_pixels(image, [(name, intensity)], seed, "keypoints",
-                                                              "keypoints", [points], ["points"])
+            moved_image, (moved,) = augment.augment_with_labels(image, [(name, intensity)], [points], "keypoints",
+                                                                seed=seed)
             assert [p[2] for p in moved] == [p[2] for p in points], (name, intensity)
             if name == "ElasticTransform" and intensity == 0.3:  # a gentle warp: each dot is where its point is
                 for x, y, _ in moved[:3]:

@@ -92,8 +92,7 @@ def test_boxes_still_enclose_their_object_after_every_geometric_augmentation(tmp
     box = to_format([24, 20, 52, 40], fmt) + ["cat"]
     for name in GEOMETRIC:
         for seed, intensity in [(1, 0.3), (2, 0.6), (3, 1.0)]:
-            image, (label,) = augment._move_with_pixels(scene, [(name, intensity)], seed, "bbox", fmt, [[box]],
-                                                        ["label"])
+            image, (label,) = augment.augment_with_labels(scene, [(name, intensity)], [[box]], fmt, seed=seed)
             assert label[0][-1] == "cat"
             x0, y0, x1, y1 = from_format(label[0], fmt)
             ys, xs = np.nonzero(image[..., 0] > 127)
@@ -109,8 +108,8 @@ def test_keypoints_and_masks_follow_the_pixels():
     mask = (object_scene()[:64, :64, 0] > 0).astype(np.uint8)
     for name in GEOMETRIC:
         for seed, intensity in [(1, 0.4), (2, 0.9)]:
-            image, (points,) = augment._move_with_pixels(scene, [(name, intensity)], seed, "keypoints", "keypoints",
-                                                         [[[41.5, 31.5, "dot"]]], ["label"])
+            image, (points,) = augment.augment_with_labels(scene, [(name, intensity)], [[[41.5, 31.5, "dot"]]],
+                                                           "keypoints", seed=seed)
             ys, xs = np.nonzero(image[..., 0] > 60)
             x, y, tag = points[0]
             assert tag == "dot"
@@ -119,8 +118,7 @@ def test_keypoints_and_masks_follow_the_pixels():
             else:  # the crop moved the point out of the frame: so did the dot
                 assert len(xs) == 0, (name, intensity, points)
             photo = object_scene()[:64, :64]
-            image, (moved,) = augment._move_with_pixels(photo, [(name, intensity)], seed, "mask", "mask", [mask],
-                                                        ["label"])
+            image, (moved,) = augment.augment_with_labels(photo, [(name, intensity)], [mask], "mask", seed=seed)
             white = image[..., 0] > 127
             overlap = (white & (moved > 0)).sum() / max(1, (white | (moved > 0)).sum())
             assert moved.shape == mask.shape and overlap > 0.85, (name, intensity, overlap)

@@ -33,7 +33,7 @@ from .helpers import (
     _truncate,
 )
 from .images import _describe_output, _Source
-from .labels import _label_kind
+from .labels import _LabelFormat
 from .probes import _grid, _SearchSettings
 from .rows import (
     _MAX_SHARDS,
@@ -50,10 +50,10 @@ from .rows import (
 from .stats import CurveSummary, _first_failure_tuple, _first_failures, _Intensity, _summarize
 
 
-def _stored_label(label: Any, kind: str) -> Any:
+def _stored_label(label: Any, label_form: _LabelFormat) -> Any:
     """A label as the analysis file keeps it: as it is, except mask arrays (their path, or a text)."""
-    if kind == "mask" and not isinstance(label, (str, os.PathLike)) and label is not None:
-        return _describe_output(label, "mask")
+    if not label_form.stored_in_file(label):
+        return _describe_output(label, label_form.kind)
     return os.fspath(label) if isinstance(label, os.PathLike) else _jsonable(label)
 
 
@@ -417,10 +417,10 @@ class Analysis:
     def classes(self) -> dict[str, list[int]]:
         """Class -> the indices of its images: ``group_by(label)``, or a classification label itself
         (empty without labels, or for positional labels without a group_by)."""
-        kind = _label_kind(self.settings.get("label_format"))
+        positional = _LabelFormat.of(self.settings.get("label_format")).positional
         groups: dict[str, list[int]] = {}
         for k, record in enumerate(self.images):
-            if record.error or record.label is None or (self.group_by is None and kind != "class"):
+            if record.error or record.label is None or (self.group_by is None and positional):
                 continue
             try:
                 key = record.label if self.group_by is None else self.group_by(record.label)
@@ -519,7 +519,7 @@ class Analysis:
         ``.bak-<time>`` backup, with a warning saying why. Temporaries a killed job left next
         to ``path`` are removed (the caller holds the file's lock, so no live job owns them).
         """
-        grid, views = _grid(step), settings.label_kind != "class"
+        grid, views = _grid(step), settings.label_form.positional
         if path is not None:
             _remove_temporaries(os.path.dirname(os.path.abspath(path)), _temporary_prefix(path))
             _remove_temporaries(_rows_folder(os.path.abspath(path)))
@@ -555,7 +555,7 @@ class Analysis:
             backup = _backup(path)
             warnings.warn(f"not reusing {path}: {reason}. It was kept as {backup}; starting a fresh search.",
                           stacklevel=4)
-        images = [ImageRecord(file=source.key, label=_stored_label(label, settings.label_kind))
+        images = [ImageRecord(file=source.key, label=_stored_label(label, settings.label_form))
                   for source, label in zip(sources, labels if labels is not None else [None] * len(sources))]
         recorded = {"step_size": step, "intensities": grid, "seed": settings.seed,
                     "failure_threshold": settings.failure_threshold, "strategy": "grid",
@@ -706,7 +706,7 @@ class Analysis:
                                f"({len(lost)} images missing)")
         for record in records:
             record.saved()
-        views = _label_kind(settings.get("label_format")) != "class"
+        views = _LabelFormat.of(settings.get("label_format")).positional
         files = [entry["file"] for entry in listed]
         curves, since = {}, {}
         for key, entry in document.augmentations.items():

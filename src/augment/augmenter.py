@@ -25,7 +25,7 @@ from .images import (
     _sources,
     default_diff_error,
 )
-from .labels import _ROTATE_METHODS, _label_kind, _normal_label_format
+from .labels import _ROTATE_METHODS, _LabelFormat, _normal_label_format
 from .pipeline import _factory_token, _ModelSpec
 from .policy import MAX_WEIGHT, SamplingPolicy, _FilterWindow, _IntensityOverride, realism_max_intensity
 from .probes import _SearchSettings
@@ -133,9 +133,14 @@ class ImageAugmenter:
         self.events: list | None = None
 
     @property
+    def label_form(self) -> _LabelFormat:
+        """The label_format decoded: its kind and what that kind needs (see labels.py)."""
+        return _LabelFormat.of(self.label_format)
+
+    @property
     def label_kind(self) -> str:
         """What a label (and, in the search, an output) is: "class", "bbox", "keypoints" or "mask"."""
-        return _label_kind(self.label_format)
+        return self.label_form.kind
 
     def __repr__(self) -> str:
         return (f"ImageAugmenter(predict={getattr(self.my_predict, '__name__', self.my_predict)!r}, "
@@ -380,7 +385,7 @@ class ImageAugmenter:
         analysis = self._require_analysis("synthesize")
         sources = _sources(organic_img_filenames, "organic_img_filenames")
         labels = _check_labels(organic_labels, len(sources), "organic_labels")
-        if self.label_kind != "class" and labels is None:
+        if self.label_form.positional and labels is None:
             raise AugmentError(f"label_format {self.label_format!r} needs organic_labels to transform")
         count = _check_int(len(sources) if count is None else count, "count", 0)
         policy = self.sampling_policy(realism, min_random_augmentations, max_random_augmentations)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,52 @@ def _target_fields(label_format: dict) -> list[str]:
     return fields
 
 
+@dataclass(frozen=True)
+class _LabelFormat:
+    """A ``label_format`` decoded once: what a label (and a positional output) is, and what that kind
+    needs. Made at the edge (ImageAugmenter, RealismTransform, an analysis's settings) and handed to
+    everything that moves, reads or stores labels, which then asks it instead of decoding again.
+
+    kind: "class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (the seed's
+    dict of albumentations Compose arguments); spec: the label_format as augment.py keeps it.
+    """
+
+    kind: str
+    spec: Any = None
+
+    @classmethod
+    def of(cls, label_format: Any) -> _LabelFormat:
+        """The one place a label_format is decoded (a _LabelFormat passes through)."""
+        if isinstance(label_format, _LabelFormat):
+            return label_format
+        return cls(_label_kind(label_format), label_format)
+
+    @property
+    def positional(self) -> bool:
+        """Whether labels and outputs are positions that move with geometric augmentations."""
+        return self.kind != "class"
+
+    @property
+    def width(self) -> int:
+        """Coordinates per row: 4 for a box, 2 for a point (0 for the other kinds)."""
+        return {"bbox": 4, "keypoints": 2}.get(self.kind, 0)
+
+    @property
+    def field(self) -> str | None:
+        """The albumentations target that carries such labels."""
+        return {"bbox": "bboxes", "keypoints": "keypoints", "mask": "mask"}.get(self.kind)
+
+    def value(self, label: Any) -> Any:
+        """A label as diff_error sees it: a mask label given as a path is the mask it names."""
+        if self.kind == "mask" and isinstance(label, (str, os.PathLike)):
+            return _read_mask(label)
+        return label
+
+    def stored_in_file(self, label: Any) -> bool:
+        """Whether a label of this kind is kept in the analysis as itself (False: an in-memory mask)."""
+        return not (self.kind == "mask" and not isinstance(label, (str, os.PathLike)) and label is not None)
+
+
 def _move_targets(image: np.ndarray, transforms: list, seed: int, label_format: dict, targets: Sequence[Any],
                   whats: Sequence[str]) -> tuple[np.ndarray, list]:
     """_move_with_pixels for the seed's dict label_format: each target dict through A.Compose
@@ -129,17 +176,17 @@ class _Positional:
     the form it came in: a list of lists stays one, an array comes back an array of its dtype.
     """
 
-    def __init__(self, value: Any, kind: str, what: str, shape: tuple[int, ...]):
-        self.kind, self.what = kind, what
+    def __init__(self, value: Any, labels: _LabelFormat, what: str, shape: tuple[int, ...]):
+        self.kind, self.what = labels.kind, what
         self.is_array = isinstance(_as_comparable(value), np.ndarray)
-        if kind == "mask":
+        if labels.kind == "mask":
             self.coords = _mask_array(value, what, shape)
             return
-        width = 4 if kind == "bbox" else 2
+        width = labels.width
         rows = _plain(value) if value is not None else []
         if not isinstance(rows, list) or not all(isinstance(row, list) and len(row) >= width
                                                  and all(_is_number(v) for v in row[:width]) for row in rows):
-            noun = "boxes [x_min, y_min, x_max, y_max, ...]" if kind == "bbox" else "points [x, y, ...]"
+            noun = "boxes [x_min, y_min, x_max, y_max, ...]" if labels.kind == "bbox" else "points [x, y, ...]"
             raise AugmentError(f"{what} must be a list of {noun} for this label_format, got {_truncate(value, 120)}")
         self.dtype = np.asarray(_as_comparable(value)).dtype if self.is_array else None
         self.coords = np.array([row[:width] for row in rows], dtype=np.float32).reshape(-1, width)
@@ -153,13 +200,6 @@ class _Positional:
             width = coords.shape[1] + (len(self.extras[0]) if self.extras else 0)
             return np.array(rows, dtype=self.dtype if self.dtype.kind == "f" else np.float32).reshape(-1, width)
         return rows
-
-
-def _label_value(label: Any, kind: str) -> Any:
-    """A label as diff_error sees it: a mask label given as a path is the mask it names."""
-    if kind == "mask" and isinstance(label, (str, os.PathLike)):
-        return _read_mask(label)
-    return label
 
 
 def _mask_array(value: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -198,8 +238,8 @@ def _build_transforms(steps: Sequence[tuple[str, float]], height: int, width: in
             and (t := _transform(name, round(intensity, 6), height, width, rotate_method)) is not None]
 
 
-def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int, kind: str,
-                      label_format: str | None, targets: Sequence[Any], whats: Sequence[str],
+def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int, labels: _LabelFormat,
+                      targets: Sequence[Any], whats: Sequence[str],
                       rotate_method: str = "largest_box") -> tuple[np.ndarray, list]:
     """Apply ``steps`` [(name, intensity)] to ``image``; each positional target moves with it.
 
@@ -212,6 +252,7 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
 
     transforms = _build_transforms(steps, image.shape[0], image.shape[1], rotate_method)
     present = [k for k, target in enumerate(targets) if target is not None]
+    kind, label_format = labels.kind, labels.spec
     if kind == "targets" and present:
         return _move_targets(image, transforms, seed, label_format, targets, whats)
     if kind == "class" or not present:
@@ -219,7 +260,7 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
             warnings.simplefilter("ignore", UserWarning)
             out = A.Compose(transforms, seed=seed, strict=False)(image=image)
         return np.ascontiguousarray(out["image"]), list(targets)
-    parsed = {k: _Positional(targets[k], kind, whats[k], image.shape) for k in present}
+    parsed = {k: _Positional(targets[k], labels, whats[k], image.shape) for k in present}
     data: dict[str, Any] = {"image": image}
     params: dict[str, Any] = {}
     if kind == "mask":
@@ -230,8 +271,8 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
         # rides along and the extra items (class names, scores) are looked up afterwards.
         rows = [(k, r) for k in present for r in range(len(parsed[k].coords))]
         coords = np.concatenate([parsed[k].coords for k in present]) if rows else None
-        field = "bboxes" if kind == "bbox" else "keypoints"
-        data[field] = coords if coords is not None else np.zeros((0, 4 if kind == "bbox" else 2), np.float32)
+        field = labels.field
+        data[field] = coords if coords is not None else np.zeros((0, labels.width), np.float32)
         data["row_index"] = list(range(len(rows)))
         if kind == "bbox":
             params["bbox_params"] = A.BboxParams(format=label_format, label_fields=["row_index"], clip=True,
@@ -252,7 +293,7 @@ def _move_with_pixels(image: np.ndarray, steps: Sequence[tuple[str, float]], see
             cast = movable[k][1]
             moved[k] = np.ascontiguousarray(mask).astype(cast) if cast is not None else np.ascontiguousarray(mask)
     else:
-        for k, value in _regrouped(out[field], out["row_index"], rows, parsed, 4 if kind == "bbox" else 2).items():
+        for k, value in _regrouped(out[field], out["row_index"], rows, parsed, labels.width).items():
             moved[k] = value
     return np.ascontiguousarray(out["image"]), moved
 
@@ -287,7 +328,6 @@ def augment_with_labels(image: np.ndarray, steps: Sequence[tuple[str, float]], l
     for name, intensity in steps:
         _check_augmentation_name(name)
         _check_intensity(intensity, name)
-    label_format = _normal_label_format(label_format)
-    kind = _label_kind(label_format)
-    return _move_with_pixels(_as_rgb(image, "image"), list(steps), seed, kind, label_format, list(labels),
+    decoded = _LabelFormat.of(_normal_label_format(label_format))
+    return _move_with_pixels(_as_rgb(image, "image"), list(steps), seed, decoded, list(labels),
                              [f"labels[{k}]" for k in range(len(labels))], rotate_method)

@@ -22,7 +22,7 @@ from .catalogue import CATALOGUE, Augmentation, _apply_augmentation
 from .custom import _adopt
 from .helpers import AugmentError, _derive_seed, _image_digest, _owned_cache
 from .images import PredictFailure, _checked_diff, _describe_output, _output_view, _Predictor, _Source
-from .labels import _label_kind, _label_value, _move_with_pixels
+from .labels import _LabelFormat, _move_with_pixels
 from .probes import _start_probe
 
 
@@ -78,13 +78,13 @@ class _SearchJob:
     # previous run's result, or its error, for a shard that is re-run.
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    @property
-    def label_kind(self) -> str:
-        return _label_kind(self.label_format)
+    @functools.cached_property
+    def label_form(self) -> _LabelFormat:
+        return _LabelFormat.of(self.label_format)
 
     def moves(self, name: str) -> bool:
         """Whether the reference output (and label) moves with the pixels under ``name``."""
-        return self.label_kind != "class" and CATALOGUE[name].geometric
+        return self.label_form.positional and CATALOGUE[name].geometric
 
 
 def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int,
@@ -98,7 +98,7 @@ def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], it
                   targets: list, whats: list[str]) -> list[tuple[np.ndarray, list]]:
     """Like _render (the same pixels), with the reference output and label moved alongside."""
     _adopt(job.custom)
-    return [_move_with_pixels(image, [(name, t)], item_seed, job.label_kind, job.label_format, targets,
+    return [_move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets,
                               [f"{what} at {name} {t}" for what in whats], job.rotate_method)
             for t in intensities]
 
@@ -190,7 +190,7 @@ class _SearchPipeline:
                  on_pair: Callable[[int], None] | None = None, events: list | None = None):
         self.job, self.predictor, self.diff_error, self.renderer = job, predictor, diff_error, renderer
         self.on_result, self.on_pair, self.events = on_result, on_pair, events
-        self.kind = job.label_kind
+        self.kind = job.label_form.kind
         self.limit = 4 * job.batch_size  # images rendered or rendering, not yet predicted
         self.pending: collections.deque[tuple[int, list[str]]] = collections.deque()  # this block's, not decoded
         self.blocks = collections.deque(self._blocks())
@@ -254,7 +254,7 @@ class _SearchPipeline:
                 self.give_up(index, len(names), str(exc))
                 continue
             strategy = "grid" if index in job.full_grid else job.strategy
-            label = _label_value(job.labels[index], self.kind) if job.labels is not None else None
+            label = job.label_form.value(job.labels[index]) if job.labels is not None else None
             pairs = {name: _Pair(name, points, strategy, job.labels is not None, job.moves(name),
                                  self.priors[name].copy() if name in self.priors else None) for name in names}
             self.active[index] = _Image(index, job.sources[index], image, pairs, label)

@@ -3,6 +3,7 @@ Below both the search and the analysis file, which share them."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -14,7 +15,7 @@ import numpy as np
 
 from .helpers import AugmentError, _digest, _is_number
 from .images import _Source
-from .labels import _label_kind
+from .labels import _LabelFormat
 
 _COARSE_PROBES = 5  # adaptive: probes of the coarse walk over a whole sweep
 
@@ -154,9 +155,13 @@ class _SearchSettings:
     describe: Callable[[Any], str] | None = None
     group_by: Callable[[Any], Any] | None = None
 
+    @functools.cached_property
+    def label_form(self) -> _LabelFormat:
+        return _LabelFormat.of(self.label_format)
+
     @property
     def label_kind(self) -> str:
-        return _label_kind(self.label_format)
+        return self.label_form.kind
 
     def fingerprint(self, sources: Sequence[_Source], labels: list | None, step: float) -> str:
         """What a cached analysis must match to be resumed: the inputs and every setting that
@@ -166,6 +171,6 @@ class _SearchSettings:
                  "step": step, "seed": self.seed, "failure_threshold": self.failure_threshold}
         if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
             parts["model_id"] = self.model_id
-        if self.label_kind != "class":  # positional outputs are compared after moving them
+        if self.label_form.positional:  # positional outputs are compared after moving them
             parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]

@@ -27,7 +27,7 @@ from .images import (
     _sources,
     _view_mask,
 )
-from .labels import _label_kind, _move_with_pixels
+from .labels import _LabelFormat, _move_with_pixels
 from .pipeline import _ModelSpec
 from .stats import CurveSummary, _first_failures
 
@@ -305,7 +305,8 @@ class _ReportWriter:
         self.cam_method, self.preprocess, self.gallery_size = cam_method, preprocess, gallery_size
         settings = analysis.settings
         self.seed, self.label_format = int(settings["seed"]), settings.get("label_format")
-        self.kind = _label_kind(self.label_format)
+        self.label_form = _LabelFormat.of(self.label_format)
+        self.kind = self.label_form.kind
         self.rotate_method = settings.get("rotate_method", "largest_box")
         self._loaded: dict[int, np.ndarray | None] = {}
 
@@ -328,8 +329,8 @@ class _ReportWriter:
         seed = augmentation_seed(image, name, self.seed)
         if self.kind == "class" or reference is None or not CATALOGUE[name].geometric:
             return augment_image(image, name, intensity, seed), reference
-        augmented, (reference,) = _move_with_pixels(image, [(name, intensity)], seed, self.kind, self.label_format,
-                                                    [reference], ["the reference output"], self.rotate_method)
+        augmented, (reference,) = _move_with_pixels(image, [(name, intensity)], seed, self.label_form, [reference],
+                                                    ["the reference output"], self.rotate_method)
         return augmented, reference
 
     def drawn(self, image: np.ndarray, output_view: Any, reference_view: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ from .files import _TEMPORARY_PREFIX, _lock_for_folder, _remove_temporaries, _te
 from .formats import _formats, _validated
 from .helpers import AugmentError, _is_number, _json_failure, _jsonable, _printable, _safe_name, _truncate
 from .images import PredictFailure, _checked_diff, _describe_output, _png_bytes, _Predictor, _Source
-from .labels import _label_kind, _label_value, _move_with_pixels
+from .labels import _LabelFormat, _move_with_pixels
 from .pipeline import _ModelSpec
 from .policy import SamplingPolicy, _FilterWindow
 from .report import _box_corners
@@ -258,7 +258,8 @@ class _SynthesisJob:
                  seed: int, label_format: str | None, rotate_method: str, window: _FilterWindow,
                  model_for: Callable[[Sequence[_Source]], _ModelSpec], block: int, progress: bool):
         self.sources, self.labels, self.policy, self.realism, self.seed = sources, labels, policy, realism, seed
-        self.label_format, self.kind, self.rotate_method = label_format, _label_kind(label_format), rotate_method
+        self.label_form, self.rotate_method = _LabelFormat.of(label_format), rotate_method
+        self.label_format, self.kind = label_format, self.label_form.kind
         self.window, self.model_for, self.block, self.progress = window, model_for, block, progress
         self.loaded: dict[int, np.ndarray] = {}
         self.reference_outputs: dict[int, Any] = {}
@@ -310,9 +311,8 @@ class _SynthesisJob:
             self.loaded[source_index] = source.load()
         steps, pixel_seed = self.policy.sample(np.random.default_rng([self.seed, k, attempt]))
         label = self.labels[source_index] if self.labels is not None else None
-        image, (new_label,) = _move_with_pixels(self.loaded[source_index], steps, pixel_seed, self.kind,
-                                                self.label_format, [label], [f"label of {source.key}"],
-                                                self.rotate_method)
+        image, (new_label,) = _move_with_pixels(self.loaded[source_index], steps, pixel_seed, self.label_form, [label],
+                                                [f"label of {source.key}"], self.rotate_method)
         mask = self.kind == "mask"
         entry = SyntheticImage(
             index=k, file=f"synthetic-{k:06d}-{_safe_name(Path(source.key).stem, 40)}.png",
@@ -395,7 +395,7 @@ def _write_preview(folder: str, name: str, entries: list[SyntheticImage], seed: 
                    limit: int = 1000) -> str:
     import jinja2
 
-    kind = _label_kind(label_format)
+    kind = _LabelFormat.of(label_format).kind
     shown = [_preview_entry(folder, entry, kind, label_format) for entry in entries[-limit:]]
     html = jinja2.Environment(autoescape=True, finalize=_printable).from_string(_PREVIEW_TEMPLATE).render(
         entries=shown, seed=seed, kind=kind)
@@ -435,7 +435,7 @@ def _evaluate_images(sources: Sequence[_Source], labels: Sequence, spec: _ModelS
             outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk],
                                      [f"image {s.key}" for s in chunk]))
     kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
-    result = _evaluate([outputs[k] for k in kept], [_label_value(labels[k], kind) for k in kept],
+    result = _evaluate([outputs[k] for k in kept], [_LabelFormat(kind).value(labels[k]) for k in kept],
                        [sources[k].key for k in kept], spec.diff_error, failure_threshold, kind, describe)
     result["skipped"] = [{"file": sources[k].key, "reason": output.reason}
                          for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]

@@ -18,7 +18,7 @@ from .helpers import ALL_AUGMENTATIONS, AugmentError, _as_rgb, _check_int, _chec
 from .labels import (
     _ROTATE_METHODS,
     _build_transforms,
-    _label_kind,
+    _LabelFormat,
     _move_with_pixels,
     _normal_label_format,
     _target_fields,
@@ -143,7 +143,8 @@ def _realism_transform_class() -> type:
             if rotate_method not in _ROTATE_METHODS:
                 raise AugmentError(f"rotate_method must be one of {_ROTATE_METHODS}, got {rotate_method!r}")
             self.label_format = label_format = _normal_label_format(label_format)
-            self.policy, self.rotate_method, self.kind = policy, rotate_method, _label_kind(label_format)
+            self.policy, self.rotate_method, self.label_form = policy, rotate_method, _LabelFormat.of(label_format)
+            self.kind = self.label_form.kind
             self._seeded = seed is not None
             self._base = _check_int(seed, "seed") if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
             self._pid, self._rng = os.getpid(), np.random.default_rng(self._base)
@@ -229,11 +230,10 @@ def _realism_transform_class() -> type:
                 drawn = self.draw(force_apply)
                 if drawn is None:
                     return dict(data)
-                image, (moved,) = _move_with_pixels(_as_rgb(data["image"], "image"), *drawn, self.kind,
-                                                    self.label_format, [label or None], ["targets"],
-                                                    self.rotate_method)
+                image, (moved,) = _move_with_pixels(_as_rgb(data["image"], "image"), *drawn, self.label_form,
+                                                    [label or None], ["targets"], self.rotate_method)
                 return {**data, "image": image, **(moved or {})}
-            key = {"bbox": "bboxes", "keypoints": "keypoints", "mask": "mask"}.get(self.kind)
+            key = self.label_form.field
             for other in ("bboxes", "keypoints", "mask", "masks"):
                 if other in data and other != key and not (key == "mask" and other == "masks"):
                     raise AugmentError(
@@ -247,7 +247,7 @@ def _realism_transform_class() -> type:
             names = [k for k in ("mask", "masks", "bboxes", "keypoints") if k in data and data[k] is not None]
             targets = [data[k] for k in names if k != "masks"] + list(data.get("masks") or [])
             whats = [k for k in names if k != "masks"] + [f"masks[{i}]" for i in range(len(data.get("masks") or []))]
-            moved_image, moved = _move_with_pixels(image, *drawn, self.kind, self.label_format, targets, whats,
+            moved_image, moved = _move_with_pixels(image, *drawn, self.label_form, targets, whats,
                                                    self.rotate_method)
             out = dict(data, image=moved_image)
             for name in (k for k in names if k != "masks"):
