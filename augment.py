@@ -2088,50 +2088,147 @@ def _target_fields(label_format: dict) -> list[str]:
     return fields
 
 
+_VIEW_SIDE = 32  # masks are stored for drawing at most this many pixels on their long side
+
+
 @dataclass(frozen=True)
 class _LabelFormat:
     """A ``label_format`` decoded once: what a label (and a positional output) is, and what that kind
     needs. Made at the edge (ImageAugmenter, RealismTransform, an analysis's settings) and handed to
-    everything that moves, reads or stores labels, which then asks it instead of decoding again.
+    everything that moves, reads, describes or stores labels, which asks it instead of decoding
+    again. One subclass per kind overrides the steps that differ, as pytorch-grad-cam's CAMs
+    override BaseCAM's; this base class is "class" labels (anything, passed through).
 
-    kind: "class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (the seed's
-    dict of albumentations Compose arguments); spec: the label_format as augment.py keeps it.
+    spec: the label_format as augment.py keeps it (None, a box format, "keypoints", "mask", or the
+    seed's dict of albumentations Compose arguments).
     """
 
-    kind: str
     spec: Any = None
+    kind = "class"
+    width = 0  # coordinates per row: 4 for a box, 2 for a point
+    field = None  # the albumentations target that carries such labels (a str)
+    nouns = ("value", "values")
 
-    @classmethod
-    def of(cls, label_format: Any) -> _LabelFormat:
+    @staticmethod
+    def of(label_format: Any) -> _LabelFormat:
         """The one place a label_format is decoded (a _LabelFormat passes through)."""
         if isinstance(label_format, _LabelFormat):
             return label_format
-        return cls(_label_kind(label_format), label_format)
+        return _LABEL_KINDS[_label_kind(label_format)](label_format)
+
+    @staticmethod
+    def for_kind(kind: str) -> _LabelFormat:
+        """The label format of a kind as stored in an analysis ("bbox", "mask", ...)."""
+        return _LABEL_KINDS[kind]()
 
     @property
     def positional(self) -> bool:
         """Whether labels and outputs are positions that move with geometric augmentations."""
         return self.kind != "class"
 
-    @property
-    def width(self) -> int:
-        """Coordinates per row: 4 for a box, 2 for a point (0 for the other kinds)."""
-        return {"bbox": 4, "keypoints": 2}.get(self.kind, 0)
-
-    @property
-    def field(self) -> str | None:
-        """The albumentations target that carries such labels."""
-        return {"bbox": "bboxes", "keypoints": "keypoints", "mask": "mask"}.get(self.kind)
-
     def value(self, label: Any) -> Any:
-        """A label as diff_error sees it: a mask label given as a path is the mask it names."""
-        if self.kind == "mask" and isinstance(label, (str, os.PathLike)):
-            return _read_mask(label)
+        """A label as diff_error sees it."""
         return label
 
     def stored_in_file(self, label: Any) -> bool:
-        """Whether a label of this kind is kept in the analysis as itself (False: an in-memory mask)."""
-        return not (self.kind == "mask" and not isinstance(label, (str, os.PathLike)) and label is not None)
+        """Whether a label is kept in the analysis as itself (False: described instead)."""
+        return True
+
+    def describe(self, value: Any) -> str | None:
+        """A short text for an output of this kind (None: the generic description)."""
+        if isinstance(value, dict):  # {"label": "cat", "score": 0.93}: "cat (0.93)"
+            for key in ("confidence", "score", "probability"):
+                if _is_number(value.get(key)):
+                    rest = {k: v for k, v in value.items() if k != key}
+                    return _truncate(f"{rest.get('label', rest.get('class', rest))} ({float(value[key]):.2f})")
+        return None
+
+    def view(self, value: Any, side: int = _VIEW_SIDE) -> Any:
+        """What the report draws of an output of this kind (None: nothing to draw)."""
+        return None
+
+
+class _RowLabels(_LabelFormat):
+    """Boxes and points: rows whose first ``width`` values are coordinates, extra items riding along."""
+
+    def describe(self, value: Any) -> str | None:
+        rows = _plain(value)
+        if not isinstance(rows, list):
+            return None
+        shown = "; ".join(" ".join(f"{v:.4g}" if _is_number(v) else str(v) for v in row) if isinstance(row, list)
+                          else str(row) for row in rows[:2])
+        return _truncate(f"{len(rows)} {self.nouns[len(rows) != 1]}" + (f": {shown}" if rows else "") +
+                         ("; ..." if len(rows) > 2 else ""), 160)
+
+    def view(self, value: Any, side: int = _VIEW_SIDE) -> Any:
+        """Coordinates (one decimal) and a first extra item as text (a class name)."""
+        rows, width = _plain(value), self.width
+        if not isinstance(rows, list):
+            return None
+        return [[round(float(v), 1) for v in row[:width]] + ([_truncate(row[width], 24)] if len(row) > width else [])
+                for row in rows if isinstance(row, list) and len(row) >= width
+                and all(_is_number(v) for v in row[:width])]
+
+
+class _BoxLabels(_RowLabels):
+    kind, width, field, nouns = "bbox", 4, "bboxes", ("box", "boxes")
+
+
+class _PointLabels(_RowLabels):
+    kind, width, field, nouns = "keypoints", 2, "keypoints", ("point", "points")
+
+
+class _MaskLabels(_LabelFormat):
+    kind, field = "mask", "mask"
+
+    def value(self, label: Any) -> Any:  # a mask label given as a path is the mask it names
+        return _read_mask(label) if isinstance(label, (str, os.PathLike)) else label
+
+    def stored_in_file(self, label: Any) -> bool:  # mask arrays are described; paths kept
+        return label is None or isinstance(label, (str, os.PathLike))
+
+    def describe(self, value: Any) -> str | None:
+        if isinstance(value, np.ndarray) and value.ndim >= 2:
+            share = np.count_nonzero(value) / max(1, value.size)
+            return f"mask {value.shape[0]}x{value.shape[1]}, {share:.0%} foreground"
+        return None
+
+    def view(self, value: Any, side: int = _VIEW_SIDE) -> Any:
+        """{"shape": [H, W], "small": [h, w], "runs": run lengths of the mask's nonzero pixels on an
+        h x w copy, row by row, starting with a zero run}."""
+        if not isinstance(value, np.ndarray) or value.ndim < 2:
+            return None
+        import cv2
+
+        binary = (value.reshape(value.shape[0], value.shape[1], -1) != 0).any(axis=2).astype(np.uint8)
+        scale = min(1.0, side / max(binary.shape))
+        small = binary if scale == 1.0 else cv2.resize(
+            binary, (max(1, round(binary.shape[1] * scale)), max(1, round(binary.shape[0] * scale))),
+            interpolation=cv2.INTER_NEAREST)
+        flat = small.ravel()
+        edges = np.flatnonzero(np.diff(flat)) + 1
+        runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+        if flat[0]:
+            runs = [0] + runs
+        return {"shape": list(binary.shape), "small": list(small.shape), "runs": runs}
+
+
+class _TargetLabels(_LabelFormat):
+    """The seed's dict label_format: each label a dict of albumentations targets (described, not drawn)."""
+
+    kind = "targets"
+
+    def describe(self, value: Any) -> str | None:
+        if not isinstance(value, dict):  # {"bboxes": [...], "labels": [...]}: "2 bboxes (cat, dog)"
+            return None
+        counted = [f"{len(v)} {k}" for k, v in value.items() if k in ("bboxes", "keypoints") and isinstance(v, list)]
+        names = [str(x) for k, v in value.items() if k not in ("bboxes", "keypoints") and isinstance(v, list)
+                 for x in v[:3]]
+        return _truncate(", ".join(counted) + (f" ({', '.join(names)})" if names else ""), 160)
+
+
+_LABEL_KINDS: dict[str, type[_LabelFormat]] = {
+    "class": _LabelFormat, "bbox": _BoxLabels, "keypoints": _PointLabels, "mask": _MaskLabels, "targets": _TargetLabels}
 
 
 def _move_targets(image: np.ndarray, transforms: list, seed: int, label_format: dict, targets: Sequence[Any],
@@ -2591,65 +2688,18 @@ def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any],
     if describe is not None:
         return _truncate(describe(output), 200)
     value = _as_comparable(output)
-    if kind == "class" and isinstance(value, dict):  # {"label": "cat", "score": 0.93}: "cat (0.93)"
-        for key in ("confidence", "score", "probability"):
-            if _is_number(value.get(key)):
-                rest = {k: v for k, v in value.items() if k != key}
-                return _truncate(f"{rest.get('label', rest.get('class', rest))} ({float(value[key]):.2f})")
-    if kind == "mask" and isinstance(value, np.ndarray) and value.ndim >= 2:
-        return f"mask {value.shape[0]}x{value.shape[1]}, {np.count_nonzero(value) / max(1, value.size):.0%} foreground"
-    if kind == "targets" and isinstance(value, dict):  # {"bboxes": [...], "labels": [...]}: "2 bboxes (cat, dog)"
-        counted = [f"{len(v)} {k}" for k, v in value.items() if k in ("bboxes", "keypoints") and isinstance(v, list)]
-        names = [str(x) for k, v in value.items() if k not in ("bboxes", "keypoints") and isinstance(v, list)
-                 for x in v[:3]]
-        return _truncate(", ".join(counted) + (f" ({', '.join(names)})" if names else ""), 160)
-    if kind in ("bbox", "keypoints") and isinstance(_plain(value), list):
-        rows = _plain(value)
-        noun = ("box", "boxes") if kind == "bbox" else ("point", "points")
-        shown = "; ".join(" ".join(f"{v:.4g}" if _is_number(v) else str(v) for v in row) if isinstance(row, list)
-                          else str(row) for row in rows[:2])
-        return _truncate(f"{len(rows)} {noun[len(rows) != 1]}" + (f": {shown}" if rows else "") +
-                         ("; ..." if len(rows) > 2 else ""), 160)
+    described = _LabelFormat.for_kind(kind).describe(value)
+    if described is not None:
+        return described
     if isinstance(value, np.ndarray) and value.size > 16:
         return f"array {value.shape} {value.dtype} #{_digest(value)[:8]}"
     return _truncate(output)
 
 
-_VIEW_SIDE = 32  # masks are stored for drawing at most this many pixels on their long side
-
-
 def _output_view(output: Any, kind: str, side: int = _VIEW_SIDE) -> Any:
-    """What the report draws of a positional output, small enough for the analysis file.
-
-    Boxes and points: their coordinates (one decimal) and a first extra item as text
-    (a class name); masks: {"shape": [H, W], "small": [h, w], "runs": run lengths of the
-    mask's nonzero pixels on an h x w copy, row by row, starting with a zero run}.
-    """
-    if kind in ("class", "targets") or output is None:  # the seed's dict form is described, not drawn
-        return None
-    value = _as_comparable(output)
-    if kind == "mask":
-        if not isinstance(value, np.ndarray) or value.ndim < 2:
-            return None
-        import cv2
-
-        binary = (value.reshape(value.shape[0], value.shape[1], -1) != 0).any(axis=2).astype(np.uint8)
-        scale = min(1.0, side / max(binary.shape))
-        small = binary if scale == 1.0 else cv2.resize(
-            binary, (max(1, round(binary.shape[1] * scale)), max(1, round(binary.shape[0] * scale))),
-            interpolation=cv2.INTER_NEAREST)
-        flat = small.ravel()
-        edges = np.flatnonzero(np.diff(flat)) + 1
-        runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
-        if flat[0]:
-            runs = [0] + runs
-        return {"shape": list(binary.shape), "small": list(small.shape), "runs": runs}
-    rows = _plain(value)
-    if not isinstance(rows, list):
-        return None
-    width = 4 if kind == "bbox" else 2
-    return [[round(float(v), 1) for v in row[:width]] + ([_truncate(row[width], 24)] if len(row) > width else [])
-            for row in rows if isinstance(row, list) and len(row) >= width and all(_is_number(v) for v in row[:width])]
+    """What the report draws of a positional output, small enough for the analysis file (see each
+    kind's view in labels.py); None for class outputs, the seed's dict form and None."""
+    return None if output is None else _LabelFormat.for_kind(kind).view(_as_comparable(output), side)
 
 
 def _view_mask(view: dict) -> np.ndarray:
@@ -7232,7 +7282,7 @@ def _evaluate_images(sources: Sequence[_Source], labels: Sequence, spec: _ModelS
             outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk],
                                      [f"image {s.key}" for s in chunk]))
     kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
-    result = _evaluate([outputs[k] for k in kept], [_LabelFormat(kind).value(labels[k]) for k in kept],
+    result = _evaluate([outputs[k] for k in kept], [_LabelFormat.for_kind(kind).value(labels[k]) for k in kept],
                        [sources[k].key for k in kept], spec.diff_error, failure_threshold, kind, describe)
     result["skipped"] = [{"file": sources[k].key, "reason": output.reason}
                          for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]

@@ -189,3 +189,8 @@ def test_a_class_made_on_first_use_is_one_class_seen_by_help_pickle_and_type_che
     assert any(isinstance(n, ast.Assign) and n.targets[0].id == "RealismTransform" for b in checking for n in b.body)
     with pytest.raises(AttributeError, match="module 'augment' has no attribute 'RealismTransfrom'"):
         augment.RealismTransfrom  # noqa: B018
+
+
+def test_a_label_format_is_decoded_in_labels_py_only():
+    decoders = {path.name for path in PACKAGE.glob("*.py") if "_label_kind(" in path.read_text()}
+    assert decoders == {"labels.py"}, "decode a label_format with _LabelFormat.of, once, where it enters"

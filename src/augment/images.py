@@ -18,12 +18,11 @@ from .helpers import (
     _as_comparable,
     _as_rgb,
     _digest,
-    _is_number,
-    _plain,
     _to_8_bits,
     _truncate,
     outputs_equal,
 )
+from .labels import _VIEW_SIDE, _LabelFormat
 
 
 def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
@@ -277,65 +276,18 @@ def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any],
     if describe is not None:
         return _truncate(describe(output), 200)
     value = _as_comparable(output)
-    if kind == "class" and isinstance(value, dict):  # {"label": "cat", "score": 0.93}: "cat (0.93)"
-        for key in ("confidence", "score", "probability"):
-            if _is_number(value.get(key)):
-                rest = {k: v for k, v in value.items() if k != key}
-                return _truncate(f"{rest.get('label', rest.get('class', rest))} ({float(value[key]):.2f})")
-    if kind == "mask" and isinstance(value, np.ndarray) and value.ndim >= 2:
-        return f"mask {value.shape[0]}x{value.shape[1]}, {np.count_nonzero(value) / max(1, value.size):.0%} foreground"
-    if kind == "targets" and isinstance(value, dict):  # {"bboxes": [...], "labels": [...]}: "2 bboxes (cat, dog)"
-        counted = [f"{len(v)} {k}" for k, v in value.items() if k in ("bboxes", "keypoints") and isinstance(v, list)]
-        names = [str(x) for k, v in value.items() if k not in ("bboxes", "keypoints") and isinstance(v, list)
-                 for x in v[:3]]
-        return _truncate(", ".join(counted) + (f" ({', '.join(names)})" if names else ""), 160)
-    if kind in ("bbox", "keypoints") and isinstance(_plain(value), list):
-        rows = _plain(value)
-        noun = ("box", "boxes") if kind == "bbox" else ("point", "points")
-        shown = "; ".join(" ".join(f"{v:.4g}" if _is_number(v) else str(v) for v in row) if isinstance(row, list)
-                          else str(row) for row in rows[:2])
-        return _truncate(f"{len(rows)} {noun[len(rows) != 1]}" + (f": {shown}" if rows else "") +
-                         ("; ..." if len(rows) > 2 else ""), 160)
+    described = _LabelFormat.for_kind(kind).describe(value)
+    if described is not None:
+        return described
     if isinstance(value, np.ndarray) and value.size > 16:
         return f"array {value.shape} {value.dtype} #{_digest(value)[:8]}"
     return _truncate(output)
 
 
-_VIEW_SIDE = 32  # masks are stored for drawing at most this many pixels on their long side
-
-
 def _output_view(output: Any, kind: str, side: int = _VIEW_SIDE) -> Any:
-    """What the report draws of a positional output, small enough for the analysis file.
-
-    Boxes and points: their coordinates (one decimal) and a first extra item as text
-    (a class name); masks: {"shape": [H, W], "small": [h, w], "runs": run lengths of the
-    mask's nonzero pixels on an h x w copy, row by row, starting with a zero run}.
-    """
-    if kind in ("class", "targets") or output is None:  # the seed's dict form is described, not drawn
-        return None
-    value = _as_comparable(output)
-    if kind == "mask":
-        if not isinstance(value, np.ndarray) or value.ndim < 2:
-            return None
-        import cv2
-
-        binary = (value.reshape(value.shape[0], value.shape[1], -1) != 0).any(axis=2).astype(np.uint8)
-        scale = min(1.0, side / max(binary.shape))
-        small = binary if scale == 1.0 else cv2.resize(
-            binary, (max(1, round(binary.shape[1] * scale)), max(1, round(binary.shape[0] * scale))),
-            interpolation=cv2.INTER_NEAREST)
-        flat = small.ravel()
-        edges = np.flatnonzero(np.diff(flat)) + 1
-        runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
-        if flat[0]:
-            runs = [0] + runs
-        return {"shape": list(binary.shape), "small": list(small.shape), "runs": runs}
-    rows = _plain(value)
-    if not isinstance(rows, list):
-        return None
-    width = 4 if kind == "bbox" else 2
-    return [[round(float(v), 1) for v in row[:width]] + ([_truncate(row[width], 24)] if len(row) > width else [])
-            for row in rows if isinstance(row, list) and len(row) >= width and all(_is_number(v) for v in row[:width])]
+    """What the report draws of a positional output, small enough for the analysis file (see each
+    kind's view in labels.py); None for class outputs, the seed's dict form and None."""
+    return None if output is None else _LabelFormat.for_kind(kind).view(_as_comparable(output), side)
 
 
 def _view_mask(view: dict) -> np.ndarray:

@@ -435,7 +435,7 @@ def _evaluate_images(sources: Sequence[_Source], labels: Sequence, spec: _ModelS
             outputs.extend(predictor([s.load() for s in chunk], [s.path for s in chunk],
                                      [f"image {s.key}" for s in chunk]))
     kept = [k for k, output in enumerate(outputs) if not isinstance(output, PredictFailure)]
-    result = _evaluate([outputs[k] for k in kept], [_LabelFormat(kind).value(labels[k]) for k in kept],
+    result = _evaluate([outputs[k] for k in kept], [_LabelFormat.for_kind(kind).value(labels[k]) for k in kept],
                        [sources[k].key for k in kept], spec.diff_error, failure_threshold, kind, describe)
     result["skipped"] = [{"file": sources[k].key, "reason": output.reason}
                          for k, output in enumerate(outputs) if isinstance(output, PredictFailure)]
