@@ -191,6 +191,34 @@ __all__ = [
 ]
 
 
+# Test hooks: the only private names tests/ may use (tests/test_layering.py checks), each for a
+# white-box check of one module that no public call can make, or to inject a fault. Anything else
+# private may change without notice.
+_TEST_HOOKS = {
+    # catalogue.py and fastpaths.py: fast paths checked pixel for pixel against albumentations itself
+    "_transform": "the built albumentations transform of one (augmentation, intensity, size)",
+    "_apply_augmentation": "the search's render path (lookup tables, seed-free skips)",
+    "_fast_transform_classes": "the fast subclasses, to compare with their albumentations parents",
+    "_POINTWISE": "augmentations rendered as lookup tables", "_SEED_FREE": "augmentations that draw nothing",
+    "_superpixel_segments": "the cached SLIC segmentation", "_disk_kernel": "DefocusBlur's disk kernel",
+    "_BoundedCache": "the array cache class (eviction, threads)",
+    # custom.py: registered augmentations in worker threads and processes
+    "_adopt": "what a worker does with a job's registered augmentations", "_thread_transform": "per-thread builds",
+    # probes.py and search.py: probes against the full grid, shards in flight
+    "_grid": "the intensity grid", "_guided_probe": "the guided probe", "_replay_probe": "a probe replayed on a row",
+    "_shards_in_flight": "how many shards an executor gets at once",
+    # rows.py: the column store and shard files
+    "_Column": "a row column", "_ShardColumns": "columns read from shard files",
+    "_to_float32": "verdict-preserving rounding",
+    # report.py: what the page draws
+    "_OUTPUT_COLOUR": "an output's colour", "_REFERENCE_COLOUR": "the reference's colour",
+    "_view_mask": "a stored mask view as a mask", "_class_table": "the per-class table",
+    # files.py and synthesis.py: fault injection (tests/models/killable.py kills at each write)
+    "_write_atomic": "the one atomic writer", "_write_temporary": "synthesis's temporary files",
+    "_temporary_prefix": "temporary file names", "_SyntheticFolder": "the locked output folder",
+    "_lock_for_file": "the job lock of an analysis file",
+}
+
 
 
 def __getattr__(name: str) -> type:
@@ -481,7 +509,7 @@ class _BoundedCache:
     def info(self) -> dict[str, int | None]:
         with self._lock:
             return {"entries": len(self._items), "bytes": self.bytes, "max_entries": self.max_items,
-                    "max_bytes": self.max_bytes}
+                    "max_bytes": self.max_bytes, "hits": self.hits}
 
 
 # -- classes made on first use ------------------------------------------------------------
@@ -593,7 +621,8 @@ def clear_caches() -> None:
 
 def cache_info() -> dict[str, dict[str, int | None]]:
     """Per cache: ``entries``, ``bytes`` (None where it holds no arrays), ``max_entries`` and
-    ``max_bytes``, its bounds. Their sum of ``max_bytes`` is CACHE_CEILING_BYTES.
+    ``max_bytes``, its bounds (and ``hits`` of the array caches). The sum of ``max_bytes`` is
+    CACHE_CEILING_BYTES.
 
     >>> info = cache_info()["fastpaths: superpixel segments per image"]
     >>> info["max_bytes"] == 256 * 2**20

@@ -194,3 +194,17 @@ def test_a_class_made_on_first_use_is_one_class_seen_by_help_pickle_and_type_che
 def test_a_label_format_is_decoded_in_labels_py_only():
     decoders = {path.name for path in PACKAGE.glob("*.py") if "_label_kind(" in path.read_text()}
     assert decoders == {"labels.py"}, "decode a label_format with _LabelFormat.of, once, where it enters"
+
+
+def test_tests_use_public_names_or_the_documented_test_hooks():
+    import augment
+
+    used = {}
+    for path in [*(ROOT / "tests").glob("*.py"), *(ROOT / "tests" / "models").glob("*.py")]:
+        for name in re.findall(r"augment\.(_[A-Za-z]\w*)", path.read_text()):
+            if name != "_TEST_HOOKS":
+                used.setdefault(name, path.name)
+    stray = {name: where for name, where in used.items() if name not in augment._TEST_HOOKS}
+    assert not stray, f"private names used by tests but not in _TEST_HOOKS (src/augment/__init__.py): {stray}"
+    assert all(hasattr(augment, name) for name in augment._TEST_HOOKS)
+    assert set(augment._TEST_HOOKS) == set(used), "a hook no test uses: remove it from _TEST_HOOKS"

@@ -294,7 +294,7 @@ class _BoundedCache:
     def info(self) -> dict[str, int | None]:
         with self._lock:
             return {"entries": len(self._items), "bytes": self.bytes, "max_entries": self.max_items,
-                    "max_bytes": self.max_bytes}
+                    "max_bytes": self.max_bytes, "hits": self.hits}
 
 
 # -- classes made on first use ------------------------------------------------------------
@@ -406,7 +406,8 @@ def clear_caches() -> None:
 
 def cache_info() -> dict[str, dict[str, int | None]]:
     """Per cache: ``entries``, ``bytes`` (None where it holds no arrays), ``max_entries`` and
-    ``max_bytes``, its bounds. Their sum of ``max_bytes`` is CACHE_CEILING_BYTES.
+    ``max_bytes``, its bounds (and ``hits`` of the array caches). The sum of ``max_bytes`` is
+    CACHE_CEILING_BYTES.
 
     >>> info = cache_info()["fastpaths: superpixel segments per image"]
     >>> info["max_bytes"] == 256 * 2**20
