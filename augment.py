@@ -3771,6 +3771,10 @@ class _Column(collections.abc.Sequence):
     def released(self) -> bool:
         return self._data is None and self._pending is not None
 
+    def waiting(self) -> int:
+        """How many rows wait in memory for the next save (released columns only)."""
+        return len(self._pending or ())
+
     def arrays(self) -> tuple:
         if self._data is None:
             self._data, self._load = self._adopt(self._load()), None
@@ -5086,6 +5090,21 @@ class Analysis:
         with _lock_for_file(path):
             self._save(path, compact)
 
+    # -- the storage API a search's checkpoints use (they hold the file's lock) --------------
+
+    def checkpoint(self, path: str, compact: bool = False, release: bool = False) -> None:
+        """Save by a caller holding the file's lock: appends a shard of what changed, or rewrites
+        the rows as one shard with ``compact``; ``release``: and frees the rows from memory."""
+        self._save(path, compact, release)
+
+    def shard_count(self) -> int:
+        """How many shard files the file this analysis was last saved to or loaded from lists."""
+        return len(self._store["shards"]) if self._store is not None else 0
+
+    def rows_waiting(self) -> int:
+        """Rows set since the last save in released columns (kept in memory until the next save)."""
+        return sum(curve.diff_errors.waiting() for curve in self.curves.values())
+
     def _save(self, path: str, compact: bool = False, release: bool = False) -> None:
         """save, by a caller holding the file's lock (a search's checkpoints; ``release``: and free
         the rows from memory, see _release_rows)."""
@@ -5600,7 +5619,7 @@ class _Checkpointer:
             _merge_results(self.analysis, results)
         if self.path is None:
             return
-        waiting = self.release and sum(len(curve.diff_errors._pending or ()) for curve in self.analysis.curves.values())
+        waiting = self.release and self.analysis.rows_waiting()
         if time.monotonic() - self.last >= max(self.seconds, 20 * self.cost) or waiting >= _PENDING_ROWS:
             self.save()
 
@@ -5609,8 +5628,8 @@ class _Checkpointer:
         if self.path is None:
             return
         started = time.monotonic()
-        shards = len(self.analysis._store["shards"]) if self.analysis._store is not None else 0
-        self.analysis._save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH, release=self.release)
+        self.analysis.checkpoint(self.path, compact=final and self.analysis.shard_count() >= _COMPACT_AFTER_SEARCH,
+                                 release=self.release)
         self.last = time.monotonic()
         self.cost = self.last - started
 

@@ -601,6 +601,21 @@ class Analysis:
         with _lock_for_file(path):
             self._save(path, compact)
 
+    # -- the storage API a search's checkpoints use (they hold the file's lock) --------------
+
+    def checkpoint(self, path: str, compact: bool = False, release: bool = False) -> None:
+        """Save by a caller holding the file's lock: appends a shard of what changed, or rewrites
+        the rows as one shard with ``compact``; ``release``: and frees the rows from memory."""
+        self._save(path, compact, release)
+
+    def shard_count(self) -> int:
+        """How many shard files the file this analysis was last saved to or loaded from lists."""
+        return len(self._store["shards"]) if self._store is not None else 0
+
+    def rows_waiting(self) -> int:
+        """Rows set since the last save in released columns (kept in memory until the next save)."""
+        return sum(curve.diff_errors.waiting() for curve in self.curves.values())
+
     def _save(self, path: str, compact: bool = False, release: bool = False) -> None:
         """save, by a caller holding the file's lock (a search's checkpoints; ``release``: and free
         the rows from memory, see _release_rows)."""

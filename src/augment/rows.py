@@ -82,6 +82,10 @@ class _Column(collections.abc.Sequence):
     def released(self) -> bool:
         return self._data is None and self._pending is not None
 
+    def waiting(self) -> int:
+        """How many rows wait in memory for the next save (released columns only)."""
+        return len(self._pending or ())
+
     def arrays(self) -> tuple:
         if self._data is None:
             self._data, self._load = self._adopt(self._load()), None

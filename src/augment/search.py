@@ -362,7 +362,7 @@ class _Checkpointer:
             _merge_results(self.analysis, results)
         if self.path is None:
             return
-        waiting = self.release and sum(len(curve.diff_errors._pending or ()) for curve in self.analysis.curves.values())
+        waiting = self.release and self.analysis.rows_waiting()
         if time.monotonic() - self.last >= max(self.seconds, 20 * self.cost) or waiting >= _PENDING_ROWS:
             self.save()
 
@@ -371,8 +371,8 @@ class _Checkpointer:
         if self.path is None:
             return
         started = time.monotonic()
-        shards = len(self.analysis._store["shards"]) if self.analysis._store is not None else 0
-        self.analysis._save(self.path, compact=final and shards >= _COMPACT_AFTER_SEARCH, release=self.release)
+        self.analysis.checkpoint(self.path, compact=final and self.analysis.shard_count() >= _COMPACT_AFTER_SEARCH,
+                                 release=self.release)
         self.last = time.monotonic()
         self.cost = self.last - started
 
