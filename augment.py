@@ -285,6 +285,16 @@ def _safe_name(text: str, limit: int = 60) -> str:
     return slug or "_"
 
 
+def _unique_file_name(text: str, limit: int = 60) -> str:
+    """A file-name-safe name that is one text's only: the text itself when it is safe and short, else
+    its slug cut short and a digest of the whole text (two names that differ only past the cut, or
+    only in unsafe characters, would otherwise share a file: one picture shown for another)."""
+    slug = _safe_name(text, limit)
+    if slug == str(text):
+        return slug
+    return f"{_safe_name(text, limit - 13)}-{hashlib.sha256(str(text).encode()).hexdigest()[:12]}"
+
+
 def _format_intensity(value: float | None) -> str:
     """An intensity in a table: two decimals, ">1" for never within the range."""
     return ">1" if value is None else f"{value:.2f}"
@@ -6099,7 +6109,7 @@ class _ReportWriter:
         return self._loaded[index]
 
     def picture(self, name: str, image: np.ndarray, caption: str | None = None) -> str:
-        relative = f"images/{_safe_name(name)}.png"
+        relative = f"images/{_unique_file_name(name)}.png"
         _save_png(os.path.join(self.html_dir, relative), _display_size(image) if caption is None
                   else _captioned(image, caption))
         return relative
@@ -6149,11 +6159,11 @@ class _ReportWriter:
             full = max(image.shape)  # drawn from the outputs themselves, not the stored small views
             shown = self.drawn(picture, _output_view(output, self.kind, full), _output_view(target, self.kind, full))
             framed = _captioned(shown, caption)
-            relative = f"frames/{_safe_name(name)}-{k:02d}.png"
+            relative = f"frames/{_unique_file_name(name)}-{k:02d}.png"
             _save_png(os.path.join(self.html_dir, relative), framed)
             frames.append({"src": relative, "caption": f"{name} at intensity {t:.2f}" + (f": {note}" if note else "")})
             captioned.append(framed)
-        gif = _write_gif(os.path.join(self.html_dir, "gifs", f"{_safe_name(name)}.gif"), captioned, 0.15,
+        gif = _write_gif(os.path.join(self.html_dir, "gifs", f"{_unique_file_name(name)}.gif"), captioned, 0.15,
                          durable=False)
         return frames, os.path.relpath(gif, self.html_dir)
 
@@ -6388,8 +6398,10 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         count = len(keys)
         base_mean, model_mean = (float(np.mean([side[k] for k in keys])) for side in (theirs, ours))
         if count >= _MIN_IMAGES:
+            # seeded by what is compared (the augmentation and the images), never by the display names:
+            # a rename must not move an interval, nor flip a borderline verdict
             distinct, draws = _bootstrap_counts(np.array([ours[key] - theirs[key] for key in keys]), "compare", name,
-                                                model)
+                                                _digest(sorted(keys)))
             estimates = draws @ distinct / count
     else:
         if not ours or not theirs:
@@ -6399,7 +6411,8 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         if count >= _MIN_IMAGES:
             means = []
             for side, values in (("model", ours), ("baseline", theirs)):
-                distinct, draws = _bootstrap_counts(np.array(list(values.values())), "compare", name, model, side)
+                distinct, draws = _bootstrap_counts(np.array(list(values.values())), "compare", name, side,
+                                                    _digest(sorted(values)))
                 means.append(draws @ distinct / len(values))
             estimates = means[0] - means[1]
     interval, verdict = None, _VERDICTS[3]
@@ -6631,7 +6644,7 @@ class _ComparePage:
         return _truncate(analysis.curves[augmentation].first_failure_output[position], 40)
 
     def picture(self, name: str, image: np.ndarray) -> str:
-        relative = f"images/{_safe_name(name)}.png"
+        relative = f"images/{_unique_file_name(name)}.png"
         _save_png(os.path.join(self.html_dir, relative), _display_size(image))
         return relative
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 
@@ -300,3 +302,36 @@ def test_the_weakest_class_is_marked_only_when_a_class_is_weaker(three):
     brighten, darken = rows
     assert [cell["weakest"] for cell in brighten["cells"]] == [False, True]  # mid images are nearer 127
     assert not any(cell["weakest"] for cell in darken["cells"])  # neither ever changes
+
+
+def test_every_picture_gets_its_own_file_whatever_the_names(three, tmp_path):
+    # the CLI's default names are the file paths: long ones once cut off "-original" and "-1"
+    folder = tmp_path / ("a-very-long-folder-name-that-goes-on-and-on-for-the-sake-of-it" * 2)
+    folder.mkdir()
+    paths = []
+    for name in ("baseline", "robust"):
+        paths.append(folder / f"{name}.json")
+        paths[-1].write_bytes(three[name].read_bytes())
+        shutil.copytree(f"{three[name]}.rows", f"{paths[-1]}.rows")
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "compare", *map(str, paths), "--html-dir",
+                             str(tmp_path / "cmp")], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    sources = re.findall(r'<img[^>]* src="(images/[^"]+)"', page)
+    titles = re.findall(r'<img[^>]* src="images/[^"]+"[^>]*alt="([^"]*)"', page)
+    assert len(sources) >= 3 and len(set(sources)) == len(sources), sources
+    assert len(list((tmp_path / "cmp" / "images").iterdir())) == len(sources), titles
+
+
+def test_the_bootstrap_depends_on_what_is_compared_not_on_the_names(tmp_path):
+    values = list(range(10, 125, 3))
+    low, high = (search(tmp_path, name, cut, values=values, augmentations=["Brighten"], folder=name)
+                 for name, cut in (("low", 127), ("high", 170)))  # shifts of 0.15 or 0.2: a real interval
+
+    def intervals(names):
+        comparison = augment.compare(dict(zip(names, (low, high))))
+        return {shift.augmentation: shift.interval for shift in comparison.shifts}
+
+    first = intervals(["low", "high"])
+    assert first["Brighten"] is not None and first["Brighten"][0] != first["Brighten"][1]
+    assert intervals(["B", "a much longer display name"]) == first == intervals(["x", "y"])

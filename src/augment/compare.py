@@ -18,7 +18,7 @@ from .analysis import Analysis, load_analysis
 from .catalogue import augment_image, augmentation_seed
 from .files import _lock_for_folder, _output_folder, _own_folder, _remove_temporaries, _temporary_prefix, _write_atomic
 from .gradcam import _display_size
-from .helpers import AugmentError, _format_intensity, _natural_key, _printable, _safe_name, _truncate
+from .helpers import AugmentError, _digest, _format_intensity, _natural_key, _printable, _truncate, _unique_file_name
 from .images import _Source
 from .report import _class_colour, _report_sources, _save_png, _svg_plot
 from .stats import _BOOTSTRAP_RESAMPLES, _MIN_IMAGES, CurveSummary, _bootstrap_counts, _percentile_interval
@@ -123,8 +123,10 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         count = len(keys)
         base_mean, model_mean = (float(np.mean([side[k] for k in keys])) for side in (theirs, ours))
         if count >= _MIN_IMAGES:
+            # seeded by what is compared (the augmentation and the images), never by the display names:
+            # a rename must not move an interval, nor flip a borderline verdict
             distinct, draws = _bootstrap_counts(np.array([ours[key] - theirs[key] for key in keys]), "compare", name,
-                                                model)
+                                                _digest(sorted(keys)))
             estimates = draws @ distinct / count
     else:
         if not ours or not theirs:
@@ -134,7 +136,8 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         if count >= _MIN_IMAGES:
             means = []
             for side, values in (("model", ours), ("baseline", theirs)):
-                distinct, draws = _bootstrap_counts(np.array(list(values.values())), "compare", name, model, side)
+                distinct, draws = _bootstrap_counts(np.array(list(values.values())), "compare", name, side,
+                                                    _digest(sorted(values)))
                 means.append(draws @ distinct / len(values))
             estimates = means[0] - means[1]
     interval, verdict = None, _VERDICTS[3]
@@ -366,7 +369,7 @@ class _ComparePage:
         return _truncate(analysis.curves[augmentation].first_failure_output[position], 40)
 
     def picture(self, name: str, image: np.ndarray) -> str:
-        relative = f"images/{_safe_name(name)}.png"
+        relative = f"images/{_unique_file_name(name)}.png"
         _save_png(os.path.join(self.html_dir, relative), _display_size(image))
         return relative
 

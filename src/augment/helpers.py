@@ -70,6 +70,16 @@ def _safe_name(text: str, limit: int = 60) -> str:
     return slug or "_"
 
 
+def _unique_file_name(text: str, limit: int = 60) -> str:
+    """A file-name-safe name that is one text's only: the text itself when it is safe and short, else
+    its slug cut short and a digest of the whole text (two names that differ only past the cut, or
+    only in unsafe characters, would otherwise share a file: one picture shown for another)."""
+    slug = _safe_name(text, limit)
+    if slug == str(text):
+        return slug
+    return f"{_safe_name(text, limit - 13)}-{hashlib.sha256(str(text).encode()).hexdigest()[:12]}"
+
+
 def _format_intensity(value: float | None) -> str:
     """An intensity in a table: two decimals, ">1" for never within the range."""
     return ">1" if value is None else f"{value:.2f}"

@@ -15,7 +15,7 @@ from .analysis import Analysis, AugmentationCurve, _or_two
 from .catalogue import CATALOGUE, augment_image, augmentation_seed
 from .files import _lock_for_folder, _own_folder, _remove_temporaries, _temporary_prefix, _write_atomic
 from .gradcam import _captioned, _display_size, _write_gif, gradcam_frames
-from .helpers import AugmentError, _format_intensity, _natural_key, _printable, _safe_name, _truncate
+from .helpers import AugmentError, _format_intensity, _natural_key, _printable, _truncate, _unique_file_name
 from .images import (
     PredictFailure,
     _checked_diff,
@@ -319,7 +319,7 @@ class _ReportWriter:
         return self._loaded[index]
 
     def picture(self, name: str, image: np.ndarray, caption: str | None = None) -> str:
-        relative = f"images/{_safe_name(name)}.png"
+        relative = f"images/{_unique_file_name(name)}.png"
         _save_png(os.path.join(self.html_dir, relative), _display_size(image) if caption is None
                   else _captioned(image, caption))
         return relative
@@ -369,11 +369,11 @@ class _ReportWriter:
             full = max(image.shape)  # drawn from the outputs themselves, not the stored small views
             shown = self.drawn(picture, _output_view(output, self.kind, full), _output_view(target, self.kind, full))
             framed = _captioned(shown, caption)
-            relative = f"frames/{_safe_name(name)}-{k:02d}.png"
+            relative = f"frames/{_unique_file_name(name)}-{k:02d}.png"
             _save_png(os.path.join(self.html_dir, relative), framed)
             frames.append({"src": relative, "caption": f"{name} at intensity {t:.2f}" + (f": {note}" if note else "")})
             captioned.append(framed)
-        gif = _write_gif(os.path.join(self.html_dir, "gifs", f"{_safe_name(name)}.gif"), captioned, 0.15,
+        gif = _write_gif(os.path.join(self.html_dir, "gifs", f"{_unique_file_name(name)}.gif"), captioned, 0.15,
                          durable=False)
         return frames, os.path.relpath(gif, self.html_dir)
 
