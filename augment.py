@@ -6481,7 +6481,29 @@ def _comparable(analyses: dict[str, Analysis]) -> tuple[list[str], bool, dict[st
         notes.append(f"{why}: compared unpaired, each model's mean over its own images")
     if not shared:
         raise AugmentError(f"the analyses of {', '.join(names)} have no augmentation in common")
+    notes.extend(_unsearched_notes(analyses, shared))
     return shared, paired, image_keys, notes
+
+
+def _unsearched_notes(analyses: dict[str, Analysis], shared: list[str]) -> list[str]:
+    """Per model, the readable images an (interrupted) search has not searched under some compared
+    augmentation: the verdicts are over the searched ones only, and the page must say so."""
+    notes = []
+    for model, analysis in analyses.items():
+        readable = [k for k, record in enumerate(analysis.images) if not record.error]
+        missing: dict[int, list[str]] = {}
+        for name in shared:
+            searched = set(analysis.curves[name].searched)
+            for k in readable:
+                if k not in searched:
+                    missing.setdefault(k, []).append(name)
+        if missing:
+            files = [analysis.images[k].file for k in sorted(missing)]
+            names = sorted({name for listed in missing.values() for name in listed})
+            notes.append(f"{model}: {len(missing)} of its {len(readable)} images are not searched under "
+                         f"{', '.join(names)} (an interrupted search? run it again to finish it): compared on the "
+                         f"images searched; not searched: {', '.join(files[:5])}" + (", ..." if len(files) > 5 else ""))
+    return notes
 
 
 def _order_shifts(shifts: list[AugmentationShift]) -> list[AugmentationShift]:
@@ -6692,7 +6714,7 @@ table.classes td { text-align: center; }
 <h1>{{ comparison.names[1:]|join(", ") }} against {{ comparison.names[0] }}</h1>
 <p class="meta">{% for model in comparison.names %}<span class="swatch" style="background: {{ colours[model] }}"></span>
 {{ model }} ({{ images[model] }} images){% if loop.first %}, the baseline{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}.
-{% if comparison.paired %}The same images in every analysis: compared <b>paired</b>, image by image.{% else %}
+{% if comparison.paired %}Compared <b>paired</b>, image by image, on the images every analysis searched.{% else %}
 The image sets differ: compared <b>unpaired</b>, each model's mean over its own images.{% endif %}
 Made by augment.py {{ version }}.</p>
 <p class="meta">Method: {{ method }}. A positive shift: the model's outputs change at higher intensities (more robust).</p>

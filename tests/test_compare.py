@@ -335,3 +335,29 @@ def test_the_bootstrap_depends_on_what_is_compared_not_on_the_names(tmp_path):
     first = intervals(["low", "high"])
     assert first["Brighten"] is not None and first["Brighten"][0] != first["Brighten"][1]
     assert intervals(["B", "a much longer display name"]) == first == intervals(["x", "y"])
+
+
+def test_an_interrupted_analysis_is_compared_on_its_searched_images_and_says_which_are_not(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images(list(range(20, 120, 10)), (16, 16)))
+    calls = [0]
+
+    def interrupted(images):  # Ctrl-C after 12 batches: the last checkpoint holds part of the images
+        calls[0] += 1
+        if calls[0] > 12:
+            raise KeyboardInterrupt
+        return [int(np.asarray(image).mean() > 100) for image in images]
+
+    augmenter = augment.ImageAugmenter(interrupted, augmentations=["Brighten", "Darken"], batch_size=4,
+                                       progress=False, checkpoint_seconds=0)
+    with pytest.raises(KeyboardInterrupt):
+        augmenter.search_randomization_boundaries(files, None, 0.1, tmp_path / "old.json")
+    whole = augment.ImageAugmenter(Cut(90), augmentations=["Brighten", "Darken"], progress=False)
+    whole.search_randomization_boundaries(files, None, 0.1, tmp_path / "new.json")
+    searched = len(augment.load_analysis(tmp_path / "old.json").curves["Brighten"].searched)
+    assert 0 < searched < 10
+    comparison = augment.compare({"old": tmp_path / "old.json", "new": tmp_path / "new.json"},
+                                 html_dir=tmp_path / "page")
+    note = next(note for note in comparison.notes if note.startswith("old: "))
+    assert "images are not searched under Brighten" in note and "img-9.png" not in note or "..." in note
+    assert next(s for s in comparison.shifts if s.augmentation == "Brighten").images == searched
+    assert "an interrupted search? run it again to finish it" in (tmp_path / "page" / "index.html").read_text()
