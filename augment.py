@@ -6322,9 +6322,19 @@ class AugmentationShift:
     shift: float  # model_mean - baseline_mean: above 0, the model holds out longer
     interval: tuple[float, float] | None  # 95 % bootstrap interval of the shift (None: too few images)
     verdict: str  # "improved", "regressed", "no measurable change" or "too few images"
+    # paired: the shares of images whose first failure came earlier, at the same intensity and later
+    # with the model (a mean shift of 0 can hide large moves both ways); None when unpaired
+    moved: tuple[float, float, float] | None = None
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "interval": None if self.interval is None else list(self.interval)}
+        return {**dataclasses.asdict(self), "interval": None if self.interval is None else list(self.interval),
+                "moved": None if self.moved is None else dict(zip(("earlier", "same", "later"), self.moved))}
+
+    def moved_text(self) -> str:
+        """"12% earlier, 70% same, 18% later" (paired), or "" (unpaired)."""
+        if self.moved is None:
+            return ""
+        return ", ".join(f"{share:.0%} {what}" for share, what in zip(self.moved, ("earlier", "same", "later")))
 
 
 @dataclass
@@ -6368,12 +6378,13 @@ class Comparison:
         """A plain-text table, most improved and most regressed first."""
         width = max(5, *(len(name) for name in self.names[1:]))
         lines = [f"{'augmentation':<20} {'model':<{width}} {'mean first failure':>19} {'shift':>6}  {'95% CI':<16} "
-                 f"verdict"]
+                 f"{'verdict':<20} images failing earlier/same/later"]
         for s in self.shifts:
             means = f"{s.baseline_mean:.3f} -> {s.model_mean:.3f}"
             interval = "" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
+            moved = "" if s.moved is None else "/".join(f"{share:.0%}" for share in s.moved)
             lines.append(f"{s.augmentation:<20} {s.model:<{width}} {means:>19} {s.shift:>+6.3f}  "
-                         f"{interval:<16} {s.verdict}")
+                         f"{interval:<16} {s.verdict:<20} {moved}".rstrip())
         pairing = "paired over the same images" if self.paired else "UNPAIRED: the image sets differ"
         return "\n".join(lines + [f"({pairing}; {_COMPARE_METHOD})"] + [f"note: {note}" for note in self.notes])
 
@@ -6391,11 +6402,16 @@ def _image_keys(analysis: Analysis, by_digest: bool) -> list[str | None]:
 
 def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs: dict[str, float],
            paired: bool) -> AugmentationShift | None:
+    moved = None
     if paired:
         keys = [key for key in theirs if key in ours]
         if not keys:
             return None
         count = len(keys)
+        differences = np.array([ours[key] - theirs[key] for key in keys])
+        moved = tuple(round(float(share), 4) for share in (np.mean(differences < -1e-9),
+                                                          np.mean(np.abs(differences) <= 1e-9),
+                                                          np.mean(differences > 1e-9)))
         base_mean, model_mean = (float(np.mean([side[k] for k in keys])) for side in (theirs, ours))
         if count >= _MIN_IMAGES:
             # seeded by what is compared (the augmentation and the images), never by the display names:
@@ -6421,7 +6437,7 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         interval = (round(low, 4), round(high, 4))
         verdict = _VERDICTS[0] if low > 1e-12 else _VERDICTS[1] if high < -1e-12 else _VERDICTS[2]
     return AugmentationShift(name, model, baseline, paired, count, round(base_mean, 4), round(model_mean, 4),
-                             round(model_mean - base_mean, 4), interval, verdict)
+                             round(model_mean - base_mean, 4), interval, verdict, moved)
 
 
 def _common_step(analyses: dict[str, Analysis]) -> float:
@@ -6722,11 +6738,11 @@ Made by augment.py {{ version }}.</p>
 
 <h2 id="summary">Verdicts, most improved and most regressed first</h2>
 <table><thead><tr><th>augmentation</th><th>model</th><th>verdict</th><th>shift</th><th>95 % CI</th>
-<th>mean first failure</th><th>images</th></tr></thead><tbody>
+<th>mean first failure</th><th>images failing earlier, same, later</th><th>images</th></tr></thead><tbody>
 {% for s in comparison.shifts %}<tr><td><a href="#aug-{{ s.augmentation }}">{{ s.augmentation }}</a></td><td>{{ s.model }}</td>
 <td class="{{ s.verdict.split()[0] }}">{{ s.verdict }}</td><td>{{ "%+.3f"|format(s.shift) }}</td>
 <td>{% if s.interval %}[{{ "%+.3f"|format(s.interval[0]) }}, {{ "%+.3f"|format(s.interval[1]) }}]{% endif %}</td>
-<td>{{ "%.3f"|format(s.baseline_mean) }} &rarr; {{ "%.3f"|format(s.model_mean) }}</td><td>{{ s.images }}</td></tr>
+<td>{{ "%.3f"|format(s.baseline_mean) }} &rarr; {{ "%.3f"|format(s.model_mean) }}</td><td>{{ s.moved_text() }}</td><td>{{ s.images }}</td></tr>
 {% endfor %}</tbody></table>
 
 {% if classes %}<h2 id="by-class">By class: change of the mean first failure against {{ comparison.names[0] }}</h2>

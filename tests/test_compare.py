@@ -361,3 +361,24 @@ def test_an_interrupted_analysis_is_compared_on_its_searched_images_and_says_whi
     assert "images are not searched under Brighten" in note and "img-9.png" not in note or "..." in note
     assert next(s for s in comparison.shifts if s.augmentation == "Brighten").images == searched
     assert "an interrupted search? run it again to finish it" in (tmp_path / "page" / "index.html").read_text()
+
+
+def test_a_model_that_moves_every_image_both_ways_is_not_shown_as_an_identical_one(tmp_path):
+    values = list(range(20, 110, 6))
+    files = (write_pngs(tmp_path / "a", uniform_images(values, (16, 16)), prefix="small")
+             + write_pngs(tmp_path / "b", uniform_images(values, (17, 17)), prefix="large"))
+
+    def split(images):  # small images fail 0.1 later than the baseline, large ones 0.1 earlier
+        return [int(np.asarray(i).mean() > (153 if np.asarray(i).shape[0] == 16 else 101)) for i in images]
+
+    paths = {}
+    for name, model in (("baseline", Cut(127)), ("twin", Cut(127)), ("split", split)):
+        augmenter = augment.ImageAugmenter(model, augmentations=["Brighten"], progress=False, model_id=name)
+        paths[name] = tmp_path / f"{name}.json"
+        augmenter.search_randomization_boundaries(files, None, 0.05, paths[name])
+    comparison = augment.compare(paths)
+    twin, moved = (next(s for s in comparison.shifts if s.model == name) for name in ("twin", "split"))
+    assert twin.moved == (0.0, 1.0, 0.0)
+    assert moved.moved[0] > 0.4 and moved.moved[2] > 0.4 and moved.verdict == twin.verdict == "no measurable change"
+    assert "earlier" in comparison.format() and f"{moved.moved[0]:.0%}" in comparison.format()
+    assert moved.to_json()["moved"]["later"] == moved.moved[2]
