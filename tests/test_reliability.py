@@ -508,3 +508,16 @@ def test_huge_weights_are_refused_where_they_are_given_not_mid_training(tmp_path
         augmenter.set_augmentation_weight("Brighten", 1e308)
     transform = augment.RealismTransform(policy, seed=0)  # the largest weights allowed still draw
     assert transform(np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)
+
+
+def test_a_renamed_analysis_says_how_to_bring_its_rows_along(tmp_path, uniform_files):
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    augmenter.search_randomization_boundaries(uniform_files, None, 0.1, tmp_path / "analysis.json")
+    os.rename(tmp_path / "analysis.json", tmp_path / "baseline.json")  # the natural step before compare
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "report", "--cache",
+                             str(tmp_path / "baseline.json"), "--html-dir", str(tmp_path / "r")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"mv {tmp_path / 'analysis.json.rows'} {tmp_path / 'baseline.json.rows'}" in result.stderr, result.stderr
+    subprocess.run(["mv", str(tmp_path / "analysis.json.rows"), str(tmp_path / "baseline.json.rows")], check=True)
+    assert augment.load_analysis(tmp_path / "baseline.json").curves["Brighten"].summarize().searched_images == 3

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 import tempfile
 import time
 import warnings
@@ -692,6 +693,16 @@ class Analysis:
         real = os.path.realpath(path)  # a link to an analysis file: its rows are beside the file
         folder = _rows_folder(real)
         listed = [entry.model_dump() for entry in document.rows.shards]
+        recorded = os.path.join(os.path.dirname(real), document.rows.folder)
+        if listed and not os.path.isdir(folder) and os.path.basename(folder) != document.rows.folder:
+            # renamed (analysis.json -> baseline.json) without its rows folder: say how to bring it along
+            found = os.path.isdir(recorded)
+            raise AugmentError(
+                f"{where} keeps its rows in a folder named {document.rows.folder} (the name it was saved with), "
+                f"but an analysis file's rows go in <its name>.rows, here {os.path.basename(folder)}, which is "
+                f"missing. " + (f"Move them along: mv {shlex.quote(recorded)} {shlex.quote(folder)} (or cp -r if "
+                                f"the file it was saved as still uses them)" if found else
+                                f"{recorded} is not there either: copy the rows folder along with the file"))
         paths = []
         for entry in listed:
             shard = os.path.join(folder, entry["file"])
