@@ -4581,14 +4581,22 @@ def _check_cache_path(analytics_cache: Any) -> str | None:
     if os.path.lexists(rows) and not os.path.isdir(rows):
         raise AugmentError(f"{rows} is not a folder, but the rows of analytics_cache {path} go there: move it away "
                            f"or choose another analytics_cache")
+    problem = _unwritable(path)
+    if problem is not None and not os.path.isfile(path):  # a complete cache can still be read: see _SearchRun
+        raise AugmentError(f"cannot write the analysis file {path}: {problem}") from None
+    return path
+
+
+def _unwritable(path: str) -> str | None:
+    """Why this process cannot write beside the analysis file ``path`` (None: it can)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise AugmentError(f"cannot write the analysis file {path}: {exc.strerror} in {folder}") from None
-    return path
+        return f"{exc.strerror} in {folder}"
+    return None
 
 
 def _stored_summary(block: Any, curve: AugmentationCurve) -> CurveSummary | None:
@@ -5275,6 +5283,9 @@ def _remove_shards(folder: str, keep: set[str]) -> None:
                     os.unlink(os.path.join(folder, entry))
 
 
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
 def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     """Read an analysis file; a missing, truncated or foreign file is an AugmentError naming it.
 
@@ -5291,8 +5302,12 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise AugmentError(f"analysis file {path} is truncated or corrupt ({_json_failure(exc)}); move it away "
-                           f"to start a fresh search") from None
+        with open(path, "rb") as handle:
+            if handle.read(8).startswith(_IMAGE_MAGIC):
+                raise AugmentError(f"{path} is an image, not an analysis file (an analysis is the .json file a "
+                                   f"search writes, such as analysis.json)") from None
+        raise AugmentError(f"analysis file {path} is truncated or corrupt ({_json_failure(exc)}); a search with it "
+                           f"as its cache keeps it as a .bak file and starts afresh") from None
     if isinstance(data, dict) and data.get("format") == _ANALYSIS_FORMAT and data.get("version") == 4:
         return Analysis._from_index(data, path)
     return Analysis.from_json(data, where=f"analysis file {path}")
@@ -5474,6 +5489,8 @@ class _SearchRun:
     def run(self, started: Callable[[Analysis], None]) -> Analysis:
         settings, request = self.settings, self.request
         sources, labels, path = request.sources, request.labels, request.path
+        if path is not None and (problem := _unwritable(path)) is not None:
+            return self._read_only(path, problem, started)
         with _lock_for_file(path) if path is not None else contextlib.nullcontext():
             analysis = Analysis.resume_or_start(path, settings.fingerprint(sources, labels, request.step), settings,
                                                 sources, labels, request.step, request.release_rows)
@@ -5495,6 +5512,25 @@ class _SearchRun:
             if len(skipped) == len(sources):
                 raise AugmentError(f"every image was skipped, nothing was searched: {listed}")
         return analysis
+
+    def _read_only(self, path: str, problem: str, started: Callable[[Analysis], None]) -> Analysis:
+        """A cache in a folder this process cannot write (a read-only mount): used as it is when it
+        holds the whole search, with no lock and nothing written; anything else is an error."""
+        settings, request = self.settings, self.request
+        cached = load_analysis(path)
+        fingerprint = settings.fingerprint(request.sources, request.labels, request.step)
+        changed = [name for name in settings.augmentations
+                   if name not in cached.curves or cached.curves[name].definition != CATALOGUE[name].definition]
+        reason = ("it was made from other images, labels or settings" if cached.fingerprint != fingerprint else
+                  f"it lacks {', '.join(changed)}" if changed else None)
+        if reason is None and (todo := cached.missing(settings.augmentations, request.full_grid)):
+            reason = f"{len(todo)} images are still to search"
+        if reason is not None:
+            raise AugmentError(f"cannot write the analysis file {path}: {problem}; and it cannot be used as it is: "
+                               f"{reason}")
+        cached.group_by = settings.group_by
+        started(cached)
+        return cached
 
     def _search_missing(self, analysis: Analysis, todo: dict[int, list[str]]) -> None:
         settings, request = self.settings, self.request
@@ -6557,8 +6593,11 @@ def compare(analyses: dict[str, Analysis | str | os.PathLike] | Sequence[Analysi
         raise AugmentError("compare needs two or more analyses (a dict name -> analysis or path, or a list)")
     items = list(analyses.items()) if isinstance(analyses, dict) else [
         (os.fspath(a) if not isinstance(a, Analysis) else f"model {k + 1}", a) for k, a in enumerate(analyses)]
-    if len(items) < 2 or len({str(name) for name, _ in items}) != len(items):
-        raise AugmentError(f"compare needs two or more analyses with distinct names, got {[n for n, _ in items]}")
+    if len(items) < 2:
+        raise AugmentError(f"compare needs two or more analyses, got {[n for n, _ in items]}")
+    if repeated := sorted({str(n) for n, _ in items if [str(m) for m, _ in items].count(str(n)) > 1}):
+        raise AugmentError(f"compare needs a distinct name per analysis; {', '.join(map(repr, repeated))} names more "
+                           f"than one (a dict {{name: path}} names each)")
     loaded = {}
     for name, value in items:
         if not isinstance(value, Analysis):
@@ -8425,6 +8464,11 @@ def _command_compare(args: argparse.Namespace) -> int:
     _registered_from(args)
     if args.names is not None and len(args.names) != len(args.analyses):
         raise AugmentError(f"--names gives {len(args.names)} names for {len(args.analyses)} analyses")
+    names = args.names or [os.fspath(path) for path in args.analyses]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise AugmentError(f"two analyses are named {', '.join(map(repr, repeated))}: " + (
+            "give each its own name with --names" if args.names else
+            "to compare one file with itself (two searches of one model), give them names: --names first second"))
     comparison = compare(dict(zip(args.names, args.analyses)) if args.names else args.analyses,
                          html_dir=args.html_dir)
     print(comparison.format())

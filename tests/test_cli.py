@@ -271,3 +271,34 @@ def test_an_empty_cache_path_is_refused_before_any_prediction_and_writes_nothing
     with pytest.raises(augment.AugmentError, match="empty path"):
         augment.ImageAugmenter(lambda images: [0] * len(images), progress=False).search_randomization_boundaries(
             [str(tmp_path / "work" / "imgs" / "img-0.png")], analytics_cache="")
+
+
+def run_read_only(folder, args) -> subprocess.CompletedProcess:
+    """The command with ``folder`` mounted read-only (root writes anywhere: a private mount namespace)."""
+    if os.geteuid() != 0:
+        os.chmod(folder, 0o555)
+        try:
+            return cli(*args)
+        finally:
+            os.chmod(folder, 0o755)
+    mount = f"mount --bind -o ro {folder} {folder}"
+    command = shlex.join([sys.executable, str(ROOT / "augment.py"), *map(str, args)])
+    result = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && exec {command}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    if "mount" in result.stderr and "augment" not in result.stderr:
+        pytest.skip(f"no read-only bind mount here: {result.stderr.strip()}")
+    return result
+
+
+def test_a_complete_cache_in_a_read_only_folder_is_used_as_it_is(tmp_path):
+    write_pngs(tmp_path / "imgs", uniform_images([40, 70]))
+    args = search_args(tmp_path / "imgs", predict="slow_bright", cache=tmp_path / "cache" / "analysis.json")
+    assert cli(*args).returncode == 0
+    before = sorted(os.listdir(tmp_path / "cache"))
+    result = run_read_only(tmp_path / "cache", args)
+    assert result.returncode == 0, result.stderr
+    assert "PREDICT" not in result.stdout and "Brighten" in result.stdout
+    assert sorted(os.listdir(tmp_path / "cache")) == before
+    at = args.index("Brighten") + 1
+    more = run_read_only(tmp_path / "cache", [*args[:at], "Darken", *args[at:]])
+    assert more.returncode == 2 and "cannot write the analysis file" in more.stderr and "it lacks Darken" in more.stderr

@@ -83,14 +83,22 @@ def _check_cache_path(analytics_cache: Any) -> str | None:
     if os.path.lexists(rows) and not os.path.isdir(rows):
         raise AugmentError(f"{rows} is not a folder, but the rows of analytics_cache {path} go there: move it away "
                            f"or choose another analytics_cache")
+    problem = _unwritable(path)
+    if problem is not None and not os.path.isfile(path):  # a complete cache can still be read: see _SearchRun
+        raise AugmentError(f"cannot write the analysis file {path}: {problem}") from None
+    return path
+
+
+def _unwritable(path: str) -> str | None:
+    """Why this process cannot write beside the analysis file ``path`` (None: it can)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise AugmentError(f"cannot write the analysis file {path}: {exc.strerror} in {folder}") from None
-    return path
+        return f"{exc.strerror} in {folder}"
+    return None
 
 
 def _stored_summary(block: Any, curve: AugmentationCurve) -> CurveSummary | None:
@@ -777,6 +785,9 @@ def _remove_shards(folder: str, keep: set[str]) -> None:
                     os.unlink(os.path.join(folder, entry))
 
 
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
 def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     """Read an analysis file; a missing, truncated or foreign file is an AugmentError naming it.
 
@@ -793,8 +804,12 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise AugmentError(f"analysis file {path} is truncated or corrupt ({_json_failure(exc)}); move it away "
-                           f"to start a fresh search") from None
+        with open(path, "rb") as handle:
+            if handle.read(8).startswith(_IMAGE_MAGIC):
+                raise AugmentError(f"{path} is an image, not an analysis file (an analysis is the .json file a "
+                                   f"search writes, such as analysis.json)") from None
+        raise AugmentError(f"analysis file {path} is truncated or corrupt ({_json_failure(exc)}); a search with it "
+                           f"as its cache keeps it as a .bak file and starts afresh") from None
     if isinstance(data, dict) and data.get("format") == _ANALYSIS_FORMAT and data.get("version") == 4:
         return Analysis._from_index(data, path)
     return Analysis.from_json(data, where=f"analysis file {path}")

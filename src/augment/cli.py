@@ -328,6 +328,11 @@ def _command_compare(args: argparse.Namespace) -> int:
     _registered_from(args)
     if args.names is not None and len(args.names) != len(args.analyses):
         raise AugmentError(f"--names gives {len(args.names)} names for {len(args.analyses)} analyses")
+    names = args.names or [os.fspath(path) for path in args.analyses]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise AugmentError(f"two analyses are named {', '.join(map(repr, repeated))}: " + (
+            "give each its own name with --names" if args.names else
+            "to compare one file with itself (two searches of one model), give them names: --names first second"))
     comparison = compare(dict(zip(args.names, args.analyses)) if args.names else args.analyses,
                          html_dir=args.html_dir)
     print(comparison.format())

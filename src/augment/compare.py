@@ -272,8 +272,11 @@ def compare(analyses: dict[str, Analysis | str | os.PathLike] | Sequence[Analysi
         raise AugmentError("compare needs two or more analyses (a dict name -> analysis or path, or a list)")
     items = list(analyses.items()) if isinstance(analyses, dict) else [
         (os.fspath(a) if not isinstance(a, Analysis) else f"model {k + 1}", a) for k, a in enumerate(analyses)]
-    if len(items) < 2 or len({str(name) for name, _ in items}) != len(items):
-        raise AugmentError(f"compare needs two or more analyses with distinct names, got {[n for n, _ in items]}")
+    if len(items) < 2:
+        raise AugmentError(f"compare needs two or more analyses, got {[n for n, _ in items]}")
+    if repeated := sorted({str(n) for n, _ in items if [str(m) for m, _ in items].count(str(n)) > 1}):
+        raise AugmentError(f"compare needs a distinct name per analysis; {', '.join(map(repr, repeated))} names more "
+                           f"than one (a dict {{name: path}} names each)")
     loaded = {}
     for name, value in items:
         if not isinstance(value, Analysis):

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import Analysis, _check_cache_path
+from .analysis import Analysis, _check_cache_path, _unwritable, load_analysis
+from .catalogue import CATALOGUE
 from .custom import _adopt, _custom_entries
 from .files import _lock_for_file
 from .helpers import AugmentError, _check_int
@@ -197,6 +198,8 @@ class _SearchRun:
     def run(self, started: Callable[[Analysis], None]) -> Analysis:
         settings, request = self.settings, self.request
         sources, labels, path = request.sources, request.labels, request.path
+        if path is not None and (problem := _unwritable(path)) is not None:
+            return self._read_only(path, problem, started)
         with _lock_for_file(path) if path is not None else contextlib.nullcontext():
             analysis = Analysis.resume_or_start(path, settings.fingerprint(sources, labels, request.step), settings,
                                                 sources, labels, request.step, request.release_rows)
@@ -218,6 +221,25 @@ class _SearchRun:
             if len(skipped) == len(sources):
                 raise AugmentError(f"every image was skipped, nothing was searched: {listed}")
         return analysis
+
+    def _read_only(self, path: str, problem: str, started: Callable[[Analysis], None]) -> Analysis:
+        """A cache in a folder this process cannot write (a read-only mount): used as it is when it
+        holds the whole search, with no lock and nothing written; anything else is an error."""
+        settings, request = self.settings, self.request
+        cached = load_analysis(path)
+        fingerprint = settings.fingerprint(request.sources, request.labels, request.step)
+        changed = [name for name in settings.augmentations
+                   if name not in cached.curves or cached.curves[name].definition != CATALOGUE[name].definition]
+        reason = ("it was made from other images, labels or settings" if cached.fingerprint != fingerprint else
+                  f"it lacks {', '.join(changed)}" if changed else None)
+        if reason is None and (todo := cached.missing(settings.augmentations, request.full_grid)):
+            reason = f"{len(todo)} images are still to search"
+        if reason is not None:
+            raise AugmentError(f"cannot write the analysis file {path}: {problem}; and it cannot be used as it is: "
+                               f"{reason}")
+        cached.group_by = settings.group_by
+        started(cached)
+        return cached
 
     def _search_missing(self, analysis: Analysis, todo: dict[int, list[str]]) -> None:
         settings, request = self.settings, self.request
