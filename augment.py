@@ -7592,9 +7592,24 @@ def _realism_transform_class() -> type:
             self._custom = _custom_entries(policy.limits)  # registered ones travel with a pickled transform
             self.params: dict = {}
 
+        def __getstate__(self) -> dict:
+            # A DataLoader worker started by spawn gets the transform by pickle. A registered
+            # augmentation made by a lambda or a closure cannot go along: it travels as its name and
+            # why, and a process that lacks it says so (a copy in this process still works).
+            custom = tuple(entry if _pickle_error(entry) is None else (entry.name, str(_pickle_error(entry)))
+                           for entry in self.__dict__.get("_custom", ()))
+            return {**self.__dict__, "_custom": custom}
+
         def __setstate__(self, state: dict) -> None:
-            self.__dict__.update(state)
-            _adopt(state.get("_custom", ()))  # a spawned DataLoader worker knows your augmentations too
+            unsent = [item for item in state.get("_custom", ()) if isinstance(item, tuple)]
+            for name, error in unsent:
+                if name not in CATALOGUE:
+                    raise AugmentError(f"augmentation {name!r} could not come to this process ({error}): register "
+                                       f"it with a function defined at the top level of a module (not a lambda or a "
+                                       f"nested function), or start DataLoader workers by fork")
+            sent = tuple(item for item in state.get("_custom", ()) if not isinstance(item, tuple))
+            self.__dict__.update(state, _custom=sent + tuple(CATALOGUE[name] for name, _ in unsent))
+            _adopt(sent)  # a spawned DataLoader worker knows your augmentations too
 
         @property
         def processors(self) -> dict:

@@ -310,3 +310,36 @@ def test_policies_refuse_duplicates_and_unbounded_values(tmp_path):
                              ({"floors": {"Sharpen": 0.1}}, "no limit"), ({"most": 2**40}, "at most 1000")]:
         with pytest.raises(augment.AugmentError, match=message):
             augment.SamplingPolicy({"Brighten": 0.3}, **options)
+
+
+LAMBDA_IN_SPAWNED_WORKERS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import copy
+import numpy as np, torch
+import augment
+
+class Images(torch.utils.data.Dataset):
+    def __init__(self, transform):
+        self.transform = transform
+    def __len__(self):
+        return 4
+    def __getitem__(self, k):
+        return torch.from_numpy(self.transform(np.zeros((8, 8, 3), np.uint8)))
+
+if __name__ == "__main__":
+    augment.register_augmentation("Invert", function=lambda image, t, rng: 255 - image if t > 0.5 else image)
+    transform = augment.RealismTransform(augment.SamplingPolicy({"Invert": 1.0}, fewest=1, most=1), seed=0)
+    print("copied", copy.deepcopy(transform)(np.zeros((4, 4, 3), np.uint8)).max())  # in this process: fine
+    list(torch.utils.data.DataLoader(Images(transform), num_workers=1, multiprocessing_context="spawn"))
+"""
+
+
+def test_a_lambda_augmentation_in_a_spawned_worker_is_named_not_a_bare_pickling_error(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(LAMBDA_IN_SPAWNED_WORKERS)
+    result = subprocess.run([sys.executable, str(script), str(ROOT)], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode != 0 and "copied 255" in result.stdout
+    assert "augmentation 'Invert' could not come to this process" in result.stderr, result.stderr[-2000:]
+    assert "defined at the top level of a module" in result.stderr

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalogue import _albumentations, _thread_transform, _transform
+from .catalogue import CATALOGUE, _albumentations, _thread_transform, _transform
 from .custom import _adopt, _custom_entries
 from .helpers import ALL_AUGMENTATIONS, AugmentError, _as_rgb, _check_int, _check_number, _is_tensor, _made_on_first_use
 from .labels import (
@@ -23,6 +23,7 @@ from .labels import (
     _normal_label_format,
     _target_fields,
 )
+from .pipeline import _pickle_error
 from .policy import SamplingPolicy
 
 
@@ -153,9 +154,24 @@ def _realism_transform_class() -> type:
             self._custom = _custom_entries(policy.limits)  # registered ones travel with a pickled transform
             self.params: dict = {}
 
+        def __getstate__(self) -> dict:
+            # A DataLoader worker started by spawn gets the transform by pickle. A registered
+            # augmentation made by a lambda or a closure cannot go along: it travels as its name and
+            # why, and a process that lacks it says so (a copy in this process still works).
+            custom = tuple(entry if _pickle_error(entry) is None else (entry.name, str(_pickle_error(entry)))
+                           for entry in self.__dict__.get("_custom", ()))
+            return {**self.__dict__, "_custom": custom}
+
         def __setstate__(self, state: dict) -> None:
-            self.__dict__.update(state)
-            _adopt(state.get("_custom", ()))  # a spawned DataLoader worker knows your augmentations too
+            unsent = [item for item in state.get("_custom", ()) if isinstance(item, tuple)]
+            for name, error in unsent:
+                if name not in CATALOGUE:
+                    raise AugmentError(f"augmentation {name!r} could not come to this process ({error}): register "
+                                       f"it with a function defined at the top level of a module (not a lambda or a "
+                                       f"nested function), or start DataLoader workers by fork")
+            sent = tuple(item for item in state.get("_custom", ()) if not isinstance(item, tuple))
+            self.__dict__.update(state, _custom=sent + tuple(CATALOGUE[name] for name, _ in unsent))
+            _adopt(sent)  # a spawned DataLoader worker knows your augmentations too
 
         @property
         def processors(self) -> dict:
