@@ -8390,7 +8390,12 @@ def _command_search(args: argparse.Namespace) -> int:
         if args.dask:
             from distributed import Client
 
-            client = stack.enter_context(Client(args.dask))
+            try:
+                client = stack.enter_context(Client(args.dask, timeout=args.dask_timeout))
+            except (OSError, TimeoutError) as exc:
+                raise AugmentError(f"cannot connect to the Dask scheduler at {args.dask} within "
+                                   f"{args.dask_timeout:g} s ({exc}): is it running, and is the address right "
+                                   f"(tcp://host:8786)?") from None
             options["executor"] = client.get_executor()
         analysis = augmenter.search_randomization_boundaries(files, labels, args.step, args.cache, **options)
     print(format_summary(analysis))
@@ -8561,6 +8566,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="adaptive/guided: images measured on the whole grid, a count (32) or a share (default: "
                              "0.1 adaptive; 4 images or 2 %% guided)")
     search.add_argument("--workers", type=int, default=None, help="render worker processes (default: automatic)")
+    search.add_argument("--dask-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="how long to try to reach the Dask scheduler (default 30)")
     search.add_argument("--dask", metavar="SCHEDULER", help="search on a Dask cluster (e.g. tcp://host:8786); "
                         "--predict must be importable on its workers")
     search.set_defaults(run=_command_search)

@@ -302,3 +302,15 @@ def test_a_complete_cache_in_a_read_only_folder_is_used_as_it_is(tmp_path):
     at = args.index("Brighten") + 1
     more = run_read_only(tmp_path / "cache", [*args[:at], "Darken", *args[at:]])
     assert more.returncode == 2 and "cannot write the analysis file" in more.stderr and "it lacks Darken" in more.stderr
+
+
+def test_an_unreachable_dask_scheduler_is_one_error_line_naming_it(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_pngs(tmp_path / "imgs", uniform_images([40, 70]))
+    result = cli(*search_args(tmp_path / "imgs"), "--dask", f"tcp://127.0.0.1:{port}", "--dask-timeout", "2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: cannot connect to the Dask scheduler at tcp://127.0.0.1:{port} within 2 s" in result.stderr
