@@ -1853,7 +1853,11 @@ def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: in
         transform.set_random_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return np.ascontiguousarray(transform(image=image)["image"])
+        out = np.ascontiguousarray(transform(image=image)["image"])
+    if out.shape != image.shape:  # a registered build may resize only images larger than its probes
+        raise AugmentError(f"augmentation {name} at intensity {intensity:g} returned an image of shape {out.shape} "
+                           f"for one of {image.shape}: an augmentation must keep the image's size")
+    return out
 
 
 ###############################################################################
@@ -3264,7 +3268,13 @@ class _SearchPipeline:
 
     def collect_render(self) -> None:
         future, index, name, request = self.rendering.popleft()
-        rendered = future.result()
+        try:
+            rendered = future.result()
+        except Exception as exc:  # the user's augmentation code: keep its type and traceback, name the image
+            source = self.active[index].source.key if index in self.active else f"image {index}"
+            exc.add_note(f"augment.py: while rendering {name} at intensities "
+                         f"{', '.join(f'{self.job.grid[i]:g}' for i in request)} of image {source}")
+            raise
         state = self.active.get(index)
         if self.job.moves(name):  # (array, moved reference) pairs, also for an image given up on meanwhile
             if state is not None:

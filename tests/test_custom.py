@@ -195,3 +195,26 @@ def test_a_spawned_dataloader_worker_knows_registered_augmentations():
     loader = torch.utils.data.DataLoader(Repeated(transform), batch_size=4, num_workers=1,
                                          multiprocessing_context="spawn")
     assert sum(len(images) for images, _ in loader) == 16
+
+
+def test_a_registered_augmentation_that_fails_only_on_real_images_is_named_with_the_image(tmp_path):
+    import albumentations as A
+
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 70, 100], (96, 96)))
+
+    def flaky(image, intensity, rng):  # fine on the 48x64 probes, fails on the 96x96 images
+        if intensity > 0.5 and image.shape[0] == 96:
+            raise ValueError("my bug")
+        return image
+
+    augment.register_augmentation("FailsOnLarge", function=flaky)
+    augment.register_augmentation("CropsLarge", geometric=True,
+                                  build=lambda t, h, w: A.CenterCrop(80, 80, p=1) if t > 0 and h > 90 else None)
+    model = augment.ImageAugmenter(BrightnessModel(), augmentations=["FailsOnLarge"], progress=False)
+    with pytest.raises(ValueError, match="my bug") as raised:  # the user's error keeps its type
+        model.search_randomization_boundaries(files, None, 0.1, None)
+    assert any("while rendering FailsOnLarge at intensities" in note and "img-" in note
+               for note in raised.value.__notes__)
+    model = augment.ImageAugmenter(BrightnessModel(), augmentations=["CropsLarge"], progress=False)
+    with pytest.raises(augment.AugmentError, match=r"CropsLarge at intensity 0.1 returned an image of shape \(80, 80"):
+        model.search_randomization_boundaries(files, None, 0.1, None)

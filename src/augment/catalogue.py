@@ -422,4 +422,8 @@ def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: in
         transform.set_random_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return np.ascontiguousarray(transform(image=image)["image"])
+        out = np.ascontiguousarray(transform(image=image)["image"])
+    if out.shape != image.shape:  # a registered build may resize only images larger than its probes
+        raise AugmentError(f"augmentation {name} at intensity {intensity:g} returned an image of shape {out.shape} "
+                           f"for one of {image.shape}: an augmentation must keep the image's size")
+    return out

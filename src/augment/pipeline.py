@@ -286,7 +286,13 @@ class _SearchPipeline:
 
     def collect_render(self) -> None:
         future, index, name, request = self.rendering.popleft()
-        rendered = future.result()
+        try:
+            rendered = future.result()
+        except Exception as exc:  # the user's augmentation code: keep its type and traceback, name the image
+            source = self.active[index].source.key if index in self.active else f"image {index}"
+            exc.add_note(f"augment.py: while rendering {name} at intensities "
+                         f"{', '.join(f'{self.job.grid[i]:g}' for i in request)} of image {source}")
+            raise
         state = self.active.get(index)
         if self.job.moves(name):  # (array, moved reference) pairs, also for an image given up on meanwhile
             if state is not None:
