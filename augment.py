@@ -6119,7 +6119,9 @@ def _class_table(breakdown: dict[str, dict[str, dict]], order: Sequence[str]) ->
         ranked = sorted(cells, key=lambda key: (_or_two(cells[key]["intensity_at_50"]),
                                                  cells[key]["mean_first_failure"]))
         rank = [(_or_two(cells[key]["intensity_at_50"]), cells[key]["mean_first_failure"]) for key in ranked]
-        weakest = ranked[0] if len(ranked) > 1 and rank[0] < rank[-1] else None  # no mark when all are alike
+        # no mark when all are alike, nor when no class reaches its 50 % intensity (every one ">1")
+        weakest = (ranked[0] if len(ranked) > 1 and rank[0] < rank[-1]
+                   and cells[ranked[0]]["intensity_at_50"] is not None else None)
         rows.append({"name": name, "cells": [
             {"text": _format_intensity(cells[key]["intensity_at_50"]) if key in cells else "",
              "colour": _class_colour(cells[key]["mean_first_failure"] if key in cells else None),
@@ -6250,7 +6252,7 @@ class _ReportWriter:
             "agreement": (f"{summary.adaptive_agreement:.0%}" if self.analysis.settings.get("grid_sample")
                           and summary.adaptive_agreement is not None else None),
             # The SVG is built here from numbers and fixed labels only, never from user text.
-            "plot": Markup(_svg_plot(curve.intensities, series, marks)),
+            "plot": Markup(_svg_plot(curve.intensities, series, marks, legend_below=True)),  # never over the curves
             "small_plot": Markup(_svg_plot(curve.intensities, series[:1], marks[1:2], width=160, height=36,
                                            compact=True)),
             "triptych": [], "frames": [], "gif": None,
@@ -6690,7 +6692,7 @@ class _ComparePage:
         return {"name": augmentation, "plot": Markup(_svg_plot([0.0, 1.0], series, width=420, height=220,
                                                                legend_below=True)),
                 "rows": rows, "shifts": [s for s in self.comparison.shifts if s.augmentation == augmentation],
-                "exemplar": None}
+                "exemplar": None, "accuracy": any(dash == "5,3" for _, _, _, dash, _ in series)}
 
     def exemplar(self, shift: AugmentationShift) -> dict | None:
         """The image whose first failure moved most in the shift's direction, swept for each model
@@ -6814,8 +6816,8 @@ out longer; red: it breaks earlier.</p>
 
 {% for section in sections %}<section class="aug" id="aug-{{ section.name }}"><h2>{{ section.name }}</h2>
 <div class="row"><figure>{{ section.plot }}<figcaption>Solid: share of images whose first failure is at or below each
-intensity ("failed by", from every image: what the verdicts compare); dashed: accuracy against the labels
-(from the images measured on the whole grid).</figcaption></figure>
+intensity ("failed by", from every image: what the verdicts compare){% if section.accuracy %}; dashed: accuracy
+against the labels (from the images measured on the whole grid){% endif %}.</figcaption></figure>
 <table><thead><tr><th>model</th><th>safe</th><th>10 %</th><th>50 %</th><th>90 %</th></tr></thead><tbody>
 {% for row in section.rows %}<tr><td><span class="swatch" style="background: {{ row.colour }}"></span> {{ row.model }}</td>
 {% for value, interval in row.cells %}<td>{{ value }}<br><small class="ci">{{ interval }}</small></td>{% endfor %}</tr>
@@ -6911,7 +6913,9 @@ class SamplingPolicy:
     def sample(self, rng: np.random.Generator) -> tuple[list[tuple[str, float]], int]:
         """One image's [(augmentation, intensity)] in the order to apply, and its pixel seed."""
         wanted = int(rng.integers(self.fewest, self.most + 1))
-        eligible, chosen, families = self.eligible, [], set()
+        # never a step that changes nothing: an augmentation whose limit is 0 is not drawn (realism 1
+        # draws nothing at all), and an intensity is drawn from 1..100 % of its range, not 0 %
+        eligible, chosen, families = [name for name in self.eligible if self.limits[name] > 0], [], set()
         while len(chosen) < wanted:
             pool = [name for name in eligible if CATALOGUE[name].family not in families]
             if not pool:
@@ -6921,7 +6925,8 @@ class SamplingPolicy:
             chosen.append(pick)
             families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
         steps = [(name, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
-                              * int(rng.integers(0, _LEVELS + 1)) / _LEVELS, 6)) for name in chosen]
+                              * int(rng.integers(0 if floor > 0 else 1, _LEVELS + 1)) / _LEVELS, 6))
+                 for name in chosen]
         return steps, int(rng.integers(2**31 - 1))
 
     def to_json(self) -> dict:

@@ -382,3 +382,26 @@ def test_a_model_that_moves_every_image_both_ways_is_not_shown_as_an_identical_o
     assert moved.moved[0] > 0.4 and moved.moved[2] > 0.4 and moved.verdict == twin.verdict == "no measurable change"
     assert "earlier" in comparison.format() and f"{moved.moved[0]:.0%}" in comparison.format()
     assert moved.to_json()["moved"]["later"] == moved.moved[2]
+
+
+def test_no_class_is_marked_weakest_when_every_class_holds_past_the_range():
+    cells = {"a": {"intensity_at_50": None, "mean_first_failure": 0.9, "images": 3},
+             "b": {"intensity_at_50": None, "mean_first_failure": 1.05, "images": 3}}
+    _, (row,) = augment._class_table({"Hue": cells}, ["Hue"])
+    assert [cell["text"] for cell in row["cells"]] == [">1", ">1"] and not any(c["weakest"] for c in row["cells"])
+    cells["a"]["intensity_at_50"] = 0.6
+    _, (row,) = augment._class_table({"Hue": cells}, ["Hue"])
+    assert [cell["weakest"] for cell in row["cells"]] == [True, False]
+
+
+def test_the_plot_caption_mentions_accuracy_only_where_it_is_drawn(three, tmp_path):
+    unlabelled = {}
+    for name, cut in (("a", 127), ("b", 150)):
+        files = write_pngs(tmp_path / "imgs", uniform_images(VALUES, (16, 16)), prefix="grey")
+        unlabelled[name] = tmp_path / f"{name}.json"
+        augment.ImageAugmenter(Cut(cut), augmentations=["Brighten"], progress=False).search_randomization_boundaries(
+            files, None, STEP, unlabelled[name])
+    augment.compare(unlabelled, html_dir=tmp_path / "plain")
+    augment.compare({name: three[name] for name in ("baseline", "robust")}, html_dir=tmp_path / "labelled")
+    assert "dashed: accuracy" not in (tmp_path / "plain" / "index.html").read_text()
+    assert "dashed: accuracy" in (tmp_path / "labelled" / "index.html").read_text()

@@ -214,3 +214,16 @@ def test_a_mask_report_in_a_real_browser_shows_pictures_not_text(mask_report):
     assert not errors, errors
     assert len(pictures) >= 4 and all(width > 0 for width in pictures)  # triptych, GIF, slider frame
     assert longest < 400
+
+
+def test_plot_legends_lie_below_the_curves_never_over_them(searched):
+    import re
+
+    _, html, _ = searched
+    svgs = re.findall(r'<svg[^>]*class="plot">.*?</svg>', html.read_text())
+    plots = [svg for svg in svgs if "share of images" in svg]
+    assert plots
+    for svg in plots:
+        axis = float(re.search(r'<text[^>]*y="([\d.]+)"[^>]*>augmentation intensity</text>', svg).group(1))
+        legend = [float(y) for y in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="10" height="3"', svg)]
+        assert legend and min(legend) > axis, (axis, legend)

