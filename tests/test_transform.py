@@ -356,3 +356,21 @@ def test_no_draw_holds_a_step_that_changes_nothing():
     assert all(len(draw) == min(3, len(families)) for draw in draws)  # as many real steps as asked and allowed
     identity = augment.SamplingPolicy({"Brighten": 0.0, "Hue": 0.0}, fewest=1, most=2)  # realism 1's limits
     assert identity.sample(rng)[0] == []
+
+
+def test_the_transform_takes_what_the_search_takes_16_bit_float_and_rgba(tmp_path):
+    from PIL import Image
+
+    identity = augment.RealismTransform(augment.SamplingPolicy({"Brighten": 0.0}, fewest=1, most=1), seed=0)
+    wide = Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16))  # mode I;16
+    wide.save(tmp_path / "wide.png")
+    floats = Image.fromarray(np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64))  # mode F
+    floats.save(tmp_path / "floats.tiff")
+    for image, path in ((wide, "wide.png"), (floats, "floats.tiff")):
+        out = np.asarray(identity(image))  # a limit-0 policy: exactly the image load_image reads
+        assert np.array_equal(out, augment.load_image(tmp_path / path)), image.mode
+        assert 20 < out.mean() < 235  # not clipped to white or black (convert("RGB") did that)
+    rgba = np.dstack([np.full((6, 5, 3), 90, np.uint8), np.zeros((6, 5, 1), np.uint8)])
+    assert np.array_equal(identity(rgba), augment.load_image(rgba)) and identity(rgba).shape == (6, 5, 3)
+    with pytest.raises(augment.AugmentError, match="uint8 array"):
+        identity(np.zeros((4, 4, 3), np.float32))

@@ -24,6 +24,8 @@ from .helpers import (
 )
 from .labels import _VIEW_SIDE, _LabelFormat
 
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of more than 8 bits per value
+
 
 def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
     """Read an image file (or take an array) as (H, W, 3) uint8 RGB.
@@ -43,7 +45,7 @@ def load_image(source: str | os.PathLike | np.ndarray) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             opened = ImageOps.exif_transpose(opened)
-            if opened.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            if opened.mode in _WIDE_MODES:
                 return _as_rgb(_to_8_bits(np.asarray(opened, dtype=np.float64), opened.mode, path), path)
             return _as_rgb(np.asarray(opened.convert("RGB")), path)
     except FileNotFoundError:

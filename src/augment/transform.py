@@ -14,7 +14,17 @@ import numpy as np
 
 from .catalogue import CATALOGUE, _albumentations, _thread_transform, _transform
 from .custom import _adopt, _custom_entries
-from .helpers import ALL_AUGMENTATIONS, AugmentError, _as_rgb, _check_int, _check_number, _is_tensor, _made_on_first_use
+from .helpers import (
+    ALL_AUGMENTATIONS,
+    AugmentError,
+    _as_rgb,
+    _check_int,
+    _check_number,
+    _is_tensor,
+    _made_on_first_use,
+    _to_8_bits,
+)
+from .images import _WIDE_MODES
 from .labels import (
     _ROTATE_METHODS,
     _build_transforms,
@@ -58,16 +68,19 @@ def _positional_image(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], An
         from PIL import Image
 
         mode = image.mode
-        rgb = np.asarray(image.convert("RGB") if mode != "RGB" else image)
+        if mode in _WIDE_MODES:  # 16-bit and float images: scaled to 8 bits as load_image scales them
+            rgb = _as_rgb(_to_8_bits(np.asarray(image, dtype=np.float64), mode, "the image"), "the image")
+        else:
+            rgb = np.asarray(image.convert("RGB") if mode != "RGB" else image)
         return rgb, lambda out: Image.fromarray(gray(out) if mode == "L" else out)
     array = np.asarray(image) if isinstance(image, np.ndarray) else None
     if array is None or array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2]
-                                                                             in (1, 3))):
+                                                                             in (1, 3, 4))):
         described = f"{array.shape} {array.dtype}" if array is not None else type(image).__name__
-        raise AugmentError(f"the image must be an (H, W, 3), (H, W, 1) or (H, W) uint8 array, a PIL image or a "
-                           f"(C, H, W) uint8 tensor, got {described}")
-    if array.ndim == 3 and array.shape[2] == 3:
-        return array, lambda out: out
+        raise AugmentError(f"the image must be an (H, W, 3), (H, W, 4), (H, W, 1) or (H, W) uint8 array (what a "
+                           f"search takes), a PIL image or a (C, H, W) uint8 tensor, got {described}")
+    if array.ndim == 3 and array.shape[2] in (3, 4):  # RGBA: alpha dropped, as the search drops it
+        return _as_rgb(array, "the image"), lambda out: out
     shape = array.shape
     return _as_rgb(array.reshape(shape[:2]), "image"), lambda out: gray(out).reshape(shape)
 
