@@ -374,3 +374,19 @@ def test_the_transform_takes_what_the_search_takes_16_bit_float_and_rgba(tmp_pat
     assert np.array_equal(identity(rgba), augment.load_image(rgba)) and identity(rgba).shape == (6, 5, 3)
     with pytest.raises(augment.AugmentError, match="uint8 array"):
         identity(np.zeros((4, 4, 3), np.float32))
+
+
+def test_without_workers_a_transform_is_one_stream_and_a_new_one_repeats_it():
+    import torch
+
+    policy = augment.SamplingPolicy({name: 0.5 for name in MIXED}, fewest=1, most=3)
+
+    def run(transform):
+        torch.manual_seed(0)
+        loader = torch.utils.data.DataLoader(Repeated(transform), batch_size=4, num_workers=0)
+        return [bytes(image.numpy().tobytes()) for images, _ in loader for image in images]
+
+    reused = augment.RealismTransform(policy, seed=3)
+    first = run(reused)
+    assert run(reused) != first  # the same object goes on: torch.manual_seed does not restart it (README)
+    assert run(augment.RealismTransform(policy, seed=3)) == first  # a new one with the seed repeats the run
