@@ -381,10 +381,13 @@ def test_without_workers_a_transform_is_one_stream_and_a_new_one_repeats_it():
 
     policy = augment.SamplingPolicy({name: 0.5 for name in MIXED}, fewest=1, most=3)
 
+    photo = natural_images((24, 24))[0]
+
     def run(transform):
         torch.manual_seed(0)
-        loader = torch.utils.data.DataLoader(Repeated(transform), batch_size=4, num_workers=0)
-        return [bytes(image.numpy().tobytes()) for images, _ in loader for image in images]
+        loader = torch.utils.data.DataLoader([photo] * 16, batch_size=4, num_workers=0,
+                                             collate_fn=lambda batch: [transform(image) for image in batch])
+        return [bytes(image.tobytes()) for batch in loader for image in batch]
 
     reused = augment.RealismTransform(policy, seed=3)
     first = run(reused)
