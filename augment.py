@@ -5144,8 +5144,11 @@ class Analysis:
         _check_rows_folder(folder, f"analysis file {path}")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         store = self._store
+        on_disk = _listed_shards(path) if store is not None and store["path"] == path else None
+        if on_disk is not None and on_disk != store["shards"]:
+            raise AugmentError(_changed_on_disk(self, path, on_disk))
         append = (not compact and store is not None and store["path"] == path and len(store["shards"]) < _MAX_SHARDS
-                  and _listed_shards(path) == store["shards"])
+                  and on_disk == store["shards"])
         name = f"rows-{_next_shard_number(folder):06d}.npz"
         if append:  # what changed, and every row of a curve these shards do not hold (added or replaced)
             images = np.array([k for k, record in enumerate(self.images) if record.changed], dtype=np.int64)
@@ -5213,15 +5216,14 @@ class Analysis:
         folder = _rows_folder(real)
         listed = [entry.model_dump() for entry in document.rows.shards]
         recorded = os.path.join(os.path.dirname(real), document.rows.folder)
-        if listed and not os.path.isdir(folder) and os.path.basename(folder) != document.rows.folder:
+        if (listed and not os.path.isdir(folder) and os.path.basename(folder) != document.rows.folder
+                and os.path.isdir(recorded)):
             # renamed (analysis.json -> baseline.json) without its rows folder: say how to bring it along
-            found = os.path.isdir(recorded)
             raise AugmentError(
                 f"{where} keeps its rows in a folder named {document.rows.folder} (the name it was saved with), "
                 f"but an analysis file's rows go in <its name>.rows, here {os.path.basename(folder)}, which is "
-                f"missing. " + (f"Move them along: mv {shlex.quote(recorded)} {shlex.quote(folder)} (or cp -r if "
-                                f"the file it was saved as still uses them)" if found else
-                                f"{recorded} is not there either: copy the rows folder along with the file"))
+                f"missing. Move them along: mv {shlex.quote(recorded)} {shlex.quote(folder)} (or cp -r if the file "
+                f"it was saved as still uses them)")
         paths = []
         for entry in listed:
             shard = os.path.join(folder, entry["file"])
@@ -5266,6 +5268,24 @@ class Analysis:
                            "columns": {key: curve.diff_errors for key, curve in curves.items()},
                            "definitions": {key: curve.definition for key, curve in curves.items()}}
         return analysis
+
+
+def _changed_on_disk(analysis: Analysis, path: str, on_disk: list[dict]) -> str:
+    """Why saving ``analysis`` over ``path`` would drop work: what another search wrote there since."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            theirs = json.load(handle).get("augmentations", {})
+    except (OSError, ValueError, AttributeError):
+        theirs = {}
+    added = sorted(set(theirs) - set(analysis.curves))
+    changed = sorted(key for key in set(theirs) & set(analysis.curves)
+                     if theirs[key].get("rows_since") != analysis._store["since"].get(key))
+    what = "; ".join(part for part in (f"it added {', '.join(added)}" if added else "",
+                                       f"it searched more of {', '.join(changed)}" if changed else "") if part)
+    return (f"analysis file {path} changed on disk since this analysis was loaded (another search wrote it"
+            f"{': ' + what if what else ''}; it lists {len(on_disk)} rows files, this analysis knew "
+            f"{len(analysis._store['shards'])}): saving would drop that work. Load it again (load_analysis) and "
+            f"redo your change, or save to another file")
 
 
 def _listed_shards(path: str) -> list[dict] | None:

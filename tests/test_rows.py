@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import BrightnessModel, make_augmenter, uniform_images, write_pngs
+from conftest import ROOT, BrightnessModel, make_augmenter, uniform_images, write_pngs
 from models import oracles
 
 import augment
@@ -199,7 +201,7 @@ def test_a_loaded_analysis_whose_file_another_search_rewrote_says_so_instead_of_
         lazy.curves["Brighten"].diff_errors[0]
 
 
-def test_saving_over_a_file_another_search_rewrote_writes_every_row(tmp_path):
+def test_saving_over_a_file_another_search_rewrote_is_refused_and_a_fresh_load_saves_every_row(tmp_path):
     files, path, analysis = searched(tmp_path)
     analysis.load_rows()  # released rows are read from the shards: read them before another save replaces them
     loaded = augment.load_analysis(path)
@@ -207,9 +209,13 @@ def test_saving_over_a_file_another_search_rewrote_writes_every_row(tmp_path):
     make_augmenter(oracles.bright, augmentations=["Brighten", "Darken", "Hue"]).search_randomization_boundaries(
         files, [0] * len(files), 0.1, path)  # appends Hue: the file now lists another set of shards
     loaded.curves["Darken"].last_success_output[0] = "edited"
-    loaded.save(path)
+    with pytest.raises(augment.AugmentError, match="changed on disk since this analysis was loaded"):
+        loaded.save(path)  # it would have dropped Hue (it once did)
+    fresh = augment.load_analysis(path)
+    fresh.curves["Darken"].last_success_output[0] = "edited"
+    fresh.save(path)
     again = augment.load_analysis(path)
-    assert again.curves["Darken"].last_success_output[0] == "edited"
+    assert again.curves["Darken"].last_success_output[0] == "edited" and "Hue" in again.curves
     assert again.curves["Brighten"].to_json() == analysis.curves["Brighten"].to_json()
 
 
@@ -469,3 +475,23 @@ def test_rows_in_memory_is_checked(tmp_path):
         with pytest.raises(augment.AugmentError, match="rows_in_memory must be True, False or None"):
             make_augmenter(oracles.bright).search_randomization_boundaries(files, None, 0.1, tmp_path / "a.json",
                                                                            rows_in_memory=wrong)
+
+
+def test_a_stale_save_is_refused_and_names_what_another_search_added(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 70, 100]))
+    first = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten"], progress=False)
+    first.search_randomization_boundaries(files, [0, 1, 1], 0.1, tmp_path / "a.json")
+    notebook = augment.load_analysis(tmp_path / "a.json")  # loaded in a notebook ...
+    search = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
+              "import augment; from conftest import BrightnessModel\n"
+              "augment.ImageAugmenter(BrightnessModel(), augmentations=['Brighten', 'Darken'], progress=False)"
+              f".search_randomization_boundaries({[str(f) for f in files]!r}, [0, 1, 1], 0.1, "
+              f"{str(tmp_path / 'a.json')!r})")
+    background = subprocess.run([sys.executable, "-c", search], capture_output=True, text=True, timeout=120)
+    assert background.returncode == 0, background.stderr  # ... while another process's search added Darken
+    with pytest.raises(augment.AugmentError, match=r"changed on disk since this analysis was loaded .*added Darken"):
+        notebook.save(tmp_path / "a.json")
+    again = augment.load_analysis(tmp_path / "a.json")
+    assert sorted(again.curves) == ["Brighten", "Darken"] and again.curves["Darken"].summarize().searched_images == 3
+    notebook.save(tmp_path / "elsewhere.json")  # another file is fine
+    again.save(tmp_path / "a.json")  # and a fresh load saves
