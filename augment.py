@@ -127,21 +127,25 @@ import numpy as np
 # Run as a script, this very module is `augment` (not a second copy of it under `__main__`): Dask
 # and worker processes send functions and classes by module name, and a user's module (--predict,
 # --augmentations-from) that does `import augment` gets the module running the command.
-# Under a profiler or tracer (python -m cProfile augment.py ...), __main__ is the tool's own
-# namespace: then this file is loaded as `augment` and that module runs the command.
+# A copy under another name (tool.py) is the module `tool` (its workers import it by that name),
+# and `augment` too for the user's modules. Under a profiler or tracer (python -m cProfile
+# augment.py ...), __main__ is the tool's own namespace: then this file is loaded by its name
+# and that module runs the command.
 _RUN_AS_SCRIPT = __name__ == "__main__"
-if _RUN_AS_SCRIPT and vars(sys.modules[__name__]) is not globals():
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location("augment", os.path.abspath(__file__))
-    _module = sys.modules["augment"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-    sys.exit(_module.main())
 if _RUN_AS_SCRIPT:
     import importlib.util
 
-    sys.modules["augment"], __name__ = sys.modules[__name__], "augment"
-    __spec__ = importlib.util.spec_from_file_location("augment", os.path.abspath(__file__))
+    _NAME = os.path.splitext(os.path.basename(__file__))[0]
+    _NAME = _NAME if _NAME.isidentifier() else "augment"
+    _SPEC = importlib.util.spec_from_file_location(_NAME, os.path.abspath(__file__))
+    if vars(sys.modules[__name__]) is not globals():
+        _module = sys.modules[_NAME] = importlib.util.module_from_spec(_SPEC)
+        sys.modules.setdefault("augment", _module)
+        _SPEC.loader.exec_module(_module)
+        sys.exit(_module.main())
+    sys.modules[_NAME] = sys.modules[__name__]
+    sys.modules.setdefault("augment", sys.modules[__name__])
+    __name__, __spec__ = _NAME, _SPEC
 
 
 __version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside the index)
@@ -531,6 +535,9 @@ class _BoundedCache:
 # all pickle needs; editors and type checkers see it through a TYPE_CHECKING binding.
 
 _PUBLIC_CLASSES: dict[str, Callable[[], type]] = {}  # public name -> the factory that makes it
+# where they are served: the one file under the name it was imported as (augment, mylib.augment, a
+# script's own name), or the package when this runs from src/augment/
+_PACKAGE = __name__.removesuffix(".helpers")
 
 
 def _made_on_first_use(public_name: str | None = None) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
@@ -541,8 +548,8 @@ def _made_on_first_use(public_name: str | None = None) -> Callable[[Callable[[],
         @functools.wraps(factory)
         def made() -> Any:
             made_class = factory()
-            if public_name is not None:  # where pickle looks for it: augment.<name>
-                made_class.__module__, made_class.__qualname__ = "augment", public_name
+            if public_name is not None:  # where pickle looks for it: <the module users import>.<name>
+                made_class.__module__, made_class.__qualname__ = _PACKAGE, public_name
             return made_class
 
         if public_name is not None:

@@ -208,3 +208,25 @@ def test_tests_use_public_names_or_the_documented_test_hooks():
     assert not stray, f"private names used by tests but not in _TEST_HOOKS (src/augment/__init__.py): {stray}"
     assert all(hasattr(augment, name) for name in augment._TEST_HOOKS)
     assert set(augment._TEST_HOOKS) == set(used), "a hook no test uses: remove it from _TEST_HOOKS"
+
+
+def test_a_copy_under_another_name_pickles_and_its_workers_import_that_copy(tmp_path):
+    # users copy the one file: into a package of theirs, or as a script of another name
+    (tmp_path / "mylib").mkdir()
+    (tmp_path / "mylib" / "__init__.py").write_text("")
+    (tmp_path / "mylib" / "augment.py").write_text((ROOT / "augment.py").read_text())
+    code = ("import pickle; from mylib import augment as a\n"
+            "t = a.RealismTransform(a.SamplingPolicy({'Brighten': 0.3}, fewest=1, most=1), seed=0)\n"
+            "print(type(pickle.loads(pickle.dumps(t))).__module__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "mylib.augment", result.stderr
+    (tmp_path / "tool.py").write_text((ROOT / "augment.py").read_text())
+    (tmp_path / "model.py").write_text("import numpy as np\n\ndef predict(images):\n"
+                                       "    return [int(np.asarray(i).mean() > 100) for i in images]\n")
+    from conftest import uniform_images, write_pngs
+
+    write_pngs(tmp_path / "imgs", uniform_images([40, 90, 140]))
+    command = [sys.executable, "tool.py", "search", "--predict", "model.py:predict", "--images", "imgs/*.png",
+               "--augmentations", "Brighten", "--step", "0.25", "--cache", "a.json", "--workers", "2"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "Brighten" in result.stdout, result.stderr[-3000:]

@@ -316,6 +316,9 @@ class _BoundedCache:
 # all pickle needs; editors and type checkers see it through a TYPE_CHECKING binding.
 
 _PUBLIC_CLASSES: dict[str, Callable[[], type]] = {}  # public name -> the factory that makes it
+# where they are served: the one file under the name it was imported as (augment, mylib.augment, a
+# script's own name), or the package when this runs from src/augment/
+_PACKAGE = __name__.removesuffix(".helpers")
 
 
 def _made_on_first_use(public_name: str | None = None) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
@@ -326,8 +329,8 @@ def _made_on_first_use(public_name: str | None = None) -> Callable[[Callable[[],
         @functools.wraps(factory)
         def made() -> Any:
             made_class = factory()
-            if public_name is not None:  # where pickle looks for it: augment.<name>
-                made_class.__module__, made_class.__qualname__ = "augment", public_name
+            if public_name is not None:  # where pickle looks for it: <the module users import>.<name>
+                made_class.__module__, made_class.__qualname__ = _PACKAGE, public_name
             return made_class
 
         if public_name is not None:
