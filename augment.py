@@ -756,6 +756,20 @@ def _temporary_prefix(path: str) -> str:
     return f"{_TEMPORARY_PREFIX}{os.path.basename(path)[:100]}~"
 
 
+def _file_path(path: str | os.PathLike, what: str) -> str:
+    """``path`` as a file augment.py may write: not empty or blank (an unset shell variable), not
+    ending in a separator or a blank name (``runs/$UNSET``), not an existing folder; else an error
+    naming ``what``, before anything is written (a lock or rows folder would land beside it)."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    if not path.strip() or not name.strip() or path.endswith((os.sep, "/")):
+        raise AugmentError(f"{what} {path!r} names no file (empty, blank, or ending in a separator: an unset "
+                           f"shell variable?); give a file name such as analysis.json")
+    if os.path.isdir(path):
+        raise AugmentError(f"{what} {path} is a folder; give a file name such as {os.path.join(path, 'analysis.json')}")
+    return path
+
+
 def _write_atomic(path: str | os.PathLike, content: bytes | str | Callable[[Any], None],
                   durable: bool = True) -> str:
     """Write ``path`` whole or not at all; ``content`` is bytes, text or ``write(binary_file)``.
@@ -763,7 +777,7 @@ def _write_atomic(path: str | os.PathLike, content: bytes | str | Callable[[Any]
     ``durable=False`` skips the fsync (report frames: a crash may lose them, never tear them).
     A failure (a full disk) leaves the previous file as it was and names ``path``.
     """
-    path = os.fspath(path)
+    path = _file_path(path, "the file")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
@@ -4590,12 +4604,7 @@ def _check_cache_path(analytics_cache: Any) -> str | None:
     process cannot write to, would otherwise lose a whole search at its first checkpoint."""
     if analytics_cache is None:
         return None
-    path = os.fspath(analytics_cache)
-    if not path.strip():  # an unset shell variable: the file would land beside the working folder
-        raise AugmentError(f"analytics_cache is an empty path ({path!r}); give a file name such as analysis.json, "
-                           f"or None to keep the analysis in memory only")
-    if os.path.isdir(path):
-        raise AugmentError(f"analytics_cache {path} is a folder; give a file name such as {path}/analysis.json")
+    path = _file_path(analytics_cache, "analytics_cache")  # not "", "runs/", a folder (or None: in memory only)
     rows = _rows_folder(os.path.abspath(path))
     _check_rows_folder(rows, f"analytics_cache {path}")
     if os.path.lexists(rows) and not os.path.isdir(rows):
@@ -5123,7 +5132,7 @@ class Analysis:
         written atomically (temporary file, fsync, rename). Holds the file's lock: a search using
         ``path`` makes this an error naming it. Assign changed values (``record.label = [1, 2, 3]``)
         rather than changing them in place: an in-place change is not seen as one."""
-        path = os.path.abspath(os.fspath(path))
+        path = os.path.abspath(_file_path(path, "the analysis file"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with _lock_for_file(path):
             self._save(path, compact)
@@ -8540,7 +8549,7 @@ def _command_compare(args: argparse.Namespace) -> int:
     comparison = compare(dict(zip(args.names, args.analyses)) if args.names else args.analyses,
                          html_dir=args.html_dir)
     print(comparison.format())
-    if args.json:
+    if args.json is not None:
         _write_atomic(args.json, json.dumps(comparison.to_json(), indent=1))
     print(f"comparison page written: open {os.path.abspath(comparison.page)}")
     return 0

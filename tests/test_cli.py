@@ -265,10 +265,10 @@ def test_an_empty_cache_path_is_refused_before_any_prediction_and_writes_nothing
     before = sorted(os.listdir(tmp_path))
     result = cli("search", "--predict", f"{ROOT / ORACLE}:slow_bright", "--images", "imgs/*.png", "--augmentations",
                  "Brighten", "--cache", "", cwd=tmp_path / "work")
-    assert result.returncode == 2 and "analytics_cache is an empty path" in result.stderr, result.stderr
+    assert result.returncode == 2 and "analytics_cache '' names no file" in result.stderr, result.stderr
     assert "PREDICT" not in result.stdout
     assert sorted(os.listdir(tmp_path)) == before and sorted(os.listdir(tmp_path / "work")) == ["imgs"]
-    with pytest.raises(augment.AugmentError, match="empty path"):
+    with pytest.raises(augment.AugmentError, match="names no file"):
         augment.ImageAugmenter(lambda images: [0] * len(images), progress=False).search_randomization_boundaries(
             [str(tmp_path / "work" / "imgs" / "img-0.png")], analytics_cache="")
 
@@ -314,3 +314,27 @@ def test_an_unreachable_dask_scheduler_is_one_error_line_naming_it(tmp_path):
     result = cli(*search_args(tmp_path / "imgs"), "--dask", f"tcp://127.0.0.1:{port}", "--dask-timeout", "2")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"error: cannot connect to the Dask scheduler at tcp://127.0.0.1:{port} within 2 s" in result.stderr
+
+
+@pytest.mark.parametrize("cache", ["runs/", "./ ", "  "])
+def test_a_cache_path_that_names_no_file_is_refused_and_writes_nothing(tmp_path, cache):
+    write_pngs(tmp_path / "work" / "imgs", uniform_images([40, 70]))
+    result = cli("search", "--predict", f"{ROOT / ORACLE}:slow_bright", "--images", "imgs/*.png", "--augmentations",
+                 "Brighten", "--cache", cache, cwd=tmp_path / "work")
+    assert result.returncode == 2 and "names no file" in result.stderr and "PREDICT" not in result.stdout
+    assert sorted(os.listdir(tmp_path / "work")) == ["imgs"] and sorted(os.listdir(tmp_path)) == ["work"]
+
+
+def test_saving_an_analysis_or_a_policy_to_no_file_is_refused_and_writes_nothing(tmp_path, monkeypatch):
+    write_pngs(tmp_path / "imgs", uniform_images([40, 70]))
+    augmenter = augment.ImageAugmenter(lambda images: [0] * len(images), augmentations=["Brighten"], progress=False)
+    analysis = augmenter.search_randomization_boundaries(sorted(map(str, (tmp_path / "imgs").iterdir())), None, 0.5,
+                                                         None)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    for path in ("", "  ", "sub/", str(tmp_path / "imgs")):
+        with pytest.raises(augment.AugmentError, match="names no file|is a folder"):
+            analysis.save(path)
+    with pytest.raises(augment.AugmentError, match="names no file"):
+        augment.SamplingPolicy({"Brighten": 0.3}).save("")
+    assert os.listdir(tmp_path / "work") == [] and sorted(os.listdir(tmp_path)) == ["imgs", "work"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .catalogue import CATALOGUE, _check_augmentation_name
-from .files import _lock_for_file, _remove_temporaries, _temporary_prefix, _write_atomic
+from .files import _file_path, _lock_for_file, _remove_temporaries, _temporary_prefix, _write_atomic
 from .formats import _formats, _validated
 from .helpers import (
     _ANALYSIS_FORMAT,
@@ -72,12 +72,7 @@ def _check_cache_path(analytics_cache: Any) -> str | None:
     process cannot write to, would otherwise lose a whole search at its first checkpoint."""
     if analytics_cache is None:
         return None
-    path = os.fspath(analytics_cache)
-    if not path.strip():  # an unset shell variable: the file would land beside the working folder
-        raise AugmentError(f"analytics_cache is an empty path ({path!r}); give a file name such as analysis.json, "
-                           f"or None to keep the analysis in memory only")
-    if os.path.isdir(path):
-        raise AugmentError(f"analytics_cache {path} is a folder; give a file name such as {path}/analysis.json")
+    path = _file_path(analytics_cache, "analytics_cache")  # not "", "runs/", a folder (or None: in memory only)
     rows = _rows_folder(os.path.abspath(path))
     _check_rows_folder(rows, f"analytics_cache {path}")
     if os.path.lexists(rows) and not os.path.isdir(rows):
@@ -605,7 +600,7 @@ class Analysis:
         written atomically (temporary file, fsync, rename). Holds the file's lock: a search using
         ``path`` makes this an error naming it. Assign changed values (``record.label = [1, 2, 3]``)
         rather than changing them in place: an in-place change is not seen as one."""
-        path = os.path.abspath(os.fspath(path))
+        path = os.path.abspath(_file_path(path, "the analysis file"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with _lock_for_file(path):
             self._save(path, compact)

@@ -341,7 +341,7 @@ def _command_compare(args: argparse.Namespace) -> int:
     comparison = compare(dict(zip(args.names, args.analyses)) if args.names else args.analyses,
                          html_dir=args.html_dir)
     print(comparison.format())
-    if args.json:
+    if args.json is not None:
         _write_atomic(args.json, json.dumps(comparison.to_json(), indent=1))
     print(f"comparison page written: open {os.path.abspath(comparison.page)}")
     return 0

@@ -38,6 +38,20 @@ def _temporary_prefix(path: str) -> str:
     return f"{_TEMPORARY_PREFIX}{os.path.basename(path)[:100]}~"
 
 
+def _file_path(path: str | os.PathLike, what: str) -> str:
+    """``path`` as a file augment.py may write: not empty or blank (an unset shell variable), not
+    ending in a separator or a blank name (``runs/$UNSET``), not an existing folder; else an error
+    naming ``what``, before anything is written (a lock or rows folder would land beside it)."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    if not path.strip() or not name.strip() or path.endswith((os.sep, "/")):
+        raise AugmentError(f"{what} {path!r} names no file (empty, blank, or ending in a separator: an unset "
+                           f"shell variable?); give a file name such as analysis.json")
+    if os.path.isdir(path):
+        raise AugmentError(f"{what} {path} is a folder; give a file name such as {os.path.join(path, 'analysis.json')}")
+    return path
+
+
 def _write_atomic(path: str | os.PathLike, content: bytes | str | Callable[[Any], None],
                   durable: bool = True) -> str:
     """Write ``path`` whole or not at all; ``content`` is bytes, text or ``write(binary_file)``.
@@ -45,7 +59,7 @@ def _write_atomic(path: str | os.PathLike, content: bytes | str | Callable[[Any]
     ``durable=False`` skips the fsync (report frames: a crash may lose them, never tear them).
     A failure (a full disk) leaves the previous file as it was and names ``path``.
     """
-    path = os.fspath(path)
+    path = _file_path(path, "the file")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=folder)
