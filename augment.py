@@ -2598,12 +2598,30 @@ def _check_readable(sources: Sequence[_Source]) -> None:
             raise AugmentError(f"image file not found: {source.path}")
 
 
+_MAX_NESTING = 100  # lists and dicts in a label; Python's recursion limit (1,000) is far above
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists, tuples and dicts in ``value`` nest deeper than ``limit`` (iterative: any depth)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def _check_labels(labels: Any, count: int, parameter: str) -> list | None:
     if labels is None:
         return None
     labels = list(labels)
     if len(labels) != count:
         raise AugmentError(f"{parameter} has {len(labels)} labels for {count} images; they must match 1-to-1")
+    for k, label in enumerate(labels):  # a label is digested, stored and compared: it must fit in JSON
+        if _nested_deeper_than(label, _MAX_NESTING):
+            raise AugmentError(f"{parameter}[{k}] is nested more than {_MAX_NESTING} levels deep: too deep to store")
     return labels
 
 
@@ -4266,7 +4284,7 @@ class _ShardError(AugmentError):
 
 
 # What a damaged shard raises when read (an OSError such as EIO is not damage: it propagates as it is)
-_SHARD_DAMAGE = (ValueError, KeyError, EOFError, IndexError, TypeError, zipfile.BadZipFile, zlib.error)
+_SHARD_DAMAGE = (ValueError, KeyError, EOFError, IndexError, TypeError, RecursionError, zipfile.BadZipFile, zlib.error)
 
 
 def _open_shard(path: str, count: int, width: int, uid: str | None = None) -> tuple[Any, dict]:
@@ -5350,7 +5368,7 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a 5,000-digit number, nested too deep
         with open(path, "rb") as handle:
             if handle.read(8).startswith(_IMAGE_MAGIC):
                 raise AugmentError(f"{path} is an image, not an analysis file (an analysis is the .json file a "
@@ -6995,7 +7013,7 @@ class SamplingPolicy:
         try:
             with open(path, encoding="utf-8-sig") as handle:
                 document = json.load(handle)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: also a 5,000-digit number
             raise AugmentError(f"policy file {path} is not JSON: {_json_failure(exc)}") from None
         except OSError as exc:
             raise AugmentError(f"cannot read policy file {path}: {exc.strerror}") from None
@@ -8330,7 +8348,7 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise AugmentError(f"cannot read --labels {path}: {_json_failure(exc)}") from None
     if isinstance(data, list):
         return data
@@ -8412,8 +8430,9 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     if label_format is not None and label_format.lstrip().startswith("{"):  # the seed's dict form, as JSON
         try:
             label_format = json.loads(label_format)
-        except json.JSONDecodeError as exc:
-            raise AugmentError(f"--label-format {label_format!r} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise AugmentError(f"--label-format {_truncate(label_format, 80)!r} is not valid JSON: "
+                               f"{_json_failure(exc)}") from None
     return ImageAugmenter(predict, diff_error, augmentations=args.augmentations or ALL_AUGMENTATIONS + custom,
                           label_format=label_format, seed=args.seed, batch_size=args.batch_size,
                           predict_input=args.predict_input, failure_threshold=args.failure_threshold,

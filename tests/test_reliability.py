@@ -521,3 +521,24 @@ def test_a_renamed_analysis_says_how_to_bring_its_rows_along(tmp_path, uniform_f
     assert f"mv {tmp_path / 'analysis.json.rows'} {tmp_path / 'baseline.json.rows'}" in result.stderr, result.stderr
     subprocess.run(["mv", str(tmp_path / "analysis.json.rows"), str(tmp_path / "baseline.json.rows")], check=True)
     assert augment.load_analysis(tmp_path / "baseline.json").curves["Brighten"].summarize().searched_images == 3
+
+
+def test_json_with_huge_numbers_or_labels_nested_too_deep_is_a_named_error(tmp_path, uniform_files):
+    huge = "1" * 5000  # past Python's 4,300-digit limit for int()
+    (tmp_path / "policy.json").write_text(f'{{"format": {huge}}}')
+    with pytest.raises(augment.AugmentError, match="policy file .* is not JSON"):
+        augment.SamplingPolicy.load(tmp_path / "policy.json")
+    (tmp_path / "analysis.json").write_text(f"[{huge}]")
+    with pytest.raises(augment.AugmentError, match="analysis.json is truncated or corrupt"):
+        augment.load_analysis(tmp_path / "analysis.json")
+    (tmp_path / "labels.json").write_text(f"[{huge}, 1, 1]")
+    nested = "[" * 600 + "1" + "]" * 600
+    (tmp_path / "deep.json").write_text(f"[{nested}, 1, 1]")
+    for labels, message in (("labels.json", "cannot read --labels"),
+                            ("deep.json", r"labels\[0\] is nested more than 100 levels deep")):
+        result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "search", "--predict",
+                                 "tests/models/oracles.py:bright", "--images", *uniform_files, "--labels",
+                                 str(tmp_path / labels), "--augmentations", "Brighten", "--cache",
+                                 str(tmp_path / "a.json")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
+        assert __import__("re").search(message, result.stderr), result.stderr

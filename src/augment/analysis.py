@@ -818,7 +818,7 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a 5,000-digit number, nested too deep
         with open(path, "rb") as handle:
             if handle.read(8).startswith(_IMAGE_MAGIC):
                 raise AugmentError(f"{path} is an image, not an analysis file (an analysis is the .json file a "

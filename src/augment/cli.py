@@ -27,7 +27,7 @@ from .compare import compare
 from .custom import _adopt
 from .files import _write_atomic
 from .formats import file_schema
-from .helpers import ALL_AUGMENTATIONS, AugmentError, _format_intensity, _json_failure, _jsonable
+from .helpers import ALL_AUGMENTATIONS, AugmentError, _format_intensity, _json_failure, _jsonable, _truncate
 from .images import MAX_IMAGE_PIXELS
 from .labels import _ROTATE_METHODS
 from .probes import _PROBES
@@ -122,7 +122,7 @@ def _read_labels(path: str | None, files: Sequence[str]) -> list | None:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise AugmentError(f"cannot read --labels {path}: {_json_failure(exc)}") from None
     if isinstance(data, list):
         return data
@@ -204,8 +204,9 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     if label_format is not None and label_format.lstrip().startswith("{"):  # the seed's dict form, as JSON
         try:
             label_format = json.loads(label_format)
-        except json.JSONDecodeError as exc:
-            raise AugmentError(f"--label-format {label_format!r} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise AugmentError(f"--label-format {_truncate(label_format, 80)!r} is not valid JSON: "
+                               f"{_json_failure(exc)}") from None
     return ImageAugmenter(predict, diff_error, augmentations=args.augmentations or ALL_AUGMENTATIONS + custom,
                           label_format=label_format, seed=args.seed, batch_size=args.batch_size,
                           predict_input=args.predict_input, failure_threshold=args.failure_threshold,

@@ -121,12 +121,30 @@ def _check_readable(sources: Sequence[_Source]) -> None:
             raise AugmentError(f"image file not found: {source.path}")
 
 
+_MAX_NESTING = 100  # lists and dicts in a label; Python's recursion limit (1,000) is far above
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists, tuples and dicts in ``value`` nest deeper than ``limit`` (iterative: any depth)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def _check_labels(labels: Any, count: int, parameter: str) -> list | None:
     if labels is None:
         return None
     labels = list(labels)
     if len(labels) != count:
         raise AugmentError(f"{parameter} has {len(labels)} labels for {count} images; they must match 1-to-1")
+    for k, label in enumerate(labels):  # a label is digested, stored and compared: it must fit in JSON
+        if _nested_deeper_than(label, _MAX_NESTING):
+            raise AugmentError(f"{parameter}[{k}] is nested more than {_MAX_NESTING} levels deep: too deep to store")
     return labels
 
 

@@ -144,7 +144,7 @@ class SamplingPolicy:
         try:
             with open(path, encoding="utf-8-sig") as handle:
                 document = json.load(handle)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: also a 5,000-digit number
             raise AugmentError(f"policy file {path} is not JSON: {_json_failure(exc)}") from None
         except OSError as exc:
             raise AugmentError(f"cannot read policy file {path}: {exc.strerror}") from None

@@ -533,7 +533,7 @@ class _ShardError(AugmentError):
 
 
 # What a damaged shard raises when read (an OSError such as EIO is not damage: it propagates as it is)
-_SHARD_DAMAGE = (ValueError, KeyError, EOFError, IndexError, TypeError, zipfile.BadZipFile, zlib.error)
+_SHARD_DAMAGE = (ValueError, KeyError, EOFError, IndexError, TypeError, RecursionError, zipfile.BadZipFile, zlib.error)
 
 
 def _open_shard(path: str, count: int, width: int, uid: str | None = None) -> tuple[Any, dict]:
