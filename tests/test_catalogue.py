@@ -325,7 +325,8 @@ def test_every_cache_is_registered_bounded_and_the_ceiling_is_the_sum_of_their_b
     info = augment.cache_info()
     assert {"fastpaths: superpixel segments per image", "fastpaths: noise draws per shape and seed",
             "catalogue: built transforms per thread", "pipeline: models made by a predict_factory"} <= set(info)
-    assert all(entry["max_entries"] for name, entry in info.items() if not name.startswith("pipeline"))
+    per_thread_or_model = {name for name in info if name.startswith("pipeline") or "per thread" in name}
+    assert all(entry["max_entries"] for name, entry in info.items() if name not in per_thread_or_model)
     assert sum(entry["max_bytes"] or 0 for entry in info.values()) == augment.CACHE_CEILING_BYTES < 2**30
 
 
@@ -353,3 +354,25 @@ def test_array_caches_hold_no_more_than_their_bounds_over_many_distinct_images()
             assert entry["bytes"] <= entry["max_bytes"], name
         if entry["max_entries"]:
             assert entry["entries"] <= entry["max_entries"], name
+
+
+def test_clear_caches_frees_every_threads_scratch_arrays_and_resets_hits():
+    import concurrent.futures
+    import threading
+
+    image = np.random.default_rng(3).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    augment.clear_caches()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        barrier = threading.Barrier(2)
+
+        def render(seed):  # both threads alive at once: two pairs of warp maps
+            barrier.wait()
+            return augment.augment_image(image, "ElasticTransform", 0.7, seed=seed)
+
+        list(pool.map(render, [1, 2]))
+        maps = augment.cache_info()["fastpaths: elastic warp maps (one pair per thread)"]
+        assert maps["entries"] == 2 and maps["bytes"] == 2 * 2 * 120 * 90 * 4
+        augment.clear_caches()  # from this thread: the pool's threads are still alive
+    info = augment.cache_info()
+    assert info["fastpaths: elastic warp maps (one pair per thread)"]["bytes"] == 0
+    assert all(entry.get("hits", 0) == 0 for entry in info.values())

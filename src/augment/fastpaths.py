@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from .helpers import _BoundedCache, _cached, _image_digest, _made_on_first_use, _owned_cache, _ThreadLocalCache
+from .helpers import _BoundedCache, _cached, _image_digest, _made_on_first_use, _owned_cache, _PerThreadCache
 
 _SLIC_SIDE = 128
 _BLUR_SIGMA_AT_WORK = 3.0
@@ -115,7 +115,7 @@ def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-_BUFFERS = _owned_cache("fastpaths: elastic warp maps (one pair per thread)", _ThreadLocalCache())
+_BUFFERS = _owned_cache("fastpaths: elastic warp maps (one pair per thread)", _PerThreadCache())
 
 
 def _map_buffers(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,9 +124,10 @@ def _map_buffers(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     A fresh 36 MB array per render of a 3000 px photo costs more in page faults than the
     arithmetic that fills it; the maps only live until the render that made them ends.
     """
-    buffers = getattr(_BUFFERS, "maps", None)
+    buffers = _BUFFERS.get()
     if buffers is None or buffers[0].shape != (height, width):
-        buffers = _BUFFERS.maps = (np.empty((height, width), np.float32), np.empty((height, width), np.float32))
+        buffers = (np.empty((height, width), np.float32), np.empty((height, width), np.float32))
+        _BUFFERS.put(buffers)
     return buffers
 
 

@@ -299,7 +299,7 @@ class _BoundedCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-            self.bytes = 0
+            self.bytes = self.hits = 0
 
     def info(self) -> dict[str, int | None]:
         with self._lock:
@@ -374,10 +374,11 @@ class _CachedFunction:
         self.function.cache_clear()
 
     def info(self) -> dict[str, int | None]:
-        entries = self.function.cache_info().currsize
+        cached = self.function.cache_info()
         known = self.entry_bytes is not None
-        return {"entries": entries, "bytes": entries * self.entry_bytes if known else None,
-                "max_entries": self.maxsize, "max_bytes": self.maxsize * self.entry_bytes if known else None}
+        return {"entries": cached.currsize, "bytes": cached.currsize * self.entry_bytes if known else None,
+                "max_entries": self.maxsize, "max_bytes": self.maxsize * self.entry_bytes if known else None,
+                "hits": cached.hits}
 
 
 def _cached(name: str, maxsize: int, entry_bytes: int | None = None) -> Callable[[Callable], Callable]:
@@ -391,16 +392,33 @@ def _cached(name: str, maxsize: int, entry_bytes: int | None = None) -> Callable
     return decorate
 
 
-class _ThreadLocalCache(threading.local):
-    """Per-thread scratch arrays (one set per thread, replaced when the size changes)."""
+class _PerThreadCache:
+    """One value per thread (scratch arrays a thread reuses), every thread's emptied by clear()."""
 
-    def clear(self) -> None:  # this thread's; another thread's go with that thread
-        self.__dict__.clear()
+    def __init__(self):
+        self._values: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        return self._values.get(threading.get_ident())
+
+    def put(self, value: Any) -> None:
+        with self._lock:
+            alive = {thread.ident for thread in threading.enumerate()}
+            for ident in [ident for ident in self._values if ident not in alive]:  # threads that ended
+                del self._values[ident]
+            self._values[threading.get_ident()] = value
+
+    def clear(self) -> None:  # a render using its arrays keeps them until it ends
+        with self._lock:
+            self._values.clear()
 
     def info(self) -> dict[str, int | None]:
-        arrays = [a for value in self.__dict__.values() for a in (value if isinstance(value, tuple) else (value,))
+        with self._lock:
+            values = list(self._values.values())
+        arrays = [a for value in values for a in (value if isinstance(value, tuple) else (value,))
                   if isinstance(a, np.ndarray)]
-        return {"entries": len(self.__dict__), "bytes": sum(a.nbytes for a in arrays), "max_entries": 1,
+        return {"entries": len(values), "bytes": sum(a.nbytes for a in arrays), "max_entries": None,
                 "max_bytes": None}
 
 
@@ -418,9 +436,10 @@ def clear_caches() -> None:
 
 
 def cache_info() -> dict[str, dict[str, int | None]]:
-    """Per cache: ``entries``, ``bytes`` (None where it holds no arrays), ``max_entries`` and
-    ``max_bytes``, its bounds (and ``hits`` of the array caches). The sum of ``max_bytes`` is
-    CACHE_CEILING_BYTES.
+    """Per cache: ``entries``, ``bytes`` (None where they are not counted: no arrays, or arrays as
+    large as the image, like the pixel grids), ``max_entries`` and ``max_bytes``, its bounds (None:
+    one per thread or per model), and ``hits`` where counted. The sum of ``max_bytes`` is
+    CACHE_CEILING_BYTES; the per-thread warp maps and the pixel grids come on top (see it).
 
     >>> info = cache_info()["fastpaths: superpixel segments per image"]
     >>> info["max_bytes"] == 256 * 2**20
