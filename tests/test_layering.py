@@ -157,6 +157,11 @@ def test_the_script_runs_under_a_profiler_as_the_module_augment(tmp_path):
     ("from .helpers import _truncate as _short\n", "`import ... as` of a package module"),
     ("import torch\n", "`import torch` at the top"),
     ("from shlex import join\n", "join is imported from"),
+    ("from . import helpers\n", "`from . import <module>`"),
+    ("def f():\n    from augment.helpers import _truncate\n", "the package imports itself by name"),
+    ("__version__ = '9'\n", "defines __all__ or __version__"),
+    ("try:\n    def _check_int(value):\n        return value\nexcept ImportError:\n    pass\n",
+     "_check_int is defined at the top of both"),
 ])
 def test_the_generator_refuses_what_the_one_file_cannot_hold(tmp_path, monkeypatch, source, message):
     copy = tmp_path / "augment"

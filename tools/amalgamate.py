@@ -39,8 +39,14 @@ def _is_type_checking_block(node: ast.stmt) -> bool:
 
 
 def _defined_names(node: ast.stmt) -> list[str]:
+    """The names a top-level statement binds, also inside a top-level if/try/with/for block."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return [node.name]
+    if isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+        inner = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", []),
+                 *(s for handler in getattr(node, "handlers", []) for s in handler.body)]
+        return [name for child in inner if not isinstance(child, (ast.Import, ast.ImportFrom))
+                for name in _defined_names(child)]
     targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
     return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
 
@@ -61,6 +67,15 @@ class _Module:
             raise AmalgamationError(f"{path.name} lacks `from __future__ import annotations` (augment.py has it)")
         top_level = {id(n) for n in tree.body}
         for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level > 0 and not node.module and any(
+                    alias.name != "__version__" for alias in node.names):
+                raise AmalgamationError(f"{path.name}:{node.lineno}: `from . import <module>`: augment.py is one "
+                                        f"namespace, import the names themselves (from .helpers import ...)")
+            if (isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0]
+                    == "augment") or (isinstance(node, ast.Import) and any(
+                    alias.name.split(".")[0] == "augment" for alias in node.names)):
+                raise AmalgamationError(f"{path.name}:{node.lineno}: the package imports itself by name: use a "
+                                        f"relative import at the top (`from .module import name`)")
             if isinstance(node, ast.ImportFrom) and node.level > 0:
                 if any(alias.asname for alias in node.names):
                     raise AmalgamationError(f"{path.name}:{node.lineno}: `import ... as` of a package module: "
@@ -94,6 +109,9 @@ class _Module:
                 dropped.update(span)
             else:
                 self.names.extend(_defined_names(node))
+        if path.name != "__init__.py" and {"__all__", "__version__"} & set(self.names):
+            raise AmalgamationError(f"{path.name} defines __all__ or __version__: only the package's __init__.py "
+                                    f"does (they would replace the package's in augment.py)")
         self.body = [line for number, line in enumerate(self.lines, 1) if number not in dropped]
 
     def body_text(self) -> str:
