@@ -325,11 +325,12 @@ def _check_int(value: Any, parameter: str, minimum: int = 0, allow_none: bool = 
 
 def _check_number(value: Any, parameter: str, low: float = -math.inf, high: float = math.inf) -> float:
     """A real number in [low, high] (not a bool, not a string: those hide mixed-up arguments)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
-        raise AugmentError(f"{parameter} must be a number, got {value!r}")
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or (
+            not isinstance(value, numbers.Integral) and math.isnan(value)):  # (an int of 400 digits is no NaN)
+        raise AugmentError(f"{parameter} must be a number, got {_truncate(repr(value), 80)}")
     if not low <= value <= high:
         allowed = f">= {low}" if high == math.inf else f"<= {high}" if low == -math.inf else f"in [{low}, {high}]"
-        raise AugmentError(f"{parameter} must be {allowed}, got {value!r}")
+        raise AugmentError(f"{parameter} must be {allowed}, got {_truncate(repr(value), 80)}")
     return float(value)
 
 
@@ -6972,6 +6973,10 @@ class SamplingPolicy:
             _check_number(weight, f"weight for {name}", 0.0, MAX_WEIGHT)
             if name not in self.limits:
                 raise AugmentError(f"weight for {name} given, but {name} is not among the limits")
+        # numpy numbers (np.float32 limits from an array) as plain floats: what a policy file holds
+        for field_name in ("limits", "weights", "floors"):
+            object.__setattr__(self, field_name, {name: float(value) for name, value in
+                                                  getattr(self, field_name).items()})
         if stray := sorted(set(self.floors) - set(self.limits)):
             raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
         if _check_int(self.most, "most", 1) > 1000:
@@ -8745,6 +8750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AugmentError as exc:
         print(f"error: {exc}", *getattr(exc, "__notes__", ()), sep="\n", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python augment.py catalogue | head`: the reader stopped; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's documented recipe)
+        return 1
     except OSError as exc:
         if exc.filename is None:
             raise

@@ -338,3 +338,11 @@ def test_saving_an_analysis_or_a_policy_to_no_file_is_refused_and_writes_nothing
     with pytest.raises(augment.AugmentError, match="names no file"):
         augment.SamplingPolicy({"Brighten": 0.3}).save("")
     assert os.listdir(tmp_path / "work") == [] and sorted(os.listdir(tmp_path)) == ["imgs", "work"]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    child = subprocess.Popen([sys.executable, str(ROOT / "augment.py"), "catalogue"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=ROOT)
+    child.stdout.close()  # `| head -0`: the reader is gone before the command prints (it takes a second to start)
+    _, err = child.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err

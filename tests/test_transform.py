@@ -393,3 +393,11 @@ def test_without_workers_a_transform_is_one_stream_and_a_new_one_repeats_it():
     first = run(reused)
     assert run(reused) != first  # the same object goes on: torch.manual_seed does not restart it (README)
     assert run(augment.RealismTransform(policy, seed=3)) == first  # a new one with the seed repeats the run
+
+
+def test_policies_take_numpy_numbers_and_refuse_giant_integers(tmp_path):
+    policy = augment.SamplingPolicy({"Brighten": np.float32(0.25)}, weights={"Brighten": np.int64(2)})
+    policy.save(tmp_path / "p.json")  # numpy numbers once made save fail
+    assert augment.SamplingPolicy.load(tmp_path / "p.json").limits == {"Brighten": 0.25}
+    with pytest.raises(augment.AugmentError, match="weight for Brighten must be in"):
+        augment.SamplingPolicy({"Brighten": 0.3}, weights={"Brighten": 10**400})  # not an OverflowError

@@ -499,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AugmentError as exc:
         print(f"error: {exc}", *getattr(exc, "__notes__", ()), sep="\n", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python augment.py catalogue | head`: the reader stopped; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's documented recipe)
+        return 1
     except OSError as exc:
         if exc.filename is None:
             raise

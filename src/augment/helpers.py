@@ -106,11 +106,12 @@ def _check_int(value: Any, parameter: str, minimum: int = 0, allow_none: bool = 
 
 def _check_number(value: Any, parameter: str, low: float = -math.inf, high: float = math.inf) -> float:
     """A real number in [low, high] (not a bool, not a string: those hide mixed-up arguments)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
-        raise AugmentError(f"{parameter} must be a number, got {value!r}")
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or (
+            not isinstance(value, numbers.Integral) and math.isnan(value)):  # (an int of 400 digits is no NaN)
+        raise AugmentError(f"{parameter} must be a number, got {_truncate(repr(value), 80)}")
     if not low <= value <= high:
         allowed = f">= {low}" if high == math.inf else f"<= {high}" if low == -math.inf else f"in [{low}, {high}]"
-        raise AugmentError(f"{parameter} must be {allowed}, got {value!r}")
+        raise AugmentError(f"{parameter} must be {allowed}, got {_truncate(repr(value), 80)}")
     return float(value)
 
 

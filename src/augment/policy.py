@@ -83,6 +83,10 @@ class SamplingPolicy:
             _check_number(weight, f"weight for {name}", 0.0, MAX_WEIGHT)
             if name not in self.limits:
                 raise AugmentError(f"weight for {name} given, but {name} is not among the limits")
+        # numpy numbers (np.float32 limits from an array) as plain floats: what a policy file holds
+        for field_name in ("limits", "weights", "floors"):
+            object.__setattr__(self, field_name, {name: float(value) for name, value in
+                                                  getattr(self, field_name).items()})
         if stray := sorted(set(self.floors) - set(self.limits)):
             raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
         if _check_int(self.most, "most", 1) > 1000:
