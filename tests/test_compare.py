@@ -405,3 +405,13 @@ def test_the_plot_caption_mentions_accuracy_only_where_it_is_drawn(three, tmp_pa
     augment.compare({name: three[name] for name in ("baseline", "robust")}, html_dir=tmp_path / "labelled")
     assert "dashed: accuracy" not in (tmp_path / "plain" / "index.html").read_text()
     assert "dashed: accuracy" in (tmp_path / "labelled" / "index.html").read_text()
+
+
+def test_each_exemplar_is_written_once_and_shown(three, tmp_path):
+    # robust and fragile both shift Brighten the most: one exemplar for it (with every model), no orphan pictures
+    comparison = augment.compare(three, html_dir=tmp_path / "page")
+    moved = {s.augmentation for s in comparison.shifts if s.verdict in ("improved", "regressed")}
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert page.count("One image, every model") == min(3, len(moved)) >= 1
+    shown = set(re.findall(r'src="(images/[^"]+)"', page))
+    assert {f"images/{p.name}" for p in (tmp_path / "page" / "images").iterdir()} == shown

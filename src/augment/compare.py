@@ -424,10 +424,13 @@ class _ComparePage:
             order = list(dict.fromkeys(s.augmentation for s in self.comparison.shifts))
             sections = {name: self.section(name) for name in order}
             if self.comparison.paired:
-                largest = sorted((s for s in self.comparison.shifts if s.verdict in _VERDICTS[:2]),
-                                 key=lambda s: -abs(s.shift))[:3]
-                for shift in largest:
-                    sections[shift.augmentation]["exemplar"] = self.exemplar(shift)
+                largest: dict[str, AugmentationShift] = {}  # three augmentations, each its largest shift
+                for shift in sorted((s for s in self.comparison.shifts if s.verdict in _VERDICTS[:2]),
+                                    key=lambda s: -abs(s.shift)):
+                    if len(largest) < 3:
+                        largest.setdefault(shift.augmentation, shift)
+                for name, shift in largest.items():  # one picture set per augmentation (every model in it)
+                    sections[name]["exemplar"] = self.exemplar(shift)
             classes, class_rows = _class_differences(self.comparison)
             environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
             page = environment.from_string(_COMPARE_TEMPLATE).render(
