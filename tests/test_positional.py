@@ -137,11 +137,12 @@ def test_mask_labels_round_trip_from_synthesis_through_evaluate_and_the_command_
     augmenter = augment.ImageAugmenter(shapes.predict_masks, shapes.mask_diff_error, label_format="mask",
                                        augmentations=["SafeRotate", "Brighten"], batch_size=8, progress=False)
     augmenter.search_randomization_boundaries(files, masks, 0.25, tmp_path / "analysis.json")
+    augmenter.set_augmentation_weight("Brighten", 0)  # rotations only: the model holds, so its masks are the labels'
     made, labels = augmenter.synthesize_more(files, masks, realism=0.5, count=6, output_dir=tmp_path / "out")
     assert all(isinstance(label, str) and label.endswith(".mask.png") for label in labels)
     by_path = augmenter.evaluate(made, labels)  # paths, as synthesis returns them
     by_array = augmenter.evaluate(made, [np.asarray(Image.open(label)) for label in labels])
-    assert by_path["diff_errors"] == by_array["diff_errors"] and by_path["accuracy"] >= 0.5
+    assert by_path["diff_errors"] == by_array["diff_errors"] and by_path["accuracy"] >= 0.8  # labels moved too
     (tmp_path / "labels.json").write_text(json.dumps({Path(f).name: Path(m).name for f, m in zip(made, labels)}))
     import subprocess
     import sys
