@@ -200,16 +200,16 @@ def test_a_spawned_dataloader_worker_knows_registered_augmentations():
 def test_a_registered_augmentation_that_fails_only_on_real_images_is_named_with_the_image(tmp_path):
     import albumentations as A
 
-    files = write_pngs(tmp_path / "imgs", uniform_images([40, 70, 100], (96, 96)))
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 70, 100], (240, 240)))
 
-    def flaky(image, intensity, rng):  # fine on the 48x64 probes, fails on the 96x96 images
-        if intensity > 0.5 and image.shape[0] == 96:
+    def flaky(image, intensity, rng):  # fine on the probes (up to 168x224), fails on the 240x240 images
+        if intensity > 0.5 and image.shape[0] == 240:
             raise ValueError("my bug")
         return image
 
     augment.register_augmentation("FailsOnLarge", function=flaky)
     augment.register_augmentation("CropsLarge", geometric=True,
-                                  build=lambda t, h, w: A.CenterCrop(80, 80, p=1) if t > 0 and h > 90 else None)
+                                  build=lambda t, h, w: A.CenterCrop(80, 80, p=1) if t > 0 and h > 200 else None)
     model = augment.ImageAugmenter(BrightnessModel(), augmentations=["FailsOnLarge"], progress=False)
     with pytest.raises(ValueError, match="my bug") as raised:  # the user's error keeps its type
         model.search_randomization_boundaries(files, None, 0.1, None)
@@ -218,3 +218,45 @@ def test_a_registered_augmentation_that_fails_only_on_real_images_is_named_with_
     model = augment.ImageAugmenter(BrightnessModel(), augmentations=["CropsLarge"], progress=False)
     with pytest.raises(augment.AugmentError, match=r"CropsLarge at intensity 0.1 returned an image of shape \(80, 80"):
         model.search_randomization_boundaries(files, None, 0.1, None)
+
+
+SPECKLES = '''
+import numpy as np
+import augment
+
+FRACTION = {fraction}  # a module constant the augmentation reads through a helper
+
+
+def _share(intensity):
+    return FRACTION * intensity
+
+
+def speckles(image, intensity, rng):
+    """White specks on a share of the pixels of large images (small ones left alone)."""
+    if min(image.shape[:2]) < 100:
+        return image
+    out = image.copy()
+    out[rng.random(image.shape[:2]) < _share(intensity)] = 255
+    return out
+
+
+SPECKLES = augment.register_augmentation("Speckles", function=speckles)
+'''
+
+
+def test_a_changed_constant_of_a_registered_augmentations_module_searches_it_again(tmp_path):
+    module = tmp_path / "speckles.py"
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 80, 120], (120, 120)))
+    command = [sys.executable, str(ROOT / "augment.py"), "search", "--predict", "tests/models/oracles.py:bright",
+               "--images", *files, "--step", "0.1", "--cache", str(tmp_path / "a.json"),
+               "--augmentations-from", f"{module}:SPECKLES", "--augmentations", "Speckles"]
+
+    def search(fraction):
+        module.write_text(SPECKLES.format(fraction=fraction))
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout.split(" predictions this run")[0].rsplit("(", 1)[1])
+
+    assert search(0.5) > 0
+    assert search(0.5) == 0  # unchanged: the cache answers
+    assert search(0.8) > 0  # the constant changed what the pixels are: searched again (was 0 predictions)

@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import os
 import re
+import sys
 import types
 import warnings
 from collections.abc import Callable, Iterable
@@ -18,18 +20,23 @@ import numpy as np
 from .catalogue import CATALOGUE, Augmentation, _albumentations, _thread_transform
 from .helpers import AugmentError, _made_on_first_use, _truncate
 
-_PROBE_INTENSITIES = (0.25, 0.5, 1.0)
+_PROBE_INTENSITIES = (0.1, 0.25, 0.5, 0.75, 1.0)
+# augment.py itself (its catalogue version covers it): built-in helpers do not make a new digest per release
+_OWN_FILES = {os.path.abspath(__file__)}
 
 
 def _probe_images() -> list[np.ndarray]:
-    """A 48x64 scene (gradients, a disc, a bar, noise) and a 1x1 image: what registration tries."""
+    """A 48x64 scene (gradients, a disc, a bar, noise), the same scene at 168x224 (code may treat
+    large images apart) and a 1x1 image: what registration tries, and what its digest records."""
+    import cv2
+
     rng = np.random.default_rng(12345)
     ys, xs = np.mgrid[0:48, 0:64]
     scene = np.stack([xs * 4, ys * 5, 255 - xs * 2], axis=2).astype(np.float64)
     scene[(ys - 20) ** 2 + (xs - 40) ** 2 < 100] = (230, 40, 30)
     scene[30:38, 5:30] = (20, 20, 200)
     scene = np.clip(scene + rng.normal(0, 6, scene.shape), 0, 255).astype(np.uint8)
-    return [scene, np.array([[[120, 80, 40]]], np.uint8)]
+    return [scene, cv2.resize(scene, (224, 168), interpolation=cv2.INTER_LINEAR), np.array([[[120, 80, 40]]], np.uint8)]
 
 
 def _code_digest(value: Any) -> str:
@@ -60,7 +67,23 @@ def _code_digest(value: Any) -> str:
             parts.append(_truncate(obj, 2000))
 
     walk(value)
+    parts.append(_module_source(value))
     return hashlib.sha256(b"|".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
+
+
+def _module_source(value: Any) -> bytes:
+    """The source file of the module that defines ``value`` (b"" for a notebook's or the
+    interpreter's): a constant or helper there that the code reads changes the digest too."""
+    target = value.func if isinstance(value, functools.partial) else value
+    module = sys.modules.get(getattr(target, "__module__", None) or "")
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py") or os.path.abspath(path) in _OWN_FILES:
+        return b""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
 
 
 @_made_on_first_use()
