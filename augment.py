@@ -148,7 +148,7 @@ if _RUN_AS_SCRIPT:
     __name__, __spec__ = _NAME, _SPEC
 
 
-__version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside the index)
+__version__ = "0.3.0"  # 0.3: one generated file from src/augment/; rotated boxes compared with a range; no no-op draws
 
 __all__ = [
     "ALL_AUGMENTATIONS",
@@ -2514,6 +2514,31 @@ def _regrouped(moved_rows: Any, row_index: Sequence, rows: list[tuple[int, int]]
             for k, (found, kept) in grouped.items()}
 
 
+_RANGE_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # boxes from the ellipse's (0) to the enclosing one (1)
+
+
+def _rotated_box_range(ellipse: Any, enclosing: Any) -> list:
+    """The boxes a rotated object's true box may be: from the box of the rotated inscribed ellipse
+    (exact for a disc) to the box enclosing the rotated box (exact for a rectangle), in five steps.
+    Both have the same centres, so blending the coordinates of any box format stays between them. A
+    target whose two moves differ in rows (one convention pushed a box out of the frame) gives both."""
+    if ellipse is None or enclosing is None:
+        return [enclosing]
+    first, second = _plain(ellipse), _plain(enclosing)
+    if (not isinstance(first, list) or not isinstance(second, list) or len(first) != len(second)
+            or not all(isinstance(a, list) and isinstance(b, list) and len(a) >= 4 and len(b) >= 4
+                       and all(_is_number(v) for v in a[:4] + b[:4]) for a, b in zip(first, second))):
+        return [ellipse, enclosing]
+    form = np.asarray(enclosing) if isinstance(_as_comparable(enclosing), np.ndarray) else None
+    blends = []
+    for t in _RANGE_STEPS:
+        rows = [[round((1 - t) * a + t * b, 3) for a, b in zip(ra[:4], rb[:4])] + rb[4:]
+                for ra, rb in zip(first, second)]
+        blends.append(rows if form is None else
+                      np.array(rows, dtype=form.dtype if form.dtype.kind == "f" else np.float32).reshape(form.shape))
+    return blends
+
+
 def augment_with_labels(image: np.ndarray, steps: Sequence[tuple[str, float]], labels: Sequence[Any],
                         label_format: str | None, seed: int = 0,
                         rotate_method: str = "largest_box") -> tuple[np.ndarray, list]:
@@ -3083,6 +3108,8 @@ class _SearchSettings:
             parts["model_id"] = self.model_id
         if self.label_form.positional:  # positional outputs are compared after moving them
             parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
+        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3)
+            parts["rotated_boxes"] = "range"
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
@@ -3161,12 +3188,27 @@ def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_see
 
 
 def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int, job: _SearchJob,
-                  targets: list, whats: list[str]) -> list[tuple[np.ndarray, list]]:
-    """Like _render (the same pixels), with the reference output and label moved alongside."""
+                  targets: list, whats: list[str]) -> list[tuple[np.ndarray, list[list]]]:
+    """Like _render (the same pixels), with the reference output and label moved alongside: per
+    target, the references it is compared with (one; for boxes under a rotation, the range of boxes
+    the rotated object's true box may be, so that no box convention decides the verdict)."""
     _adopt(job.custom)
-    return [_move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets,
-                              [f"{what} at {name} {t}" for what in whats], job.rotate_method)
-            for t in intensities]
+    rendered = []
+    for t in intensities:
+        where = [f"{what} at {name} {t}" for what in whats]
+        moved_image, moved = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where,
+                                               "largest_box")
+        if job.label_form.kind == "bbox" and _rotates(name, t, image.shape[0], image.shape[1]):
+            _, ellipse = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where, "ellipse")
+            rendered.append((moved_image, [_rotated_box_range(a, b) for a, b in zip(ellipse, moved)]))
+        else:
+            rendered.append((moved_image, [[target] for target in moved]))
+    return rendered
+
+
+def _rotates(name: str, intensity: float, height: int, width: int) -> bool:
+    """Whether the transform of (name, intensity) rotates boxes (it has a rotate_method to choose)."""
+    return hasattr(_transform(name, round(intensity, 6), height, width), "rotate_method")
 
 
 class _InlineExecutor(concurrent.futures.Executor):
@@ -3394,11 +3436,12 @@ class _SearchPipeline:
         job = self.job
         for index in pair.request:
             where = f"image {state.source.key}, augmentation {pair.name}, intensity {job.grid[index]}"
-            reference, label = pair.moved.pop(index) if pair.moves else (state.original, state.label)
-            pair.row[index] = round(_checked_diff(self.diff_error, pair.outputs[index], reference, where), 4)
+            references, labels = pair.moved.pop(index) if pair.moves else ([state.original], [state.label])
+            pair.row[index] = round(min(_checked_diff(self.diff_error, pair.outputs[index], reference, where)
+                                        for reference in references), 4)
             if pair.label_row is not None:
-                pair.label_row[index] = round(_checked_diff(self.diff_error, pair.outputs[index], label,
-                                                            where + ", label"), 4)
+                pair.label_row[index] = round(min(_checked_diff(self.diff_error, pair.outputs[index], label,
+                                                                where + ", label") for label in labels), 4)
         try:
             pair.request = pair.probe.send({i: pair.row[i] >= job.failure_threshold for i in pair.request})
             pair.waiting = set(pair.request)

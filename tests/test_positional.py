@@ -47,14 +47,19 @@ def test_a_detector_that_follows_its_objects_is_unchanged_until_they_leave_the_f
         {k for k, _ in failures})
 
 
-def test_round_objects_keep_a_tight_box_under_rotation_with_the_ellipse_method():
-    images, truths = shapes.make_shapes(8, seed=2, shapes="discs")
-    _, largest = box_search(images, "pascal_voc", ["SafeRotate"])
-    _, ellipse = box_search(images, "pascal_voc", ["SafeRotate"], rotate_method="ellipse")
-    at_45 = largest.intensities.index(0.5)  # 45 degrees: the enclosing box of a rotated disc's box doubles
-    loose = np.mean([row[at_45] for row in largest.curves["SafeRotate"].diff_errors])
-    tight = np.mean([row[at_45] for row in ellipse.curves["SafeRotate"].diff_errors])
-    assert loose > 0.35 and tight < 0.15, (loose, tight)
+def test_a_rotated_box_is_judged_by_the_object_not_by_a_box_convention():
+    # A detector that finds the rotated object's tight box does not fail, for discs (whose box the
+    # enclosing convention doubles at 45 degrees) and for rectangles (which the ellipse's box cuts)
+    for kind in ("discs", "rectangles"):
+        images, truths = shapes.make_shapes(8, seed=2, shapes=kind)
+        _, largest = box_search(images, "pascal_voc", ["SafeRotate"])
+        _, ellipse = box_search(images, "pascal_voc", ["SafeRotate"], rotate_method="ellipse")
+        at_45 = largest.intensities.index(0.5)
+        errors = {method: [row[at_45] for row in analysis.curves["SafeRotate"].diff_errors]
+                  for method, analysis in (("largest_box", largest), ("ellipse", ellipse))}
+        assert errors["largest_box"] == errors["ellipse"], kind  # the convention decides nothing
+        assert np.mean(errors["largest_box"]) < 0.15, (kind, errors)  # (was 0.35+ for discs: a false failure)
+        assert largest.curves["SafeRotate"].first_failure_intensities == [None] * len(images), kind
     assert ellipse.settings["rotate_method"] == "ellipse" and ellipse.settings["moved_references"]
 
 

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.2.0"  # 0.2: analysis files of format 4 (rows in shards beside the index)
+__version__ = "0.3.0"  # 0.3: one generated file from src/augment/; rotated boxes compared with a range; no no-op draws
 
 __all__ = [
     "ALL_AUGMENTATIONS",

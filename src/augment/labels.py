@@ -407,6 +407,31 @@ def _regrouped(moved_rows: Any, row_index: Sequence, rows: list[tuple[int, int]]
             for k, (found, kept) in grouped.items()}
 
 
+_RANGE_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # boxes from the ellipse's (0) to the enclosing one (1)
+
+
+def _rotated_box_range(ellipse: Any, enclosing: Any) -> list:
+    """The boxes a rotated object's true box may be: from the box of the rotated inscribed ellipse
+    (exact for a disc) to the box enclosing the rotated box (exact for a rectangle), in five steps.
+    Both have the same centres, so blending the coordinates of any box format stays between them. A
+    target whose two moves differ in rows (one convention pushed a box out of the frame) gives both."""
+    if ellipse is None or enclosing is None:
+        return [enclosing]
+    first, second = _plain(ellipse), _plain(enclosing)
+    if (not isinstance(first, list) or not isinstance(second, list) or len(first) != len(second)
+            or not all(isinstance(a, list) and isinstance(b, list) and len(a) >= 4 and len(b) >= 4
+                       and all(_is_number(v) for v in a[:4] + b[:4]) for a, b in zip(first, second))):
+        return [ellipse, enclosing]
+    form = np.asarray(enclosing) if isinstance(_as_comparable(enclosing), np.ndarray) else None
+    blends = []
+    for t in _RANGE_STEPS:
+        rows = [[round((1 - t) * a + t * b, 3) for a, b in zip(ra[:4], rb[:4])] + rb[4:]
+                for ra, rb in zip(first, second)]
+        blends.append(rows if form is None else
+                      np.array(rows, dtype=form.dtype if form.dtype.kind == "f" else np.float32).reshape(form.shape))
+    return blends
+
+
 def augment_with_labels(image: np.ndarray, steps: Sequence[tuple[str, float]], labels: Sequence[Any],
                         label_format: str | None, seed: int = 0,
                         rotate_method: str = "largest_box") -> tuple[np.ndarray, list]:

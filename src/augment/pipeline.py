@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .catalogue import CATALOGUE, Augmentation, _apply_augmentation
+from .catalogue import CATALOGUE, Augmentation, _apply_augmentation, _transform
 from .custom import _adopt
 from .helpers import AugmentError, _derive_seed, _image_digest, _owned_cache
 from .images import PredictFailure, _checked_diff, _describe_output, _output_view, _Predictor, _Source
-from .labels import _LabelFormat, _move_with_pixels
+from .labels import _LabelFormat, _move_with_pixels, _rotated_box_range
 from .probes import _start_probe
 
 
@@ -95,12 +95,27 @@ def _render(image: np.ndarray, name: str, intensities: Sequence[float], item_see
 
 
 def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], item_seed: int, job: _SearchJob,
-                  targets: list, whats: list[str]) -> list[tuple[np.ndarray, list]]:
-    """Like _render (the same pixels), with the reference output and label moved alongside."""
+                  targets: list, whats: list[str]) -> list[tuple[np.ndarray, list[list]]]:
+    """Like _render (the same pixels), with the reference output and label moved alongside: per
+    target, the references it is compared with (one; for boxes under a rotation, the range of boxes
+    the rotated object's true box may be, so that no box convention decides the verdict)."""
     _adopt(job.custom)
-    return [_move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets,
-                              [f"{what} at {name} {t}" for what in whats], job.rotate_method)
-            for t in intensities]
+    rendered = []
+    for t in intensities:
+        where = [f"{what} at {name} {t}" for what in whats]
+        moved_image, moved = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where,
+                                               "largest_box")
+        if job.label_form.kind == "bbox" and _rotates(name, t, image.shape[0], image.shape[1]):
+            _, ellipse = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where, "ellipse")
+            rendered.append((moved_image, [_rotated_box_range(a, b) for a, b in zip(ellipse, moved)]))
+        else:
+            rendered.append((moved_image, [[target] for target in moved]))
+    return rendered
+
+
+def _rotates(name: str, intensity: float, height: int, width: int) -> bool:
+    """Whether the transform of (name, intensity) rotates boxes (it has a rotate_method to choose)."""
+    return hasattr(_transform(name, round(intensity, 6), height, width), "rotate_method")
 
 
 class _InlineExecutor(concurrent.futures.Executor):
@@ -328,11 +343,12 @@ class _SearchPipeline:
         job = self.job
         for index in pair.request:
             where = f"image {state.source.key}, augmentation {pair.name}, intensity {job.grid[index]}"
-            reference, label = pair.moved.pop(index) if pair.moves else (state.original, state.label)
-            pair.row[index] = round(_checked_diff(self.diff_error, pair.outputs[index], reference, where), 4)
+            references, labels = pair.moved.pop(index) if pair.moves else ([state.original], [state.label])
+            pair.row[index] = round(min(_checked_diff(self.diff_error, pair.outputs[index], reference, where)
+                                        for reference in references), 4)
             if pair.label_row is not None:
-                pair.label_row[index] = round(_checked_diff(self.diff_error, pair.outputs[index], label,
-                                                            where + ", label"), 4)
+                pair.label_row[index] = round(min(_checked_diff(self.diff_error, pair.outputs[index], label,
+                                                                where + ", label") for label in labels), 4)
         try:
             pair.request = pair.probe.send({i: pair.row[i] >= job.failure_threshold for i in pair.request})
             pair.waiting = set(pair.request)

@@ -173,4 +173,6 @@ class _SearchSettings:
             parts["model_id"] = self.model_id
         if self.label_form.positional:  # positional outputs are compared after moving them
             parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
+        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3)
+            parts["rotated_boxes"] = "range"
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
