@@ -3,7 +3,8 @@ stdout and can stop in the middle of a write (until the parent kills it; no slee
 
     python killable.py search|search-released|synthesize WORKDIR HANG AFTER
 search-released: the search keeps its rows in the shards, not in memory (rows_in_memory=False).
-HANG: none (just announce), save (a checkpoint's file: a shard of rows, then analysis.json),
+HANG: none (announce, and wait on stdin after the AFTER-th PREDICT or WROTE, so the parent's kill
+always lands there, however busy the machine), save (a checkpoint's file: a shard of rows, then analysis.json),
 image (a synthetic PNG), manifest (its line): the AFTER-th such write stops halfway and waits on
 stdin; workers: a search that renders in 2 worker processes and just announces.
 """
@@ -82,8 +83,16 @@ def main() -> int:
 
         augment.os.write = write
 
+    progress = {"count": 0}
+
+    def step(marker: str) -> None:  # a point between two pieces of work: with HANG none, the kill point
+        announce(marker)
+        progress["count"] += 1
+        if hang == "none" and progress["count"] == after:
+            sys.stdin.read()
+
     def predict(images):
-        announce("PREDICT")
+        step("PREDICT")
         return oracles.bright(images)
 
     augmenter = augment.ImageAugmenter(predict, checkpoint_seconds=0, **SEARCH)
@@ -96,7 +105,7 @@ def main() -> int:
 
         def add(self, entry, files):
             real_add(self, entry, files)
-            announce("WROTE")
+            step("WROTE")
 
         augment._SyntheticFolder.add = add
         augmenter.load_analysis(os.path.join(work, "analysis.json"))
