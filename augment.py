@@ -7823,8 +7823,10 @@ def _realism_transform_class() -> type:
                     raise AugmentError("call with one image, t(image), or with keywords, t(image=..., ...), not both")
                 image, back = _positional_image(args[0])
                 drawn = self.draw(force_apply)
-                return args[0] if drawn is None else back(_apply_steps({"image": image}, *drawn,
-                                                                       self.rotate_method)["image"])
+                # not augmented (p < 1): the same form as an augmented one (RGBA -> RGB, I;16 -> RGB), so a
+                # DataLoader's batch never mixes shapes or modes
+                return back(image if drawn is None else _apply_steps({"image": image}, *drawn,
+                                                                     self.rotate_method)["image"])
             if "image" not in data:
                 raise AugmentError(f"call with image=... (got {', '.join(sorted(data)) or 'no arguments'})")
             if self._inside:  # the parent Compose prepared the data and moves what its processors know

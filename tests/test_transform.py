@@ -401,3 +401,15 @@ def test_policies_take_numpy_numbers_and_refuse_giant_integers(tmp_path):
     assert augment.SamplingPolicy.load(tmp_path / "p.json").limits == {"Brighten": 0.25}
     with pytest.raises(augment.AugmentError, match="weight for Brighten must be in"):
         augment.SamplingPolicy({"Brighten": 0.3}, weights={"Brighten": 10**400})  # not an OverflowError
+
+
+def test_with_p_below_one_every_call_returns_one_form():
+    from PIL import Image
+
+    t = augment.RealismTransform(augment.SamplingPolicy({"Brighten": 0.5, "Hue": 0.5}), seed=0, p=0.5)
+    rgba = np.full((8, 8, 4), 120, np.uint8)
+    assert {t(rgba).shape for _ in range(40)} == {(8, 8, 3)}  # (augmented or not: never (8, 8, 4))
+    wide = Image.fromarray((np.arange(64).reshape(8, 8) * 900).astype(np.uint16))
+    assert {t(wide).mode for _ in range(40)} == {"RGB"}
+    plain = np.full((8, 8, 3), 120, np.uint8)
+    assert {t(plain).shape for _ in range(40)} == {(8, 8, 3)}
