@@ -5018,6 +5018,9 @@ class Analysis:
     group_by: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)
     # where its rows were last saved: {"path", "shards", "since", "columns"} (see save)
     _store: dict | None = field(default=None, init=False, repr=False, compare=False)
+    # per file (real path) this object loaded or saved: the shards it listed then (None: an older
+    # format); a save over a file that lists others since would drop another search's work
+    _seen: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         done = sum(1 for c in self.curves.values() if c.searched_count == len(self.images))
@@ -5263,9 +5266,9 @@ class Analysis:
         _check_rows_folder(folder, f"analysis file {path}")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         store = self._store
-        on_disk = _listed_shards(path) if store is not None and store["path"] == path else None
-        if on_disk is not None and on_disk != store["shards"]:
-            raise AugmentError(_changed_on_disk(self, path, on_disk))
+        on_disk, real = _listed_shards(path), os.path.realpath(path)
+        if on_disk is not None and real in self._seen and on_disk != self._seen[real]:
+            raise AugmentError(_changed_on_disk(self, path, on_disk, self._seen[real]))
         append = (not compact and store is not None and store["path"] == path and len(store["shards"]) < _MAX_SHARDS
                   and on_disk == store["shards"])
         name = f"rows-{_next_shard_number(folder):06d}.npz"
@@ -5306,6 +5309,7 @@ class Analysis:
             self.images[k].saved()
         for curve in self.curves.values():
             curve.diff_errors.fresh.clear()
+        self._seen[real] = shards
         self._store = {"path": path, "shards": shards, "since": since,
                        "columns": {key: curve.diff_errors for key, curve in self.curves.items()},
                        "definitions": {key: curve.definition for key, curve in self.curves.items()}}
@@ -5383,13 +5387,14 @@ class Analysis:
                                     views)
             curves[key] = AugmentationCurve._from_shards(key, data["augmentations"][key], settings, columns)
         analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
+        analysis._seen[real] = listed
         analysis._store = {"path": real, "shards": listed, "since": since,
                            "columns": {key: curve.diff_errors for key, curve in curves.items()},
                            "definitions": {key: curve.definition for key, curve in curves.items()}}
         return analysis
 
 
-def _changed_on_disk(analysis: Analysis, path: str, on_disk: list[dict]) -> str:
+def _changed_on_disk(analysis: Analysis, path: str, on_disk: list[dict], known: list[dict] | None) -> str:
     """Why saving ``analysis`` over ``path`` would drop work: what another search wrote there since."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -5397,14 +5402,16 @@ def _changed_on_disk(analysis: Analysis, path: str, on_disk: list[dict]) -> str:
     except (OSError, ValueError, AttributeError):
         theirs = {}
     added = sorted(set(theirs) - set(analysis.curves))
-    changed = sorted(key for key in set(theirs) & set(analysis.curves)
-                     if theirs[key].get("rows_since") != analysis._store["since"].get(key))
-    what = "; ".join(part for part in (f"it added {', '.join(added)}" if added else "",
-                                       f"it searched more of {', '.join(changed)}" if changed else "") if part)
-    return (f"analysis file {path} changed on disk since this analysis was loaded (another search wrote it"
-            f"{': ' + what if what else ''}; it lists {len(on_disk)} rows files, this analysis knew "
-            f"{len(analysis._store['shards'])}): saving would drop that work. Load it again (load_analysis) and "
-            f"redo your change, or save to another file")
+    if added:
+        what = f"it added {', '.join(added)}"
+    elif known is None:
+        what = "it wrote the file in the current format"
+    else:
+        what = (f"it lists {len(on_disk)} rows files where this analysis knew {len(known)}" if len(on_disk) !=
+                len(known) else "its rows files were rewritten")
+    return (f"analysis file {path} changed on disk since this analysis read or wrote it (another search wrote "
+            f"it: {what}): saving would drop that work. Load it again (load_analysis) and redo your change, or "
+            f"save to another file")
 
 
 def _listed_shards(path: str) -> list[dict] | None:
@@ -5462,7 +5469,9 @@ def load_analysis(path: str | os.PathLike = "analysis.json") -> Analysis:
                            f"as its cache keeps it as a .bak file and starts afresh") from None
     if isinstance(data, dict) and data.get("format") == _ANALYSIS_FORMAT and data.get("version") == 4:
         return Analysis._from_index(data, path)
-    return Analysis.from_json(data, where=f"analysis file {path}")
+    analysis = Analysis.from_json(data, where=f"analysis file {path}")
+    analysis._seen[os.path.realpath(path)] = None  # an older format: a save over a format 4 file since refuses
+    return analysis
 
 
 def _backup(path: str) -> str:

@@ -209,7 +209,7 @@ def test_saving_over_a_file_another_search_rewrote_is_refused_and_a_fresh_load_s
     make_augmenter(oracles.bright, augmentations=["Brighten", "Darken", "Hue"]).search_randomization_boundaries(
         files, [0] * len(files), 0.1, path)  # appends Hue: the file now lists another set of shards
     loaded.curves["Darken"].last_success_output[0] = "edited"
-    with pytest.raises(augment.AugmentError, match="changed on disk since this analysis was loaded"):
+    with pytest.raises(augment.AugmentError, match="changed on disk since this analysis read or wrote it"):
         loaded.save(path)  # it would have dropped Hue (it once did)
     fresh = augment.load_analysis(path)
     fresh.curves["Darken"].last_success_output[0] = "edited"
@@ -489,9 +489,30 @@ def test_a_stale_save_is_refused_and_names_what_another_search_added(tmp_path):
               f"{str(tmp_path / 'a.json')!r})")
     background = subprocess.run([sys.executable, "-c", search], capture_output=True, text=True, timeout=120)
     assert background.returncode == 0, background.stderr  # ... while another process's search added Darken
-    with pytest.raises(augment.AugmentError, match=r"changed on disk since this analysis was loaded .*added Darken"):
+    with pytest.raises(augment.AugmentError, match=r"changed on disk since this analysis read or wrote.*added Darken"):
         notebook.save(tmp_path / "a.json")
     again = augment.load_analysis(tmp_path / "a.json")
     assert sorted(again.curves) == ["Brighten", "Darken"] and again.curves["Darken"].summarize().searched_images == 3
     notebook.save(tmp_path / "elsewhere.json")  # another file is fine
     again.save(tmp_path / "a.json")  # and a fresh load saves
+
+
+def test_a_stale_save_is_refused_through_a_linked_folder_and_after_saving_elsewhere(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 70, 100]))
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "linked")
+
+    def search(names):
+        make_augmenter(oracles.bright, augmentations=names).search_randomization_boundaries(
+            files, None, 0.1, tmp_path / "real" / "a.json")
+
+    search(["Brighten"])
+    through_link = augment.load_analysis(tmp_path / "linked" / "a.json")
+    saved_elsewhere = augment.load_analysis(tmp_path / "real" / "a.json")
+    saved_elsewhere.save(tmp_path / "copy.json")
+    search(["Brighten", "Darken"])
+    stale_saves = ((through_link, tmp_path / "linked" / "a.json"), (saved_elsewhere, tmp_path / "real" / "a.json"))
+    for stale, path in stale_saves:
+        with pytest.raises(augment.AugmentError, match="added Darken"):
+            stale.save(path)
+    assert "Darken" in augment.load_analysis(tmp_path / "real" / "a.json").curves
