@@ -1937,7 +1937,7 @@ def _code_digest(value: Any) -> str:
         code = getattr(obj, "__code__", None)
         if isinstance(obj, functools.partial):
             walk(obj.func, depth + 1)
-            parts.append(repr((obj.args, sorted(obj.keywords.items()))))
+            parts.append(_stable(repr((obj.args, sorted(obj.keywords.items())))))
         elif code is not None:
             stack = [code]
             while stack:
@@ -1945,18 +1945,29 @@ def _code_digest(value: Any) -> str:
                 parts.append(current.co_code)
                 parts.append(repr(current.co_names))
                 for const in current.co_consts:
-                    stack.append(const) if isinstance(const, types.CodeType) else parts.append(repr(const))
+                    if isinstance(const, types.CodeType):
+                        stack.append(const)
+                    else:  # a set literal's order follows string hashing, which changes per process
+                        parts.append(repr(sorted(map(repr, const))) if isinstance(const, frozenset) else repr(const))
             parts.append(repr(getattr(obj, "__defaults__", None)))
             for cell in getattr(obj, "__closure__", None) or ():
                 with contextlib.suppress(ValueError):
                     walk(cell.cell_contents, depth + 1) if callable(cell.cell_contents) else parts.append(
                         _truncate(cell.cell_contents, 2000))
+        elif callable(obj) and not isinstance(obj, (type, types.BuiltinFunctionType)):
+            walk(type(obj).__call__, depth + 1)  # an instance with __call__: its method and its state
+            parts.append(_stable(_truncate(repr(sorted(getattr(obj, "__dict__", {}).items())), 2000)))
         else:
-            parts.append(_truncate(obj, 2000))
+            parts.append(_stable(_truncate(obj, 2000)))
 
     walk(value)
     parts.append(_module_source(value))
     return hashlib.sha256(b"|".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
+
+
+def _stable(text: str) -> str:
+    """``text`` without object addresses (``<... at 0x7f...>`` differs in every process)."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def _module_source(value: Any) -> bytes:
@@ -2042,8 +2053,8 @@ def register_augmentation(name: str, build: Callable[[float, int, int], Any] | N
         if value is not None and not isinstance(value, str):
             raise AugmentError(f"augmentation {name}: {what} must be text, got {type(value).__name__}")
     make = build if build is not None else functools.partial(_build_function_transform, function, name)
-    described = (f"function {getattr(function, '__qualname__', function)!s}" if function is not None
-                 else f"build {getattr(build, '__qualname__', build)!s}")
+    described = _stable(f"function {getattr(function, '__qualname__', function)!s}" if function is not None
+                        else f"build {getattr(build, '__qualname__', build)!s}")
     entry = Augmentation(name, group, described, at_full_intensity, family or name, bool(geometric), make)
     behaviour = _probe(entry, function)
     revision = hashlib.sha256(f"{version}|{_code_digest(build or function)}|{behaviour}".encode()).hexdigest()[:16]
@@ -3108,8 +3119,9 @@ class _SearchSettings:
             parts["model_id"] = self.model_id
         if self.label_form.positional:  # positional outputs are compared after moving them
             parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
-        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3)
-            parts["rotated_boxes"] = "range"
+        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3), whatever
+            parts["rotated_boxes"] = "range"  # rotate_method says: it only decides how labels move
+            del parts["rotate_method"]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
@@ -5684,8 +5696,9 @@ class _SearchRun:
                    if name not in cached.curves or cached.curves[name].definition != CATALOGUE[name].definition]
         reason = ("it was made from other images, labels or settings" if cached.fingerprint != fingerprint else
                   f"it lacks {', '.join(changed)}" if changed else None)
-        if reason is None and (todo := cached.missing(settings.augmentations, request.full_grid)):
-            reason = f"{len(todo)} images are still to search"
+        if reason is None:  # an image skipped before (unreadable) is skipped again, as a writable run does
+            todo = [k for k in cached.missing(settings.augmentations, request.full_grid) if not cached.images[k].error]
+            reason = f"{len(todo)} images are still to search" if todo else None
         if reason is not None:
             raise AugmentError(f"cannot write the analysis file {path}: {problem}; and it cannot be used as it is: "
                                f"{reason}")
@@ -7049,10 +7062,6 @@ class SamplingPolicy:
             _check_number(weight, f"weight for {name}", 0.0, MAX_WEIGHT)
             if name not in self.limits:
                 raise AugmentError(f"weight for {name} given, but {name} is not among the limits")
-        # numpy numbers (np.float32 limits from an array) as plain floats: what a policy file holds
-        for field_name in ("limits", "weights", "floors"):
-            object.__setattr__(self, field_name, {name: float(value) for name, value in
-                                                  getattr(self, field_name).items()})
         if stray := sorted(set(self.floors) - set(self.limits)):
             raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
         if _check_int(self.most, "most", 1) > 1000:
@@ -7063,6 +7072,14 @@ class SamplingPolicy:
                                    f"{self.limits.get(name)}")
         if not 1 <= _check_int(self.fewest, "fewest", 1) <= _check_int(self.most, "most", 1):
             raise AugmentError(f"need 1 <= fewest <= most, got {self.fewest} and {self.most}")
+        # checked: numpy numbers (np.float32 limits from an array) as plain ones, what a policy file holds
+        for field_name in ("limits", "weights", "floors"):
+            object.__setattr__(self, field_name, {name: float(value) for name, value in
+                                                  getattr(self, field_name).items()})
+        object.__setattr__(self, "fewest", int(self.fewest))
+        object.__setattr__(self, "most", int(self.most))
+        if self.realism is not None:
+            object.__setattr__(self, "realism", _check_number(self.realism, "realism", -1.0, 1.0))
 
     @property
     def eligible(self) -> list[str]:
@@ -8569,6 +8586,8 @@ def _command_search(args: argparse.Namespace) -> int:
         if args.dask:
             from distributed import Client
 
+            if not 0 < args.dask_timeout <= 3600:  # (nan fails this too)
+                raise AugmentError(f"--dask-timeout must be a number of seconds in (0, 3600], got {args.dask_timeout}")
             try:
                 client = stack.enter_context(Client(args.dask, timeout=args.dask_timeout))
             except (OSError, TimeoutError) as exc:

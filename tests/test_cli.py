@@ -292,6 +292,7 @@ def run_read_only(folder, args) -> subprocess.CompletedProcess:
 
 def test_a_complete_cache_in_a_read_only_folder_is_used_as_it_is(tmp_path):
     write_pngs(tmp_path / "imgs", uniform_images([40, 70]))
+    (tmp_path / "imgs" / "img-9.png").write_bytes(b"not a png")  # skipped by every run, read-only or not
     args = search_args(tmp_path / "imgs", predict="slow_bright", cache=tmp_path / "cache" / "analysis.json")
     assert cli(*args).returncode == 0
     before = sorted(os.listdir(tmp_path / "cache"))
@@ -346,3 +347,10 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     child.stdout.close()  # `| head -0`: the reader is gone before the command prints (it takes a second to start)
     _, err = child.communicate(timeout=120)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "1e9"])
+def test_a_dask_timeout_out_of_range_is_named(tmp_path, timeout):
+    write_pngs(tmp_path / "imgs", uniform_images([40, 70]))
+    result = cli(*search_args(tmp_path / "imgs"), "--dask", "tcp://127.0.0.1:9", "--dask-timeout", timeout)
+    assert result.returncode == 2 and "--dask-timeout must be a number of seconds in (0, 3600]" in result.stderr

@@ -4,6 +4,7 @@ on Dask), cached by definition, reported, synthesized and drawn online like the 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -260,3 +261,39 @@ def test_a_changed_constant_of_a_registered_augmentations_module_searches_it_aga
     assert search(0.5) > 0
     assert search(0.5) == 0  # unchanged: the cache answers
     assert search(0.8) > 0  # the constant changed what the pixels are: searched again (was 0 predictions)
+
+
+DEFINITIONS = '''
+import functools, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import augment
+
+
+def darken(image, intensity, rng, k=0.5):
+    if "dark" in {"dark", "dim", "shade"}:  # a set literal: its order follows string hashing
+        return (image * (1 - k * intensity)).astype(np.uint8)
+    return image
+
+
+class Dim:  # an instance with __call__
+    def __init__(self):
+        self.k = 0.3
+
+    def __call__(self, image, intensity, rng):
+        return (image * (1 - self.k * intensity)).astype(np.uint8)
+
+
+made = {"set": darken, "instance": Dim(), "partial": functools.partial(darken, k=0.4)}[sys.argv[1]]
+print(augment.register_augmentation("Mine", function=made).definition)
+'''
+
+
+@pytest.mark.parametrize("kind", ["set", "instance", "partial"])
+def test_an_unchanged_definition_has_the_same_digest_in_every_process(tmp_path, kind):
+    script = tmp_path / "definitions.py"
+    script.write_text(DEFINITIONS)
+    digests = {subprocess.run([sys.executable, str(script), kind, str(ROOT)], capture_output=True, text=True,
+                              check=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+               for seed in (1, 2)}
+    assert len(digests) == 1, digests  # the cache answers in a new process (was: searched again every time)

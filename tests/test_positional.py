@@ -63,6 +63,16 @@ def test_a_rotated_box_is_judged_by_the_object_not_by_a_box_convention():
     assert ellipse.settings["rotate_method"] == "ellipse" and ellipse.settings["moved_references"]
 
 
+def test_changing_rotate_method_reuses_a_box_search(tmp_path):
+    files, _ = shapes.make_shapes(4, seed=5, shapes="discs")  # arrays: cached by their pixels
+    for method, expected in (("largest_box", lambda calls: calls > 0), ("ellipse", lambda calls: calls == 0)):
+        augmenter = augment.ImageAugmenter(shapes.predict_boxes, shapes.box_diff_error, augmentations=["SafeRotate"],
+                                           label_format="pascal_voc", rotate_method=method, batch_size=64,
+                                           progress=False)
+        augmenter.search_randomization_boundaries(files, None, 0.25, tmp_path / "a.json")
+        assert expected(augmenter.predict_calls), (method, augmenter.predict_calls)  # it decides no verdict
+
+
 def test_masks_and_keypoints_move_with_the_pixels_in_the_search():
     images, truths = shapes.make_shapes(8, seed=3, shapes="rectangles")
     # A mask follows any warp; a centroid follows rotations (a nonlinear warp moves it off the warped

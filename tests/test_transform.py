@@ -401,6 +401,10 @@ def test_policies_take_numpy_numbers_and_refuse_giant_integers(tmp_path):
     assert augment.SamplingPolicy.load(tmp_path / "p.json").limits == {"Brighten": 0.25}
     with pytest.raises(augment.AugmentError, match="weight for Brighten must be in"):
         augment.SamplingPolicy({"Brighten": 0.3}, weights={"Brighten": 10**400})  # not an OverflowError
+    every = augment.SamplingPolicy({"Brighten": 0.3, "Hue": 0.2}, fewest=np.int64(1), most=np.int64(2),
+                                   realism=np.float32(0.5), floors={"Brighten": np.float16(0.125)})
+    every.save(tmp_path / "every.json")
+    assert augment.SamplingPolicy.load(tmp_path / "every.json").floors == {"Brighten": 0.125}
 
 
 def test_with_p_below_one_every_call_returns_one_form():

@@ -240,6 +240,8 @@ def _command_search(args: argparse.Namespace) -> int:
         if args.dask:
             from distributed import Client
 
+            if not 0 < args.dask_timeout <= 3600:  # (nan fails this too)
+                raise AugmentError(f"--dask-timeout must be a number of seconds in (0, 3600], got {args.dask_timeout}")
             try:
                 client = stack.enter_context(Client(args.dask, timeout=args.dask_timeout))
             except (OSError, TimeoutError) as exc:

@@ -49,7 +49,7 @@ def _code_digest(value: Any) -> str:
         code = getattr(obj, "__code__", None)
         if isinstance(obj, functools.partial):
             walk(obj.func, depth + 1)
-            parts.append(repr((obj.args, sorted(obj.keywords.items()))))
+            parts.append(_stable(repr((obj.args, sorted(obj.keywords.items())))))
         elif code is not None:
             stack = [code]
             while stack:
@@ -57,18 +57,29 @@ def _code_digest(value: Any) -> str:
                 parts.append(current.co_code)
                 parts.append(repr(current.co_names))
                 for const in current.co_consts:
-                    stack.append(const) if isinstance(const, types.CodeType) else parts.append(repr(const))
+                    if isinstance(const, types.CodeType):
+                        stack.append(const)
+                    else:  # a set literal's order follows string hashing, which changes per process
+                        parts.append(repr(sorted(map(repr, const))) if isinstance(const, frozenset) else repr(const))
             parts.append(repr(getattr(obj, "__defaults__", None)))
             for cell in getattr(obj, "__closure__", None) or ():
                 with contextlib.suppress(ValueError):
                     walk(cell.cell_contents, depth + 1) if callable(cell.cell_contents) else parts.append(
                         _truncate(cell.cell_contents, 2000))
+        elif callable(obj) and not isinstance(obj, (type, types.BuiltinFunctionType)):
+            walk(type(obj).__call__, depth + 1)  # an instance with __call__: its method and its state
+            parts.append(_stable(_truncate(repr(sorted(getattr(obj, "__dict__", {}).items())), 2000)))
         else:
-            parts.append(_truncate(obj, 2000))
+            parts.append(_stable(_truncate(obj, 2000)))
 
     walk(value)
     parts.append(_module_source(value))
     return hashlib.sha256(b"|".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
+
+
+def _stable(text: str) -> str:
+    """``text`` without object addresses (``<... at 0x7f...>`` differs in every process)."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def _module_source(value: Any) -> bytes:
@@ -154,8 +165,8 @@ def register_augmentation(name: str, build: Callable[[float, int, int], Any] | N
         if value is not None and not isinstance(value, str):
             raise AugmentError(f"augmentation {name}: {what} must be text, got {type(value).__name__}")
     make = build if build is not None else functools.partial(_build_function_transform, function, name)
-    described = (f"function {getattr(function, '__qualname__', function)!s}" if function is not None
-                 else f"build {getattr(build, '__qualname__', build)!s}")
+    described = _stable(f"function {getattr(function, '__qualname__', function)!s}" if function is not None
+                        else f"build {getattr(build, '__qualname__', build)!s}")
     entry = Augmentation(name, group, described, at_full_intensity, family or name, bool(geometric), make)
     behaviour = _probe(entry, function)
     revision = hashlib.sha256(f"{version}|{_code_digest(build or function)}|{behaviour}".encode()).hexdigest()[:16]

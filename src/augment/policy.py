@@ -83,10 +83,6 @@ class SamplingPolicy:
             _check_number(weight, f"weight for {name}", 0.0, MAX_WEIGHT)
             if name not in self.limits:
                 raise AugmentError(f"weight for {name} given, but {name} is not among the limits")
-        # numpy numbers (np.float32 limits from an array) as plain floats: what a policy file holds
-        for field_name in ("limits", "weights", "floors"):
-            object.__setattr__(self, field_name, {name: float(value) for name, value in
-                                                  getattr(self, field_name).items()})
         if stray := sorted(set(self.floors) - set(self.limits)):
             raise AugmentError(f"smallest intensities given for {stray}, which have no limit")
         if _check_int(self.most, "most", 1) > 1000:
@@ -97,6 +93,14 @@ class SamplingPolicy:
                                    f"{self.limits.get(name)}")
         if not 1 <= _check_int(self.fewest, "fewest", 1) <= _check_int(self.most, "most", 1):
             raise AugmentError(f"need 1 <= fewest <= most, got {self.fewest} and {self.most}")
+        # checked: numpy numbers (np.float32 limits from an array) as plain ones, what a policy file holds
+        for field_name in ("limits", "weights", "floors"):
+            object.__setattr__(self, field_name, {name: float(value) for name, value in
+                                                  getattr(self, field_name).items()})
+        object.__setattr__(self, "fewest", int(self.fewest))
+        object.__setattr__(self, "most", int(self.most))
+        if self.realism is not None:
+            object.__setattr__(self, "realism", _check_number(self.realism, "realism", -1.0, 1.0))
 
     @property
     def eligible(self) -> list[str]:

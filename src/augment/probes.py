@@ -173,6 +173,7 @@ class _SearchSettings:
             parts["model_id"] = self.model_id
         if self.label_form.positional:  # positional outputs are compared after moving them
             parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
-        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3)
-            parts["rotated_boxes"] = "range"
+        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3), whatever
+            parts["rotated_boxes"] = "range"  # rotate_method says: it only decides how labels move
+            del parts["rotate_method"]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]

@@ -232,8 +232,9 @@ class _SearchRun:
                    if name not in cached.curves or cached.curves[name].definition != CATALOGUE[name].definition]
         reason = ("it was made from other images, labels or settings" if cached.fingerprint != fingerprint else
                   f"it lacks {', '.join(changed)}" if changed else None)
-        if reason is None and (todo := cached.missing(settings.augmentations, request.full_grid)):
-            reason = f"{len(todo)} images are still to search"
+        if reason is None:  # an image skipped before (unreadable) is skipped again, as a writable run does
+            todo = [k for k in cached.missing(settings.augmentations, request.full_grid) if not cached.images[k].error]
+            reason = f"{len(todo)} images are still to search" if todo else None
         if reason is not None:
             raise AugmentError(f"cannot write the analysis file {path}: {problem}; and it cannot be used as it is: "
                                f"{reason}")
