@@ -2027,10 +2027,11 @@ def register_augmentation(name: str, build: Callable[[float, int, int], Any] | N
       a seeded numpy Generator (pixels only: never geometric).
 
     ``family``: synthesis never combines two of one family (default: its own name);
-    ``at_full_intensity`` says what intensity 1 means. Checked now on probe images (48x64
-    and 1x1): intensity 0 is the identity, every output is (H, W, 3) uint8; a name taken by a
-    built-in is refused. Registering a name again replaces the entry; a changed definition
-    (``version``, code or what it does to the probes) re-searches that augmentation only.
+    ``at_full_intensity`` says what intensity 1 means. Checked now on probe images (48x64,
+    168x224 and 1x1): intensity 0 is the identity, every output is (H, W, 3) uint8; a name taken
+    by a built-in is refused. Registering a name again replaces the entry; a changed definition
+    (``version``, code, its module's source or what it does to the probes) re-searches that
+    augmentation only.
 
     >>> def jpeg(intensity, height, width):                                # doctest: +SKIP
     ...     quality = round(100 - 95 * intensity)                          # 100 at 0, 5 at 1
