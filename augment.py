@@ -3209,9 +3209,10 @@ def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], it
     rendered = []
     for t in intensities:
         where = [f"{what} at {name} {t}" for what in whats]
+        boxes = job.label_form.kind == "bbox"  # boxes compare with a range; other kinds move by rotate_method
         moved_image, moved = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where,
-                                               "largest_box")
-        if job.label_form.kind == "bbox" and _rotates(name, t, image.shape[0], image.shape[1]):
+                                               "largest_box" if boxes else job.rotate_method)
+        if boxes and _rotates(name, t, image.shape[0], image.shape[1]):
             _, ellipse = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where, "ellipse")
             rendered.append((moved_image, [_rotated_box_range(a, b) for a, b in zip(ellipse, moved)]))
         else:
@@ -5322,7 +5323,7 @@ class Analysis:
             self.images[k].saved()
         for curve in self.curves.values():
             curve.diff_errors.fresh.clear()
-        self._seen[real] = shards
+        self._seen[os.path.realpath(path)] = shards  # the file written (a link to a file is replaced by one)
         self._store = {"path": path, "shards": shards, "since": since,
                        "columns": {key: curve.diff_errors for key, curve in self.curves.items()},
                        "definitions": {key: curve.definition for key, curve in self.curves.items()}}
@@ -5400,7 +5401,7 @@ class Analysis:
                                     views)
             curves[key] = AugmentationCurve._from_shards(key, data["augmentations"][key], settings, columns)
         analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
-        analysis._seen[real] = listed
+        analysis._seen[real] = data["rows"]["shards"]  # as the file has them (what a save compares)
         analysis._store = {"path": real, "shards": listed, "since": since,
                            "columns": {key: curve.diff_errors for key, curve in curves.items()},
                            "definitions": {key: curve.definition for key, curve in curves.items()}}
@@ -7100,9 +7101,9 @@ class SamplingPolicy:
             pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
             chosen.append(pick)
             families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
-        steps = [(name, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
-                              * int(rng.integers(0 if floor > 0 else 1, _LEVELS + 1)) / _LEVELS, 6))
-                 for name in chosen]
+        steps = [(name, max(1e-6, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
+                                        * int(rng.integers(0 if floor > 0 else 1, _LEVELS + 1)) / _LEVELS, 6)))
+                 for name in chosen]  # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
         return steps, int(rng.integers(2**31 - 1))
 
     def to_json(self) -> dict:
@@ -7666,8 +7667,8 @@ def _worker_salt() -> int:
 
 def _positional_image(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     """A positional call's image as (H, W, 3) uint8, and how to hand a result back in its form:
-    an array stays an array of its shape, a PIL image one of its mode (RGB or L; others come
-    back RGB), a (C, H, W) uint8 tensor a tensor."""
+    an array stays an array of its shape (RGBA comes back (H, W, 3)), a PIL image one of its mode
+    (RGB or L; others come back RGB), a (C, H, W) uint8 tensor a tensor."""
     import cv2
 
     def gray(out: np.ndarray) -> np.ndarray:

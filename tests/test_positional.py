@@ -308,3 +308,23 @@ def test_the_seeds_dict_label_format_moves_boxes_and_points_with_the_pixels(tmp_
             augment.ImageAugmenter(label_format=bad)
     with pytest.raises(augment.AugmentError, match="must be a dict of targets"):
         augment.augment_with_labels(image, [("SafeRotate", 0.3)], [[[1, 2, 3, 4]]], COCO)
+
+
+def test_the_seeds_dict_label_format_still_moves_boxes_by_rotate_method():
+    images, _ = shapes.make_shapes(6, seed=2, shapes="discs")
+    params = {"bbox_params": {"format": "pascal_voc", "label_fields": ["labels"]}}
+
+    def predict(batch):
+        return [{"bboxes": [box[:4] for box in found], "labels": [box[4] if len(box) > 4 else "disc" for box in found]}
+                for found in shapes.predict_boxes(batch)]
+
+    def diff(output, reference):
+        return shapes.box_diff_error(output["bboxes"], reference["bboxes"])
+
+    errors = {}
+    for method in ("largest_box", "ellipse"):
+        augmenter = augment.ImageAugmenter(predict, diff, augmentations=["SafeRotate"], label_format=params,
+                                           rotate_method=method, batch_size=64, progress=False)
+        curve = augmenter.search_randomization_boundaries(images, None, 0.25, None).curves["SafeRotate"]
+        errors[method] = np.mean([row[curve.intensities.index(0.5)] for row in curve.diff_errors])
+    assert errors["ellipse"] < errors["largest_box"], errors  # the setting is used, not dropped

@@ -516,3 +516,20 @@ def test_a_stale_save_is_refused_through_a_linked_folder_and_after_saving_elsewh
         with pytest.raises(augment.AugmentError, match="added Darken"):
             stale.save(path)
     assert "Darken" in augment.load_analysis(tmp_path / "real" / "a.json").curves
+
+
+def test_saves_that_are_not_stale_go_through(tmp_path):
+    files = write_pngs(tmp_path / "imgs", uniform_images([40, 70, 100]))
+    make_augmenter(oracles.bright, augmentations=["Brighten"]).search_randomization_boundaries(
+        files, None, 0.1, tmp_path / "a.json")
+    # a shard entry with a key this version does not know (a later 0.3.x may add one): loads, resumes, saves
+    index = json.loads((tmp_path / "a.json").read_text())
+    index["rows"]["shards"][0]["note"] = "kept by a later version"
+    (tmp_path / "a.json").write_text(json.dumps(index))
+    augment.load_analysis(tmp_path / "a.json").save(tmp_path / "a.json")
+    # through a link to the file: the link becomes a file of its own, the target stays and saves too
+    os.symlink(tmp_path / "a.json", tmp_path / "link.json")
+    linked = augment.load_analysis(tmp_path / "link.json")
+    linked.save(tmp_path / "link.json")
+    linked.save(tmp_path / "a.json")
+    assert augment.load_analysis(tmp_path / "a.json").curves["Brighten"].summarize().searched_images == 3

@@ -674,7 +674,7 @@ class Analysis:
             self.images[k].saved()
         for curve in self.curves.values():
             curve.diff_errors.fresh.clear()
-        self._seen[real] = shards
+        self._seen[os.path.realpath(path)] = shards  # the file written (a link to a file is replaced by one)
         self._store = {"path": path, "shards": shards, "since": since,
                        "columns": {key: curve.diff_errors for key, curve in self.curves.items()},
                        "definitions": {key: curve.definition for key, curve in self.curves.items()}}
@@ -752,7 +752,7 @@ class Analysis:
                                     views)
             curves[key] = AugmentationCurve._from_shards(key, data["augmentations"][key], settings, columns)
         analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
-        analysis._seen[real] = listed
+        analysis._seen[real] = data["rows"]["shards"]  # as the file has them (what a save compares)
         analysis._store = {"path": real, "shards": listed, "since": since,
                            "columns": {key: curve.diff_errors for key, curve in curves.items()},
                            "definitions": {key: curve.definition for key, curve in curves.items()}}

@@ -103,9 +103,10 @@ def _render_moved(image: np.ndarray, name: str, intensities: Sequence[float], it
     rendered = []
     for t in intensities:
         where = [f"{what} at {name} {t}" for what in whats]
+        boxes = job.label_form.kind == "bbox"  # boxes compare with a range; other kinds move by rotate_method
         moved_image, moved = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where,
-                                               "largest_box")
-        if job.label_form.kind == "bbox" and _rotates(name, t, image.shape[0], image.shape[1]):
+                                               "largest_box" if boxes else job.rotate_method)
+        if boxes and _rotates(name, t, image.shape[0], image.shape[1]):
             _, ellipse = _move_with_pixels(image, [(name, t)], item_seed, job.label_form, targets, where, "ellipse")
             rendered.append((moved_image, [_rotated_box_range(a, b) for a, b in zip(ellipse, moved)]))
         else:

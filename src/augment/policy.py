@@ -120,9 +120,9 @@ class SamplingPolicy:
             pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
             chosen.append(pick)
             families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
-        steps = [(name, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
-                              * int(rng.integers(0 if floor > 0 else 1, _LEVELS + 1)) / _LEVELS, 6))
-                 for name in chosen]
+        steps = [(name, max(1e-6, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
+                                        * int(rng.integers(0 if floor > 0 else 1, _LEVELS + 1)) / _LEVELS, 6)))
+                 for name in chosen]  # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
         return steps, int(rng.integers(2**31 - 1))
 
     def to_json(self) -> dict:

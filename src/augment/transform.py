@@ -47,8 +47,8 @@ def _worker_salt() -> int:
 
 def _positional_image(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     """A positional call's image as (H, W, 3) uint8, and how to hand a result back in its form:
-    an array stays an array of its shape, a PIL image one of its mode (RGB or L; others come
-    back RGB), a (C, H, W) uint8 tensor a tensor."""
+    an array stays an array of its shape (RGBA comes back (H, W, 3)), a PIL image one of its mode
+    (RGB or L; others come back RGB), a (C, H, W) uint8 tensor a tensor."""
     import cv2
 
     def gray(out: np.ndarray) -> np.ndarray:
