@@ -78,7 +78,23 @@ def main(argv=None) -> int:
     synthetic = out / ("synthetic-extended" if args.extended else "synthetic")
     for row in realism_table(augmenter, files, truth, synthetic, args.synthetic):
         print(f"{row['realism']:>7} {row['images']:>6} {row['changed_share']:>17.3f} {row['accuracy']:>8.3f}")
+    print("\nnext steps:")
+    for what, command in next_steps(out, Path(report)):
+        print(f"  {what:<28} {command}")
     return 0
+
+
+def next_steps(out: Path, report: Path) -> list[tuple[str, str]]:
+    """The three commands a user runs next, each as written (paths of this run)."""
+    analysis = out / "analysis.json"
+    return [("1. read the report:", f"open {report.resolve()}"),
+            ("2. train with the transform:", f"python augment.py policy --cache {analysis} --realism 0 --out "
+                                             f"{out / 'policy.json'}   (then augment.RealismTransform('"
+                                             f"{out / 'policy.json'}') in your DataLoader, as "
+                                             f"examples/train_with_transform.py does)"),
+            ("3. after retraining, compare:", f"python augment.py compare {analysis} NEW/analysis.json --names "
+                                              f"before after --html-dir {out / 'compare'}   (NEW: a search of "
+                                              f"the retrained model)")]
 
 
 def realism_table(augmenter: augment.ImageAugmenter, files, truth, folder: Path, count: int) -> list[dict]:

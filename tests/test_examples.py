@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT  # noqa: F401  (puts the repository on sys.path)
+from conftest import ROOT  # (also puts the repository on sys.path)
 
 import augment
 from examples import digits, digits_model
@@ -26,6 +27,23 @@ def test_digits_main_job_searches_and_prints_the_50_percent_table(tmp_path, caps
     assert "50%" in out and all(name in out for name in augment.ALL_AUGMENTATIONS)
     analysis = augment.load_analysis(tmp_path / "analysis.json")
     assert analysis.complete and len(analysis.images) == 4
+    # the three next steps it prints run as written (the compare one given this analysis as the new one)
+    steps = out.split("next steps:")[1].strip().splitlines()
+    assert [line.split(":")[0].strip() for line in steps] == ["1. read the report", "2. train with the transform",
+                                                              "3. after retraining, compare"]
+    assert Path(steps[0].split("open ", 1)[1]).is_file()
+    import shlex
+    import subprocess
+    import sys
+
+    for line, new in ((steps[1], None), (steps[2], str(tmp_path / "analysis.json"))):
+        command = shlex.split(line.split(":", 1)[1].split("   (")[0])
+        command = [sys.executable if part == "python" else part for part in command]
+        command = [new if part == "NEW/analysis.json" else part for part in command]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (command, result.stderr)
+    assert augment.SamplingPolicy.load(tmp_path / "policy.json").realism == 0
+    assert (tmp_path / "compare" / "index.html").is_file()
 
 
 def test_digits_outputs_change_more_often_as_realism_falls(tmp_path):
