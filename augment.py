@@ -3106,10 +3106,6 @@ class _SearchSettings:
     def label_form(self) -> _LabelFormat:
         return _LabelFormat.of(self.label_format)
 
-    @property
-    def label_kind(self) -> str:
-        return self.label_form.kind
-
     def fingerprint(self, sources: Sequence[_Source], labels: list | None, step: float) -> str:
         """What a cached analysis must match to be resumed: the inputs and every setting that
         changes a measurement (not the augmentations: adding one reuses the others)."""
@@ -3119,10 +3115,11 @@ class _SearchSettings:
         if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
             parts["model_id"] = self.model_id
         if self.label_form.positional:  # positional outputs are compared after moving them
-            parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
-        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3), whatever
-            parts["rotated_boxes"] = "range"  # rotate_method says: it only decides how labels move
-            del parts["rotate_method"]
+            parts["label_format"] = self.label_format
+            if self.label_form.kind == "bbox":  # rotated boxes compare with a range (since 0.3), whatever
+                parts["rotated_boxes"] = "range"  # rotate_method says: it only decides how labels move
+            else:
+                parts["rotate_method"] = self.rotate_method
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
@@ -6640,8 +6637,7 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         if count >= _MIN_IMAGES:
             # seeded by what is compared (the augmentation and the images), never by the display names:
             # a rename must not move an interval, nor flip a borderline verdict
-            distinct, draws = _bootstrap_counts(np.array([ours[key] - theirs[key] for key in keys]), "compare", name,
-                                                _digest(sorted(keys)))
+            distinct, draws = _bootstrap_counts(differences, "compare", name, _digest(sorted(keys)))
             estimates = draws @ distinct / count
     else:
         if not ours or not theirs:
@@ -7791,7 +7787,7 @@ def _realism_transform_class() -> type:
             # A DataLoader worker started by spawn gets the transform by pickle. A registered
             # augmentation made by a lambda or a closure cannot go along: it travels as its name and
             # why, and a process that lacks it says so (a copy in this process still works).
-            custom = tuple(entry if _pickle_error(entry) is None else (entry.name, str(_pickle_error(entry)))
+            custom = tuple(entry if (error := _pickle_error(entry)) is None else (entry.name, str(error))
                            for entry in self.__dict__.get("_custom", ()))
             return {**self.__dict__, "_custom": custom}
 

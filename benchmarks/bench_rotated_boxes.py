@@ -20,16 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import augment  # noqa: E402
+from examples.shapes import box_iou as iou  # noqa: E402
 
 SIZE = 160
 INTENSITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-def iou(a, b) -> float:
-    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def scene(shape: str, aspect: float, rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:

@@ -141,8 +141,7 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         if count >= _MIN_IMAGES:
             # seeded by what is compared (the augmentation and the images), never by the display names:
             # a rename must not move an interval, nor flip a borderline verdict
-            distinct, draws = _bootstrap_counts(np.array([ours[key] - theirs[key] for key in keys]), "compare", name,
-                                                _digest(sorted(keys)))
+            distinct, draws = _bootstrap_counts(differences, "compare", name, _digest(sorted(keys)))
             estimates = draws @ distinct / count
     else:
         if not ours or not theirs:

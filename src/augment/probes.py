@@ -159,10 +159,6 @@ class _SearchSettings:
     def label_form(self) -> _LabelFormat:
         return _LabelFormat.of(self.label_format)
 
-    @property
-    def label_kind(self) -> str:
-        return self.label_form.kind
-
     def fingerprint(self, sources: Sequence[_Source], labels: list | None, step: float) -> str:
         """What a cached analysis must match to be resumed: the inputs and every setting that
         changes a measurement (not the augmentations: adding one reuses the others)."""
@@ -172,8 +168,9 @@ class _SearchSettings:
         if self.model_id is not None:  # absent otherwise, so caches made before model_id still match
             parts["model_id"] = self.model_id
         if self.label_form.positional:  # positional outputs are compared after moving them
-            parts["label_format"], parts["rotate_method"] = self.label_format, self.rotate_method
-        if self.label_form.kind == "bbox":  # rotated boxes are compared with a range (since 0.3), whatever
-            parts["rotated_boxes"] = "range"  # rotate_method says: it only decides how labels move
-            del parts["rotate_method"]
+            parts["label_format"] = self.label_format
+            if self.label_form.kind == "bbox":  # rotated boxes compare with a range (since 0.3), whatever
+                parts["rotated_boxes"] = "range"  # rotate_method says: it only decides how labels move
+            else:
+                parts["rotate_method"] = self.rotate_method
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]

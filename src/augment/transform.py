@@ -171,7 +171,7 @@ def _realism_transform_class() -> type:
             # A DataLoader worker started by spawn gets the transform by pickle. A registered
             # augmentation made by a lambda or a closure cannot go along: it travels as its name and
             # why, and a process that lacks it says so (a copy in this process still works).
-            custom = tuple(entry if _pickle_error(entry) is None else (entry.name, str(_pickle_error(entry)))
+            custom = tuple(entry if (error := _pickle_error(entry)) is None else (entry.name, str(error))
                            for entry in self.__dict__.get("_custom", ()))
             return {**self.__dict__, "_custom": custom}
 
