@@ -111,31 +111,47 @@ def test_resnet_example_with_random_weights_as_predict_and_factory(tmp_path, cap
     assert augment.load_analysis(tmp_path / "analysis.json").settings["strategy"] == "adaptive"
 
 
-def test_robustness_study_quick_run_writes_its_tables_and_plots(tmp_path):
+def test_robustness_study_quick_run_tunes_on_validation_and_tests_the_chosen_arms(tmp_path):
     from examples import digits_robustness
 
     assert digits_robustness.main(["--quick", "--out", str(tmp_path)]) == 0
-    lines = (tmp_path / "results.md").read_text().splitlines()
-    table = lines[2:11]
-    methods = [line.split("|")[1].strip() for line in table[2:]]
-    assert methods == ["baseline", "augment.py realism 0.5", "augment.py realism 0", "augment.py realism -0.5",
-                       "RandAugment", "TrivialAugmentWide", "AugMix"]
-    assert "ImageNet-C unrelated mCE" in table[0] and "ImageNet-C related mCE" in table[0]
-    assert "95 % CI" in lines[0] and any(line.startswith("targets on ImageNet-C unrelated") for line in lines)
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["versions"]["opencv-python-headless"] and results["versions"]["augment.py"] == augment.__version__
+    choices = results["choices"]
+    assert set(choices) == {"augment.py", "RandAugment", "TrivialAugment", "AugMix"}
+    # each family's choice is its lowest validation CE: chosen before any test figure, on validation digits
+    for family, members in digits_robustness.CANDIDATES.items():
+        assert choices[family] == min(members, key=lambda m: (results["validation"][m]["ce"],
+                                                              -results["validation"][m]["accuracy"], m))
+    assert results["arms"] == ["baseline", choices["augment.py"], digits_robustness.FLAT, digits_robustness.SHUFFLED,
+                               choices["RandAugment"], choices["TrivialAugment"], choices["AugMix"]]
+    units = results["units"]
+    assert [(u["split"], u["seed"]) for u in units] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert {(u["split"], u["seed"]) for u in results["tuning_units"]} == {(0, 100), (1, 100)}
+    assert all("validation" in run for u in results["tuning_units"] for run in u["runs"].values())
+    # the controls keep the realism arm's operations and stacking: flat limits, or its limits permuted
+    for unit in units:
+        ours, flat, shuffled = (unit["policies"][m] for m in (choices["augment.py"], digits_robustness.FLAT,
+                                                              digits_robustness.SHUFFLED))
+        limits = [[a["max_intensity"] for a in p["augmentations"]] for p in (ours, flat, shuffled)]
+        assert sorted(limits[2]) == sorted(limits[0]) and len(set(limits[1])) <= 2
+        assert (ours["min_augmentations"], ours["max_augmentations"]) == (flat["min_augmentations"],
+                                                                          flat["max_augmentations"])
+    tests = [t for t in results["tests"] if t["yardstick"] == "ImageNet-C 15"]
+    assert [t["against"] for t in tests] == results["arms"][2:] and all(t["n"] == 4 for t in tests)
+    assert all(t["p_holm"] >= t["p_t"] for t in tests)
+    assert results["target"]["arm"] == choices["augment.py"] and isinstance(results["target"]["met"], bool)
+    assert results["relatives"]["motion_blur"] == "MotionBlur" and results["relatives"]["spatter"] is None
+    markdown = (tmp_path / "results.md").read_text()
+    assert "## Chosen on validation" in markdown and "p (Holm)" in markdown and "## Yardsticks" in markdown
     baseline = results["rows"][0]
-    assert baseline["catalogue mCE"]["mean"] == pytest.approx(1.0)  # the baseline is the reference
-    assert baseline["ImageNet-C unrelated mCE"]["mean"] == pytest.approx(1.0)
-    assert results["groups"]["ImageNet-C related"] == ["motion_blur"]
-    assert results["wins"]["augment.py realism 0"]["AugMix"]["catalogue"] in (0, 1, 2)
+    assert baseline["method"] == "baseline" and baseline["catalogue mCE"]["mean"] == pytest.approx(1.0)
     for name in ("robustness.png", "robustness_imagenet_c.png", "learning_curves.png"):
         assert augment.load_image(str(tmp_path / name)).shape[0] > 100
-    # the transform's policy of each arm, saved as a training job would ship it; no files synthesized
-    policy = augment.SamplingPolicy.load(tmp_path / "policy-seed1-r0.json")
-    assert policy.realism == 0.0 and not list(tmp_path.glob("synthetic-*"))
-    # it ends comparing seed 0's baseline with its best arm on the same held-out digits
+    assert len(list((tmp_path / "jobs").glob("*.json"))) == 6  # each job saved: an interrupted study resumes
+    # it ends comparing split 0, seed 0's baseline with the chosen arm on the same test digits
     compared = results["compare"]
-    assert compared["models"][0] == "baseline" and compared["models"][1].startswith("augment.py realism")
+    assert compared["models"] == ["baseline", choices["augment.py"]]
     assert compared["paired"] and {s["augmentation"] for s in compared["shifts"]} == {
         "Brighten", "GaussianBlur", "SafeRotate"}
     assert "against baseline" in (tmp_path / "compare" / "index.html").read_text()
@@ -147,6 +163,17 @@ def test_robustness_study_statistics_and_seeded_imagenet_c():
     stat = study.spread([1.0, 2.0, 3.0])  # sd 1 (ddof 1); t(0.975, 2 dof) = 4.303
     assert stat["sd"] == pytest.approx(1.0) and stat["ci"] == pytest.approx([2 - 4.303 / 3**0.5, 2 + 4.303 / 3**0.5],
                                                                             abs=1e-3)
+    # Holm: sorted p times (m - rank), running maximum, capped at 1, back in the input order
+    assert study.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    ours, theirs = np.array([0.5, 0.6, 0.55, 0.7, 0.52]), np.array([0.6, 0.7, 0.6, 0.72, 0.6])
+    test = study.paired_test(ours, theirs)
+    assert test["wins"] == 5 and test["difference"]["mean"] == pytest.approx(-0.07)
+    from scipy import stats
+
+    difference = ours - theirs  # by hand: t = mean / (sd / sqrt(n)), two-sided, n - 1 degrees of freedom
+    t = difference.mean() / (difference.std(ddof=1) / 5**0.5)
+    assert test["p_t"] == pytest.approx(2 * stats.t.sf(abs(t), 4)) and 0.005 < test["p_t"] < 0.05
+    assert test["dz"] == pytest.approx(-0.07 / np.std(ours - theirs, ddof=1))
     images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
     names = ["impulse_noise", "glass_blur", "gaussian_noise"]  # their own generator, a seed=, numpy's global
     first = study.imagenet_c_test_sets(images, names)
@@ -155,14 +182,52 @@ def test_robustness_study_statistics_and_seeded_imagenet_c():
     assert all(np.array_equal(first[key], again[key]) for key in first)
 
 
+def test_robustness_study_controls_match_the_realism_arm():
+    from examples import digits_robustness as study
+
+    policy = augment.SamplingPolicy({"Brighten": 0.2, "GaussianBlur": 0.9, "SafeRotate": 0.0, "Hue": 0.5},
+                                    {"Brighten": 1.0, "GaussianBlur": 3.0, "SafeRotate": 1.0, "Hue": 1.0},
+                                    fewest=1, most=3)
+    flat = study.flat_policy(policy)
+    # the same operations (a limit of 0 stays 0), weights and stacking; one flat limit, the same mean strength
+    assert flat.limits["SafeRotate"] == 0.0 and len({v for v in flat.limits.values() if v > 0}) == 1
+    assert (flat.weights, flat.fewest, flat.most) == (policy.weights, policy.fewest, policy.most)
+    assert study.mean_drawn_intensity(flat) == pytest.approx(study.mean_drawn_intensity(policy), rel=0.02)
+    assert 0.2 < flat.limits["Brighten"] < 0.9
+    shuffled = study.shuffled_policy(policy, np.random.default_rng(3))
+    assert shuffled.limits["SafeRotate"] == 0.0 and shuffled.limits != policy.limits
+    assert sorted(shuffled.limits.values()) == sorted(policy.limits.values())
+    train, validation, test = study.split_indices(1797, 1)
+    assert len(test) == 449 and len(validation) == 202 and len(train) == 1146
+    assert not (set(train) & set(validation)) and not (set(train) & set(test)) and not (set(validation) & set(test))
+    assert not np.array_equal(test, study.split_indices(1797, 0)[2])
+
+
 @pytest.mark.slow
 def test_robustness_study_reproduces_every_number_when_run_again(tmp_path):
     from examples import digits_robustness
 
-    assert digits_robustness.main(["--quick", "--out", str(tmp_path)]) == 0
-    first = json.loads((tmp_path / "results.json").read_text())["runs"]
-    assert digits_robustness.main(["--quick", "--out", str(tmp_path)]) == 0  # reuses searches and folders
-    assert json.loads((tmp_path / "results.json").read_text())["runs"] == first
+    assert digits_robustness.main(["--quick", "--out", str(tmp_path / "one")]) == 0
+    first = json.loads((tmp_path / "one" / "results.json").read_text())
+    # from scratch in another folder, in two worker processes: every figure the same
+    assert digits_robustness.main(["--quick", "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    second = json.loads((tmp_path / "two" / "results.json").read_text())
+    for key in ("units", "tuning_units", "tests", "choices", "validation"):
+        assert strip_seconds(second[key]) == strip_seconds(first[key]), key
+    # an interrupted study resumes: a job deleted is run again, the others are read back
+    (tmp_path / "two" / "jobs" / "main-split1-seed1.json").unlink()
+    assert digits_robustness.main(["--quick", "--out", str(tmp_path / "two")]) == 0
+    assert strip_seconds(json.loads((tmp_path / "two" / "results.json").read_text())["units"]) == strip_seconds(
+        first["units"])
+
+
+def strip_seconds(value):
+    """The figures of a study without its timings (which differ run to run)."""
+    if isinstance(value, dict):
+        return {k: strip_seconds(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [strip_seconds(v) for v in value]
+    return value
 
 
 def test_robustness_study_measures_corruption_errors_as_hendrycks_and_dietterich():
