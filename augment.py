@@ -4307,6 +4307,43 @@ def _rows_folder(path: str) -> str:
     return path + ".rows"
 
 
+# Thumbnails of images a search was given as arrays, so that the report and the compare page can
+# draw them later without the arrays: at most THUMBNAIL_SIDE pixels on the long side (smaller
+# images, such as 32 px digits, are kept as they are: their sweeps and random draws are then the
+# search's own), at most THUMBNAIL_COUNT per analysis, in <analysis>.rows/thumbnails.npz.
+THUMBNAIL_SIDE, THUMBNAIL_COUNT = 128, 4096
+_THUMBNAILS = "thumbnails.npz"
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """``image`` if its long side is at most THUMBNAIL_SIDE, else an area-downscaled copy."""
+    side = max(image.shape[:2])
+    if side <= THUMBNAIL_SIDE:
+        return np.ascontiguousarray(image)
+    import cv2
+
+    scale = THUMBNAIL_SIDE / side
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _read_thumbnails(path: str) -> dict[str, np.ndarray]:
+    """The thumbnails kept beside the analysis file ``path``, by image key (none: an empty dict)."""
+    try:
+        with np.load(os.path.join(_rows_folder(path), _THUMBNAILS)) as stored:
+            keys = json.loads(bytes(stored["keys"]).decode("utf-8"))
+            return {key: stored[f"t{k}"] for k, key in enumerate(keys)}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return {}  # none kept, or damaged: the pages say how to give the images instead
+
+
+def _write_thumbnails(path: str, thumbnails: dict[str, np.ndarray]) -> None:
+    """Replace the thumbnails kept beside the analysis file ``path`` (atomically)."""
+    members = {f"t{k}": image for k, image in enumerate(thumbnails.values())}
+    members["keys"] = _blob(list(thumbnails))
+    _write_atomic(os.path.join(_rows_folder(path), _THUMBNAILS), lambda handle: np.savez_compressed(handle, **members))
+
+
 def _blob(value: Any) -> np.ndarray:
     return np.frombuffer(json.dumps(value, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
 
@@ -5261,6 +5298,11 @@ class Analysis:
         the rows as one shard with ``compact``; ``release``: and frees the rows from memory."""
         self._save(path, compact, release)
 
+    @property
+    def path(self) -> str | None:
+        """The file this analysis was loaded from or last saved to (None: never saved)."""
+        return self._store["path"] if self._store is not None and self._store["path"] else None
+
     def shard_count(self) -> int:
         """How many shard files the file this analysis was last saved to or loaded from lists."""
         return len(self._store["shards"]) if self._store is not None else 0
@@ -5677,6 +5719,8 @@ class _SearchRun:
                 self._search_missing(analysis, todo)
             elif path is not None and not os.path.exists(path):
                 analysis.save(path)
+            if path is not None:
+                _keep_thumbnails(analysis, sources, path)
         if skipped := analysis.skipped:
             listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
             warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
@@ -5861,6 +5905,24 @@ class _Checkpointer:
                                  release=self.release)
         self.last = time.monotonic()
         self.cost = self.last - started
+
+
+def _keep_thumbnails(analysis: Analysis, sources: Sequence[_Source], path: str) -> None:
+    """For a search given arrays: thumbnails of them beside the analysis file (the report's exemplars
+    first, then in order, at most THUMBNAIL_COUNT), so the report and the compare page can draw them
+    later without the arrays. Written only when one is missing."""
+    arrays = [k for k, source in enumerate(sources) if source.array is not None and not analysis.images[k].error]
+    if not arrays:
+        return
+    exemplars = [s.exemplar["image"] for s in analysis.summaries().values() if s.exemplar is not None]
+    chosen = set(arrays)
+    order = list(dict.fromkeys([k for k in exemplars if k in chosen] + arrays))[:THUMBNAIL_COUNT]
+    keys = {k: analysis.images[k].digest or analysis.images[k].file for k in order}
+    kept = _read_thumbnails(path)
+    if set(keys.values()) <= kept.keys():
+        return
+    _write_thumbnails(path, {key: kept[key] if key in kept else _thumbnail(sources[k].load())
+                             for k, key in keys.items()})
 
 
 def _merge_record(analysis: Analysis, index: int, output: str, label_error: float | None, error: str | None,
@@ -6177,7 +6239,7 @@ probe agreed with the full grid on {{ row.agreement }} of the sampled images.{% 
 
 <section id="gallery"><h2>Failure gallery: the images that change output at the lowest intensities</h2>
 <div class="gallery">{% for item in gallery %}<figure>
-{% if item.original %}<img class="pixel" src="{{ item.original }}" alt="original">{% else %}<div class="missing">image missing: {{ item.file }}</div>{% endif %}
+{% if item.original %}<img class="pixel" src="{{ item.original }}" alt="original">{% else %}<div class="missing">image missing: {{ item.missing }}</div>{% endif %}
 {% if item.augmented %}<img class="pixel" src="{{ item.augmented }}" alt="augmented">{% endif %}
 <figcaption><b>{{ item.file }}</b>{% if item.label is not none %} (label {{ item.label }}){% endif %}<br>
 original output: {{ item.output }}<br>{{ item.augmentation }} at {{ item.intensity }}: {{ item.failure_output }}</figcaption>
@@ -6293,13 +6355,25 @@ def _class_table(breakdown: dict[str, dict[str, dict]], order: Sequence[str]) ->
 
 
 def _report_sources(analysis: Analysis, images: Sequence | None) -> list[_Source]:
-    """Where the report finds each analysed image: its file, or ``images`` given anew."""
+    """Where the report finds each analysed image: its file, ``images`` given anew, or (for a search
+    given arrays) the thumbnail the search kept beside the analysis file."""
     if images is None:
-        return [_Source(r.file, None if r.file.startswith("array-") else r.file) for r in analysis.images]
+        arrays = any(r.file.startswith("array-") for r in analysis.images)
+        kept = _read_thumbnails(analysis.path) if arrays and analysis.path else {}
+        return [_Source(r.file, None, kept.get(r.digest or r.file)) if r.file.startswith("array-")
+                else _Source(r.file, r.file) for r in analysis.images]
     sources = _sources(images, "images")
     if len(sources) != len(analysis.images):
         raise AugmentError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
     return sources
+
+
+def _missing_hint(file: str) -> str:
+    """What a placeholder says: the image, and how to give it to the page."""
+    if file.startswith("array-"):
+        return (f"{file}: searched as an array and not kept as a thumbnail; pass the arrays again "
+                f"(images=... of render_boundaries or compare)")
+    return f"{file}: moved or deleted since the search; restore it, or pass images=... in the search's order"
 
 
 class _ReportWriter:
@@ -6437,7 +6511,7 @@ class _ReportWriter:
         for k, (title, intensity, output, view) in enumerate(shots):
             error = row_errors[curve.intensities.index(intensity)] if intensity in curve.intensities else None
             caption = f"{record.file}: output {output}" + (f" (diff {error:.2f})" if k and error is not None else "")
-            picture = {"title": title, "caption": caption, "src": None, "missing": record.file}
+            picture = {"title": title, "caption": caption, "src": None, "missing": _missing_hint(record.file)}
             if original is not None:
                 augmented, target = self.moved(original, name, intensity, _view_value(record.output_view, self.kind))
                 picture["src"] = self.picture(f"{name}-exemplar-{k}", self.drawn(
@@ -6466,7 +6540,7 @@ class _ReportWriter:
             record, curve = self.analysis.images[k], self.analysis.curves[name]
             item = {"file": record.file, "label": record.label, "output": record.output, "augmentation": name,
                     "intensity": f"{first:.2f}", "failure_output": curve.first_failure_output[k],
-                    "original": None, "augmented": None}
+                    "original": None, "augmented": None, "missing": _missing_hint(record.file)}
             image = self.image(k)
             if image is not None:
                 failure_view = curve.first_failure_view[k] if curve.first_failure_view is not None else None
@@ -6872,7 +6946,7 @@ class _ComparePage:
         try:
             image = self.sources[best].load()
         except ValueError:
-            return {"file": file, "pictures": []}
+            return {"file": _missing_hint(file), "pictures": []}
         seed = augmentation_seed(image, shift.augmentation, int(self.baseline.settings["seed"]))
         prefix = f"{shift.augmentation}-{shift.model}"
         pictures = [{"src": self.picture(f"{prefix}-original", image), "title": "original",

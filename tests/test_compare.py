@@ -415,3 +415,51 @@ def test_each_exemplar_is_written_once_and_shown(three, tmp_path):
     assert page.count("One image, every model") == min(3, len(moved)) >= 1
     shown = set(re.findall(r'src="(images/[^"]+)"', page))
     assert {f"images/{p.name}" for p in (tmp_path / "page" / "images").iterdir()} == shown
+
+
+# -- searches given arrays: the pages draw them from the thumbnails kept beside the analysis -------
+
+
+@pytest.mark.browser
+def test_report_and_compare_of_an_array_search_show_every_picture_from_the_command_line(tmp_path):
+    chromium = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    values = [20, 35, 50, 65, 80, 95, 140, 155, 170, 185, 200, 215]
+    arrays = [np.kron(image, np.ones((20, 20, 1), np.uint8))[:150, :200]  # one larger than a thumbnail
+              if k == 0 else image for k, image in enumerate(uniform_images(values, (16, 16)))]
+    paths = {}
+    for name, cut in (("baseline", 127), ("robust", 200)):
+        augmenter = augment.ImageAugmenter(Cut(cut), augmentations=["Brighten", "Darken"], batch_size=64,
+                                           progress=False)
+        paths[name] = tmp_path / f"{name}.json"
+        augmenter.search_randomization_boundaries(arrays, [label(v) for v in values], 0.1, paths[name])
+    kept = np.load(tmp_path / "baseline.json.rows" / "thumbnails.npz")
+    assert len(kept.files) == len(values) + 1 and max(kept["t0"].shape[:2]) <= 128  # one per image, and the keys
+    # as a user would, later and without the arrays: the command line reads only the files
+    for args in (["report", "--cache", paths["baseline"], "--html-dir", tmp_path / "report"],
+                 ["compare", paths["baseline"], paths["robust"], "--html-dir", tmp_path / "compare"]):
+        result = subprocess.run([sys.executable, str(ROOT / "augment.py"), *map(str, args)], capture_output=True,
+                                text=True, cwd=tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr
+    errors, seen = [], {}
+    with sync_playwright() as playwright:
+        browser, page = open_page(playwright, chromium, tmp_path, errors)
+        for name in ("report", "compare"):
+            page.goto((tmp_path / name / "index.html").as_uri())
+            page.wait_for_load_state("load")
+            seen[name] = (page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), "
+                                                            "e.naturalWidth])"), page.inner_text("body"))
+        browser.close()
+    assert not errors, errors
+    for name, (images, text) in seen.items():
+        assert len(images) >= 3 and all(width > 0 for _, width in images), (name, images)
+        assert "image missing" not in text, name
+    # without the thumbnails, the placeholder says how to give the pictures
+    (tmp_path / "baseline.json.rows" / "thumbnails.npz").unlink()
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "report", "--cache", str(paths["baseline"]),
+                             "--html-dir", str(tmp_path / "bare")], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "bare" / "index.html").read_text()
+    assert "image missing: array-" in page and "pass the arrays again (images=... of render_boundaries" in page

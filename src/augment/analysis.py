@@ -615,6 +615,11 @@ class Analysis:
         the rows as one shard with ``compact``; ``release``: and frees the rows from memory."""
         self._save(path, compact, release)
 
+    @property
+    def path(self) -> str | None:
+        """The file this analysis was loaded from or last saved to (None: never saved)."""
+        return self._store["path"] if self._store is not None and self._store["path"] else None
+
     def shard_count(self) -> int:
         """How many shard files the file this analysis was last saved to or loaded from lists."""
         return len(self._store["shards"]) if self._store is not None else 0

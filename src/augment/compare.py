@@ -20,7 +20,7 @@ from .files import _lock_for_folder, _output_folder, _own_folder, _remove_tempor
 from .gradcam import _display_size
 from .helpers import AugmentError, _digest, _format_intensity, _natural_key, _printable, _truncate, _unique_file_name
 from .images import _Source
-from .report import _class_colour, _report_sources, _save_png, _svg_plot
+from .report import _class_colour, _missing_hint, _report_sources, _save_png, _svg_plot
 from .stats import _BOOTSTRAP_RESAMPLES, _MIN_IMAGES, CurveSummary, _bootstrap_counts, _percentile_interval
 
 _VERDICTS = ("improved", "regressed", "no measurable change", "too few images")
@@ -376,7 +376,7 @@ class _ComparePage:
         try:
             image = self.sources[best].load()
         except ValueError:
-            return {"file": file, "pictures": []}
+            return {"file": _missing_hint(file), "pictures": []}
         seed = augmentation_seed(image, shift.augmentation, int(self.baseline.settings["seed"]))
         prefix = f"{shift.augmentation}-{shift.model}"
         pictures = [{"src": self.picture(f"{prefix}-original", image), "title": "original",

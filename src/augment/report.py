@@ -29,6 +29,7 @@ from .images import (
 )
 from .labels import _LabelFormat, _move_with_pixels
 from .pipeline import _ModelSpec
+from .rows import _read_thumbnails
 from .stats import CurveSummary, _first_failures
 
 
@@ -168,7 +169,7 @@ probe agreed with the full grid on {{ row.agreement }} of the sampled images.{% 
 
 <section id="gallery"><h2>Failure gallery: the images that change output at the lowest intensities</h2>
 <div class="gallery">{% for item in gallery %}<figure>
-{% if item.original %}<img class="pixel" src="{{ item.original }}" alt="original">{% else %}<div class="missing">image missing: {{ item.file }}</div>{% endif %}
+{% if item.original %}<img class="pixel" src="{{ item.original }}" alt="original">{% else %}<div class="missing">image missing: {{ item.missing }}</div>{% endif %}
 {% if item.augmented %}<img class="pixel" src="{{ item.augmented }}" alt="augmented">{% endif %}
 <figcaption><b>{{ item.file }}</b>{% if item.label is not none %} (label {{ item.label }}){% endif %}<br>
 original output: {{ item.output }}<br>{{ item.augmentation }} at {{ item.intensity }}: {{ item.failure_output }}</figcaption>
@@ -284,13 +285,25 @@ def _class_table(breakdown: dict[str, dict[str, dict]], order: Sequence[str]) ->
 
 
 def _report_sources(analysis: Analysis, images: Sequence | None) -> list[_Source]:
-    """Where the report finds each analysed image: its file, or ``images`` given anew."""
+    """Where the report finds each analysed image: its file, ``images`` given anew, or (for a search
+    given arrays) the thumbnail the search kept beside the analysis file."""
     if images is None:
-        return [_Source(r.file, None if r.file.startswith("array-") else r.file) for r in analysis.images]
+        arrays = any(r.file.startswith("array-") for r in analysis.images)
+        kept = _read_thumbnails(analysis.path) if arrays and analysis.path else {}
+        return [_Source(r.file, None, kept.get(r.digest or r.file)) if r.file.startswith("array-")
+                else _Source(r.file, r.file) for r in analysis.images]
     sources = _sources(images, "images")
     if len(sources) != len(analysis.images):
         raise AugmentError(f"images has {len(sources)} entries for the analysis' {len(analysis.images)} images")
     return sources
+
+
+def _missing_hint(file: str) -> str:
+    """What a placeholder says: the image, and how to give it to the page."""
+    if file.startswith("array-"):
+        return (f"{file}: searched as an array and not kept as a thumbnail; pass the arrays again "
+                f"(images=... of render_boundaries or compare)")
+    return f"{file}: moved or deleted since the search; restore it, or pass images=... in the search's order"
 
 
 class _ReportWriter:
@@ -428,7 +441,7 @@ class _ReportWriter:
         for k, (title, intensity, output, view) in enumerate(shots):
             error = row_errors[curve.intensities.index(intensity)] if intensity in curve.intensities else None
             caption = f"{record.file}: output {output}" + (f" (diff {error:.2f})" if k and error is not None else "")
-            picture = {"title": title, "caption": caption, "src": None, "missing": record.file}
+            picture = {"title": title, "caption": caption, "src": None, "missing": _missing_hint(record.file)}
             if original is not None:
                 augmented, target = self.moved(original, name, intensity, _view_value(record.output_view, self.kind))
                 picture["src"] = self.picture(f"{name}-exemplar-{k}", self.drawn(
@@ -457,7 +470,7 @@ class _ReportWriter:
             record, curve = self.analysis.images[k], self.analysis.curves[name]
             item = {"file": record.file, "label": record.label, "output": record.output, "augmentation": name,
                     "intensity": f"{first:.2f}", "failure_output": curve.first_failure_output[k],
-                    "original": None, "augmented": None}
+                    "original": None, "augmented": None, "missing": _missing_hint(record.file)}
             image = self.image(k)
             if image is not None:
                 failure_view = curve.first_failure_view[k] if curve.first_failure_view is not None else None

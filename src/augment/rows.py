@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import re
 import zipfile
 import zlib
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .files import _write_atomic
 from .helpers import AugmentError, _cached
 
 if TYPE_CHECKING:
@@ -458,6 +460,43 @@ _COMPACT_AFTER_SEARCH = 8  # a finished search with more shards than this leaves
 def _rows_folder(path: str) -> str:
     """Where the rows of the analysis file ``path`` live: analysis.json -> analysis.json.rows."""
     return path + ".rows"
+
+
+# Thumbnails of images a search was given as arrays, so that the report and the compare page can
+# draw them later without the arrays: at most THUMBNAIL_SIDE pixels on the long side (smaller
+# images, such as 32 px digits, are kept as they are: their sweeps and random draws are then the
+# search's own), at most THUMBNAIL_COUNT per analysis, in <analysis>.rows/thumbnails.npz.
+THUMBNAIL_SIDE, THUMBNAIL_COUNT = 128, 4096
+_THUMBNAILS = "thumbnails.npz"
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """``image`` if its long side is at most THUMBNAIL_SIDE, else an area-downscaled copy."""
+    side = max(image.shape[:2])
+    if side <= THUMBNAIL_SIDE:
+        return np.ascontiguousarray(image)
+    import cv2
+
+    scale = THUMBNAIL_SIDE / side
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _read_thumbnails(path: str) -> dict[str, np.ndarray]:
+    """The thumbnails kept beside the analysis file ``path``, by image key (none: an empty dict)."""
+    try:
+        with np.load(os.path.join(_rows_folder(path), _THUMBNAILS)) as stored:
+            keys = json.loads(bytes(stored["keys"]).decode("utf-8"))
+            return {key: stored[f"t{k}"] for k, key in enumerate(keys)}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return {}  # none kept, or damaged: the pages say how to give the images instead
+
+
+def _write_thumbnails(path: str, thumbnails: dict[str, np.ndarray]) -> None:
+    """Replace the thumbnails kept beside the analysis file ``path`` (atomically)."""
+    members = {f"t{k}": image for k, image in enumerate(thumbnails.values())}
+    members["keys"] = _blob(list(thumbnails))
+    _write_atomic(os.path.join(_rows_folder(path), _THUMBNAILS), lambda handle: np.savez_compressed(handle, **members))
 
 
 def _blob(value: Any) -> np.ndarray:

@@ -38,7 +38,14 @@ from .pipeline import (
     _usable_cores,
 )
 from .probes import _PROBES, _check_step, _grid_sample, _SearchSettings
-from .rows import _COMPACT_AFTER_SEARCH, _to_float32
+from .rows import (
+    _COMPACT_AFTER_SEARCH,
+    THUMBNAIL_COUNT,
+    _read_thumbnails,
+    _thumbnail,
+    _to_float32,
+    _write_thumbnails,
+)
 
 
 def _run_shard(job: _SearchJob, model: _ModelSpec) -> tuple[_PackedResults, int]:
@@ -214,6 +221,8 @@ class _SearchRun:
                 self._search_missing(analysis, todo)
             elif path is not None and not os.path.exists(path):
                 analysis.save(path)
+            if path is not None:
+                _keep_thumbnails(analysis, sources, path)
         if skipped := analysis.skipped:
             listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
             warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
@@ -398,6 +407,24 @@ class _Checkpointer:
                                  release=self.release)
         self.last = time.monotonic()
         self.cost = self.last - started
+
+
+def _keep_thumbnails(analysis: Analysis, sources: Sequence[_Source], path: str) -> None:
+    """For a search given arrays: thumbnails of them beside the analysis file (the report's exemplars
+    first, then in order, at most THUMBNAIL_COUNT), so the report and the compare page can draw them
+    later without the arrays. Written only when one is missing."""
+    arrays = [k for k, source in enumerate(sources) if source.array is not None and not analysis.images[k].error]
+    if not arrays:
+        return
+    exemplars = [s.exemplar["image"] for s in analysis.summaries().values() if s.exemplar is not None]
+    chosen = set(arrays)
+    order = list(dict.fromkeys([k for k in exemplars if k in chosen] + arrays))[:THUMBNAIL_COUNT]
+    keys = {k: analysis.images[k].digest or analysis.images[k].file for k in order}
+    kept = _read_thumbnails(path)
+    if set(keys.values()) <= kept.keys():
+        return
+    _write_thumbnails(path, {key: kept[key] if key in kept else _thumbnail(sources[k].load())
+                             for k, key in keys.items()})
 
 
 def _merge_record(analysis: Analysis, index: int, output: str, label_error: float | None, error: str | None,
