@@ -26,7 +26,7 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
     .set_augmentation_realism(name, realism) / .set_augmentation_weight(name, weight)
     .load_analysis(path)
     .set_augmentation_intensity(names, multiplier, min, max) / .get_synthesized_summary(output_dir)
-    (the seed README's spellings searchRandomizationBoundries, renderBoundries and
+    (ml-infinite-image-augment's README spellings searchRandomizationBoundries, renderBoundries and
     synthesizeMore, and its code's search_randomization_boundries and render_boundries, are aliases)
 RealismTransform(policy_or_path, label_format=None, seed=None)   t(image) or t(image=..., bboxes=...)
 register_augmentation(name, build | function=..., family=..., ...) -> Augmentation   your own, beside the 24
@@ -411,7 +411,7 @@ def outputs_equal(output: Any, reference: Any) -> bool:
     truncated ``str``), lists and tuples item by item, dicts key by key whatever their
     order. Numbers compare by value within float noise (``0.1 + 0.2`` equals ``0.3``;
     float32 arrays within a few units in the last place), and a number equals its
-    string (``7`` and ``"7"``, the seed's string rule). Other objects compare with
+    string (``7`` and ``"7"``, ml-infinite-image-augment's string rule). Other objects compare with
     ``==`` when their class defines it, else by ``str``.
 
     >>> outputs_equal({"boxes": np.zeros((2, 4)), "label": 3}, {"label": 3, "boxes": [[0] * 4] * 2})
@@ -2138,7 +2138,7 @@ _ROTATE_METHODS = ("largest_box", "ellipse")
 
 
 def _label_kind(label_format: Any) -> str:
-    """"class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (the seed's
+    """"class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (ml-infinite-image-augment's
     dict of albumentations Compose keyword arguments, each label a dict of targets)."""
     if label_format is None:
         return "class"
@@ -2155,16 +2155,16 @@ def _label_kind(label_format: Any) -> str:
                        f"{label_format!r}")
 
 
-# -- the seed's label_format: albumentations Compose arguments -----------------------------
+# -- ml-infinite-image-augment's label_format: albumentations Compose arguments -----------------------------
 # label_format={"bbox_params": A.BboxParams(format="coco", label_fields=["labels"])} (and/or
-# keypoint_params) is passed through to albumentations as the seed's README promised; each label
+# keypoint_params) is passed through to albumentations as ml-infinite-image-augment's README promised; each label
 # is then a dict of targets, {"bboxes": [...], "labels": [...]}, and comes back in that form.
 
 _TARGET_PARAMS = {"bbox_params": ("bboxes", "BboxParams"), "keypoint_params": ("keypoints", "KeypointParams")}
 
 
 def _normal_label_format(label_format: Any) -> Any:
-    """A label_format as augment.py keeps it: strings as given; the seed's dict checked and made
+    """A label_format as augment.py keeps it: strings as given; ml-infinite-image-augment's dict checked and made
     plain (each params object as its keyword arguments: JSON for the analysis file, and what
     albumentations takes back)."""
     if not isinstance(label_format, dict):
@@ -2332,7 +2332,8 @@ class _MaskLabels(_LabelFormat):
 
 
 class _TargetLabels(_LabelFormat):
-    """The seed's dict label_format: each label a dict of albumentations targets (described, not drawn)."""
+    """ml-infinite-image-augment's dict label_format: each label a dict of albumentations targets
+    (described, not drawn)."""
 
     kind = "targets"
 
@@ -2351,7 +2352,7 @@ _LABEL_KINDS: dict[str, type[_LabelFormat]] = {
 
 def _move_targets(image: np.ndarray, transforms: list, seed: int, label_format: dict, targets: Sequence[Any],
                   whats: Sequence[str]) -> tuple[np.ndarray, list]:
-    """_move_with_pixels for the seed's dict label_format: each target dict through A.Compose
+    """_move_with_pixels for ml-infinite-image-augment's dict label_format: each target dict through A.Compose
     with the user's own arguments (the same seed: the same pixels every time)."""
     A = _albumentations()
     fields, moved, out_image = _target_fields(label_format), [], None
@@ -2862,7 +2863,7 @@ def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any],
 
 def _output_view(output: Any, kind: str, side: int = _VIEW_SIDE) -> Any:
     """What the report draws of a positional output, small enough for the analysis file (see each
-    kind's view in labels.py); None for class outputs, the seed's dict form and None."""
+    kind's view in labels.py); None for class outputs, ml-infinite-image-augment's dict form and None."""
     return None if output is None else _LabelFormat.for_kind(kind).view(_as_comparable(output), side)
 
 
@@ -2981,7 +2982,7 @@ def _check_step(step_size_percent: Any) -> float:
         raise AugmentError(f"step_size_percent must be a number, got {step_size_percent!r}")
     step = float(step_size_percent)
     if step >= 1.0:
-        step = step / 100.0  # the seed's README speaks of "5" meaning 5 %, and of 1 % steps
+        step = step / 100.0  # ml-infinite-image-augment's README speaks of "5" meaning 5 %, and of 1 % steps
     if not _FINEST_STEP - 1e-12 <= step <= 0.5 or abs(1.0 / step - round(1.0 / step)) > 1e-6:
         raise AugmentError(f"step_size_percent must divide 1 into whole steps, as a fraction from "
                            f"{_FINEST_STEP} to 0.5 (0.05, 0.1, 0.25) or a percent from 1 to 50 (5 means 5 %), "
@@ -4307,41 +4308,51 @@ def _rows_folder(path: str) -> str:
     return path + ".rows"
 
 
-# Thumbnails of images a search was given as arrays, so that the report and the compare page can
-# draw them later without the arrays: at most THUMBNAIL_SIDE pixels on the long side (smaller
-# images, such as 32 px digits, are kept as they are: their sweeps and random draws are then the
-# search's own), at most THUMBNAIL_COUNT per analysis, in <analysis>.rows/thumbnails.npz.
-THUMBNAIL_SIDE, THUMBNAIL_COUNT = 128, 4096
-_THUMBNAILS = "thumbnails.npz"
+# Copies of the images a search was given as arrays, so that the report and the compare page can
+# draw them later without the arrays: the same pixels (the same random draws, box coordinates and
+# captions as the search's), at most KEPT_IMAGE_BYTES of pixels per analysis (the report's pictures
+# first), in <analysis>.rows/images.npz. Images beyond it get a placeholder saying how to give them.
+KEPT_IMAGE_BYTES = 32 * 2**20
+_KEPT_IMAGES = "images.npz"
 
 
-def _thumbnail(image: np.ndarray) -> np.ndarray:
-    """``image`` if its long side is at most THUMBNAIL_SIDE, else an area-downscaled copy."""
-    side = max(image.shape[:2])
-    if side <= THUMBNAIL_SIDE:
-        return np.ascontiguousarray(image)
-    import cv2
+class _KeptImages:
+    """The copies kept beside the analysis file ``path``: the index is read at once, each image
+    when asked for (a damaged or missing file keeps nothing)."""
 
-    scale = THUMBNAIL_SIDE / side
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    def __init__(self, path: str | None):
+        self.file = os.path.join(_rows_folder(path), _KEPT_IMAGES) if path else ""
+        self.index: dict[str, str] = {}
+        if not self.file or not os.path.isfile(self.file):
+            return
+        try:
+            with np.load(self.file) as stored:
+                keys = json.loads(bytes(stored["keys"]).decode("utf-8"))
+                self.index = {key: f"t{k}" for k, key in enumerate(keys) if f"t{k}" in stored.files}
+        except Exception:  # noqa: BLE001 -- truncated, corrupt, foreign: nothing kept, the pages say so
+            self.index = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def get(self, key: str) -> np.ndarray | None:
+        if key not in self.index:
+            return None
+        try:
+            with np.load(self.file) as stored:
+                return stored[self.index[key]]
+        except Exception:  # noqa: BLE001 -- damaged since: a placeholder, never a failed page
+            return None
 
 
-def _read_thumbnails(path: str) -> dict[str, np.ndarray]:
-    """The thumbnails kept beside the analysis file ``path``, by image key (none: an empty dict)."""
-    try:
-        with np.load(os.path.join(_rows_folder(path), _THUMBNAILS)) as stored:
-            keys = json.loads(bytes(stored["keys"]).decode("utf-8"))
-            return {key: stored[f"t{k}"] for k, key in enumerate(keys)}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return {}  # none kept, or damaged: the pages say how to give the images instead
-
-
-def _write_thumbnails(path: str, thumbnails: dict[str, np.ndarray]) -> None:
-    """Replace the thumbnails kept beside the analysis file ``path`` (atomically)."""
-    members = {f"t{k}": image for k, image in enumerate(thumbnails.values())}
-    members["keys"] = _blob(list(thumbnails))
-    _write_atomic(os.path.join(_rows_folder(path), _THUMBNAILS), lambda handle: np.savez_compressed(handle, **members))
+def _write_kept_images(path: str, images: dict[str, np.ndarray]) -> None:
+    """Replace the copies kept beside the analysis file ``path`` (atomically)."""
+    members = {f"t{k}": image for k, image in enumerate(images.values())}
+    members["keys"] = _blob(list(images))
+    folder = _rows_folder(path)
+    if not os.path.lexists(folder):
+        os.makedirs(folder)  # an analysis of formats 1-3 has no rows folder yet
+    _write_atomic(os.path.join(folder, _KEPT_IMAGES), lambda handle: np.savez_compressed(handle, **members))
 
 
 def _blob(value: Any) -> np.ndarray:
@@ -5288,8 +5299,13 @@ class Analysis:
         rather than changing them in place: an in-place change is not seen as one."""
         path = os.path.abspath(_file_path(path, "the analysis file"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        previous = self.path
         with _lock_for_file(path):
             self._save(path, compact)
+            kept = os.path.join(_rows_folder(previous), _KEPT_IMAGES) if previous else ""
+            if previous != path and os.path.isfile(kept):  # the copies of searched arrays go along
+                with open(kept, "rb") as handle:
+                    _write_atomic(os.path.join(_rows_folder(path), _KEPT_IMAGES), handle.read())
 
     # -- the storage API a search's checkpoints use (they hold the file's lock) --------------
 
@@ -5715,12 +5731,14 @@ class _SearchRun:
             analysis.settings["grid_sample"] = None if request.strategy == "grid" else sorted(request.full_grid)
             started(analysis)
             todo = analysis.missing(settings.augmentations, request.full_grid)
-            if todo:
-                self._search_missing(analysis, todo)
-            elif path is not None and not os.path.exists(path):
-                analysis.save(path)
-            if path is not None:
-                _keep_thumbnails(analysis, sources, path)
+            try:
+                if todo:
+                    self._search_missing(analysis, todo)
+                elif path is not None and not os.path.exists(path):
+                    analysis.save(path)
+            finally:  # an interrupted search's report draws what it searched, too
+                if path is not None:
+                    _keep_images(analysis, sources, path)
         if skipped := analysis.skipped:
             listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
             warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
@@ -5907,22 +5925,33 @@ class _Checkpointer:
         self.cost = self.last - started
 
 
-def _keep_thumbnails(analysis: Analysis, sources: Sequence[_Source], path: str) -> None:
-    """For a search given arrays: thumbnails of them beside the analysis file (the report's exemplars
-    first, then in order, at most THUMBNAIL_COUNT), so the report and the compare page can draw them
-    later without the arrays. Written only when one is missing."""
-    arrays = [k for k, source in enumerate(sources) if source.array is not None and not analysis.images[k].error]
+def _keep_images(analysis: Analysis, sources: Sequence[_Source], path: str) -> None:
+    """For a search given arrays: copies of them beside the analysis file, so the report and the
+    compare page draw them later without the arrays. The report's pictures first (each
+    augmentation's exemplar, then the images that fail earliest), then in order, up to
+    KEPT_IMAGE_BYTES; written only when one is missing. A failure is a warning: the analysis is saved."""
+    arrays = {k for k, source in enumerate(sources) if source.array is not None and not analysis.images[k].error}
     if not arrays:
         return
-    exemplars = [s.exemplar["image"] for s in analysis.summaries().values() if s.exemplar is not None]
-    chosen = set(arrays)
-    order = list(dict.fromkeys([k for k in exemplars if k in chosen] + arrays))[:THUMBNAIL_COUNT]
-    keys = {k: analysis.images[k].digest or analysis.images[k].file for k in order}
-    kept = _read_thumbnails(path)
-    if set(keys.values()) <= kept.keys():
-        return
-    _write_thumbnails(path, {key: kept[key] if key in kept else _thumbnail(sources[k].load())
-                             for k, key in keys.items()})
+    try:
+        summaries = analysis.summaries()
+        earliest = sorted(arrays, key=lambda k: (min((s.first_failure_intensities[k] or 2.0) for s in
+                                                     summaries.values()) if summaries else 2.0, k))
+        exemplars = [s.exemplar["image"] for s in summaries.values() if s.exemplar is not None]
+        order, total = [], 0
+        for k in dict.fromkeys([k for k in exemplars if k in arrays] + earliest):
+            total += sources[k].array.nbytes
+            if total > KEPT_IMAGE_BYTES:
+                break
+            order.append(k)
+        keys = {k: analysis.images[k].digest or analysis.images[k].file for k in order}
+        kept = _KeptImages(path)
+        if all(key in kept for key in keys.values()):
+            return
+        _write_kept_images(path, {key: kept.get(key) if key in kept else sources[k].load() for k, key in keys.items()})
+    except (OSError, AugmentError, ValueError) as exc:
+        warnings.warn(f"augment.py: could not keep copies of the searched arrays beside {path} ({exc}); the report "
+                      f"and compare need them given again (images=...)", stacklevel=4)
 
 
 def _merge_record(analysis: Analysis, index: int, output: str, label_error: float | None, error: str | None,
@@ -6356,11 +6385,11 @@ def _class_table(breakdown: dict[str, dict[str, dict]], order: Sequence[str]) ->
 
 def _report_sources(analysis: Analysis, images: Sequence | None) -> list[_Source]:
     """Where the report finds each analysed image: its file, ``images`` given anew, or (for a search
-    given arrays) the thumbnail the search kept beside the analysis file."""
+    given arrays) the copy the search kept beside the analysis file (read when drawn)."""
     if images is None:
         arrays = any(r.file.startswith("array-") for r in analysis.images)
-        kept = _read_thumbnails(analysis.path) if arrays and analysis.path else {}
-        return [_Source(r.file, None, kept.get(r.digest or r.file)) if r.file.startswith("array-")
+        kept = _KeptImages(analysis.path if arrays else None)
+        return [_KeptSource(r.file, None, kept=kept, kept_as=r.digest or r.file) if r.file.startswith("array-")
                 else _Source(r.file, r.file) for r in analysis.images]
     sources = _sources(images, "images")
     if len(sources) != len(analysis.images):
@@ -6368,10 +6397,25 @@ def _report_sources(analysis: Analysis, images: Sequence | None) -> list[_Source
     return sources
 
 
+@dataclass
+class _KeptSource(_Source):
+    """An image searched as an array, drawn from the copy kept beside the analysis (if any)."""
+
+    kept: _KeptImages | None = None
+    kept_as: str = ""  # its key among the copies: the digest of its pixels
+
+    def load(self, max_pixels: int | None = None) -> np.ndarray:
+        image = self.kept.get(self.kept_as) if self.kept is not None else None
+        if image is None:
+            raise AugmentError(f"image {self.key} was given in memory and no copy of it is kept")
+        return image
+
+
 def _missing_hint(file: str) -> str:
     """What a placeholder says: the image, and how to give it to the page."""
     if file.startswith("array-"):
-        return (f"{file}: searched as an array and not kept as a thumbnail; pass the arrays again "
+        return (f"{file}: searched as an array, and no copy of it is kept beside the analysis (over the size "
+                f"kept, or the analysis was moved without its rows folder); give the arrays again in Python "
                 f"(images=... of render_boundaries or compare)")
     return f"{file}: moved or deleted since the search; restore it, or pass images=... in the search's order"
 
@@ -7242,7 +7286,7 @@ class SamplingPolicy:
 
 @dataclass(frozen=True)
 class _IntensityOverride:
-    """set_augmentation_intensity's override (the seed code's options) of what synthesis draws."""
+    """set_augmentation_intensity's override (ml-infinite-image-augment's options) of what synthesis draws."""
 
     multiplier: float = 1.0
     low: float | None = None
@@ -7639,7 +7683,7 @@ class _Synthesized(tuple):
 
 
 def _summary(folder: str, entries: Sequence[SyntheticImage], kind: str) -> dict:
-    """The seed code's summary of synthetic images (paths in ``folder``)."""
+    """ml-infinite-image-augment's summary of synthetic images (paths in ``folder``)."""
     def label(entry: SyntheticImage) -> Any:
         return os.path.join(folder, entry.label) if kind == "mask" else entry.label
 
@@ -7941,7 +7985,7 @@ def _realism_transform_class() -> type:
             return self._call_alone(data, force_apply)
 
         def _call_alone(self, data: dict, force_apply: bool) -> dict:
-            if self.kind == "targets":  # the seed's dict label_format: the targets are one label
+            if self.kind == "targets":  # ml-infinite-image-augment's dict label_format: the targets are one label
                 fields = _target_fields(self.label_format)
                 for other in ("bboxes", "keypoints", "mask", "masks"):
                     if data.get(other) is not None and other not in fields:
@@ -7994,7 +8038,7 @@ class ImageAugmenter:
     synthesizes data up to that edge. It checks arguments and hands each job to its section.
 
     ``my_predict``: takes one image (an RGB (H, W, 3) uint8 array, or a file name as in
-    the seed README) and returns labels of any type; with ``batch_size``, a list of up to
+    ml-infinite-image-augment's README) and returns labels of any type; with ``batch_size``, a list of up to
     that many images and a list as long (what makes a real model fast). ``predict_input``:
     "array", "filename" or "auto" (try an array, fall back to a file name). Without a model,
     a model-free :class:`TemplateMatcher` built from the training images is used.
@@ -8075,6 +8119,7 @@ class ImageAugmenter:
         self.weights: dict[str, float] = {name: 1.0 for name in self.augmentations}
         self.analysis: Analysis | None = None
         self.analysis_path: str | None = None
+        self._searched: list[_Source] | None = None  # the last search's images, while its analysis is in use
         self.predict_calls = 0
         self.events: list | None = None
 
@@ -8101,9 +8146,9 @@ class ImageAugmenter:
                                                                   high=1.0)
 
     def set_augmentation_intensity(self, augmentations: str | Sequence[str] | None = None, multiplier: float = 1.0,
-                                   min: float | None = None, max: float | None = None,  # noqa: A002 (the seed's names)
+                                   min: float | None = None, max: float | None = None,  # noqa: A002 (ml-infinite-image-augment's names)
                                    only_shrink_max: bool = False) -> None:
-        """Override the intensities synthesis draws (the seed code's method): ``multiplier``
+        """Override the intensities synthesis draws (ml-infinite-image-augment's method): ``multiplier``
         scales the largest intensity the realism rule gives, ``min`` / ``max`` set the smallest /
         largest (``only_shrink_max``: ``max`` only where it is smaller), for ``augmentations``
         (one name or several; default: all of this augmenter's).
@@ -8150,8 +8195,8 @@ class ImageAugmenter:
                                self.rotate_method, self.model_id, self.max_image_pixels, self.batch_size or 64,
                                self.checkpoint_seconds, self.progress, self.describe, self.group_by)
 
-    def _use(self, analysis: Analysis, path: str | None) -> None:
-        self.analysis, self.analysis_path = analysis, path
+    def _use(self, analysis: Analysis, path: str | None, sources: list[_Source] | None = None) -> None:
+        self.analysis, self.analysis_path, self._searched = analysis, path, sources
         analysis.group_by = self.group_by
 
     # -- the search ---------------------------------------------------------------------
@@ -8201,12 +8246,12 @@ class ImageAugmenter:
             len(self.augmentations))
         run = _SearchRun(self._settings(), request, self._model_spec, self.events)
         try:
-            return run.run(started=lambda analysis: self._use(analysis, request.path))
+            return run.run(started=lambda analysis: self._use(analysis, request.path, request.sources))
         finally:
             self.predict_calls += run.predict_calls
 
-    searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
-    search_randomization_boundries = search_randomization_boundaries  # the seed code's spelling
+    searchRandomizationBoundries = search_randomization_boundaries  # ml-infinite-image-augment's README spelling
+    search_randomization_boundries = search_randomization_boundaries  # ml-infinite-image-augment's code spelling
 
     def load_analysis(self, path: str | os.PathLike = "analysis.json") -> Analysis:
         """Use an analysis file written earlier (for the report and synthesis).
@@ -8313,7 +8358,7 @@ class ImageAugmenter:
         model's diff error to its source is in range (``max_attempts`` each). Each call adds
         ``count`` images (default: one per source) after those in ``output_dir``'s
         manifest; ``count_is_total=True`` tops the folder up to ``count`` (how an interrupted
-        run is finished). The seed code's options: ``count_by="in_dir"`` is ``count_is_total=True``
+        run is finished). ml-infinite-image-augment's options: ``count_by="in_dir"`` is ``count_is_total=True``
         (and returns the whole folder), ``"per_call"`` the default; ``log_file`` also writes the
         summary (``result["count"]``, ``result["generated"]``) as JSON there; ``image_namer`` is
         refused (file names are how a folder knows its own files).
@@ -8373,7 +8418,7 @@ class ImageAugmenter:
 
     def get_synthesized_summary(self, log_file: str | os.PathLike | None = "",
                                 output_dir: str | os.PathLike = "generated") -> dict:
-        """Every image synthesized into ``output_dir`` so far (the seed code's summary, read from
+        """Every image synthesized into ``output_dir`` so far (ml-infinite-image-augment's summary, read from
         the folder's manifest; or from ``log_file`` where synthesize_more wrote one).
 
         >>> augmenter.get_synthesized_summary(output_dir="generated")["count"]          # doctest: +SKIP
@@ -8390,7 +8435,7 @@ class ImageAugmenter:
             raise AugmentError(f"{folder} has no manifest.jsonl: nothing was synthesized there")
         return _summary(folder, read_manifest(os.path.join(folder, "manifest.jsonl")), self.label_kind)
 
-    synthesizeMore = synthesize_more  # the seed README's spelling
+    synthesizeMore = synthesize_more  # ml-infinite-image-augment's README spelling
 
     # -- the report and evaluation ------------------------------------------------------
 
@@ -8409,27 +8454,31 @@ class ImageAugmenter:
 
         With ``torch_model`` and ``target_layers`` each sweep frame overlays a localization
         map from the ``grad-cam`` package (``cam_method``: GradCAM, GradCAM++, EigenCAM,
-        ScoreCAM, LayerCAM, ...). ``images`` replaces the analysis' image sources (needed
-        when the search was given arrays). The model is called only on the sweep frames.
+        ScoreCAM, LayerCAM, ...). ``images`` replaces the analysis' image sources: a search
+        given arrays keeps copies of them beside its analysis file (up to 32 MiB), and this
+        augmenter keeps its own search's, so they are needed only beyond that. The model is
+        called only on the sweep frames.
         """
         analysis = self._require_analysis("render")
         if (torch_model is None) != (not target_layers):
             raise AugmentError("torch_model and target_layers go together: give both for Grad-CAM, or neither")
         if torch_model is not None:
             _cam_class(cam_method)  # an unknown method fails before any rendering
-        sources = _report_sources(analysis, images)
+        # images given, or this augmenter's own search (arrays at full size), or what the analysis kept
+        sources = (self._searched if images is None and self._searched is not None else
+                   _report_sources(analysis, images))
         spec = self._model_spec() if self.my_predict is not None or self.predict_factory is not None else None
         html_dir = _output_folder(html_dir, "html_dir")
         return _ReportWriter(analysis, html_dir, sources, spec, torch_model, target_layers, cam_method, preprocess,
                              _check_int(gallery_size, "gallery_size", 0), self.describe).write()
 
-    renderBoundries = render_boundaries  # the seed README's spelling
-    render_boundries = render_boundaries  # the seed code's spelling
+    renderBoundries = render_boundaries  # ml-infinite-image-augment's README spelling
+    render_boundries = render_boundaries  # ml-infinite-image-augment's code spelling
 
     def evaluate(self, img_filenames: Any, img_labels: Sequence) -> dict:
         """Run the model on images and compare its outputs with ``img_labels`` (see the README).
 
-        Returns the seed's ``avg_diff_error``, ``output_differs_count`` and
+        Returns ml-infinite-image-augment's ``avg_diff_error``, ``output_differs_count`` and
         ``differing_output_errs``, plus ``accuracy``, ``count``, ``differing_outputs``,
         ``diff_errors``, ``by_augmentation`` (synthetic files) and ``skipped``.
         """
@@ -8619,7 +8668,8 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     diff_error = _Imported(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
     custom = _registered_from(args)
     label_format = args.label_format
-    if label_format is not None and label_format.lstrip().startswith("{"):  # the seed's dict form, as JSON
+    # ml-infinite-image-augment's dict form, as JSON
+    if label_format is not None and label_format.lstrip().startswith("{"):
         try:
             label_format = json.loads(label_format)
         except (ValueError, RecursionError) as exc:

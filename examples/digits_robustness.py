@@ -42,7 +42,7 @@ The protocol, fixed before any figure was seen:
    and compared with ``augment.compare`` (``OUT/compare/index.html``).
 
 Writes ``OUT/results.json`` (versions, choices, every per-(split, seed) figure, the tests),
-``OUT/results.md`` (the tables the README quotes), ``OUT/robustness.png``,
+``OUT/results.md`` (the tables docs/study.md quotes), ``OUT/robustness.png``,
 ``OUT/robustness_imagenet_c.png`` and ``OUT/learning_curves.png``. Each (split, seed) job is
 saved in ``OUT/jobs/`` as it finishes, so an interrupted study resumes where it stopped; the
 figures depend only on the protocol and the seeds, not on ``--workers`` or on folders.

@@ -426,7 +426,7 @@ def test_report_and_compare_of_an_array_search_show_every_picture_from_the_comma
     from playwright.sync_api import sync_playwright
 
     values = [20, 35, 50, 65, 80, 95, 140, 155, 170, 185, 200, 215]
-    arrays = [np.kron(image, np.ones((20, 20, 1), np.uint8))[:150, :200]  # one larger than a thumbnail
+    arrays = [np.kron(image, np.ones((20, 20, 1), np.uint8))[:150, :200]  # one larger than the others
               if k == 0 else image for k, image in enumerate(uniform_images(values, (16, 16)))]
     paths = {}
     for name, cut in (("baseline", 127), ("robust", 200)):
@@ -434,8 +434,9 @@ def test_report_and_compare_of_an_array_search_show_every_picture_from_the_comma
                                            progress=False)
         paths[name] = tmp_path / f"{name}.json"
         augmenter.search_randomization_boundaries(arrays, [label(v) for v in values], 0.1, paths[name])
-    kept = np.load(tmp_path / "baseline.json.rows" / "thumbnails.npz")
-    assert len(kept.files) == len(values) + 1 and max(kept["t0"].shape[:2]) <= 128  # one per image, and the keys
+    kept = np.load(tmp_path / "baseline.json.rows" / "images.npz")
+    assert len(kept.files) == len(values) + 1  # one exact copy per image (the same draws), and the keys
+    assert sorted(kept[name].shape for name in kept.files if name != "keys") == sorted(a.shape for a in arrays)
     # as a user would, later and without the arrays: the command line reads only the files
     for args in (["report", "--cache", paths["baseline"], "--html-dir", tmp_path / "report"],
                  ["compare", paths["baseline"], paths["robust"], "--html-dir", tmp_path / "compare"]):
@@ -455,11 +456,23 @@ def test_report_and_compare_of_an_array_search_show_every_picture_from_the_comma
     for name, (images, text) in seen.items():
         assert len(images) >= 3 and all(width > 0 for _, width in images), (name, images)
         assert "image missing" not in text, name
-    # without the thumbnails, the placeholder says how to give the pictures
-    (tmp_path / "baseline.json.rows" / "thumbnails.npz").unlink()
+    # without the copies, the placeholder says how to give the pictures
+    (tmp_path / "baseline.json.rows" / "images.npz").unlink()
     result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "report", "--cache", str(paths["baseline"]),
                              "--html-dir", str(tmp_path / "bare")], capture_output=True, text=True, cwd=tmp_path,
                             timeout=300)
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "bare" / "index.html").read_text()
-    assert "image missing: array-" in page and "pass the arrays again (images=... of render_boundaries" in page
+    assert "image missing: array-" in page and "give the arrays again in Python (images=..." in page
+    # a damaged copy is a placeholder, never a failed page; a copy saved elsewhere goes along
+    (tmp_path / "baseline.json.rows" / "images.npz").write_bytes(b"PK\x03\x04 damaged")
+    analysis = augment.load_analysis(paths["robust"])
+    analysis.save(tmp_path / "moved" / "copy.json")
+    assert (tmp_path / "moved" / "copy.json.rows" / "images.npz").exists()
+    for args in (["report", "--cache", paths["baseline"], "--html-dir", tmp_path / "damaged"],
+                 ["report", "--cache", tmp_path / "moved" / "copy.json", "--html-dir", tmp_path / "copied"]):
+        result = subprocess.run([sys.executable, str(ROOT / "augment.py"), *map(str, args)], capture_output=True,
+                                text=True, cwd=tmp_path, timeout=300)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "image missing" in (tmp_path / "damaged" / "index.html").read_text()
+    assert "image missing" not in (tmp_path / "copied" / "index.html").read_text()

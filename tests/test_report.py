@@ -227,3 +227,12 @@ def test_plot_legends_lie_below_the_curves_never_over_them(searched):
         axis = float(re.search(r'<text[^>]*y="([\d.]+)"[^>]*>augmentation intensity</text>', svg).group(1))
         legend = [float(y) for y in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="10" height="3"', svg)]
         assert legend and min(legend) > axis, (axis, legend)
+
+
+def test_a_report_right_after_an_array_search_without_a_cache_draws_the_arrays(tmp_path):
+    arrays = uniform_images([30, 90, 150, 210], (24, 24))
+    augmenter = augment.ImageAugmenter(lambda images: [int(np.asarray(i).mean() > 127) for i in images],
+                                       augmentations=["Brighten", "Darken"], batch_size=64, progress=False)
+    augmenter.search_randomization_boundaries(arrays, None, 0.25, analytics_cache=None)
+    page = Path(augmenter.render_boundaries(tmp_path / "report")).read_text()
+    assert "image missing" not in page and page.count('<img class="pixel"') >= 6

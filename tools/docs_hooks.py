@@ -2,6 +2,7 @@
 
 A page writes ``<!-- generated: WHAT -->`` where the generated Markdown goes:
 ``readme`` (the README, the home page: one text for both, its ``docs/`` links made relative),
+``commands`` (the README's two commands, for Getting started),
 ``catalogue`` / ``extended`` (the catalogue's tables, ``catalogue_markdown``), ``cli`` (every
 command's ``--help``, from the argument parser) and ``schema KIND`` (a file format's fields, from
 ``file_schema``). So the reference cannot disagree with the code it describes.
@@ -62,6 +63,9 @@ def schema_reference(kind: str) -> str:
 def generated(what: str, argument: str | None) -> str:
     if what == "readme":
         return (ROOT / "README.md").read_text().replace("](docs/", "](")
+    if what == "commands":  # the README's two commands, word for word
+        readme = (ROOT / "README.md").read_text()
+        return readme[readme.index("## Two commands\n") + 16:readme.index("## Quickstart")].strip()
     augment = _augment()
     if what == "catalogue":
         return augment.catalogue_markdown(augment.ALL_AUGMENTATIONS)

@@ -26,7 +26,7 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
     .set_augmentation_realism(name, realism) / .set_augmentation_weight(name, weight)
     .load_analysis(path)
     .set_augmentation_intensity(names, multiplier, min, max) / .get_synthesized_summary(output_dir)
-    (the seed README's spellings searchRandomizationBoundries, renderBoundries and
+    (ml-infinite-image-augment's README spellings searchRandomizationBoundries, renderBoundries and
     synthesizeMore, and its code's search_randomization_boundries and render_boundries, are aliases)
 RealismTransform(policy_or_path, label_format=None, seed=None)   t(image) or t(image=..., bboxes=...)
 register_augmentation(name, build | function=..., family=..., ...) -> Augmentation   your own, beside the 24

@@ -37,6 +37,7 @@ from .images import _describe_output, _Source
 from .labels import _LabelFormat
 from .probes import _grid, _SearchSettings
 from .rows import (
+    _KEPT_IMAGES,
     _MAX_SHARDS,
     _SHARD_DAMAGE,
     _SHARD_NAME,
@@ -605,8 +606,13 @@ class Analysis:
         rather than changing them in place: an in-place change is not seen as one."""
         path = os.path.abspath(_file_path(path, "the analysis file"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        previous = self.path
         with _lock_for_file(path):
             self._save(path, compact)
+            kept = os.path.join(_rows_folder(previous), _KEPT_IMAGES) if previous else ""
+            if previous != path and os.path.isfile(kept):  # the copies of searched arrays go along
+                with open(kept, "rb") as handle:
+                    _write_atomic(os.path.join(_rows_folder(path), _KEPT_IMAGES), handle.read())
 
     # -- the storage API a search's checkpoints use (they hold the file's lock) --------------
 

@@ -48,7 +48,7 @@ class ImageAugmenter:
     synthesizes data up to that edge. It checks arguments and hands each job to its section.
 
     ``my_predict``: takes one image (an RGB (H, W, 3) uint8 array, or a file name as in
-    the seed README) and returns labels of any type; with ``batch_size``, a list of up to
+    ml-infinite-image-augment's README) and returns labels of any type; with ``batch_size``, a list of up to
     that many images and a list as long (what makes a real model fast). ``predict_input``:
     "array", "filename" or "auto" (try an array, fall back to a file name). Without a model,
     a model-free :class:`TemplateMatcher` built from the training images is used.
@@ -129,6 +129,7 @@ class ImageAugmenter:
         self.weights: dict[str, float] = {name: 1.0 for name in self.augmentations}
         self.analysis: Analysis | None = None
         self.analysis_path: str | None = None
+        self._searched: list[_Source] | None = None  # the last search's images, while its analysis is in use
         self.predict_calls = 0
         self.events: list | None = None
 
@@ -155,9 +156,9 @@ class ImageAugmenter:
                                                                   high=1.0)
 
     def set_augmentation_intensity(self, augmentations: str | Sequence[str] | None = None, multiplier: float = 1.0,
-                                   min: float | None = None, max: float | None = None,  # noqa: A002 (the seed's names)
+                                   min: float | None = None, max: float | None = None,  # noqa: A002 (ml-infinite-image-augment's names)
                                    only_shrink_max: bool = False) -> None:
-        """Override the intensities synthesis draws (the seed code's method): ``multiplier``
+        """Override the intensities synthesis draws (ml-infinite-image-augment's method): ``multiplier``
         scales the largest intensity the realism rule gives, ``min`` / ``max`` set the smallest /
         largest (``only_shrink_max``: ``max`` only where it is smaller), for ``augmentations``
         (one name or several; default: all of this augmenter's).
@@ -204,8 +205,8 @@ class ImageAugmenter:
                                self.rotate_method, self.model_id, self.max_image_pixels, self.batch_size or 64,
                                self.checkpoint_seconds, self.progress, self.describe, self.group_by)
 
-    def _use(self, analysis: Analysis, path: str | None) -> None:
-        self.analysis, self.analysis_path = analysis, path
+    def _use(self, analysis: Analysis, path: str | None, sources: list[_Source] | None = None) -> None:
+        self.analysis, self.analysis_path, self._searched = analysis, path, sources
         analysis.group_by = self.group_by
 
     # -- the search ---------------------------------------------------------------------
@@ -255,12 +256,12 @@ class ImageAugmenter:
             len(self.augmentations))
         run = _SearchRun(self._settings(), request, self._model_spec, self.events)
         try:
-            return run.run(started=lambda analysis: self._use(analysis, request.path))
+            return run.run(started=lambda analysis: self._use(analysis, request.path, request.sources))
         finally:
             self.predict_calls += run.predict_calls
 
-    searchRandomizationBoundries = search_randomization_boundaries  # the seed README's spelling
-    search_randomization_boundries = search_randomization_boundaries  # the seed code's spelling
+    searchRandomizationBoundries = search_randomization_boundaries  # ml-infinite-image-augment's README spelling
+    search_randomization_boundries = search_randomization_boundaries  # ml-infinite-image-augment's code spelling
 
     def load_analysis(self, path: str | os.PathLike = "analysis.json") -> Analysis:
         """Use an analysis file written earlier (for the report and synthesis).
@@ -367,7 +368,7 @@ class ImageAugmenter:
         model's diff error to its source is in range (``max_attempts`` each). Each call adds
         ``count`` images (default: one per source) after those in ``output_dir``'s
         manifest; ``count_is_total=True`` tops the folder up to ``count`` (how an interrupted
-        run is finished). The seed code's options: ``count_by="in_dir"`` is ``count_is_total=True``
+        run is finished). ml-infinite-image-augment's options: ``count_by="in_dir"`` is ``count_is_total=True``
         (and returns the whole folder), ``"per_call"`` the default; ``log_file`` also writes the
         summary (``result["count"]``, ``result["generated"]``) as JSON there; ``image_namer`` is
         refused (file names are how a folder knows its own files).
@@ -427,7 +428,7 @@ class ImageAugmenter:
 
     def get_synthesized_summary(self, log_file: str | os.PathLike | None = "",
                                 output_dir: str | os.PathLike = "generated") -> dict:
-        """Every image synthesized into ``output_dir`` so far (the seed code's summary, read from
+        """Every image synthesized into ``output_dir`` so far (ml-infinite-image-augment's summary, read from
         the folder's manifest; or from ``log_file`` where synthesize_more wrote one).
 
         >>> augmenter.get_synthesized_summary(output_dir="generated")["count"]          # doctest: +SKIP
@@ -444,7 +445,7 @@ class ImageAugmenter:
             raise AugmentError(f"{folder} has no manifest.jsonl: nothing was synthesized there")
         return _summary(folder, read_manifest(os.path.join(folder, "manifest.jsonl")), self.label_kind)
 
-    synthesizeMore = synthesize_more  # the seed README's spelling
+    synthesizeMore = synthesize_more  # ml-infinite-image-augment's README spelling
 
     # -- the report and evaluation ------------------------------------------------------
 
@@ -463,27 +464,31 @@ class ImageAugmenter:
 
         With ``torch_model`` and ``target_layers`` each sweep frame overlays a localization
         map from the ``grad-cam`` package (``cam_method``: GradCAM, GradCAM++, EigenCAM,
-        ScoreCAM, LayerCAM, ...). ``images`` replaces the analysis' image sources (needed
-        when the search was given arrays). The model is called only on the sweep frames.
+        ScoreCAM, LayerCAM, ...). ``images`` replaces the analysis' image sources: a search
+        given arrays keeps copies of them beside its analysis file (up to 32 MiB), and this
+        augmenter keeps its own search's, so they are needed only beyond that. The model is
+        called only on the sweep frames.
         """
         analysis = self._require_analysis("render")
         if (torch_model is None) != (not target_layers):
             raise AugmentError("torch_model and target_layers go together: give both for Grad-CAM, or neither")
         if torch_model is not None:
             _cam_class(cam_method)  # an unknown method fails before any rendering
-        sources = _report_sources(analysis, images)
+        # images given, or this augmenter's own search (arrays at full size), or what the analysis kept
+        sources = (self._searched if images is None and self._searched is not None else
+                   _report_sources(analysis, images))
         spec = self._model_spec() if self.my_predict is not None or self.predict_factory is not None else None
         html_dir = _output_folder(html_dir, "html_dir")
         return _ReportWriter(analysis, html_dir, sources, spec, torch_model, target_layers, cam_method, preprocess,
                              _check_int(gallery_size, "gallery_size", 0), self.describe).write()
 
-    renderBoundries = render_boundaries  # the seed README's spelling
-    render_boundries = render_boundaries  # the seed code's spelling
+    renderBoundries = render_boundaries  # ml-infinite-image-augment's README spelling
+    render_boundries = render_boundaries  # ml-infinite-image-augment's code spelling
 
     def evaluate(self, img_filenames: Any, img_labels: Sequence) -> dict:
         """Run the model on images and compare its outputs with ``img_labels`` (see the README).
 
-        Returns the seed's ``avg_diff_error``, ``output_differs_count`` and
+        Returns ml-infinite-image-augment's ``avg_diff_error``, ``output_differs_count`` and
         ``differing_output_errs``, plus ``accuracy``, ``count``, ``differing_outputs``,
         ``diff_errors``, ``by_augmentation`` (synthetic files) and ``skipped``.
         """

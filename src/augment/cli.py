@@ -201,7 +201,8 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
     diff_error = _Imported(args.diff_error, "--diff-error") if getattr(args, "diff_error", None) else None
     custom = _registered_from(args)
     label_format = args.label_format
-    if label_format is not None and label_format.lstrip().startswith("{"):  # the seed's dict form, as JSON
+    # ml-infinite-image-augment's dict form, as JSON
+    if label_format is not None and label_format.lstrip().startswith("{"):
         try:
             label_format = json.loads(label_format)
         except (ValueError, RecursionError) as exc:

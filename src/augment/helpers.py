@@ -192,7 +192,7 @@ def outputs_equal(output: Any, reference: Any) -> bool:
     truncated ``str``), lists and tuples item by item, dicts key by key whatever their
     order. Numbers compare by value within float noise (``0.1 + 0.2`` equals ``0.3``;
     float32 arrays within a few units in the last place), and a number equals its
-    string (``7`` and ``"7"``, the seed's string rule). Other objects compare with
+    string (``7`` and ``"7"``, ml-infinite-image-augment's string rule). Other objects compare with
     ``==`` when their class defines it, else by ``str``.
 
     >>> outputs_equal({"boxes": np.zeros((2, 4)), "label": 3}, {"label": 3, "boxes": [[0] * 4] * 2})

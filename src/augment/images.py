@@ -306,7 +306,7 @@ def _describe_output(output: Any, kind: str = "class", describe: Callable[[Any],
 
 def _output_view(output: Any, kind: str, side: int = _VIEW_SIDE) -> Any:
     """What the report draws of a positional output, small enough for the analysis file (see each
-    kind's view in labels.py); None for class outputs, the seed's dict form and None."""
+    kind's view in labels.py); None for class outputs, ml-infinite-image-augment's dict form and None."""
     return None if output is None else _LabelFormat.for_kind(kind).view(_as_comparable(output), side)
 
 

@@ -19,7 +19,7 @@ _ROTATE_METHODS = ("largest_box", "ellipse")
 
 
 def _label_kind(label_format: Any) -> str:
-    """"class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (the seed's
+    """"class" (anything, passed through), "bbox", "keypoints", "mask", or "targets" (ml-infinite-image-augment's
     dict of albumentations Compose keyword arguments, each label a dict of targets)."""
     if label_format is None:
         return "class"
@@ -36,16 +36,16 @@ def _label_kind(label_format: Any) -> str:
                        f"{label_format!r}")
 
 
-# -- the seed's label_format: albumentations Compose arguments -----------------------------
+# -- ml-infinite-image-augment's label_format: albumentations Compose arguments -----------------------------
 # label_format={"bbox_params": A.BboxParams(format="coco", label_fields=["labels"])} (and/or
-# keypoint_params) is passed through to albumentations as the seed's README promised; each label
+# keypoint_params) is passed through to albumentations as ml-infinite-image-augment's README promised; each label
 # is then a dict of targets, {"bboxes": [...], "labels": [...]}, and comes back in that form.
 
 _TARGET_PARAMS = {"bbox_params": ("bboxes", "BboxParams"), "keypoint_params": ("keypoints", "KeypointParams")}
 
 
 def _normal_label_format(label_format: Any) -> Any:
-    """A label_format as augment.py keeps it: strings as given; the seed's dict checked and made
+    """A label_format as augment.py keeps it: strings as given; ml-infinite-image-augment's dict checked and made
     plain (each params object as its keyword arguments: JSON for the analysis file, and what
     albumentations takes back)."""
     if not isinstance(label_format, dict):
@@ -213,7 +213,8 @@ class _MaskLabels(_LabelFormat):
 
 
 class _TargetLabels(_LabelFormat):
-    """The seed's dict label_format: each label a dict of albumentations targets (described, not drawn)."""
+    """ml-infinite-image-augment's dict label_format: each label a dict of albumentations targets
+    (described, not drawn)."""
 
     kind = "targets"
 
@@ -232,7 +233,7 @@ _LABEL_KINDS: dict[str, type[_LabelFormat]] = {
 
 def _move_targets(image: np.ndarray, transforms: list, seed: int, label_format: dict, targets: Sequence[Any],
                   whats: Sequence[str]) -> tuple[np.ndarray, list]:
-    """_move_with_pixels for the seed's dict label_format: each target dict through A.Compose
+    """_move_with_pixels for ml-infinite-image-augment's dict label_format: each target dict through A.Compose
     with the user's own arguments (the same seed: the same pixels every time)."""
     A = _albumentations()
     fields, moved, out_image = _target_fields(label_format), [], None

@@ -191,7 +191,7 @@ class SamplingPolicy:
 
 @dataclass(frozen=True)
 class _IntensityOverride:
-    """set_augmentation_intensity's override (the seed code's options) of what synthesis draws."""
+    """set_augmentation_intensity's override (ml-infinite-image-augment's options) of what synthesis draws."""
 
     multiplier: float = 1.0
     low: float | None = None

@@ -34,7 +34,7 @@ def _check_step(step_size_percent: Any) -> float:
         raise AugmentError(f"step_size_percent must be a number, got {step_size_percent!r}")
     step = float(step_size_percent)
     if step >= 1.0:
-        step = step / 100.0  # the seed's README speaks of "5" meaning 5 %, and of 1 % steps
+        step = step / 100.0  # ml-infinite-image-augment's README speaks of "5" meaning 5 %, and of 1 % steps
     if not _FINEST_STEP - 1e-12 <= step <= 0.5 or abs(1.0 / step - round(1.0 / step)) > 1e-6:
         raise AugmentError(f"step_size_percent must divide 1 into whole steps, as a fraction from "
                            f"{_FINEST_STEP} to 0.5 (0.05, 0.1, 0.25) or a percent from 1 to 50 (5 means 5 %), "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from .images import (
 )
 from .labels import _LabelFormat, _move_with_pixels
 from .pipeline import _ModelSpec
-from .rows import _read_thumbnails
+from .rows import _KeptImages
 from .stats import CurveSummary, _first_failures
 
 
@@ -286,11 +287,11 @@ def _class_table(breakdown: dict[str, dict[str, dict]], order: Sequence[str]) ->
 
 def _report_sources(analysis: Analysis, images: Sequence | None) -> list[_Source]:
     """Where the report finds each analysed image: its file, ``images`` given anew, or (for a search
-    given arrays) the thumbnail the search kept beside the analysis file."""
+    given arrays) the copy the search kept beside the analysis file (read when drawn)."""
     if images is None:
         arrays = any(r.file.startswith("array-") for r in analysis.images)
-        kept = _read_thumbnails(analysis.path) if arrays and analysis.path else {}
-        return [_Source(r.file, None, kept.get(r.digest or r.file)) if r.file.startswith("array-")
+        kept = _KeptImages(analysis.path if arrays else None)
+        return [_KeptSource(r.file, None, kept=kept, kept_as=r.digest or r.file) if r.file.startswith("array-")
                 else _Source(r.file, r.file) for r in analysis.images]
     sources = _sources(images, "images")
     if len(sources) != len(analysis.images):
@@ -298,10 +299,25 @@ def _report_sources(analysis: Analysis, images: Sequence | None) -> list[_Source
     return sources
 
 
+@dataclass
+class _KeptSource(_Source):
+    """An image searched as an array, drawn from the copy kept beside the analysis (if any)."""
+
+    kept: _KeptImages | None = None
+    kept_as: str = ""  # its key among the copies: the digest of its pixels
+
+    def load(self, max_pixels: int | None = None) -> np.ndarray:
+        image = self.kept.get(self.kept_as) if self.kept is not None else None
+        if image is None:
+            raise AugmentError(f"image {self.key} was given in memory and no copy of it is kept")
+        return image
+
+
 def _missing_hint(file: str) -> str:
     """What a placeholder says: the image, and how to give it to the page."""
     if file.startswith("array-"):
-        return (f"{file}: searched as an array and not kept as a thumbnail; pass the arrays again "
+        return (f"{file}: searched as an array, and no copy of it is kept beside the analysis (over the size "
+                f"kept, or the analysis was moved without its rows folder); give the arrays again in Python "
                 f"(images=... of render_boundaries or compare)")
     return f"{file}: moved or deleted since the search; restore it, or pass images=... in the search's order"
 

@@ -462,41 +462,51 @@ def _rows_folder(path: str) -> str:
     return path + ".rows"
 
 
-# Thumbnails of images a search was given as arrays, so that the report and the compare page can
-# draw them later without the arrays: at most THUMBNAIL_SIDE pixels on the long side (smaller
-# images, such as 32 px digits, are kept as they are: their sweeps and random draws are then the
-# search's own), at most THUMBNAIL_COUNT per analysis, in <analysis>.rows/thumbnails.npz.
-THUMBNAIL_SIDE, THUMBNAIL_COUNT = 128, 4096
-_THUMBNAILS = "thumbnails.npz"
+# Copies of the images a search was given as arrays, so that the report and the compare page can
+# draw them later without the arrays: the same pixels (the same random draws, box coordinates and
+# captions as the search's), at most KEPT_IMAGE_BYTES of pixels per analysis (the report's pictures
+# first), in <analysis>.rows/images.npz. Images beyond it get a placeholder saying how to give them.
+KEPT_IMAGE_BYTES = 32 * 2**20
+_KEPT_IMAGES = "images.npz"
 
 
-def _thumbnail(image: np.ndarray) -> np.ndarray:
-    """``image`` if its long side is at most THUMBNAIL_SIDE, else an area-downscaled copy."""
-    side = max(image.shape[:2])
-    if side <= THUMBNAIL_SIDE:
-        return np.ascontiguousarray(image)
-    import cv2
+class _KeptImages:
+    """The copies kept beside the analysis file ``path``: the index is read at once, each image
+    when asked for (a damaged or missing file keeps nothing)."""
 
-    scale = THUMBNAIL_SIDE / side
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    def __init__(self, path: str | None):
+        self.file = os.path.join(_rows_folder(path), _KEPT_IMAGES) if path else ""
+        self.index: dict[str, str] = {}
+        if not self.file or not os.path.isfile(self.file):
+            return
+        try:
+            with np.load(self.file) as stored:
+                keys = json.loads(bytes(stored["keys"]).decode("utf-8"))
+                self.index = {key: f"t{k}" for k, key in enumerate(keys) if f"t{k}" in stored.files}
+        except Exception:  # noqa: BLE001 -- truncated, corrupt, foreign: nothing kept, the pages say so
+            self.index = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def get(self, key: str) -> np.ndarray | None:
+        if key not in self.index:
+            return None
+        try:
+            with np.load(self.file) as stored:
+                return stored[self.index[key]]
+        except Exception:  # noqa: BLE001 -- damaged since: a placeholder, never a failed page
+            return None
 
 
-def _read_thumbnails(path: str) -> dict[str, np.ndarray]:
-    """The thumbnails kept beside the analysis file ``path``, by image key (none: an empty dict)."""
-    try:
-        with np.load(os.path.join(_rows_folder(path), _THUMBNAILS)) as stored:
-            keys = json.loads(bytes(stored["keys"]).decode("utf-8"))
-            return {key: stored[f"t{k}"] for k, key in enumerate(keys)}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return {}  # none kept, or damaged: the pages say how to give the images instead
-
-
-def _write_thumbnails(path: str, thumbnails: dict[str, np.ndarray]) -> None:
-    """Replace the thumbnails kept beside the analysis file ``path`` (atomically)."""
-    members = {f"t{k}": image for k, image in enumerate(thumbnails.values())}
-    members["keys"] = _blob(list(thumbnails))
-    _write_atomic(os.path.join(_rows_folder(path), _THUMBNAILS), lambda handle: np.savez_compressed(handle, **members))
+def _write_kept_images(path: str, images: dict[str, np.ndarray]) -> None:
+    """Replace the copies kept beside the analysis file ``path`` (atomically)."""
+    members = {f"t{k}": image for k, image in enumerate(images.values())}
+    members["keys"] = _blob(list(images))
+    folder = _rows_folder(path)
+    if not os.path.lexists(folder):
+        os.makedirs(folder)  # an analysis of formats 1-3 has no rows folder yet
+    _write_atomic(os.path.join(folder, _KEPT_IMAGES), lambda handle: np.savez_compressed(handle, **members))
 
 
 def _blob(value: Any) -> np.ndarray:

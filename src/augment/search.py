@@ -40,11 +40,10 @@ from .pipeline import (
 from .probes import _PROBES, _check_step, _grid_sample, _SearchSettings
 from .rows import (
     _COMPACT_AFTER_SEARCH,
-    THUMBNAIL_COUNT,
-    _read_thumbnails,
-    _thumbnail,
+    KEPT_IMAGE_BYTES,
+    _KeptImages,
     _to_float32,
-    _write_thumbnails,
+    _write_kept_images,
 )
 
 
@@ -217,12 +216,14 @@ class _SearchRun:
             analysis.settings["grid_sample"] = None if request.strategy == "grid" else sorted(request.full_grid)
             started(analysis)
             todo = analysis.missing(settings.augmentations, request.full_grid)
-            if todo:
-                self._search_missing(analysis, todo)
-            elif path is not None and not os.path.exists(path):
-                analysis.save(path)
-            if path is not None:
-                _keep_thumbnails(analysis, sources, path)
+            try:
+                if todo:
+                    self._search_missing(analysis, todo)
+                elif path is not None and not os.path.exists(path):
+                    analysis.save(path)
+            finally:  # an interrupted search's report draws what it searched, too
+                if path is not None:
+                    _keep_images(analysis, sources, path)
         if skipped := analysis.skipped:
             listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
             warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
@@ -409,22 +410,33 @@ class _Checkpointer:
         self.cost = self.last - started
 
 
-def _keep_thumbnails(analysis: Analysis, sources: Sequence[_Source], path: str) -> None:
-    """For a search given arrays: thumbnails of them beside the analysis file (the report's exemplars
-    first, then in order, at most THUMBNAIL_COUNT), so the report and the compare page can draw them
-    later without the arrays. Written only when one is missing."""
-    arrays = [k for k, source in enumerate(sources) if source.array is not None and not analysis.images[k].error]
+def _keep_images(analysis: Analysis, sources: Sequence[_Source], path: str) -> None:
+    """For a search given arrays: copies of them beside the analysis file, so the report and the
+    compare page draw them later without the arrays. The report's pictures first (each
+    augmentation's exemplar, then the images that fail earliest), then in order, up to
+    KEPT_IMAGE_BYTES; written only when one is missing. A failure is a warning: the analysis is saved."""
+    arrays = {k for k, source in enumerate(sources) if source.array is not None and not analysis.images[k].error}
     if not arrays:
         return
-    exemplars = [s.exemplar["image"] for s in analysis.summaries().values() if s.exemplar is not None]
-    chosen = set(arrays)
-    order = list(dict.fromkeys([k for k in exemplars if k in chosen] + arrays))[:THUMBNAIL_COUNT]
-    keys = {k: analysis.images[k].digest or analysis.images[k].file for k in order}
-    kept = _read_thumbnails(path)
-    if set(keys.values()) <= kept.keys():
-        return
-    _write_thumbnails(path, {key: kept[key] if key in kept else _thumbnail(sources[k].load())
-                             for k, key in keys.items()})
+    try:
+        summaries = analysis.summaries()
+        earliest = sorted(arrays, key=lambda k: (min((s.first_failure_intensities[k] or 2.0) for s in
+                                                     summaries.values()) if summaries else 2.0, k))
+        exemplars = [s.exemplar["image"] for s in summaries.values() if s.exemplar is not None]
+        order, total = [], 0
+        for k in dict.fromkeys([k for k in exemplars if k in arrays] + earliest):
+            total += sources[k].array.nbytes
+            if total > KEPT_IMAGE_BYTES:
+                break
+            order.append(k)
+        keys = {k: analysis.images[k].digest or analysis.images[k].file for k in order}
+        kept = _KeptImages(path)
+        if all(key in kept for key in keys.values()):
+            return
+        _write_kept_images(path, {key: kept.get(key) if key in kept else sources[k].load() for k, key in keys.items()})
+    except (OSError, AugmentError, ValueError) as exc:
+        warnings.warn(f"augment.py: could not keep copies of the searched arrays beside {path} ({exc}); the report "
+                      f"and compare need them given again (images=...)", stacklevel=4)
 
 
 def _merge_record(analysis: Analysis, index: int, output: str, label_error: float | None, error: str | None,

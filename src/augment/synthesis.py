@@ -382,7 +382,7 @@ class _Synthesized(tuple):
 
 
 def _summary(folder: str, entries: Sequence[SyntheticImage], kind: str) -> dict:
-    """The seed code's summary of synthetic images (paths in ``folder``)."""
+    """ml-infinite-image-augment's summary of synthetic images (paths in ``folder``)."""
     def label(entry: SyntheticImage) -> Any:
         return os.path.join(folder, entry.label) if kind == "mask" else entry.label
 

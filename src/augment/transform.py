@@ -251,7 +251,7 @@ def _realism_transform_class() -> type:
             return self._call_alone(data, force_apply)
 
         def _call_alone(self, data: dict, force_apply: bool) -> dict:
-            if self.kind == "targets":  # the seed's dict label_format: the targets are one label
+            if self.kind == "targets":  # ml-infinite-image-augment's dict label_format: the targets are one label
                 fields = _target_fields(self.label_format)
                 for other in ("bboxes", "keypoints", "mask", "masks"):
                     if data.get(other) is not None and other not in fields:
