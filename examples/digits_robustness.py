@@ -322,7 +322,7 @@ def evaluation_sets(split: int, quick: bool, names: tuple, imagenet_names: tuple
     images, _ = digits_model.load_digits_rgb()
     train, validation, test = split_indices(len(images), split)
     if quick:
-        train, validation, test = train[:200], validation[:60], test[:100]
+        train, validation, test = train[:120], validation[:40], test[:60]
     return {"train": train, "validation": validation, "test": test,
             "corrupted": corrupted_test_sets(images[test], list(names)),
             "imagenet_c": imagenet_c_test_sets(images[test], list(imagenet_names)),
@@ -456,7 +456,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not the figures")
     args = parser.parse_args(argv)
     if args.quick:
-        args.splits, args.seeds, args.tuning_seeds, args.epochs, args.search_images = 2, 2, 1, 2, 40
+        args.splits, args.seeds, args.tuning_seeds, args.epochs, args.search_images = 2, 2, 1, 2, 24
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

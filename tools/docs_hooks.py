@@ -5,7 +5,8 @@ A page writes ``<!-- generated: WHAT -->`` where the generated Markdown goes:
 ``commands`` (the README's two commands, for Getting started),
 ``catalogue`` / ``extended`` (the catalogue's tables, ``catalogue_markdown``), ``cli`` (every
 command's ``--help``, from the argument parser) and ``schema KIND`` (a file format's fields, from
-``file_schema``). So the reference cannot disagree with the code it describes.
+``file_schema``) and ``include PATH`` (a file a command in the repository wrote, such as the
+retraining study's tables). So the reference cannot disagree with the code it describes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"<!-- generated: ([a-z-]+)(?: ([a-z-]+))? -->")
+MARKER = re.compile(r"<!-- generated: ([a-z-]+)(?: ([a-z0-9_./-]+))? -->")
 
 
 def _augment():
@@ -75,6 +76,9 @@ def generated(what: str, argument: str | None) -> str:
         return cli_reference()
     if what == "schema" and argument:
         return schema_reference(argument)
+    if what == "include" and argument:  # a file a command wrote (the study's tables), as it wrote it
+        text = (ROOT / argument).read_text()  # its headings one level down, under the page's own
+        return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
     raise ValueError(f"unknown generated section {what!r} {argument or ''}")
 
 
