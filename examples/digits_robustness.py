@@ -489,13 +489,22 @@ def main(argv=None) -> int:
                            "keep_models": split == 0 and seed == 0}
                           for split in range(args.splits) for seed in range(args.seeds)], args.workers, started)
 
+    results, groups = results_document(args, tuning, main_runs, choices, validation, names, unchanged,
+                                       imagenet_names, validation_names, candidates, started)
+    write_results(results, groups, main_runs, out, names, imagenet_names, args.search_images, started)
+    return 0
+
+
+def results_document(args, tuning: list[dict], main_runs: list[dict], choices: dict, validation: dict,
+                     names: list[str], unchanged: list[str], imagenet_names: list[str], validation_names: list[str],
+                     candidates: dict, started: float) -> tuple[dict, dict]:
+    """results.json's content (without the compare page) and the yardstick groups."""
     mild = below_floor(mean_runs([job["runs"]["baseline"] for job in tuning]), imagenet_names, "imagenet_c",
                        IMAGENET_C_SEVERITIES)
     groups = yardsticks(names, imagenet_names, mild)
     ours = choices["augment.py"]
     summary = summarize(main_runs, groups, ours)
-    tuning_rows = summarize(tuning, groups, None)["rows"]
-    results = {
+    return {
         "versions": versions(), "protocol": {k: v for k, v in vars(args).items() if k not in ("out", "workers")}
         | {"test_share": TEST_SHARE, "validation_share": VALIDATION_SHARE, "augmented_share": AUGMENTED_SHARE,
            "mild_below": MILD, "validation_corruptions": validation_names, "candidates": candidates},
@@ -503,22 +512,27 @@ def main(argv=None) -> int:
         "relatives": {n: RELATIVES[n][0] for n in imagenet_names}, "mild": mild,
         "groups": {g: spec[1] for g, spec in groups.items()}, "left_out": unchanged,
         "rows": summary["rows"], "tests": summary["tests"], "target": target(summary, ours),
-        "tuning_rows": tuning_rows,
+        "tuning_rows": summarize(tuning, groups, None)["rows"],
         "units": [{k: job[k] for k in ("split", "seed", "runs", "seconds", "policies")} for job in main_runs],
         "tuning_units": [{k: job[k] for k in ("split", "seed", "runs", "seconds")} for job in tuning],
         "curves": {m: [job["curves"][m] for job in main_runs] for m in main_runs[0]["curves"]},
-        "wall_seconds": time.perf_counter() - started}
+        "wall_seconds": time.perf_counter() - started}, groups
+
+
+def write_results(results: dict, groups: dict, main_runs: list[dict], out: Path, names: list[str],
+                  imagenet_names: list[str], search_images: int, started: float) -> None:
+    """results.md, the plots, the compare page and results.json; the tables printed."""
+    ours = results["choices"]["augment.py"]
     lines = tables(results, groups)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(main_runs, names, imagenet_names, out)
-    comparison = compare_page(out, ours, names, args.search_images)
+    comparison = compare_page(out, ours, names, search_images)
     results["compare"] = comparison.to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print("\n" + "\n".join(lines))
     print(f"\nsplit 0, seed 0: baseline against {ours} on the same test digits (paired):\n" + comparison.format())
     print(f"\n{out / 'results.md'}, {out / 'robustness.png'}, {out / 'robustness_imagenet_c.png'}, "
           f"{out / 'learning_curves.png'}, {comparison.page} ({time.perf_counter() - started:.0f} s)")
-    return 0
 
 
 def mean_runs(runs: list[dict]) -> dict:
