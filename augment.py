@@ -7152,7 +7152,7 @@ class SamplingPolicy:
     the search decided (see :meth:`ImageAugmenter.sampling_policy`); ``weights``: relative
     odds of each (0: never); each image gets between ``fewest`` and ``most`` picks, never
     two of one catalogue family (Brighten and Darken, the blurs and Sharpen, ...), each at an
-    intensity drawn uniformly from the 101 levels 0, 1 %, ..., 100 % of its limit (a grid 5x
+    intensity drawn uniformly from the 100 levels 1 %, 2 %, ..., 100 % of its limit (a grid 5x
     finer than the search's default step at any limit, on which built transforms are reused:
     the online transform runs at the speed of applying them, not of building them).
 
