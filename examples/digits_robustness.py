@@ -366,7 +366,8 @@ def run_job(spec: dict) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread per job: the same figures whatever --workers is
     try:
-        result = {"key": key, **{k: spec[k] for k in ("phase", "split", "seed")}, **train_every_arm(spec)}
+        result = {"key": key, **{k: spec[k] for k in ("phase", "split", "seed")}, "versions": versions(),
+                  **train_every_arm(spec)}
     finally:
         torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -482,6 +483,10 @@ def main(argv=None) -> int:
               "augmentations": names, "imagenet_c": imagenet_names, "validation_corruptions": validation_names}
     candidates = {method: arm for family in CANDIDATES.values() for method, arm in family.items()}
 
+    for split in range(args.splits):  # the search's digits, written before two workers could race to write them
+        train = split_indices(len(images), split)[0]
+        digits.write_pngs(images, digits_model.load_digits_rgb()[1], (train[:120] if args.quick else train)[
+            :args.search_images], out / f"train-split{split}")
     print(f"tuning: {args.splits} splits x {args.tuning_seeds} seeds x {len(candidates)} candidates")
     tuning = run_jobs([{**common, "phase": "tune", "split": split, "seed": TUNING_SEED_BASE + k, "arms": candidates}
                        for split in range(args.splits) for k in range(args.tuning_seeds)], args.workers, started)
@@ -512,7 +517,10 @@ def results_document(args, tuning: list[dict], main_runs: list[dict], choices: d
     ours = choices["augment.py"]
     summary = summarize(main_runs, groups, ours)
     return {
-        "versions": versions(), "protocol": {k: v for k, v in vars(args).items() if k not in ("out", "workers")}
+        "versions": versions(),  # of this aggregation; each job records its own (jobs of older runs did not)
+        "job_versions": sorted({json.dumps(job["versions"], sort_keys=True) for job in tuning + main_runs
+                                if "versions" in job}),
+        "protocol": {k: v for k, v in vars(args).items() if k not in ("out", "workers")}
         | {"test_share": TEST_SHARE, "validation_share": VALIDATION_SHARE, "augmented_share": AUGMENTED_SHARE,
            "mild_below": MILD, "validation_corruptions": validation_names, "candidates": candidates},
         "choices": choices, "validation": validation, "arms": list(summary["rows_by_method"]),
