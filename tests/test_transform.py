@@ -79,6 +79,22 @@ def test_the_transform_draws_what_synthesis_draws_and_makes_the_same_pixels(tmp_
     assert np.array_equal(out, expected)
 
 
+def test_every_draw_of_the_image_only_path_is_the_pixels_of_the_labelled_path():
+    # The positional call folds runs of pointwise colour steps into one lookup table and skips
+    # seeding what draws nothing; the labelled path applies each transform in an A.Compose.
+    photo = natural_images((48, 64))[1]
+    transform = augment.RealismTransform(augment.SamplingPolicy(dict.fromkeys(augment.ALL_AUGMENTATIONS, 1.0),
+                                                                fewest=4, most=10), seed=3)
+    folded = 0
+    for _ in range(150):
+        out = transform(photo)
+        steps, seed = transform.params["steps"], transform.params["seed"]
+        folded += any(a in augment._POINTWISE and b in augment._POINTWISE for (a, _), (b, _) in zip(steps, steps[1:]))
+        expected, _ = augment.augment_with_labels(photo, steps, [], None, seed=seed)
+        assert np.array_equal(out, expected), steps
+    assert folded >= 20  # the folded tables were exercised, not only single steps
+
+
 def scene():
     """A black 64x80 image with one white rectangle (rows 20..39, columns 24..51) and its box."""
     image = np.zeros((64, 80, 3), np.uint8)

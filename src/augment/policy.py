@@ -4,6 +4,7 @@ SamplingPolicy that synthesis and the training transform draw from."""
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -108,22 +109,34 @@ class SamplingPolicy:
 
     def sample(self, rng: np.random.Generator) -> tuple[list[tuple[str, float]], int]:
         """One image's [(augmentation, intensity)] in the order to apply, and its pixel seed."""
+        names, families, weights, floors, limits = self._table
         wanted = int(rng.integers(self.fewest, self.most + 1))
         # never a step that changes nothing: an augmentation whose limit is 0 is not drawn (realism 1
         # draws nothing at all), and an intensity is drawn from 1..100 % of its range, not 0 %
-        eligible, chosen, families = [name for name in self.eligible if self.limits[name] > 0], [], set()
-        while len(chosen) < wanted:
-            pool = [name for name in eligible if CATALOGUE[name].family not in families]
-            if not pool:
-                break
-            weights = np.array([self.weights.get(name, 1.0) for name in pool])
-            pick = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
+        open_ = np.ones(len(names), bool)  # not yet of a family drawn: contradictory pairs never meet
+        chosen: list[int] = []
+        while len(chosen) < wanted and open_.any():
+            pool = np.flatnonzero(open_)
+            # rng.choice(len(pool), p=w / w.sum()) without its checks of p (the same draw: numpy's
+            # own steps), which cost a training transform as much as a small image's colour change
+            cdf = (weights[pool] / weights[pool].sum()).cumsum()
+            cdf /= cdf[-1]
+            pick = int(pool[int(cdf.searchsorted(rng.random(), side="right"))])
             chosen.append(pick)
-            families.add(CATALOGUE[pick].family)  # contradictory pairs never meet in one image
-        steps = [(name, max(1e-6, round((floor := self.floors.get(name, 0.0)) + (self.limits[name] - floor)
-                                        * int(rng.integers(0 if floor > 0 else 1, _LEVELS + 1)) / _LEVELS, 6)))
-                 for name in chosen]  # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
-        return steps, int(rng.integers(2**31 - 1))
+            open_ &= families != families[pick]
+        steps = [(names[k], max(1e-6, round(floors[k] + (limits[k] - floors[k]) * int(rng.integers(
+            0 if floors[k] > 0 else 1, _LEVELS + 1)) / _LEVELS, 6))) for k in chosen]
+        return steps, int(rng.integers(2**31 - 1))  # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
+
+    @functools.cached_property
+    def _table(self) -> tuple[list[str], np.ndarray, np.ndarray, list[float], list[float]]:
+        """The drawable augmentations (eligible, limit above 0): names, family numbers, weights,
+        floors and limits."""
+        names = [name for name in self.eligible if self.limits[name] > 0]
+        family_numbers = {family: k for k, family in enumerate(dict.fromkeys(CATALOGUE[n].family for n in names))}
+        return (names, np.array([family_numbers[CATALOGUE[n].family] for n in names], dtype=np.int64),
+                np.array([self.weights.get(n, 1.0) for n in names], dtype=np.float64),
+                [self.floors.get(n, 0.0) for n in names], [self.limits[n] for n in names])
 
     def to_json(self) -> dict:
         """The policy file's content: readable, one entry per augmentation (see :meth:`save`)."""

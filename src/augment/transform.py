@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalogue import CATALOGUE, _albumentations, _thread_transform, _transform
+from .catalogue import CATALOGUE, _albumentations, _apply_steps_to_image, _thread_transform, _transform
 from .custom import _adopt, _custom_entries
 from .helpers import (
     ALL_AUGMENTATIONS,
@@ -233,8 +233,7 @@ def _realism_transform_class() -> type:
                 drawn = self.draw(force_apply)
                 # not augmented (p < 1): the same form as an augmented one (RGBA -> RGB, I;16 -> RGB), so a
                 # DataLoader's batch never mixes shapes or modes
-                return back(image if drawn is None else _apply_steps({"image": image}, *drawn,
-                                                                     self.rotate_method)["image"])
+                return back(image if drawn is None else _apply_steps_to_image(image, *drawn, self.rotate_method))
             if "image" not in data:
                 raise AugmentError(f"call with image=... (got {', '.join(sorted(data)) or 'no arguments'})")
             if self._inside:  # the parent Compose prepared the data and moves what its processors know
