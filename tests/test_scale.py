@@ -118,10 +118,6 @@ def test_guided_finds_the_grid_first_failures_with_fewer_calls_and_resumes_exact
 
 
 def test_guided_reports_a_non_monotone_row_as_disagreement():
-    class Band:  # says 1 only while the mean is within (127, 140): Brighten changes it, then changes it back
-        def __call__(self, images):
-            return [int(127 < np.asarray(image).mean() < 140) for image in images]
-
     images = uniform_images([100] * 6)
     analysis = make(Band(), augmentations=["Brighten"]).search_randomization_boundaries(
         images, None, 0.05, None, strategy="guided", grid_sample=2)
@@ -129,8 +125,49 @@ def test_guided_reports_a_non_monotone_row_as_disagreement():
     full = [row for row in curve.diff_errors if None not in row]
     assert len(full) == 2 and all(row[3] == 1.0 and row[4] == row[-1] == 0.0 for row in full)  # changed, back
     assert curve.adaptive_agreement == 0.0  # a monotone probe misses it on the sample, and says so
-    sample = analysis.settings["grid_sample"]  # the blip is narrower than the prior's pull: the others miss it
+    # two sample rows are too few to leave bisection (at least 3, and half, must be not monotone): the
+    # blip is narrower than the prior's pull, and the other images miss it
+    sample = analysis.settings["grid_sample"]
     assert curve.first_failure_intensities == [0.15 if k in sample else None for k in range(6)]
+
+
+class Band:  # says 1 only while the mean is within (127, 140): Brighten changes it, then changes it back
+    def __call__(self, images):
+        return [int(127 < np.asarray(image).mean() < 140) for image in images]
+
+
+def test_guided_measures_an_augmentation_on_the_full_grid_where_most_sample_rows_are_not_monotone():
+    images = uniform_images([100] * 10)
+    calls = []
+
+    def counted(batch):
+        calls.append(len(batch))
+        return Band()(batch)
+
+    analysis = make(counted, augmentations=["Brighten", "Darken"]).search_randomization_boundaries(
+        images, None, 0.05, None, strategy="guided", grid_sample=4)
+    brighten, darken = analysis.curves["Brighten"], analysis.curves["Darken"]
+    # Brighten: all 4 sample rows change and change back, so bisection cannot be trusted: every other
+    # image is measured on the whole grid too, and every first failure is the grid's
+    assert brighten.first_failure_intensities == [0.15] * 10
+    assert all(None not in row for row in brighten.diff_errors)
+    # Darken never changes the output (monotone rows): the other images stay on the fewest questions
+    assert darken.first_failure_intensities == [None] * 10
+    assert sum(None in row for row in darken.diff_errors) == 6
+    assert sum(calls) < 10 * (1 + 2 * 20)
+
+
+def test_the_default_strategy_is_the_grid_for_small_searches_and_guided_from_2000_pairs():
+    small = make(BrightnessModel()).search_randomization_boundaries(uniform_images(VALUES, (8, 8)), None, 0.05, None)
+    assert small.settings["strategy"] == "grid" and small.settings["grid_sample"] is None
+    values = [int(v) for v in np.linspace(0, 255, 1000)]
+    grid_model, auto_model = BrightnessModel(), BrightnessModel()
+    images = uniform_images(values, (8, 8))
+    large = make(auto_model).search_randomization_boundaries(images, None, 0.05, None)  # 2 x 1000 pairs
+    assert large.settings["strategy"] == "guided" and len(large.settings["grid_sample"]) == 20  # 2 %
+    grid = make(grid_model).search_randomization_boundaries(images, None, 0.05, None, strategy="grid")
+    assert boundaries(large) == boundaries(grid)
+    assert auto_model.calls <= 0.25 * grid_model.calls  # the originals, the sample, ~3 per other pair
 
 
 def test_guided_goes_on_after_a_block_whose_images_are_all_unreadable(tmp_path):

@@ -30,7 +30,7 @@ from .formats import file_schema
 from .helpers import ALL_AUGMENTATIONS, AugmentError, _format_intensity, _json_failure, _jsonable, _truncate
 from .images import MAX_IMAGE_PIXELS
 from .labels import _ROTATE_METHODS
-from .probes import _PROBES
+from .probes import _STRATEGIES
 from .synthesis import read_manifest
 
 _FILE_MODULES: dict[str, types.ModuleType] = {}  # path/to/file.py -> the module, run once per process
@@ -412,9 +412,10 @@ def _parser() -> argparse.ArgumentParser:
     model_options(search)
     search.add_argument("--step", type=float, default=0.05, help="intensity step (fraction or percent)")
     search.add_argument("--cache", default="analysis.json", help="analysis file (resumed if present)")
-    search.add_argument("--strategy", choices=sorted(_PROBES), default="grid",
-                        help="grid: every intensity; adaptive: coarse walk + bisection (~1/4 of the calls); "
-                             "guided: bisection by where earlier images failed (fewer still)")
+    search.add_argument("--strategy", choices=_STRATEGIES, default="auto",
+                        help="auto (default): grid below 2,000 image x augmentation pairs, guided from there; "
+                             "grid: every intensity; adaptive: coarse walk + bisection (~1/3 of the calls); "
+                             "guided: bisection by where earlier images failed (~3 calls per pair)")
     search.add_argument("--grid-sample", type=_count_or_share, default=None,
                         help="adaptive/guided: images measured on the whole grid, a count (32) or a share (default: "
                              "0.1 adaptive; 4 images or 2 %% guided)")

@@ -23,7 +23,7 @@ from .custom import _adopt
 from .helpers import AugmentError, _derive_seed, _image_digest, _owned_cache
 from .images import PredictFailure, _checked_diff, _describe_output, _output_view, _Predictor, _Source
 from .labels import _LabelFormat, _move_with_pixels, _rotated_box_range
-from .probes import _start_probe
+from .probes import _needs_full_grid, _not_monotone, _start_probe
 
 
 @dataclass
@@ -74,6 +74,8 @@ class _SearchJob:
     # now and the ones ``known`` from earlier runs. None: one block, no learning.
     blocks: list[list[int]] | None = None
     known: dict[int, dict[str, int | None]] = field(default_factory=dict)
+    # per augmentation, [rows not monotone, rows] of the full-grid sample measured before (see _needs_full_grid)
+    sample_rows: dict[str, list[int]] = field(default_factory=dict)
     # Unique per search: Dask treats equal task arguments as the same task and would hand back a
     # previous run's result, or its error, for a shard that is re-run.
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -214,6 +216,8 @@ class _SearchPipeline:
         names = {name for names in job.todo.values() for name in names}
         self.priors = {name: np.zeros(points + 2) for name in names} if job.strategy == "guided" else {}
         self.learned: list[tuple[str, int | None]] = []  # first failures of this block, and of known images
+        self.sample_rows = {name: list(job.sample_rows.get(name, (0, 0))) for name in self.priors}
+        self.on_full_grid: set[str] = set()  # guided: augmentations whose sample rows were not monotone
         self.active: dict[int, _Image] = {}
         self.deferred: dict[int, list[str]] = {}  # pairs that move the reference: wait for the original
         self.wanted: collections.deque[tuple[int, str]] = collections.deque()  # (image, pair) to render next
@@ -240,6 +244,7 @@ class _SearchPipeline:
         items, known = self.blocks.popleft()
         self.learned = list(known)
         self.pending.extend(items)
+        self.on_full_grid = {name for name, (bad, rows) in self.sample_rows.items() if _needs_full_grid(bad, rows)}
 
     def run(self) -> None:
         while True:
@@ -271,7 +276,8 @@ class _SearchPipeline:
                 continue
             strategy = "grid" if index in job.full_grid else job.strategy
             label = job.label_form.value(job.labels[index]) if job.labels is not None else None
-            pairs = {name: _Pair(name, points, strategy, job.labels is not None, job.moves(name),
+            pairs = {name: _Pair(name, points, "grid" if name in self.on_full_grid else strategy,
+                                 job.labels is not None, job.moves(name),
                                  self.priors[name].copy() if name in self.priors else None) for name in names}
             self.active[index] = _Image(index, job.sources[index], image, pairs, label)
             if self.events is not None:
@@ -358,6 +364,9 @@ class _SearchPipeline:
         except StopIteration as stop:
             pair.first_failure, pair.done = stop.value, True
             self.learned.append((pair.name, stop.value))
+            if pair.name in self.sample_rows and state.index in job.full_grid:
+                self.sample_rows[pair.name][0] += _not_monotone(pair.row, job.failure_threshold)
+                self.sample_rows[pair.name][1] += 1
         state.remaining -= 1
         if self.on_pair is not None:
             self.on_pair(1)

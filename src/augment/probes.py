@@ -121,6 +121,36 @@ def _replay_probe(strategy: str, row: Sequence[float], threshold: float,
 
 _GUIDED_SAMPLE = (4, 0.02)  # guided default: this many images or this share, whichever is more
 
+# strategy="auto" (the default): the full grid up to this many (image, augmentation) pairs (40,000
+# predictions at step 0.05: seconds for a small model), the guided search from there on.
+_AUTO_GUIDED_FROM = 2000
+_STRATEGIES = ("auto", *_PROBES)
+
+
+def _resolved_strategy(strategy: Any, pairs: int) -> str:
+    """``strategy`` checked, with "auto" made "grid" or "guided" by the search's size."""
+    if not isinstance(strategy, str) or strategy not in _STRATEGIES:
+        raise AugmentError(f"strategy must be one of {list(_STRATEGIES)}, got {strategy!r}")
+    if strategy == "auto":
+        return "guided" if pairs >= _AUTO_GUIDED_FROM else "grid"
+    return strategy
+
+
+def _not_monotone(row: Sequence[float | None], threshold: float) -> bool:
+    """Whether a fully measured row passes again somewhere above its first failure."""
+    first = next((i for i, d in enumerate(row) if i > 0 and d is not None and d >= threshold), None)
+    return first is not None and any(d is not None and d < threshold for d in row[first + 1:])
+
+
+def _needs_full_grid(not_monotone: int, rows: int) -> bool:
+    """The guided search's fallback for one augmentation, from its full-grid sample rows: bisection
+    finds *a* change of the output, the first one only where the output, once changed, stays changed.
+    Where at least half the sample rows (and at least 3) pass again above their first failure, the
+    augmentation's other images are measured on the full grid too. (On the digits CNN, whose rows
+    are mostly monotone, it costs 0.07 questions per pair; on a ResNet with random weights, whose
+    outputs flip back and forth, it brings agreement with the full grid from 85 % to 88 %.)"""
+    return rows > 0 and not_monotone >= max(3, rows / 2)
+
 
 def _grid_sample(count: int, sample: Any, seed: int, strategy: str = "adaptive") -> frozenset[int]:
     """The seeded images an adaptive or guided search measures on the whole grid (int: how many;

@@ -37,7 +37,7 @@ from .pipeline import (
     _shards_in_flight,
     _usable_cores,
 )
-from .probes import _PROBES, _check_step, _grid_sample, _SearchSettings
+from .probes import _check_step, _grid_sample, _not_monotone, _resolved_strategy, _SearchSettings
 from .rows import (
     _COMPACT_AFTER_SEARCH,
     KEPT_IMAGE_BYTES,
@@ -133,8 +133,7 @@ class _SearchRequest:
         sources = _sources(images, "training_img_filenames")
         labels = _check_labels(labels, len(sources), "training_labels")
         step = _check_step(step_size_percent)
-        if strategy not in _PROBES:
-            raise AugmentError(f"strategy must be one of {sorted(_PROBES)}, got {strategy!r}")
+        strategy = _resolved_strategy(strategy, len(sources) * augmentations)
         full_grid = frozenset(range(len(sources))) if strategy == "grid" else _grid_sample(len(sources), grid_sample,
                                                                                            seed, strategy)
         if executor is not None and not callable(getattr(executor, "submit", None)):
@@ -165,9 +164,11 @@ _GUIDED_FIRST_BLOCK = 8  # images after the full-grid sample; each later block i
 
 
 def _guided_blocks(analysis: Analysis, names: Sequence[str], todo: dict[int, list[str]],
-                   full_grid: frozenset[int]) -> tuple[list[list[int]], dict[int, dict[str, int | None]]]:
+                   full_grid: frozenset[int]) -> tuple[list[list[int]], dict[int, dict[str, int | None]],
+                                                       dict[str, list[int]]]:
     """The guided search's blocks over every image (the full-grid sample first, then 8, 16, 32, ...
-    images in index order) and the first failures already in the analysis.
+    images in index order), the first failures already in the analysis, and per augmentation how
+    many of the sample's rows already measured are not monotone, of how many.
 
     Blocks cover images searched before too, so a resumed search learns from exactly the images an
     uninterrupted one would have: the same probes, the same rows.
@@ -185,7 +186,14 @@ def _guided_blocks(analysis: Analysis, names: Sequence[str], todo: dict[int, lis
         for k in np.flatnonzero(indices > -2).tolist():
             if name not in todo.get(k, ()):
                 known.setdefault(k, {})[name] = None if indices[k] < 0 else int(indices[k])
-    return [block for block in blocks if block], known
+    # the sample's rows measured before: whether each is monotone (see _needs_full_grid)
+    sample_rows = {name: [0, 0] for name in names}
+    for k in sample:
+        for name in known.get(k, {}):
+            curve = analysis.curves[name]
+            sample_rows[name][0] += _not_monotone(curve.diff_errors[k], curve.failure_threshold)
+            sample_rows[name][1] += 1
+    return [block for block in blocks if block], known, sample_rows
 
 
 class _SearchRun:
@@ -264,7 +272,8 @@ class _SearchRun:
             images_in_flight=request.images_in_flight or max(2, math.ceil(4 * batch / len(settings.augmentations))),
             custom=_custom_entries(settings.augmentations))
         if request.strategy == "guided":
-            job.blocks, job.known = _guided_blocks(analysis, settings.augmentations, todo, request.full_grid)
+            job.blocks, job.known, job.sample_rows = _guided_blocks(analysis, settings.augmentations, todo,
+                                                                    request.full_grid)
         checkpoint = _Checkpointer(analysis, request.path, settings.checkpoint_seconds, request.release_rows)
         from tqdm.auto import tqdm
 
@@ -331,7 +340,7 @@ class _SearchRun:
                     labels={k: job.labels[k] for k in shard} if job.labels is not None else None,
                     full_grid=job.full_grid & members,
                     blocks=None if job.blocks is None else [[k for k in block if k in members] for block in job.blocks],
-                    known={})  # a shard learns from its own images only (a resume cuts other shards)
+                    known={}, sample_rows={})  # a shard learns from its own images only (a resume cuts others)
 
         # Shards are submitted as earlier ones finish, a few per worker at a time: a task the
         # executor holds keeps its images' sources (and, for arrays, their pixels) in this process.
