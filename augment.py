@@ -13,9 +13,9 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
                label_format=None, *, seed=0, batch_size=None, predict_input="auto",
                failure_threshold=0.5, on_error="raise", predict_factory=None,
                max_image_pixels=MAX_IMAGE_PIXELS, model_id=None, rotate_method="largest_box",
-               describe=None, group_by=None, ...)
+               describe=None, group_by=None, perceptual_ceiling=False, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
-                                     analytics_cache="analysis.json", *, strategy="grid",
+                                     analytics_cache="analysis.json", *, strategy="auto",
                                      grid_sample=None, num_workers=None, executor=None,
                                      rows_in_memory=None)
     .render_boundaries(html_dir="analytics", ...)
@@ -41,6 +41,9 @@ format_summary(analysis), catalogue_markdown(), file_schema("analysis" | "manife
 gradcam_frames(...) -> [CamFrame] / write_gradcam_gif(...)   Grad-CAM over one sweep
 compare({name: analysis or path}, html_dir=None) -> Comparison (.shifts -> [AugmentationShift], .format())
 realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
+perceptual_distance(original, augmented), distance_to_severity(distance) -> ImageNet-C severity units,
+perceptual_strength(images, name, intensities, seeds), SEVERITY_DISTANCES   one scale for every augmentation
+realism_severity_ceiling(realism) -> 3 - 2 x realism   ImageAugmenter(..., perceptual_ceiling=True) bounds realism by it
 CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, EXTENDED_AUGMENTATIONS (opt-in), COLOR_AUGMENTATIONS,
 DISTORTION_AUGMENTATIONS, PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
 clear_caches() / cache_info(), CACHE_CEILING_BYTES   every cache this process keeps, and their bound
@@ -48,28 +51,29 @@ main(argv=None)                                 the command line (python augment
 
 Contents (one module of src/augment/ each, in this order; generated)
 --------
-helpers.py   Helpers used everywhere
-files.py     Files
-fastpaths.py Fast pixel paths
-catalogue.py The augmentation catalogue
-custom.py    Your own augmentations
-labels.py    Labels that follow the pixels
-images.py    Loading images and calling the model
-probes.py    Where to ask the model
-pipeline.py  The search pipeline
-formats.py   The file formats
-rows.py      Per-image rows
-stats.py     Statistics of one augmentation's rows
-analysis.py  The analysis file
-search.py    The search
-gradcam.py   Grad-CAM over one augmentation sweep (gradcam_frames, write_gradcam_gif) and captioned pictures
-report.py    The report
-compare.py   Comparing models
-policy.py    Sampling policies
-synthesis.py Synthesis and evaluation
-transform.py The training transform
-augmenter.py ImageAugmenter
-cli.py       The command line
+helpers.py    Helpers used everywhere
+files.py      Files
+fastpaths.py  Fast pixel paths
+catalogue.py  The augmentation catalogue
+custom.py     Your own augmentations
+perceptual.py One perceptual scale for every augmentation
+labels.py     Labels that follow the pixels
+images.py     Loading images and calling the model
+probes.py     Where to ask the model
+pipeline.py   The search pipeline
+formats.py    The file formats
+rows.py       Per-image rows
+stats.py      Statistics of one augmentation's rows
+analysis.py   The analysis file
+search.py     The search
+gradcam.py    Grad-CAM over one augmentation sweep (gradcam_frames, write_gradcam_gif) and captioned pictures
+report.py     The report
+compare.py    Comparing models
+policy.py     Sampling policies
+synthesis.py  Synthesis and evaluation
+transform.py  The training transform
+augmenter.py  ImageAugmenter
+cli.py        The command line
 
 Quickstart
 ----------
@@ -159,6 +163,7 @@ __all__ = [
     "EXTENDED_AUGMENTATIONS",
     "MAX_IMAGE_PIXELS",
     "PIXEL_DROPOUT_AUGMENTATIONS",
+    "SEVERITY_DISTANCES",
     "Analysis",
     "AugmentError",
     "Augmentation",
@@ -188,8 +193,12 @@ __all__ = [
     "load_image",
     "main",
     "outputs_equal",
+    "distance_to_severity",
+    "perceptual_distance",
+    "perceptual_strength",
     "read_manifest",
     "realism_max_intensity",
+    "realism_severity_ceiling",
     "register_augmentation",
     "write_gradcam_gif",
 ]
@@ -2180,6 +2189,142 @@ def _custom_entries(names: Iterable[str]) -> tuple[Augmentation, ...]:
 
 
 ###############################################################################
+# src/augment/perceptual.py
+# One perceptual scale for every augmentation: how far an augmented image looks from its original,
+# in ImageNet-C severity units, so that a boundary under Hue and one under blur can be compared, and
+# realism can be bounded by what a person would call mild.
+###############################################################################
+
+# Distances are measured on copies area-resized to at most this many px on the short side: the
+# severity of a change is a property of the picture, not of its resolution, and SSIM plus
+# CIEDE2000 on 96 px cost about 2 ms where 224 px cost 12 ms.
+_WORK_SIDE = 96
+# CIEDE2000 of 100 is black against white, and 1 - SSIM of unrelated images is about 1: both terms
+# run from 0 to about 1, so neither decides alone.
+_COLOUR_SCALE = 100.0
+
+# The calibration: the mean perceptual distance of ImageNet-C's 15 corruptions (imagecorruptions)
+# at severities 1..5 on the reference photos, written by `python tools/calibrate_severity.py`
+# (which says how closely each corruption's own severities come back). Severity s lies where the
+# distance is SEVERITY_DISTANCES[s - 1]; between and beyond, linearly.
+SEVERITY_CALIBRATION = "imagenet-c 15 corruptions, 6 reference photos at 224 px, v1"
+SEVERITY_DISTANCES = (0.2289, 0.3244, 0.417, 0.5004, 0.5736)
+
+
+def _working_copy(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = _WORK_SIDE / min(height, width)
+    if scale >= 1.0:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
+    """How different two (H, W, 3) uint8 images of one size look: 1 - SSIM of their luminance
+    plus their mean CIEDE2000 colour difference / 100 (0: the same picture).
+
+    >>> image = np.full((16, 16, 3), 120, np.uint8)
+    >>> perceptual_distance(image, image)
+    0.0
+    """
+    from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
+    from skimage.metrics import structural_similarity
+
+    if original.shape != augmented.shape or original.ndim != 3 or original.shape[2] != 3:
+        raise AugmentError(f"perceptual_distance needs two (H, W, 3) images of one shape, got {original.shape} "
+                           f"and {augmented.shape}")
+    if np.array_equal(original, augmented):
+        return 0.0
+    a, b = _working_copy(original), _working_copy(augmented)
+    side = min(a.shape[:2])
+    if side >= 3:
+        window = min(7, side if side % 2 else side - 1)  # SSIM's window must fit the image and be odd
+        structure = 1.0 - structural_similarity(rgb2gray(a), rgb2gray(b), data_range=1.0, win_size=window)
+    else:  # too small for a window: the luminance difference alone
+        structure = float(np.abs(rgb2gray(a) - rgb2gray(b)).mean())
+    colour = float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean()) / _COLOUR_SCALE
+    return round(max(0.0, float(structure)) + colour, 6)
+
+
+def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_DISTANCES) -> float:
+    """A perceptual distance in ImageNet-C severity units: 0 at distance 0, s at the corruptions'
+    mean distance at severity s, linear between the points and beyond the last two.
+
+    >>> distance_to_severity(0.0), distance_to_severity(SEVERITY_DISTANCES[2])
+    (0.0, 3.0)
+    """
+    points = np.concatenate([[0.0], np.asarray(distances, dtype=float)])
+    if distance <= points[-1]:
+        return round(float(np.interp(distance, points, np.arange(len(points)))), 4)
+    slope = 1.0 / (points[-1] - points[-2])
+    return round(float(len(points) - 1 + (distance - points[-1]) * slope), 4)
+
+
+def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Sequence[float],
+                        seeds: Sequence[int]) -> list[float]:
+    """Per intensity, the severity of augmentation ``name`` on ``images`` (each rendered with its
+    seed, as the search renders it): the severity of the mean perceptual distance.
+
+    0 at intensity 0, and never lower at a larger intensity (a random draw can make one intensity
+    look closer than a smaller one; the strength keeps the largest so far, so that a ceiling in
+    severity units is one intensity).
+
+    >>> photo = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    >>> strength = perceptual_strength([photo], "GaussianBlur", [0.0, 0.5, 1.0], seeds=[0])
+    >>> strength[0], strength[1] <= strength[2]
+    (0.0, True)
+    """
+    if not images:
+        raise AugmentError("perceptual_strength needs at least one image")
+    strength, largest = [], 0.0
+    for intensity in intensities:
+        if intensity <= 0.0:
+            strength.append(0.0)
+            continue
+        mean = float(np.mean([perceptual_distance(image, _apply_augmentation(image, name, intensity, seed))
+                              for image, seed in zip(images, seeds)]))
+        largest = max(largest, distance_to_severity(mean))
+        strength.append(largest)
+    return strength
+
+
+def intensity_at_severity(strength: Sequence[float], intensities: Sequence[float], ceiling: float) -> float:
+    """The largest intensity whose strength stays at or below ``ceiling`` severity units,
+    interpolated between grid points (the strength is non-decreasing).
+
+    >>> intensity_at_severity([0.0, 1.0, 2.0, 4.0], [0.0, 0.25, 0.5, 1.0], 3.0)
+    0.75
+    """
+    if ceiling <= 0.0:
+        return 0.0
+    for k in range(1, len(strength)):
+        if strength[k] > ceiling:
+            low, high = strength[k - 1], strength[k]
+            share = (ceiling - low) / (high - low) if high > low else 0.0
+            return round(intensities[k - 1] + share * (intensities[k] - intensities[k - 1]), 6)
+    return float(intensities[-1])
+
+
+def severity_at_intensity(strength: Sequence[float], intensities: Sequence[float], intensity: float) -> float:
+    """The strength (severity units) at any intensity in [0, 1], interpolated on the grid."""
+    return round(float(np.interp(intensity, intensities, strength)), 4)
+
+
+def realism_severity_ceiling(realism: float) -> float:
+    """The perceptual ceiling of ``realism``, in ImageNet-C severity units: 3 - 2 x realism, so
+    realism 0.5 stays within severity 2 (mild), 0 within 3 (an average ImageNet-C corruption's
+    middle severity) and -0.5 within 4; realism 1 draws nothing either way.
+
+    >>> realism_severity_ceiling(0.5), realism_severity_ceiling(0), realism_severity_ceiling(-0.5)
+    (2.0, 3.0, 4.0)
+    """
+    return round(3.0 - 2.0 * realism, 6)
+
+
+###############################################################################
 # src/augment/labels.py
 # Labels that follow the pixels: label formats (boxes, keypoints, masks, positional outputs),
 # moving them with albumentations' targets (augment_with_labels).
@@ -3770,6 +3915,7 @@ def _formats() -> Any:
         definition: str
         rows_since: str | None = None  # the first listed shard holding this augmentation's rows
         summary: dict | None = None  # derived; recomputed from the rows when it lacks a field
+        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4)
 
     class AnalysisIndex(BaseModel):
         """analysis.json, format 4: settings, per augmentation its definition and summary, and the
@@ -3810,6 +3956,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         rotate_method: str = "largest_box"
         strategy: str = "grid"
         grid_sample: list[int] | None = None
+        severity_calibration: str | None = None  # the perceptual scale its strengths are in (since 0.4)
 
         @field_validator("intensities")
         @classmethod
@@ -3837,6 +3984,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         first_failure_output: list[str | None]
         last_success_view: list | None = None
         first_failure_view: list | None = None
+        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4)
 
     return SettingsEntry, ImageEntry, CurveEntry
 
@@ -3919,6 +4067,7 @@ def _policy_model() -> type:
         tool_version: str | None = None
         realism: float | None = None
         model_id: str | None = None
+        severity_ceiling: float | None = Field(None, ge=0)  # since 0.4: limits bounded by perception
         min_augmentations: int = Field(ge=1)
         max_augmentations: int = Field(ge=1)
         augmentations: list[PolicyEntry] = Field(min_length=1)
@@ -4925,6 +5074,9 @@ class AugmentationCurve:
     strategy: str = field(default="grid", repr=False, compare=False)
     # A loaded analysis' summary from its file, used until the rows are read (then recomputed)
     stored_summary: CurveSummary | None = field(default=None, repr=False, compare=False)
+    # How strong the augmentation looks at each intensity, in ImageNet-C severity units (see
+    # perceptual_strength), measured on a few of the searched images; None: not measured
+    perceptual_strength: list[float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Lists (from a version 1-3 file, or built by hand) become columns (see _Rows)
@@ -5006,6 +5158,7 @@ class AugmentationCurve:
             object.__setattr__(curve, key, column)
         curve._link_columns()
         object.__setattr__(curve, "stored_summary", _stored_summary(block.get("summary"), curve))
+        object.__setattr__(curve, "perceptual_strength", block.get("perceptual_strength"))
         return curve
 
     def __repr__(self) -> str:
@@ -5088,6 +5241,17 @@ class AugmentationCurve:
     def exemplar(self) -> dict | None:
         return self.summarize().exemplar
 
+    def severity_at(self, intensity: float | None) -> float | None:
+        """The augmentation's perceptual strength at ``intensity``, in ImageNet-C severity units
+        (None: no strength measured, or ``intensity`` is None, "never").
+
+        >>> curve.severity_at(curve.intensity_at_share(0.5))                   # doctest: +SKIP
+        1.8
+        """
+        if self.perceptual_strength is None or intensity is None:
+            return None
+        return severity_at_intensity(self.perceptual_strength, self.intensities, intensity)
+
     def summary(self) -> dict:
         return self.summarize().to_json(self.group)
 
@@ -5103,6 +5267,7 @@ class AugmentationCurve:
             "first_failure_output": list(self.first_failure_output),
             **({"last_success_view": self.last_success_view, "first_failure_view": self.first_failure_view}
                if self.last_success_view is not None else {}),
+            **({"perceptual_strength": self.perceptual_strength} if self.perceptual_strength is not None else {}),
         }
 
 
@@ -5458,7 +5623,9 @@ class Analysis:
         index = {
             "format": _ANALYSIS_FORMAT, "version": _ANALYSIS_VERSION, "tool_version": __version__,
             "fingerprint": self.fingerprint, "settings": self.settings, "images": len(self.images),
-            "augmentations": {key: {"definition": curve.definition, "rows_since": since[key], "summary": blocks[key]}
+            "augmentations": {key: {"definition": curve.definition, "rows_since": since[key], "summary": blocks[key],
+                                    **({"perceptual_strength": curve.perceptual_strength}
+                                       if curve.perceptual_strength is not None else {})}
                               for key, curve in self.curves.items()},
             "rows": {"folder": os.path.basename(folder), "shards": shards},
         }
@@ -5838,6 +6005,8 @@ class _SearchRun:
             finally:  # an interrupted search's report draws what it searched, too
                 if path is not None:
                     _keep_images(analysis, sources, path)
+            if _measure_strengths(analysis, sources, settings) and path is not None:
+                analysis.checkpoint(path, release=request.release_rows)
         if skipped := analysis.skipped:
             listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
             warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
@@ -6052,6 +6221,35 @@ def _keep_images(analysis: Analysis, sources: Sequence[_Source], path: str) -> N
     except (OSError, AugmentError, ValueError) as exc:
         warnings.warn(f"augment.py: could not keep copies of the searched arrays beside {path} ({exc}); the report "
                       f"and compare need them given again (images=...)", stacklevel=4)
+
+
+_STRENGTH_IMAGES = 4  # images a perceptual strength is measured on (the full-grid sample's first)
+
+
+def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings: _SearchSettings) -> bool:
+    """Each curve's perceptual strength (ImageNet-C severity units per grid intensity), for curves
+    that lack one or were measured on another calibration: on up to _STRENGTH_IMAGES searched images
+    (the full-grid sample first), rendered with the search's own seeds. Returns whether any curve
+    changed. A failure is a warning: the search's results stand without it."""
+    stale = analysis.settings.get("severity_calibration") != SEVERITY_CALIBRATION
+    todo = [name for name, curve in analysis.curves.items() if stale or curve.perceptual_strength is None]
+    usable = [k for k, record in enumerate(analysis.images) if not record.error and record.digest]
+    if not todo or not usable:
+        return False
+    sample = [k for k in analysis.settings.get("grid_sample") or [] if k in set(usable)]
+    chosen = (sample + [k for k in usable if k not in sample])[:_STRENGTH_IMAGES]
+    try:
+        images = [sources[k].load(settings.max_image_pixels) for k in chosen]
+        for name in todo:
+            seeds = [_derive_seed(settings.seed, analysis.images[k].digest, name) for k in chosen]
+            analysis.curves[name].perceptual_strength = perceptual_strength(images, name,
+                                                                            analysis.curves[name].intensities, seeds)
+    except (OSError, AugmentError, ValueError) as exc:
+        warnings.warn(f"augment.py: the perceptual strengths were not measured ({exc}); the report shows "
+                      f"intensities only", stacklevel=4)
+        return False
+    analysis.settings["severity_calibration"] = SEVERITY_CALIBRATION
+    return True
 
 
 def _merge_record(analysis: Analysis, index: int, output: str, label_error: float | None, error: str | None,
@@ -6294,6 +6492,79 @@ def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Seq
     return "".join(parts)
 
 
+def _severity_ranking(analysis: Analysis, summaries: dict[str, CurveSummary]) -> list[dict]:
+    """Per augmentation with a perceptual strength: the severity at which half the images changed
+    output ("breaks"), or, where they never did, the severity at intensity 1 it survives; most
+    fragile first, then the survivors, strongest survived last."""
+    entries = []
+    for name, summary in summaries.items():
+        curve = analysis.curves[name]
+        if curve.perceptual_strength is None:
+            continue
+        breaks = curve.severity_at(summary.intensity_at_50)
+        entries.append({"name": name, "breaks": breaks, "survives": curve.perceptual_strength[-1],
+                        "intensity": summary.intensity_at_50})
+    return sorted(entries, key=lambda e: (e["breaks"] is None, e["breaks"] if e["breaks"] is not None
+                                          else -e["survives"], e["name"]))
+
+
+def _format_severity(curve: AugmentationCurve, intensity: float | None) -> str | None:
+    """An intensity of the summary in severity units ("beyond X" for never: X at intensity 1)."""
+    if curve.perceptual_strength is None:
+        return None
+    if intensity is None:
+        return f"> {curve.perceptual_strength[-1]:.1f}"
+    return f"{curve.severity_at(intensity):.1f}"
+
+
+def _severity_example(entries: Sequence[dict]) -> str | None:
+    """One sentence that reads the chart: the most fragile augmentation and the strongest survivor."""
+    broken = [e for e in entries if e["breaks"] is not None]
+    survived = [e for e in entries if e["breaks"] is None]
+    parts = []
+    if broken:
+        parts.append(f"the model breaks at severity {broken[0]['breaks']:.1f} under {broken[0]['name']}")
+    if survived:
+        strongest = max(survived, key=lambda e: e["survives"])
+        parts.append(f"survives severity {strongest['survives']:.1f} under {strongest['name']}")
+    return ("Here: " + " and ".join(parts) + ".") if parts else None
+
+
+def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int = 18) -> str:
+    """A horizontal bar per augmentation on one axis of ImageNet-C severity units: filled to where
+    the model breaks, outlined to what it survives where it never breaks."""
+    left, right, top = 150, 110, 22
+    axis = max(5.0, *(e["breaks"] or e["survives"] for e in entries)) if entries else 5.0
+    plot_w, height = width - left - right, top + row_height * len(entries) + 24
+
+    def x(value: float) -> float:
+        return left + min(value, axis) / axis * plot_w
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" class="plot" id="severity-chart">']
+    for tick in range(0, int(axis) + 1):
+        parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 4}" y2="{height - 20}" stroke="#ddd"/>'
+                     f'<text x="{x(tick):.1f}" y="{top - 8}" text-anchor="middle" font-size="10">{tick}</text>')
+    for k, entry in enumerate(entries):
+        y = top + k * row_height
+        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" font-size="11">{entry["name"]}</text>')
+        if entry["breaks"] is not None:
+            parts.append(f'<rect class="breaks" x="{left}" y="{y + 3}" width="{x(entry["breaks"]) - left:.1f}" '
+                         f'height="{row_height - 6}" fill="#d62728"><title>{entry["name"]}: half the outputs changed '
+                         f'at severity {entry["breaks"]:.1f}</title></rect>'
+                         f'<text x="{x(entry["breaks"]) + 4:.1f}" y="{y + 12}" font-size="10">breaks at '
+                         f'{entry["breaks"]:.1f}</text>')
+        else:
+            parts.append(f'<rect class="survives" x="{left}" y="{y + 3}" width="{x(entry["survives"]) - left:.1f}" '
+                         f'height="{row_height - 6}" fill="none" stroke="#2ca02c" stroke-width="1.5"><title>'
+                         f'{entry["name"]}: fewer than half the outputs changed up to intensity 1, severity '
+                         f'{entry["survives"]:.1f}</title></rect><text x="{x(entry["survives"]) + 4:.1f}" '
+                         f'y="{y + 12}" font-size="10">survives {entry["survives"]:.1f}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle" font-size="11">'
+                 f'ImageNet-C severity units (perceptual strength)</text></svg>')
+    return "".join(parts)
+
+
 _REPORT_TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -6332,13 +6603,24 @@ the changed-share, diff-error and accuracy curves come from the {{ grid_sample }
 <p>Intensity by which a share of the images changed the model's output (first-failure intensity);
 "safe" is the largest intensity by which at most 2 % changed; "&gt;1" means never within the range.
 Below each figure, its 95 % confidence interval: a percentile bootstrap over the images (2,000 resamples,
-seeded), so a threshold measured on few images shows how little it pins down.</p>
+seeded), so a threshold measured on few images shows how little it pins down.{% if severity_chart %} Under it, the
+same intensity in <a href="#severity">severity units</a>.{% endif %}</p>
 <table><thead><tr><th>augmentation</th><th>group</th><th>safe</th><th>10 %</th><th>50 %</th><th>90 %</th>
 <th>changed share and diff error vs intensity</th></tr></thead><tbody>
 {% for row in rows %}<tr><td><a href="#aug-{{ row.name }}">{{ row.name }}</a></td><td>{{ row.group }}</td>
-{% for key in ("safe", "q10", "q50", "q90") %}<td>{{ row[key] }}<br><small class="ci">{{ row[key + "_ci"] }}</small></td>{% endfor %}
+{% for key in ("safe", "q10", "q50", "q90") %}<td>{{ row[key] }}<br><small class="ci">{{ row[key + "_ci"] }}</small>{% if row[key + "_severity"] is not none %}<br><small class="severity">severity {{ row[key + "_severity"] }}</small>{% endif %}</td>{% endfor %}
 <td>{{ row.small_plot }}</td></tr>
 {% endfor %}</tbody></table>
+{% if severity_chart %}
+<h2 id="severity">Where the model breaks, on one perceptual scale</h2>
+<p>An intensity means something else for every augmentation; a <b>severity</b> does not: it is how different the
+augmented images look from the originals (1 - SSIM of their luminance plus their CIEDE2000 colour difference / 100,
+measured on {{ strength_images }} of the searched images), in the units of ImageNet-C's corruptions: 3.0 looks as
+strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}). Red: the severity at which half the
+outputs changed; outlined: augmentations that changed fewer than half up to intensity 1, and the severity they
+survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
+{{ severity_chart }}
+{% endif %}
 {% if classes %}
 <h2 id="by-class">By class: the intensity by which half of a class's images changed output</h2>
 <p>Per augmentation (rows) and class (columns, {{ class_source }}): the 50 % intensity of that class's images
@@ -6629,6 +6911,8 @@ class _ReportWriter:
             "q50": _format_intensity(marks[1][1]), "q90": _format_intensity(marks[2][1]),
             "safe_ci": summary.interval_text("safe_intensity"), "q10_ci": summary.interval_text("intensity_at_10"),
             "q50_ci": summary.interval_text("intensity_at_50"), "q90_ci": summary.interval_text("intensity_at_90"),
+            **{f"{key}_severity": _format_severity(curve, value) for key, value in (
+                ("safe", summary.safe_intensity), ("q10", marks[0][1]), ("q50", marks[1][1]), ("q90", marks[2][1]))},
             "has_labels": summary.label_accuracy is not None,
             "agreement": (f"{summary.adaptive_agreement:.0%}" if self.analysis.settings.get("grid_sample")
                           and summary.adaptive_agreement is not None else None),
@@ -6707,6 +6991,7 @@ class _ReportWriter:
 
     def _write_all(self) -> str:
         import jinja2
+        from markupsafe import Markup
 
         for folder in ("images", "frames", "gifs"):
             _own_folder(os.path.join(self.html_dir, folder))  # a planted link is replaced, not followed
@@ -6716,7 +7001,11 @@ class _ReportWriter:
         environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
         settings = self.analysis.settings
         classes, class_rows = _class_table(self.analysis.by_class(summaries), list(summaries))
+        ranking = _severity_ranking(self.analysis, summaries)
         html = environment.from_string(_REPORT_TEMPLATE).render(
+            severity_chart=Markup(_severity_chart(ranking)) if ranking else None,
+            severity_example=_severity_example(ranking), strength_images=_STRENGTH_IMAGES,
+            calibration=SEVERITY_CALIBRATION,
             classes=classes, class_rows=class_rows,
             class_source="group_by of each label" if self.analysis.group_by is not None else "the labels",
             rows=rows, gallery=self.gallery(summaries), frames_json={r["name"]: r["frames"] for r in rows},
@@ -6764,9 +7053,17 @@ class AugmentationShift:
     # paired: the shares of images whose first failure came earlier, at the same intensity and later
     # with the model (a mean shift of 0 can hide large moves both ways); None when unpaired
     moved: tuple[float, float, float] | None = None
+    # the mean first failures and the shift in ImageNet-C severity units (the baseline's perceptual
+    # strength of the augmentation, read at each mean intensity; "never" read at intensity 1); None
+    # where neither analysis measured a strength
+    baseline_severity: float | None = None
+    model_severity: float | None = None
+    severity_shift: float | None = None
+    severity_interval: tuple[float, float] | None = None
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "interval": None if self.interval is None else list(self.interval),
+                "severity_interval": None if self.severity_interval is None else list(self.severity_interval),
                 "moved": None if self.moved is None else dict(zip(("earlier", "same", "later"), self.moved))}
 
     def moved_text(self) -> str:
@@ -6816,19 +7113,25 @@ class Comparison:
     def format(self) -> str:
         """A plain-text table, most improved and most regressed first."""
         width = max(5, *(len(name) for name in self.names[1:]))
+        severities = any(s.severity_shift is not None for s in self.shifts)
         lines = [f"{'augmentation':<20} {'model':<{width}} {'mean first failure':>19} {'shift':>6}  {'95% CI':<16} "
-                 f"{'verdict':<20} images failing earlier/same/later"]
+                 + (f"{'severity shift':>14}  " if severities else "") + f"{'verdict':<20} images failing "
+                 f"earlier/same/later"]
         for s in self.shifts:
             means = f"{s.baseline_mean:.3f} -> {s.model_mean:.3f}"
             interval = "" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
             moved = "" if s.moved is None else "/".join(f"{share:.0%}" for share in s.moved)
+            severity = "-" if s.severity_shift is None else f"{s.severity_shift:+.2f}"
+            severity = f"{severity:>14}  " if severities else ""
             lines.append(f"{s.augmentation:<20} {s.model:<{width}} {means:>19} {s.shift:>+6.3f}  "
-                         f"{interval:<16} {s.verdict:<20} {moved}".rstrip())
+                         f"{interval:<16} {severity}{s.verdict:<20} {moved}".rstrip())
         pairing = "paired over the same images" if self.paired else "UNPAIRED: the image sets differ"
         return "\n".join(lines + [f"({pairing}; {_COMPARE_METHOD})"] + [f"note: {note}" for note in self.notes])
 
 
 _COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step) on the "
+                   "coarsest search's grid, also in ImageNet-C severity units where a perceptual strength was "
+                   "measured (each mean read on the baseline's strength curve); "
                    f"coarsest search's grid; 95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
                    f"resamples, seeded; verdict from whether the interval excludes 0 (no verdict under "
                    f"{_MIN_IMAGES} images)")
@@ -6876,6 +7179,23 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         verdict = _VERDICTS[0] if low > 1e-12 else _VERDICTS[1] if high < -1e-12 else _VERDICTS[2]
     return AugmentationShift(name, model, baseline, paired, count, round(base_mean, 4), round(model_mean, 4),
                              round(model_mean - base_mean, 4), interval, verdict, moved)
+
+
+def _in_severity(shift: AugmentationShift, analyses: dict[str, Analysis]) -> AugmentationShift:
+    """``shift`` with its means, shift and interval also in severity units (see AugmentationShift)."""
+    curve = next((a.curves[shift.augmentation] for a in (analyses[shift.baseline], analyses[shift.model])
+                  if a.curves[shift.augmentation].perceptual_strength is not None), None)
+    if curve is None:
+        return shift
+
+    def severity(intensity: float) -> float:
+        return curve.severity_at(min(1.0, max(0.0, intensity)))
+
+    base, model = severity(shift.baseline_mean), severity(shift.model_mean)
+    interval = None if shift.interval is None else tuple(
+        round(severity(shift.baseline_mean + bound) - base, 4) for bound in shift.interval)
+    return dataclasses.replace(shift, baseline_severity=round(base, 4), model_severity=round(model, 4),
+                               severity_shift=round(model - base, 4), severity_interval=interval)
 
 
 def _common_step(analyses: dict[str, Analysis]) -> float:
@@ -7010,7 +7330,7 @@ def compare(analyses: dict[str, Analysis | str | os.PathLike] | Sequence[Analysi
                 notes.append(f"{augmentation}: no image searched in both {baseline} and {model}")
             else:
                 comparison.shifts.append(shift)
-    comparison.shifts = _order_shifts(comparison.shifts)
+    comparison.shifts = _order_shifts([_in_severity(shift, loaded) for shift in comparison.shifts])
     if html_dir is not None:
         sources = _report_sources(loaded[baseline], images)
         comparison.page = _ComparePage(comparison, _output_folder(html_dir, "html_dir"), sources).write()
@@ -7182,10 +7502,12 @@ Made by augment.py {{ version }}.</p>
 
 <h2 id="summary">Verdicts, most improved and most regressed first</h2>
 <table><thead><tr><th>augmentation</th><th>model</th><th>verdict</th><th>shift</th><th>95 % CI</th>
+<th>shift in severity units</th>
 <th>mean first failure</th><th>images failing earlier, same, later</th><th>images</th></tr></thead><tbody>
 {% for s in comparison.shifts %}<tr><td><a href="#aug-{{ s.augmentation }}">{{ s.augmentation }}</a></td><td>{{ s.model }}</td>
 <td class="{{ s.verdict.split()[0] }}">{{ s.verdict }}</td><td>{{ "%+.3f"|format(s.shift) }}</td>
 <td>{% if s.interval %}[{{ "%+.3f"|format(s.interval[0]) }}, {{ "%+.3f"|format(s.interval[1]) }}]{% endif %}</td>
+<td class="severity">{% if s.severity_shift is not none %}{{ "%+.2f"|format(s.severity_shift) }}{% if s.severity_interval %}<br><small>[{{ "%+.2f"|format(s.severity_interval[0]) }}, {{ "%+.2f"|format(s.severity_interval[1]) }}]</small>{% endif %}<br><small>{{ "%.1f"|format(s.baseline_severity) }} &rarr; {{ "%.1f"|format(s.model_severity) }}</small>{% else %}-{% endif %}</td>
 <td>{{ "%.3f"|format(s.baseline_mean) }} &rarr; {{ "%.3f"|format(s.model_mean) }}</td><td>{{ s.moved_text() }}</td><td>{{ s.images }}</td></tr>
 {% endfor %}</tbody></table>
 
@@ -7269,6 +7591,9 @@ class SamplingPolicy:
     realism: float | None = None  # where the limits came from (for people reading a policy file)
     model_id: str | None = None
     floors: dict[str, float] = field(default_factory=dict)  # smallest intensity drawn (default 0)
+    # the perceptual ceiling (ImageNet-C severity units) the limits were bounded by, for people reading
+    # a policy file; None: limits from the model alone (see ImageAugmenter's perceptual_ceiling)
+    severity_ceiling: float | None = None
 
     def __post_init__(self) -> None:
         for name, limit in self.limits.items():
@@ -7296,6 +7621,8 @@ class SamplingPolicy:
         object.__setattr__(self, "most", int(self.most))
         if self.realism is not None:
             object.__setattr__(self, "realism", _check_number(self.realism, "realism", -1.0, 1.0))
+        if self.severity_ceiling is not None:
+            object.__setattr__(self, "severity_ceiling", _check_number(self.severity_ceiling, "severity_ceiling", 0.0))
 
     @property
     def eligible(self) -> list[str]:
@@ -7336,6 +7663,7 @@ class SamplingPolicy:
         """The policy file's content: readable, one entry per augmentation (see :meth:`save`)."""
         return {"format": _POLICY_FORMAT, "version": _POLICY_VERSION, "catalogue_version": _CATALOGUE_VERSION,
                 "tool_version": __version__, "realism": self.realism, "model_id": self.model_id,
+                **({"severity_ceiling": self.severity_ceiling} if self.severity_ceiling is not None else {}),
                 "min_augmentations": self.fewest, "max_augmentations": self.most,
                 "augmentations": [{"name": name, "family": CATALOGUE[name].family,
                                    "min_intensity": self.floors.get(name, 0.0), "max_intensity": limit,
@@ -7391,7 +7719,8 @@ class SamplingPolicy:
             return cls({e.name: e.max_intensity for e in policy.augmentations},
                        {e.name: e.weight for e in policy.augmentations}, policy.min_augmentations,
                        policy.max_augmentations, policy.realism, policy.model_id,
-                       {e.name: e.min_intensity for e in policy.augmentations if e.min_intensity})
+                       {e.name: e.min_intensity for e in policy.augmentations if e.min_intensity},
+                       policy.severity_ceiling)
         except AugmentError as exc:
             raise AugmentError(f"{where}: {exc}") from None
 
@@ -8166,6 +8495,10 @@ class ImageAugmenter:
     ``group_by(label) -> str``: the classes of the per-class breakdown (default: a
     classification label is its class).
     ``events``: set to a list to record the search pipeline's ("decode" | "release", index).
+    ``perceptual_ceiling``: realism's limits also stop where an augmentation looks stronger
+    than ``realism_severity_ceiling(realism)`` ImageNet-C severity units (realism 0.5: 2), so
+    a mild realism stays mild where the model never fails (needs the analysis' perceptual
+    strengths; off by default until the retraining study has compared both).
 
     >>> augmenter = ImageAugmenter(lambda imgs: [int(i.mean() > 127) for i in imgs], batch_size=32)
     >>> augmenter.augmentations[:3]
@@ -8192,6 +8525,7 @@ class ImageAugmenter:
         rotate_method: str = "largest_box",
         describe: Callable[[Any], str] | None = None,
         group_by: Callable[[Any], Any] | None = None,
+        perceptual_ceiling: bool = False,
     ):
         for name, value in (("my_predict", my_predict), ("diff_error", diff_error), ("describe", describe),
                             ("predict_factory", predict_factory), ("group_by", group_by)):
@@ -8214,7 +8548,7 @@ class ImageAugmenter:
         label_format = _normal_label_format(label_format)  # checked before any long work
         self.my_predict, self.predict_factory, self.diff_error = my_predict, predict_factory, diff_error
         self.label_format, self.rotate_method, self.describe = label_format, rotate_method, describe
-        self.group_by = group_by
+        self.group_by, self.perceptual_ceiling = group_by, bool(perceptual_ceiling)
         self.seed = _check_int(seed, "seed", -2**63)
         self.batch_size = _check_int(batch_size, "batch_size", 1, allow_none=True)
         self.max_image_pixels = _check_int(max_image_pixels, "max_image_pixels", 1, allow_none=True)
@@ -8401,9 +8735,20 @@ class ImageAugmenter:
                      if name in self.weights and curve.definition != CATALOGUE[name].definition]:
             warnings.warn(f"the analysis measured {', '.join(stale)} with another definition than the one "
                           f"registered now: search again for limits that fit it", stacklevel=3)
-        return {name: self.intensity_overrides.get(name, _IntensityOverride()).largest(realism_max_intensity(
-                    self.realism_overrides.get(name, realism), curve.onset_intensity, curve.failure_intensity))
+        return {name: self.intensity_overrides.get(name, _IntensityOverride()).largest(
+                    self._realism_limit(curve, self.realism_overrides.get(name, realism)))
                 for name, curve in analysis.curves.items() if name in self.weights}
+
+    def _realism_limit(self, curve: AugmentationCurve, realism: float) -> float:
+        """The realism rule's limit (model-based), under the perceptual ceiling when it is on."""
+        limit = realism_max_intensity(realism, curve.onset_intensity, curve.failure_intensity)
+        if not self.perceptual_ceiling:
+            return limit
+        if curve.perceptual_strength is None:
+            raise AugmentError(f"perceptual_ceiling needs the analysis' perceptual strengths, and {curve.name} has "
+                               f"none: search again with this augment.py (it measures them on a few of the images)")
+        return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities,
+                                                realism_severity_ceiling(realism)))
 
     def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
                         max_random_augmentations: int = 8) -> SamplingPolicy:
@@ -8419,7 +8764,8 @@ class ImageAugmenter:
                   if name in self.intensity_overrides and self.intensity_overrides[name].low is not None}
         return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, fewest,
                               max_random_augmentations, float(realism),
-                              self._require_analysis("sample").settings.get("model_id"), floors)
+                              self._require_analysis("sample").settings.get("model_id"), floors,
+                              realism_severity_ceiling(float(realism)) if self.perceptual_ceiling else None)
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:
@@ -8728,17 +9074,26 @@ def format_summary(analysis: Analysis) -> str:
     """A plain-text table: per augmentation, the intensities at which 10/50/90 % of outputs changed.
 
     >>> print(format_summary(analysis))          # doctest: +SKIP
-    augmentation          safe   10%   50%   90%  50% 95% CI    (intensity at which that share of 300 images ...)
-    Brighten              0.05  0.15  0.25  0.65  [0.25, 0.30]
+    augmentation          safe   10%   50%   90%  50% 95% CI    50% sev  (intensity at which that share of 300 ...)
+    Brighten              0.05  0.15  0.25  0.65  [0.25, 0.30]      1.9
     """
-    lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}  {'50% 95% CI':<12}  (intensity at "
-             f"which that share of {len(analysis.images) - len(analysis.skipped)} images changed output; CI: "
-             f"bootstrap over images)"]
+    severities = any(curve.perceptual_strength is not None for curve in analysis.curves.values())
+    lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}  {'50% 95% CI':<12}  "
+             + (f"{'50% sev':>7}  " if severities else "") + f"(intensity at which that share of "
+             f"{len(analysis.images) - len(analysis.skipped)} images changed output; CI: bootstrap over images"
+             + ("; sev: the 50 % intensity in ImageNet-C severity units" if severities else "") + ")"]
     for name, summary in analysis.summaries().items():
         cells = [_format_intensity(v) for v in (summary.safe_intensity, summary.intensity_at_10,
                                                 summary.intensity_at_50, summary.intensity_at_90)]
-        lines.append(f"{name:<20} " + " ".join(f"{cell:>5}" for cell in cells) +
-                     f"  {summary.interval_text('intensity_at_50')}".rstrip())
+        interval = summary.interval_text("intensity_at_50")
+        line = f"{name:<20} " + " ".join(f"{cell:>5}" for cell in cells) + f"  {interval:<12}"
+        if severities:
+            curve = analysis.curves[name]
+            severity = curve.severity_at(summary.intensity_at_50)
+            text = ("-" if curve.perceptual_strength is None else f"{severity:.1f}" if severity is not None
+                    else f">{curve.perceptual_strength[-1]:.1f}")
+            line += f"  {text:>7}"
+        lines.append(line.rstrip())
     return "\n".join(lines)
 
 

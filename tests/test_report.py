@@ -49,7 +49,8 @@ def test_report_has_a_sorted_summary_a_section_per_augmentation_and_a_gallery(se
         assert f'id="aug-{name}"' in text and f"gifs/{name}.gif" in text
     assert "Failure gallery" in text and "accuracy against the labels" in text
     assert "model brightness &lt;v1&gt;." in text  # the model_id the search ran with, escaped
-    assert text.count("<svg") == 2 * len(AUGMENTATIONS)
+    assert text.count("<svg") == 2 * len(AUGMENTATIONS) + 1  # two plots each, and the severity ranking
+    assert text.count('id="severity-chart"') == 1
     for src in __import__("re").findall(r'src="([^"]+)"', text):
         assert (html.parent / src).is_file(), src  # every picture is in the folder: offline
 

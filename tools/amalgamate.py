@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "augment"
 OUTPUT = ROOT / "augment.py"
 # Reading order: a module uses only names of the modules before it (tests/test_layering.py checks).
-MODULES = ["helpers", "files", "fastpaths", "catalogue", "custom", "labels", "images", "probes", "pipeline",
-           "formats", "rows", "stats", "analysis", "search", "gradcam", "report", "compare", "policy",
+MODULES = ["helpers", "files", "fastpaths", "catalogue", "custom", "perceptual", "labels", "images", "probes",
+           "pipeline", "formats", "rows", "stats", "analysis", "search", "gradcam", "report", "compare", "policy",
            "synthesis", "transform", "augmenter", "cli"]
 THIRD_PARTY = {"numpy"}  # the only import augment.py makes at its top besides the standard library
 BANNER = "#" * 79

@@ -13,9 +13,9 @@ ImageAugmenter(my_predict=None, diff_error=None, augmentations=ALL_AUGMENTATIONS
                label_format=None, *, seed=0, batch_size=None, predict_input="auto",
                failure_threshold=0.5, on_error="raise", predict_factory=None,
                max_image_pixels=MAX_IMAGE_PIXELS, model_id=None, rotate_method="largest_box",
-               describe=None, group_by=None, ...)
+               describe=None, group_by=None, perceptual_ceiling=False, ...)
     .search_randomization_boundaries(images, labels=None, step_size_percent=0.05,
-                                     analytics_cache="analysis.json", *, strategy="grid",
+                                     analytics_cache="analysis.json", *, strategy="auto",
                                      grid_sample=None, num_workers=None, executor=None,
                                      rows_in_memory=None)
     .render_boundaries(html_dir="analytics", ...)
@@ -41,6 +41,9 @@ format_summary(analysis), catalogue_markdown(), file_schema("analysis" | "manife
 gradcam_frames(...) -> [CamFrame] / write_gradcam_gif(...)   Grad-CAM over one sweep
 compare({name: analysis or path}, html_dir=None) -> Comparison (.shifts -> [AugmentationShift], .format())
 realism_max_intensity(realism, onset, failure), TemplateMatcher, AugmentError
+perceptual_distance(original, augmented), distance_to_severity(distance) -> ImageNet-C severity units,
+perceptual_strength(images, name, intensities, seeds), SEVERITY_DISTANCES   one scale for every augmentation
+realism_severity_ceiling(realism) -> 3 - 2 x realism   ImageAugmenter(..., perceptual_ceiling=True) bounds realism by it
 CATALOGUE (name -> Augmentation), ALL_AUGMENTATIONS, EXTENDED_AUGMENTATIONS (opt-in), COLOR_AUGMENTATIONS,
 DISTORTION_AUGMENTATIONS, PIXEL_DROPOUT_AUGMENTATIONS, MAX_IMAGE_PIXELS
 clear_caches() / cache_info(), CACHE_CEILING_BYTES   every cache this process keeps, and their bound
@@ -78,6 +81,7 @@ __all__ = [
     "EXTENDED_AUGMENTATIONS",
     "MAX_IMAGE_PIXELS",
     "PIXEL_DROPOUT_AUGMENTATIONS",
+    "SEVERITY_DISTANCES",
     "Analysis",
     "AugmentError",
     "Augmentation",
@@ -107,8 +111,12 @@ __all__ = [
     "load_image",
     "main",
     "outputs_equal",
+    "distance_to_severity",
+    "perceptual_distance",
+    "perceptual_strength",
     "read_manifest",
     "realism_max_intensity",
+    "realism_severity_ceiling",
     "register_augmentation",
     "write_gradcam_gif",
 ]
@@ -136,6 +144,13 @@ from .helpers import (
 )
 from .images import MAX_IMAGE_PIXELS, TemplateMatcher, default_diff_error, load_image
 from .labels import augment_with_labels
+from .perceptual import (
+    SEVERITY_DISTANCES,
+    distance_to_severity,
+    perceptual_distance,
+    perceptual_strength,
+    realism_severity_ceiling,
+)
 from .policy import SamplingPolicy, realism_max_intensity
 from .stats import CurveSummary
 from .synthesis import SyntheticImage, read_manifest

@@ -35,6 +35,7 @@ from .helpers import (
 )
 from .images import _describe_output, _Source
 from .labels import _LabelFormat
+from .perceptual import severity_at_intensity
 from .probes import _grid, _SearchSettings
 from .rows import (
     _KEPT_IMAGES,
@@ -141,6 +142,9 @@ class AugmentationCurve:
     strategy: str = field(default="grid", repr=False, compare=False)
     # A loaded analysis' summary from its file, used until the rows are read (then recomputed)
     stored_summary: CurveSummary | None = field(default=None, repr=False, compare=False)
+    # How strong the augmentation looks at each intensity, in ImageNet-C severity units (see
+    # perceptual_strength), measured on a few of the searched images; None: not measured
+    perceptual_strength: list[float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Lists (from a version 1-3 file, or built by hand) become columns (see _Rows)
@@ -222,6 +226,7 @@ class AugmentationCurve:
             object.__setattr__(curve, key, column)
         curve._link_columns()
         object.__setattr__(curve, "stored_summary", _stored_summary(block.get("summary"), curve))
+        object.__setattr__(curve, "perceptual_strength", block.get("perceptual_strength"))
         return curve
 
     def __repr__(self) -> str:
@@ -304,6 +309,17 @@ class AugmentationCurve:
     def exemplar(self) -> dict | None:
         return self.summarize().exemplar
 
+    def severity_at(self, intensity: float | None) -> float | None:
+        """The augmentation's perceptual strength at ``intensity``, in ImageNet-C severity units
+        (None: no strength measured, or ``intensity`` is None, "never").
+
+        >>> curve.severity_at(curve.intensity_at_share(0.5))                   # doctest: +SKIP
+        1.8
+        """
+        if self.perceptual_strength is None or intensity is None:
+            return None
+        return severity_at_intensity(self.perceptual_strength, self.intensities, intensity)
+
     def summary(self) -> dict:
         return self.summarize().to_json(self.group)
 
@@ -319,6 +335,7 @@ class AugmentationCurve:
             "first_failure_output": list(self.first_failure_output),
             **({"last_success_view": self.last_success_view, "first_failure_view": self.first_failure_view}
                if self.last_success_view is not None else {}),
+            **({"perceptual_strength": self.perceptual_strength} if self.perceptual_strength is not None else {}),
         }
 
 
@@ -674,7 +691,9 @@ class Analysis:
         index = {
             "format": _ANALYSIS_FORMAT, "version": _ANALYSIS_VERSION, "tool_version": __version__,
             "fingerprint": self.fingerprint, "settings": self.settings, "images": len(self.images),
-            "augmentations": {key: {"definition": curve.definition, "rows_since": since[key], "summary": blocks[key]}
+            "augmentations": {key: {"definition": curve.definition, "rows_since": since[key], "summary": blocks[key],
+                                    **({"perceptual_strength": curve.perceptual_strength}
+                                       if curve.perceptual_strength is not None else {})}
                               for key, curve in self.curves.items()},
             "rows": {"folder": os.path.basename(folder), "shards": shards},
         }

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .analysis import Analysis, load_analysis
+from .analysis import Analysis, AugmentationCurve, load_analysis
 from .catalogue import CATALOGUE, _check_augmentation_name
 from .files import _output_folder, _write_atomic
 from .gradcam import _cam_class
@@ -26,6 +26,7 @@ from .images import (
     default_diff_error,
 )
 from .labels import _ROTATE_METHODS, _LabelFormat, _normal_label_format
+from .perceptual import intensity_at_severity, realism_severity_ceiling
 from .pipeline import _factory_token, _ModelSpec
 from .policy import MAX_WEIGHT, SamplingPolicy, _FilterWindow, _IntensityOverride, realism_max_intensity
 from .probes import _SearchSettings
@@ -65,6 +66,10 @@ class ImageAugmenter:
     ``group_by(label) -> str``: the classes of the per-class breakdown (default: a
     classification label is its class).
     ``events``: set to a list to record the search pipeline's ("decode" | "release", index).
+    ``perceptual_ceiling``: realism's limits also stop where an augmentation looks stronger
+    than ``realism_severity_ceiling(realism)`` ImageNet-C severity units (realism 0.5: 2), so
+    a mild realism stays mild where the model never fails (needs the analysis' perceptual
+    strengths; off by default until the retraining study has compared both).
 
     >>> augmenter = ImageAugmenter(lambda imgs: [int(i.mean() > 127) for i in imgs], batch_size=32)
     >>> augmenter.augmentations[:3]
@@ -91,6 +96,7 @@ class ImageAugmenter:
         rotate_method: str = "largest_box",
         describe: Callable[[Any], str] | None = None,
         group_by: Callable[[Any], Any] | None = None,
+        perceptual_ceiling: bool = False,
     ):
         for name, value in (("my_predict", my_predict), ("diff_error", diff_error), ("describe", describe),
                             ("predict_factory", predict_factory), ("group_by", group_by)):
@@ -113,7 +119,7 @@ class ImageAugmenter:
         label_format = _normal_label_format(label_format)  # checked before any long work
         self.my_predict, self.predict_factory, self.diff_error = my_predict, predict_factory, diff_error
         self.label_format, self.rotate_method, self.describe = label_format, rotate_method, describe
-        self.group_by = group_by
+        self.group_by, self.perceptual_ceiling = group_by, bool(perceptual_ceiling)
         self.seed = _check_int(seed, "seed", -2**63)
         self.batch_size = _check_int(batch_size, "batch_size", 1, allow_none=True)
         self.max_image_pixels = _check_int(max_image_pixels, "max_image_pixels", 1, allow_none=True)
@@ -300,9 +306,20 @@ class ImageAugmenter:
                      if name in self.weights and curve.definition != CATALOGUE[name].definition]:
             warnings.warn(f"the analysis measured {', '.join(stale)} with another definition than the one "
                           f"registered now: search again for limits that fit it", stacklevel=3)
-        return {name: self.intensity_overrides.get(name, _IntensityOverride()).largest(realism_max_intensity(
-                    self.realism_overrides.get(name, realism), curve.onset_intensity, curve.failure_intensity))
+        return {name: self.intensity_overrides.get(name, _IntensityOverride()).largest(
+                    self._realism_limit(curve, self.realism_overrides.get(name, realism)))
                 for name, curve in analysis.curves.items() if name in self.weights}
+
+    def _realism_limit(self, curve: AugmentationCurve, realism: float) -> float:
+        """The realism rule's limit (model-based), under the perceptual ceiling when it is on."""
+        limit = realism_max_intensity(realism, curve.onset_intensity, curve.failure_intensity)
+        if not self.perceptual_ceiling:
+            return limit
+        if curve.perceptual_strength is None:
+            raise AugmentError(f"perceptual_ceiling needs the analysis' perceptual strengths, and {curve.name} has "
+                               f"none: search again with this augment.py (it measures them on a few of the images)")
+        return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities,
+                                                realism_severity_ceiling(realism)))
 
     def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
                         max_random_augmentations: int = 8) -> SamplingPolicy:
@@ -318,7 +335,8 @@ class ImageAugmenter:
                   if name in self.intensity_overrides and self.intensity_overrides[name].low is not None}
         return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, fewest,
                               max_random_augmentations, float(realism),
-                              self._require_analysis("sample").settings.get("model_id"), floors)
+                              self._require_analysis("sample").settings.get("model_id"), floors,
+                              realism_severity_ceiling(float(realism)) if self.perceptual_ceiling else None)
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:

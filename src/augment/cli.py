@@ -147,17 +147,26 @@ def format_summary(analysis: Analysis) -> str:
     """A plain-text table: per augmentation, the intensities at which 10/50/90 % of outputs changed.
 
     >>> print(format_summary(analysis))          # doctest: +SKIP
-    augmentation          safe   10%   50%   90%  50% 95% CI    (intensity at which that share of 300 images ...)
-    Brighten              0.05  0.15  0.25  0.65  [0.25, 0.30]
+    augmentation          safe   10%   50%   90%  50% 95% CI    50% sev  (intensity at which that share of 300 ...)
+    Brighten              0.05  0.15  0.25  0.65  [0.25, 0.30]      1.9
     """
-    lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}  {'50% 95% CI':<12}  (intensity at "
-             f"which that share of {len(analysis.images) - len(analysis.skipped)} images changed output; CI: "
-             f"bootstrap over images)"]
+    severities = any(curve.perceptual_strength is not None for curve in analysis.curves.values())
+    lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}  {'50% 95% CI':<12}  "
+             + (f"{'50% sev':>7}  " if severities else "") + f"(intensity at which that share of "
+             f"{len(analysis.images) - len(analysis.skipped)} images changed output; CI: bootstrap over images"
+             + ("; sev: the 50 % intensity in ImageNet-C severity units" if severities else "") + ")"]
     for name, summary in analysis.summaries().items():
         cells = [_format_intensity(v) for v in (summary.safe_intensity, summary.intensity_at_10,
                                                 summary.intensity_at_50, summary.intensity_at_90)]
-        lines.append(f"{name:<20} " + " ".join(f"{cell:>5}" for cell in cells) +
-                     f"  {summary.interval_text('intensity_at_50')}".rstrip())
+        interval = summary.interval_text("intensity_at_50")
+        line = f"{name:<20} " + " ".join(f"{cell:>5}" for cell in cells) + f"  {interval:<12}"
+        if severities:
+            curve = analysis.curves[name]
+            severity = curve.severity_at(summary.intensity_at_50)
+            text = ("-" if curve.perceptual_strength is None else f"{severity:.1f}" if severity is not None
+                    else f">{curve.perceptual_strength[-1]:.1f}")
+            line += f"  {text:>7}"
+        lines.append(line.rstrip())
     return "\n".join(lines)
 
 

@@ -50,9 +50,17 @@ class AugmentationShift:
     # paired: the shares of images whose first failure came earlier, at the same intensity and later
     # with the model (a mean shift of 0 can hide large moves both ways); None when unpaired
     moved: tuple[float, float, float] | None = None
+    # the mean first failures and the shift in ImageNet-C severity units (the baseline's perceptual
+    # strength of the augmentation, read at each mean intensity; "never" read at intensity 1); None
+    # where neither analysis measured a strength
+    baseline_severity: float | None = None
+    model_severity: float | None = None
+    severity_shift: float | None = None
+    severity_interval: tuple[float, float] | None = None
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "interval": None if self.interval is None else list(self.interval),
+                "severity_interval": None if self.severity_interval is None else list(self.severity_interval),
                 "moved": None if self.moved is None else dict(zip(("earlier", "same", "later"), self.moved))}
 
     def moved_text(self) -> str:
@@ -102,19 +110,25 @@ class Comparison:
     def format(self) -> str:
         """A plain-text table, most improved and most regressed first."""
         width = max(5, *(len(name) for name in self.names[1:]))
+        severities = any(s.severity_shift is not None for s in self.shifts)
         lines = [f"{'augmentation':<20} {'model':<{width}} {'mean first failure':>19} {'shift':>6}  {'95% CI':<16} "
-                 f"{'verdict':<20} images failing earlier/same/later"]
+                 + (f"{'severity shift':>14}  " if severities else "") + f"{'verdict':<20} images failing "
+                 f"earlier/same/later"]
         for s in self.shifts:
             means = f"{s.baseline_mean:.3f} -> {s.model_mean:.3f}"
             interval = "" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
             moved = "" if s.moved is None else "/".join(f"{share:.0%}" for share in s.moved)
+            severity = "-" if s.severity_shift is None else f"{s.severity_shift:+.2f}"
+            severity = f"{severity:>14}  " if severities else ""
             lines.append(f"{s.augmentation:<20} {s.model:<{width}} {means:>19} {s.shift:>+6.3f}  "
-                         f"{interval:<16} {s.verdict:<20} {moved}".rstrip())
+                         f"{interval:<16} {severity}{s.verdict:<20} {moved}".rstrip())
         pairing = "paired over the same images" if self.paired else "UNPAIRED: the image sets differ"
         return "\n".join(lines + [f"({pairing}; {_COMPARE_METHOD})"] + [f"note: {note}" for note in self.notes])
 
 
 _COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step) on the "
+                   "coarsest search's grid, also in ImageNet-C severity units where a perceptual strength was "
+                   "measured (each mean read on the baseline's strength curve); "
                    f"coarsest search's grid; 95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
                    f"resamples, seeded; verdict from whether the interval excludes 0 (no verdict under "
                    f"{_MIN_IMAGES} images)")
@@ -162,6 +176,23 @@ def _shift(name: str, model: str, baseline: str, ours: dict[str, float], theirs:
         verdict = _VERDICTS[0] if low > 1e-12 else _VERDICTS[1] if high < -1e-12 else _VERDICTS[2]
     return AugmentationShift(name, model, baseline, paired, count, round(base_mean, 4), round(model_mean, 4),
                              round(model_mean - base_mean, 4), interval, verdict, moved)
+
+
+def _in_severity(shift: AugmentationShift, analyses: dict[str, Analysis]) -> AugmentationShift:
+    """``shift`` with its means, shift and interval also in severity units (see AugmentationShift)."""
+    curve = next((a.curves[shift.augmentation] for a in (analyses[shift.baseline], analyses[shift.model])
+                  if a.curves[shift.augmentation].perceptual_strength is not None), None)
+    if curve is None:
+        return shift
+
+    def severity(intensity: float) -> float:
+        return curve.severity_at(min(1.0, max(0.0, intensity)))
+
+    base, model = severity(shift.baseline_mean), severity(shift.model_mean)
+    interval = None if shift.interval is None else tuple(
+        round(severity(shift.baseline_mean + bound) - base, 4) for bound in shift.interval)
+    return dataclasses.replace(shift, baseline_severity=round(base, 4), model_severity=round(model, 4),
+                               severity_shift=round(model - base, 4), severity_interval=interval)
 
 
 def _common_step(analyses: dict[str, Analysis]) -> float:
@@ -296,7 +327,7 @@ def compare(analyses: dict[str, Analysis | str | os.PathLike] | Sequence[Analysi
                 notes.append(f"{augmentation}: no image searched in both {baseline} and {model}")
             else:
                 comparison.shifts.append(shift)
-    comparison.shifts = _order_shifts(comparison.shifts)
+    comparison.shifts = _order_shifts([_in_severity(shift, loaded) for shift in comparison.shifts])
     if html_dir is not None:
         sources = _report_sources(loaded[baseline], images)
         comparison.page = _ComparePage(comparison, _output_folder(html_dir, "html_dir"), sources).write()
@@ -468,10 +499,12 @@ Made by augment.py {{ version }}.</p>
 
 <h2 id="summary">Verdicts, most improved and most regressed first</h2>
 <table><thead><tr><th>augmentation</th><th>model</th><th>verdict</th><th>shift</th><th>95 % CI</th>
+<th>shift in severity units</th>
 <th>mean first failure</th><th>images failing earlier, same, later</th><th>images</th></tr></thead><tbody>
 {% for s in comparison.shifts %}<tr><td><a href="#aug-{{ s.augmentation }}">{{ s.augmentation }}</a></td><td>{{ s.model }}</td>
 <td class="{{ s.verdict.split()[0] }}">{{ s.verdict }}</td><td>{{ "%+.3f"|format(s.shift) }}</td>
 <td>{% if s.interval %}[{{ "%+.3f"|format(s.interval[0]) }}, {{ "%+.3f"|format(s.interval[1]) }}]{% endif %}</td>
+<td class="severity">{% if s.severity_shift is not none %}{{ "%+.2f"|format(s.severity_shift) }}{% if s.severity_interval %}<br><small>[{{ "%+.2f"|format(s.severity_interval[0]) }}, {{ "%+.2f"|format(s.severity_interval[1]) }}]</small>{% endif %}<br><small>{{ "%.1f"|format(s.baseline_severity) }} &rarr; {{ "%.1f"|format(s.model_severity) }}</small>{% else %}-{% endif %}</td>
 <td>{{ "%.3f"|format(s.baseline_mean) }} &rarr; {{ "%.3f"|format(s.model_mean) }}</td><td>{{ s.moved_text() }}</td><td>{{ s.images }}</td></tr>
 {% endfor %}</tbody></table>
 

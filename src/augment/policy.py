@@ -75,6 +75,9 @@ class SamplingPolicy:
     realism: float | None = None  # where the limits came from (for people reading a policy file)
     model_id: str | None = None
     floors: dict[str, float] = field(default_factory=dict)  # smallest intensity drawn (default 0)
+    # the perceptual ceiling (ImageNet-C severity units) the limits were bounded by, for people reading
+    # a policy file; None: limits from the model alone (see ImageAugmenter's perceptual_ceiling)
+    severity_ceiling: float | None = None
 
     def __post_init__(self) -> None:
         for name, limit in self.limits.items():
@@ -102,6 +105,8 @@ class SamplingPolicy:
         object.__setattr__(self, "most", int(self.most))
         if self.realism is not None:
             object.__setattr__(self, "realism", _check_number(self.realism, "realism", -1.0, 1.0))
+        if self.severity_ceiling is not None:
+            object.__setattr__(self, "severity_ceiling", _check_number(self.severity_ceiling, "severity_ceiling", 0.0))
 
     @property
     def eligible(self) -> list[str]:
@@ -142,6 +147,7 @@ class SamplingPolicy:
         """The policy file's content: readable, one entry per augmentation (see :meth:`save`)."""
         return {"format": _POLICY_FORMAT, "version": _POLICY_VERSION, "catalogue_version": _CATALOGUE_VERSION,
                 "tool_version": __version__, "realism": self.realism, "model_id": self.model_id,
+                **({"severity_ceiling": self.severity_ceiling} if self.severity_ceiling is not None else {}),
                 "min_augmentations": self.fewest, "max_augmentations": self.most,
                 "augmentations": [{"name": name, "family": CATALOGUE[name].family,
                                    "min_intensity": self.floors.get(name, 0.0), "max_intensity": limit,
@@ -197,7 +203,8 @@ class SamplingPolicy:
             return cls({e.name: e.max_intensity for e in policy.augmentations},
                        {e.name: e.weight for e in policy.augmentations}, policy.min_augmentations,
                        policy.max_augmentations, policy.realism, policy.model_id,
-                       {e.name: e.min_intensity for e in policy.augmentations if e.min_intensity})
+                       {e.name: e.min_intensity for e in policy.augmentations if e.min_intensity},
+                       policy.severity_ceiling)
         except AugmentError as exc:
             raise AugmentError(f"{where}: {exc}") from None
 

@@ -29,8 +29,10 @@ from .images import (
     _view_mask,
 )
 from .labels import _LabelFormat, _move_with_pixels
+from .perceptual import SEVERITY_CALIBRATION
 from .pipeline import _ModelSpec
 from .rows import _KeptImages
+from .search import _STRENGTH_IMAGES
 from .stats import CurveSummary, _first_failures
 
 
@@ -96,6 +98,79 @@ def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Seq
     return "".join(parts)
 
 
+def _severity_ranking(analysis: Analysis, summaries: dict[str, CurveSummary]) -> list[dict]:
+    """Per augmentation with a perceptual strength: the severity at which half the images changed
+    output ("breaks"), or, where they never did, the severity at intensity 1 it survives; most
+    fragile first, then the survivors, strongest survived last."""
+    entries = []
+    for name, summary in summaries.items():
+        curve = analysis.curves[name]
+        if curve.perceptual_strength is None:
+            continue
+        breaks = curve.severity_at(summary.intensity_at_50)
+        entries.append({"name": name, "breaks": breaks, "survives": curve.perceptual_strength[-1],
+                        "intensity": summary.intensity_at_50})
+    return sorted(entries, key=lambda e: (e["breaks"] is None, e["breaks"] if e["breaks"] is not None
+                                          else -e["survives"], e["name"]))
+
+
+def _format_severity(curve: AugmentationCurve, intensity: float | None) -> str | None:
+    """An intensity of the summary in severity units ("beyond X" for never: X at intensity 1)."""
+    if curve.perceptual_strength is None:
+        return None
+    if intensity is None:
+        return f"> {curve.perceptual_strength[-1]:.1f}"
+    return f"{curve.severity_at(intensity):.1f}"
+
+
+def _severity_example(entries: Sequence[dict]) -> str | None:
+    """One sentence that reads the chart: the most fragile augmentation and the strongest survivor."""
+    broken = [e for e in entries if e["breaks"] is not None]
+    survived = [e for e in entries if e["breaks"] is None]
+    parts = []
+    if broken:
+        parts.append(f"the model breaks at severity {broken[0]['breaks']:.1f} under {broken[0]['name']}")
+    if survived:
+        strongest = max(survived, key=lambda e: e["survives"])
+        parts.append(f"survives severity {strongest['survives']:.1f} under {strongest['name']}")
+    return ("Here: " + " and ".join(parts) + ".") if parts else None
+
+
+def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int = 18) -> str:
+    """A horizontal bar per augmentation on one axis of ImageNet-C severity units: filled to where
+    the model breaks, outlined to what it survives where it never breaks."""
+    left, right, top = 150, 110, 22
+    axis = max(5.0, *(e["breaks"] or e["survives"] for e in entries)) if entries else 5.0
+    plot_w, height = width - left - right, top + row_height * len(entries) + 24
+
+    def x(value: float) -> float:
+        return left + min(value, axis) / axis * plot_w
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" class="plot" id="severity-chart">']
+    for tick in range(0, int(axis) + 1):
+        parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 4}" y2="{height - 20}" stroke="#ddd"/>'
+                     f'<text x="{x(tick):.1f}" y="{top - 8}" text-anchor="middle" font-size="10">{tick}</text>')
+    for k, entry in enumerate(entries):
+        y = top + k * row_height
+        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" font-size="11">{entry["name"]}</text>')
+        if entry["breaks"] is not None:
+            parts.append(f'<rect class="breaks" x="{left}" y="{y + 3}" width="{x(entry["breaks"]) - left:.1f}" '
+                         f'height="{row_height - 6}" fill="#d62728"><title>{entry["name"]}: half the outputs changed '
+                         f'at severity {entry["breaks"]:.1f}</title></rect>'
+                         f'<text x="{x(entry["breaks"]) + 4:.1f}" y="{y + 12}" font-size="10">breaks at '
+                         f'{entry["breaks"]:.1f}</text>')
+        else:
+            parts.append(f'<rect class="survives" x="{left}" y="{y + 3}" width="{x(entry["survives"]) - left:.1f}" '
+                         f'height="{row_height - 6}" fill="none" stroke="#2ca02c" stroke-width="1.5"><title>'
+                         f'{entry["name"]}: fewer than half the outputs changed up to intensity 1, severity '
+                         f'{entry["survives"]:.1f}</title></rect><text x="{x(entry["survives"]) + 4:.1f}" '
+                         f'y="{y + 12}" font-size="10">survives {entry["survives"]:.1f}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle" font-size="11">'
+                 f'ImageNet-C severity units (perceptual strength)</text></svg>')
+    return "".join(parts)
+
+
 _REPORT_TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -134,13 +209,24 @@ the changed-share, diff-error and accuracy curves come from the {{ grid_sample }
 <p>Intensity by which a share of the images changed the model's output (first-failure intensity);
 "safe" is the largest intensity by which at most 2 % changed; "&gt;1" means never within the range.
 Below each figure, its 95 % confidence interval: a percentile bootstrap over the images (2,000 resamples,
-seeded), so a threshold measured on few images shows how little it pins down.</p>
+seeded), so a threshold measured on few images shows how little it pins down.{% if severity_chart %} Under it, the
+same intensity in <a href="#severity">severity units</a>.{% endif %}</p>
 <table><thead><tr><th>augmentation</th><th>group</th><th>safe</th><th>10 %</th><th>50 %</th><th>90 %</th>
 <th>changed share and diff error vs intensity</th></tr></thead><tbody>
 {% for row in rows %}<tr><td><a href="#aug-{{ row.name }}">{{ row.name }}</a></td><td>{{ row.group }}</td>
-{% for key in ("safe", "q10", "q50", "q90") %}<td>{{ row[key] }}<br><small class="ci">{{ row[key + "_ci"] }}</small></td>{% endfor %}
+{% for key in ("safe", "q10", "q50", "q90") %}<td>{{ row[key] }}<br><small class="ci">{{ row[key + "_ci"] }}</small>{% if row[key + "_severity"] is not none %}<br><small class="severity">severity {{ row[key + "_severity"] }}</small>{% endif %}</td>{% endfor %}
 <td>{{ row.small_plot }}</td></tr>
 {% endfor %}</tbody></table>
+{% if severity_chart %}
+<h2 id="severity">Where the model breaks, on one perceptual scale</h2>
+<p>An intensity means something else for every augmentation; a <b>severity</b> does not: it is how different the
+augmented images look from the originals (1 - SSIM of their luminance plus their CIEDE2000 colour difference / 100,
+measured on {{ strength_images }} of the searched images), in the units of ImageNet-C's corruptions: 3.0 looks as
+strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}). Red: the severity at which half the
+outputs changed; outlined: augmentations that changed fewer than half up to intensity 1, and the severity they
+survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
+{{ severity_chart }}
+{% endif %}
 {% if classes %}
 <h2 id="by-class">By class: the intensity by which half of a class's images changed output</h2>
 <p>Per augmentation (rows) and class (columns, {{ class_source }}): the 50 % intensity of that class's images
@@ -431,6 +517,8 @@ class _ReportWriter:
             "q50": _format_intensity(marks[1][1]), "q90": _format_intensity(marks[2][1]),
             "safe_ci": summary.interval_text("safe_intensity"), "q10_ci": summary.interval_text("intensity_at_10"),
             "q50_ci": summary.interval_text("intensity_at_50"), "q90_ci": summary.interval_text("intensity_at_90"),
+            **{f"{key}_severity": _format_severity(curve, value) for key, value in (
+                ("safe", summary.safe_intensity), ("q10", marks[0][1]), ("q50", marks[1][1]), ("q90", marks[2][1]))},
             "has_labels": summary.label_accuracy is not None,
             "agreement": (f"{summary.adaptive_agreement:.0%}" if self.analysis.settings.get("grid_sample")
                           and summary.adaptive_agreement is not None else None),
@@ -509,6 +597,7 @@ class _ReportWriter:
 
     def _write_all(self) -> str:
         import jinja2
+        from markupsafe import Markup
 
         for folder in ("images", "frames", "gifs"):
             _own_folder(os.path.join(self.html_dir, folder))  # a planted link is replaced, not followed
@@ -518,7 +607,11 @@ class _ReportWriter:
         environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=_printable)
         settings = self.analysis.settings
         classes, class_rows = _class_table(self.analysis.by_class(summaries), list(summaries))
+        ranking = _severity_ranking(self.analysis, summaries)
         html = environment.from_string(_REPORT_TEMPLATE).render(
+            severity_chart=Markup(_severity_chart(ranking)) if ranking else None,
+            severity_example=_severity_example(ranking), strength_images=_STRENGTH_IMAGES,
+            calibration=SEVERITY_CALIBRATION,
             classes=classes, class_rows=class_rows,
             class_source="group_by of each label" if self.analysis.group_by is not None else "the labels",
             rows=rows, gallery=self.gallery(summaries), frames_json={r["name"]: r["frames"] for r in rows},

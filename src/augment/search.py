@@ -22,8 +22,9 @@ from .analysis import Analysis, _check_cache_path, _unwritable, load_analysis
 from .catalogue import CATALOGUE
 from .custom import _adopt, _custom_entries
 from .files import _lock_for_file
-from .helpers import AugmentError, _check_int
+from .helpers import AugmentError, _check_int, _derive_seed
 from .images import _check_labels, _check_readable, _Source, _sources
+from .perceptual import SEVERITY_CALIBRATION, perceptual_strength
 from .pipeline import (
     _POOL_MIN_RENDERS,
     _check_picklable,
@@ -232,6 +233,8 @@ class _SearchRun:
             finally:  # an interrupted search's report draws what it searched, too
                 if path is not None:
                     _keep_images(analysis, sources, path)
+            if _measure_strengths(analysis, sources, settings) and path is not None:
+                analysis.checkpoint(path, release=request.release_rows)
         if skipped := analysis.skipped:
             listed = "; ".join(item["reason"] for item in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
             warnings.warn(f"{len(skipped)} of {len(sources)} images skipped ({listed}). They are listed in "
@@ -446,6 +449,35 @@ def _keep_images(analysis: Analysis, sources: Sequence[_Source], path: str) -> N
     except (OSError, AugmentError, ValueError) as exc:
         warnings.warn(f"augment.py: could not keep copies of the searched arrays beside {path} ({exc}); the report "
                       f"and compare need them given again (images=...)", stacklevel=4)
+
+
+_STRENGTH_IMAGES = 4  # images a perceptual strength is measured on (the full-grid sample's first)
+
+
+def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings: _SearchSettings) -> bool:
+    """Each curve's perceptual strength (ImageNet-C severity units per grid intensity), for curves
+    that lack one or were measured on another calibration: on up to _STRENGTH_IMAGES searched images
+    (the full-grid sample first), rendered with the search's own seeds. Returns whether any curve
+    changed. A failure is a warning: the search's results stand without it."""
+    stale = analysis.settings.get("severity_calibration") != SEVERITY_CALIBRATION
+    todo = [name for name, curve in analysis.curves.items() if stale or curve.perceptual_strength is None]
+    usable = [k for k, record in enumerate(analysis.images) if not record.error and record.digest]
+    if not todo or not usable:
+        return False
+    sample = [k for k in analysis.settings.get("grid_sample") or [] if k in set(usable)]
+    chosen = (sample + [k for k in usable if k not in sample])[:_STRENGTH_IMAGES]
+    try:
+        images = [sources[k].load(settings.max_image_pixels) for k in chosen]
+        for name in todo:
+            seeds = [_derive_seed(settings.seed, analysis.images[k].digest, name) for k in chosen]
+            analysis.curves[name].perceptual_strength = perceptual_strength(images, name,
+                                                                            analysis.curves[name].intensities, seeds)
+    except (OSError, AugmentError, ValueError) as exc:
+        warnings.warn(f"augment.py: the perceptual strengths were not measured ({exc}); the report shows "
+                      f"intensities only", stacklevel=4)
+        return False
+    analysis.settings["severity_calibration"] = SEVERITY_CALIBRATION
+    return True
 
 
 def _merge_record(analysis: Analysis, index: int, output: str, label_error: float | None, error: str | None,

@@ -1,0 +1,140 @@
+"""One perceptual scale for every augmentation: how far an augmented image looks from its original,
+in ImageNet-C severity units, so that a boundary under Hue and one under blur can be compared, and
+realism can be bounded by what a person would call mild."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .catalogue import _apply_augmentation
+from .helpers import AugmentError
+
+# Distances are measured on copies area-resized to at most this many px on the short side: the
+# severity of a change is a property of the picture, not of its resolution, and SSIM plus
+# CIEDE2000 on 96 px cost about 2 ms where 224 px cost 12 ms.
+_WORK_SIDE = 96
+# CIEDE2000 of 100 is black against white, and 1 - SSIM of unrelated images is about 1: both terms
+# run from 0 to about 1, so neither decides alone.
+_COLOUR_SCALE = 100.0
+
+# The calibration: the mean perceptual distance of ImageNet-C's 15 corruptions (imagecorruptions)
+# at severities 1..5 on the reference photos, written by `python tools/calibrate_severity.py`
+# (which says how closely each corruption's own severities come back). Severity s lies where the
+# distance is SEVERITY_DISTANCES[s - 1]; between and beyond, linearly.
+SEVERITY_CALIBRATION = "imagenet-c 15 corruptions, 6 reference photos at 224 px, v1"
+SEVERITY_DISTANCES = (0.2289, 0.3244, 0.417, 0.5004, 0.5736)
+
+
+def _working_copy(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = _WORK_SIDE / min(height, width)
+    if scale >= 1.0:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
+    """How different two (H, W, 3) uint8 images of one size look: 1 - SSIM of their luminance
+    plus their mean CIEDE2000 colour difference / 100 (0: the same picture).
+
+    >>> image = np.full((16, 16, 3), 120, np.uint8)
+    >>> perceptual_distance(image, image)
+    0.0
+    """
+    from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
+    from skimage.metrics import structural_similarity
+
+    if original.shape != augmented.shape or original.ndim != 3 or original.shape[2] != 3:
+        raise AugmentError(f"perceptual_distance needs two (H, W, 3) images of one shape, got {original.shape} "
+                           f"and {augmented.shape}")
+    if np.array_equal(original, augmented):
+        return 0.0
+    a, b = _working_copy(original), _working_copy(augmented)
+    side = min(a.shape[:2])
+    if side >= 3:
+        window = min(7, side if side % 2 else side - 1)  # SSIM's window must fit the image and be odd
+        structure = 1.0 - structural_similarity(rgb2gray(a), rgb2gray(b), data_range=1.0, win_size=window)
+    else:  # too small for a window: the luminance difference alone
+        structure = float(np.abs(rgb2gray(a) - rgb2gray(b)).mean())
+    colour = float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean()) / _COLOUR_SCALE
+    return round(max(0.0, float(structure)) + colour, 6)
+
+
+def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_DISTANCES) -> float:
+    """A perceptual distance in ImageNet-C severity units: 0 at distance 0, s at the corruptions'
+    mean distance at severity s, linear between the points and beyond the last two.
+
+    >>> distance_to_severity(0.0), distance_to_severity(SEVERITY_DISTANCES[2])
+    (0.0, 3.0)
+    """
+    points = np.concatenate([[0.0], np.asarray(distances, dtype=float)])
+    if distance <= points[-1]:
+        return round(float(np.interp(distance, points, np.arange(len(points)))), 4)
+    slope = 1.0 / (points[-1] - points[-2])
+    return round(float(len(points) - 1 + (distance - points[-1]) * slope), 4)
+
+
+def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Sequence[float],
+                        seeds: Sequence[int]) -> list[float]:
+    """Per intensity, the severity of augmentation ``name`` on ``images`` (each rendered with its
+    seed, as the search renders it): the severity of the mean perceptual distance.
+
+    0 at intensity 0, and never lower at a larger intensity (a random draw can make one intensity
+    look closer than a smaller one; the strength keeps the largest so far, so that a ceiling in
+    severity units is one intensity).
+
+    >>> photo = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    >>> strength = perceptual_strength([photo], "GaussianBlur", [0.0, 0.5, 1.0], seeds=[0])
+    >>> strength[0], strength[1] <= strength[2]
+    (0.0, True)
+    """
+    if not images:
+        raise AugmentError("perceptual_strength needs at least one image")
+    strength, largest = [], 0.0
+    for intensity in intensities:
+        if intensity <= 0.0:
+            strength.append(0.0)
+            continue
+        mean = float(np.mean([perceptual_distance(image, _apply_augmentation(image, name, intensity, seed))
+                              for image, seed in zip(images, seeds)]))
+        largest = max(largest, distance_to_severity(mean))
+        strength.append(largest)
+    return strength
+
+
+def intensity_at_severity(strength: Sequence[float], intensities: Sequence[float], ceiling: float) -> float:
+    """The largest intensity whose strength stays at or below ``ceiling`` severity units,
+    interpolated between grid points (the strength is non-decreasing).
+
+    >>> intensity_at_severity([0.0, 1.0, 2.0, 4.0], [0.0, 0.25, 0.5, 1.0], 3.0)
+    0.75
+    """
+    if ceiling <= 0.0:
+        return 0.0
+    for k in range(1, len(strength)):
+        if strength[k] > ceiling:
+            low, high = strength[k - 1], strength[k]
+            share = (ceiling - low) / (high - low) if high > low else 0.0
+            return round(intensities[k - 1] + share * (intensities[k] - intensities[k - 1]), 6)
+    return float(intensities[-1])
+
+
+def severity_at_intensity(strength: Sequence[float], intensities: Sequence[float], intensity: float) -> float:
+    """The strength (severity units) at any intensity in [0, 1], interpolated on the grid."""
+    return round(float(np.interp(intensity, intensities, strength)), 4)
+
+
+def realism_severity_ceiling(realism: float) -> float:
+    """The perceptual ceiling of ``realism``, in ImageNet-C severity units: 3 - 2 x realism, so
+    realism 0.5 stays within severity 2 (mild), 0 within 3 (an average ImageNet-C corruption's
+    middle severity) and -0.5 within 4; realism 1 draws nothing either way.
+
+    >>> realism_severity_ceiling(0.5), realism_severity_ceiling(0), realism_severity_ceiling(-0.5)
+    (2.0, 3.0, 4.0)
+    """
+    return round(3.0 - 2.0 * realism, 6)
