@@ -152,7 +152,7 @@ if _RUN_AS_SCRIPT:
     __name__, __spec__ = _NAME, _SPEC
 
 
-__version__ = "0.3.0"  # 0.3: one generated file from src/augment/; rotated boxes compared with a range; no no-op draws
+__version__ = "0.4.0"  # 0.4: perceptual strengths (severity units); strategy "auto"; faster Superpixels, elastic
 
 __all__ = [
     "ALL_AUGMENTATIONS",
@@ -186,6 +186,7 @@ __all__ = [
     "clear_caches",
     "compare",
     "default_diff_error",
+    "distance_to_severity",
     "file_schema",
     "format_summary",
     "gradcam_frames",
@@ -193,7 +194,6 @@ __all__ = [
     "load_image",
     "main",
     "outputs_equal",
-    "distance_to_severity",
     "perceptual_distance",
     "perceptual_strength",
     "read_manifest",
@@ -2195,58 +2195,71 @@ def _custom_entries(names: Iterable[str]) -> tuple[Augmentation, ...]:
 # realism can be bounded by what a person would call mild.
 ###############################################################################
 
-# Distances are measured on copies area-resized to at most this many px on the short side: the
-# severity of a change is a property of the picture, not of its resolution, and SSIM plus
-# CIEDE2000 on 96 px cost about 2 ms where 224 px cost 12 ms.
+# Every image is compared on a copy resampled to exactly this many px on its short side (area
+# averaging down, bilinear up), so a severity does not depend on the image's resolution: an
+# augmentation's sizes are fractions of the short side, and the strength of a search renders it
+# on that copy. SSIM there and CIEDE2000 on a copy half that size cost about 1.4 ms per pair.
 _WORK_SIDE = 96
+_COLOUR_SIDE = 48
 # CIEDE2000 of 100 is black against white, and 1 - SSIM of unrelated images is about 1: both terms
 # run from 0 to about 1, so neither decides alone.
 _COLOUR_SCALE = 100.0
+_STRENGTH_POINTS = 11  # intensities 0, 0.1, ..., 1 are measured; a finer grid is interpolated
+_LONGEST = 1024  # px: the long side of a copy at most (a very long, thin image stays thinner than 96 px)
 
 # The calibration: the mean perceptual distance of ImageNet-C's 15 corruptions (imagecorruptions)
 # at severities 1..5 on the reference photos, written by `python tools/calibrate_severity.py`
 # (which says how closely each corruption's own severities come back). Severity s lies where the
 # distance is SEVERITY_DISTANCES[s - 1]; between and beyond, linearly.
-SEVERITY_CALIBRATION = "imagenet-c 15 corruptions, 6 reference photos at 224 px, v1"
-SEVERITY_DISTANCES = (0.2289, 0.3244, 0.417, 0.5004, 0.5736)
+SEVERITY_CALIBRATION = "imagenet-c 15 corruptions, 6 reference photos at 224 px, 96 px copies, v2"
+SEVERITY_DISTANCES = (0.2227, 0.3159, 0.4063, 0.487, 0.5589)
 
 
-def _working_copy(image: np.ndarray) -> np.ndarray:
+def _resampled(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` resized so that its short side is ``side`` px (the aspect ratio kept)."""
     import cv2
 
     height, width = image.shape[:2]
-    scale = _WORK_SIDE / min(height, width)
-    if scale >= 1.0:
+    scale = min(side / min(height, width), _LONGEST / max(height, width))  # a 1 x 4000 strip stays small
+    if scale == 1.0:
         return image
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """perceptual_distance of two working copies (short side _WORK_SIDE px)."""
+    from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
+    from skimage.metrics import structural_similarity
+
+    if np.array_equal(a, b):
+        return 0.0
+    side = min(a.shape[:2])
+    if side >= 3:
+        window = min(7, side if side % 2 else side - 1)  # SSIM's window must fit the copy and be odd
+        structure = 1.0 - structural_similarity(rgb2gray(a), rgb2gray(b), data_range=1.0, win_size=window)
+    else:  # a strip too thin for a window: the luminance difference alone
+        structure = float(np.abs(rgb2gray(a) - rgb2gray(b)).mean())
+    small_a, small_b = _resampled(a, _COLOUR_SIDE), _resampled(b, _COLOUR_SIDE)
+    colour = float(deltaE_ciede2000(rgb2lab(small_a), rgb2lab(small_b)).mean()) / _COLOUR_SCALE
+    return round(max(0.0, float(structure)) + colour, 6)
 
 
 def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
     """How different two (H, W, 3) uint8 images of one size look: 1 - SSIM of their luminance
-    plus their mean CIEDE2000 colour difference / 100 (0: the same picture).
+    plus their mean CIEDE2000 colour difference / 100 (0: the same picture), both on copies
+    resampled to 96 px on the short side (colour on a 48 px copy).
 
     >>> image = np.full((16, 16, 3), 120, np.uint8)
     >>> perceptual_distance(image, image)
     0.0
     """
-    from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
-    from skimage.metrics import structural_similarity
-
     if original.shape != augmented.shape or original.ndim != 3 or original.shape[2] != 3:
         raise AugmentError(f"perceptual_distance needs two (H, W, 3) images of one shape, got {original.shape} "
                            f"and {augmented.shape}")
     if np.array_equal(original, augmented):
         return 0.0
-    a, b = _working_copy(original), _working_copy(augmented)
-    side = min(a.shape[:2])
-    if side >= 3:
-        window = min(7, side if side % 2 else side - 1)  # SSIM's window must fit the image and be odd
-        structure = 1.0 - structural_similarity(rgb2gray(a), rgb2gray(b), data_range=1.0, win_size=window)
-    else:  # too small for a window: the luminance difference alone
-        structure = float(np.abs(rgb2gray(a) - rgb2gray(b)).mean())
-    colour = float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean()) / _COLOUR_SCALE
-    return round(max(0.0, float(structure)) + colour, 6)
+    return _distance(_resampled(original, _WORK_SIDE), _resampled(augmented, _WORK_SIDE))
 
 
 def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_DISTANCES) -> float:
@@ -2265,8 +2278,11 @@ def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_
 
 def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Sequence[float],
                         seeds: Sequence[int]) -> list[float]:
-    """Per intensity, the severity of augmentation ``name`` on ``images`` (each rendered with its
-    seed, as the search renders it): the severity of the mean perceptual distance.
+    """Per intensity, the severity of augmentation ``name`` on ``images``: each image's 96 px copy
+    rendered with its seed (an augmentation's sizes are fractions of the short side, so the copy
+    shows what the full image shows) and compared with the copy; the severity of the mean
+    distance. Measured at 0, 0.1, ..., 1 (or at ``intensities`` when they are fewer) and
+    interpolated between.
 
     0 at intensity 0, and never lower at a larger intensity (a random draw can make one intensity
     look closer than a smaller one; the strength keeps the largest so far, so that a ceiling in
@@ -2279,16 +2295,17 @@ def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Se
     """
     if not images:
         raise AugmentError("perceptual_strength needs at least one image")
+    copies = [_resampled(image, _WORK_SIDE) for image in images]
+    measured = sorted(set(intensities)) if len(set(intensities)) <= _STRENGTH_POINTS else [
+        k / (_STRENGTH_POINTS - 1) for k in range(_STRENGTH_POINTS)]
     strength, largest = [], 0.0
-    for intensity in intensities:
-        if intensity <= 0.0:
-            strength.append(0.0)
-            continue
-        mean = float(np.mean([perceptual_distance(image, _apply_augmentation(image, name, intensity, seed))
-                              for image, seed in zip(images, seeds)]))
-        largest = max(largest, distance_to_severity(mean))
+    for intensity in measured:
+        if intensity > 0.0:
+            mean = float(np.mean([_distance(copy, _apply_augmentation(copy, name, intensity, seed))
+                                  for copy, seed in zip(copies, seeds)]))
+            largest = max(largest, distance_to_severity(mean))
         strength.append(largest)
-    return strength
+    return [round(float(value), 4) for value in np.interp(intensities, measured, strength)]
 
 
 def intensity_at_severity(strength: Sequence[float], intensities: Sequence[float], ceiling: float) -> float:
@@ -3329,6 +3346,7 @@ class _SearchSettings:
     progress: bool
     describe: Callable[[Any], str] | None = None
     group_by: Callable[[Any], Any] | None = None
+    measure_strength: bool = True  # the perceptual strengths at the end of a search
 
     @functools.cached_property
     def label_form(self) -> _LabelFormat:
@@ -3915,7 +3933,7 @@ def _formats() -> Any:
         definition: str
         rows_since: str | None = None  # the first listed shard holding this augmentation's rows
         summary: dict | None = None  # derived; recomputed from the rows when it lacks a field
-        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4)
+        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4.0)
 
     class AnalysisIndex(BaseModel):
         """analysis.json, format 4: settings, per augmentation its definition and summary, and the
@@ -3956,7 +3974,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         rotate_method: str = "largest_box"
         strategy: str = "grid"
         grid_sample: list[int] | None = None
-        severity_calibration: str | None = None  # the perceptual scale its strengths are in (since 0.4)
+        severity_calibration: str | None = None  # the perceptual scale its strengths are in (since 0.4.0)
 
         @field_validator("intensities")
         @classmethod
@@ -3984,7 +4002,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         first_failure_output: list[str | None]
         last_success_view: list | None = None
         first_failure_view: list | None = None
-        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4)
+        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4.0)
 
     return SettingsEntry, ImageEntry, CurveEntry
 
@@ -4067,7 +4085,7 @@ def _policy_model() -> type:
         tool_version: str | None = None
         realism: float | None = None
         model_id: str | None = None
-        severity_ceiling: float | None = Field(None, ge=0)  # since 0.4: limits bounded by perception
+        severity_ceiling: float | None = Field(None, ge=0)  # since 0.4.0: limits bounded by perception
         min_augmentations: int = Field(ge=1)
         max_augmentations: int = Field(ge=1)
         augmentations: list[PolicyEntry] = Field(min_length=1)
@@ -5275,6 +5293,17 @@ _CURVE_COLUMNS = frozenset({"diff_errors", "label_errors", "last_success_output"
                             "last_success_view", "first_failure_view"})
 
 
+def _check_strength(strength: list[float] | None, intensities: Sequence[float], name: str, where: str) -> None:
+    """A stored perceptual strength is one non-negative, non-decreasing value per intensity."""
+    if strength is None:
+        return
+    if len(strength) != len(intensities) or any(value < 0 for value in strength) or any(
+            b < a for a, b in zip(strength, strength[1:])):
+        raise AugmentError(f"{where}: {name}'s perceptual_strength must be {len(intensities)} non-negative, "
+                           f"non-decreasing severities (one per intensity), got {strength[:8]}"
+                           + ("..." if len(strength) > 8 else ""))
+
+
 def _or_two(intensity: float | None) -> float:
     return 2.0 if intensity is None else intensity  # "never" sorts after every intensity
 
@@ -5460,6 +5489,8 @@ class Analysis:
         settings = {**data["settings"], **document.settings.model_dump(exclude_unset=True)}
         intensities, threshold = document.settings.intensities, document.settings.failure_threshold
         images = [ImageRecord(**record.model_dump()) for record in document.images]
+        for name, curve in document.augmentations.items():
+            _check_strength(curve.perceptual_strength, intensities, name, where)
         curves = {name: AugmentationCurve(name=name, intensities=intensities, failure_threshold=threshold,
                                           strategy=settings.get("strategy", "grid"), **curve.model_dump())
                   for name, curve in document.augmentations.items()}
@@ -5712,6 +5743,7 @@ class Analysis:
             first = files.index(since[key]) if since[key] is not None else 0
             columns = _ShardColumns(paths[first:], key, entry.definition, count, width, bool(settings.get("labels")),
                                     views)
+            _check_strength(entry.perceptual_strength, settings["intensities"], key, real)
             curves[key] = AugmentationCurve._from_shards(key, data["augmentations"][key], settings, columns)
         analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
         analysis._seen[real] = data["rows"]["shards"]  # as the file has them (what a save compares)
@@ -5897,6 +5929,20 @@ class _SearchRequest:
     images_per_shard: int | None
     images_in_flight: int | None
     release_rows: bool = False  # rows stay in the analysis file's shards, not in memory (see _Column)
+    auto: bool = False  # strategy="auto": a file searched before keeps the strategy it was searched with
+
+    def keep_strategy_of(self, analysis: Analysis) -> None:
+        """strategy="auto" over an analysis that holds results: its strategy and full-grid sample
+        (a search of a few augmentations more, or a subset, must not re-measure the rest, nor
+        relabel full rows as a guided sample)."""
+        stored = analysis.settings.get("strategy")
+        if not self.auto or stored not in ("grid", "guided") or stored == self.strategy:
+            return
+        if not any(curve.searched_count for curve in analysis.curves.values()):
+            return
+        self.strategy = stored
+        sample = analysis.settings.get("grid_sample") or []
+        self.full_grid = frozenset(range(len(self.sources))) if stored == "grid" else frozenset(sample)
 
     @classmethod
     def checked(cls, images: Any, labels: Any, step_size_percent: Any, analytics_cache: Any, strategy: Any,
@@ -5906,7 +5952,7 @@ class _SearchRequest:
         sources = _sources(images, "training_img_filenames")
         labels = _check_labels(labels, len(sources), "training_labels")
         step = _check_step(step_size_percent)
-        strategy = _resolved_strategy(strategy, len(sources) * augmentations)
+        requested, strategy = strategy, _resolved_strategy(strategy, len(sources) * augmentations)
         full_grid = frozenset(range(len(sources))) if strategy == "grid" else _grid_sample(len(sources), grid_sample,
                                                                                            seed, strategy)
         if executor is not None and not callable(getattr(executor, "submit", None)):
@@ -5914,7 +5960,7 @@ class _SearchRequest:
         request = cls(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
                       _check_int(num_workers, "num_workers", 0, allow_none=True), executor,
                       _check_int(images_per_shard, "images_per_shard", 1, allow_none=True),
-                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True))
+                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True), auto=requested == "auto")
         if rows_in_memory is not None and not isinstance(rows_in_memory, (bool, np.bool_)):
             raise AugmentError(f"rows_in_memory must be True, False or None (by size), got {rows_in_memory!r}")
         rows_in_memory = None if rows_in_memory is None else bool(rows_in_memory)
@@ -5990,6 +6036,7 @@ class _SearchRun:
         with _lock_for_file(path) if path is not None else contextlib.nullcontext():
             analysis = Analysis.resume_or_start(path, settings.fingerprint(sources, labels, request.step), settings,
                                                 sources, labels, request.step, request.release_rows)
+            request.keep_strategy_of(analysis)
             for curve in analysis.curves.values():
                 curve.failure_threshold, curve.strategy = settings.failure_threshold, request.strategy
             analysis.settings["strategy"], analysis.group_by = request.strategy, settings.group_by
@@ -6020,6 +6067,7 @@ class _SearchRun:
         holds the whole search, with no lock and nothing written; anything else is an error."""
         settings, request = self.settings, self.request
         cached = load_analysis(path)
+        request.keep_strategy_of(cached)
         fingerprint = settings.fingerprint(request.sources, request.labels, request.step)
         changed = [name for name in settings.augmentations
                    if name not in cached.curves or cached.curves[name].definition != CATALOGUE[name].definition]
@@ -6231,6 +6279,8 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
     that lack one or were measured on another calibration: on up to _STRENGTH_IMAGES searched images
     (the full-grid sample first), rendered with the search's own seeds. Returns whether any curve
     changed. A failure is a warning: the search's results stand without it."""
+    if not settings.measure_strength:
+        return False
     stale = analysis.settings.get("severity_calibration") != SEVERITY_CALIBRATION
     todo = [name for name, curve in analysis.curves.items() if stale or curve.perceptual_strength is None]
     usable = [k for k, record in enumerate(analysis.images) if not record.error and record.digest]
@@ -6248,7 +6298,7 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
         warnings.warn(f"augment.py: the perceptual strengths were not measured ({exc}); the report shows "
                       f"intensities only", stacklevel=4)
         return False
-    analysis.settings["severity_calibration"] = SEVERITY_CALIBRATION
+    analysis.settings["severity_calibration"], analysis.settings["severity_images"] = SEVERITY_CALIBRATION, len(chosen)
     return True
 
 
@@ -6495,7 +6545,7 @@ def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Seq
 def _severity_ranking(analysis: Analysis, summaries: dict[str, CurveSummary]) -> list[dict]:
     """Per augmentation with a perceptual strength: the severity at which half the images changed
     output ("breaks"), or, where they never did, the severity at intensity 1 it survives; most
-    fragile first, then the survivors, strongest survived last."""
+    fragile first, then the survivors, the strongest survived first."""
     entries = []
     for name, summary in summaries.items():
         curve = analysis.curves[name]
@@ -6542,7 +6592,8 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" class="plot" id="severity-chart">']
-    for tick in range(0, int(axis) + 1):
+    every = max(1, math.ceil(axis / 12))  # at most about a dozen ticks, however strong the strongest
+    for tick in range(0, int(axis) + 1, every):
         parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 4}" y2="{height - 20}" stroke="#ddd"/>'
                      f'<text x="{x(tick):.1f}" y="{top - 8}" text-anchor="middle" font-size="10">{tick}</text>')
     for k, entry in enumerate(entries):
@@ -6560,8 +6611,11 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
                          f'{entry["name"]}: fewer than half the outputs changed up to intensity 1, severity '
                          f'{entry["survives"]:.1f}</title></rect><text x="{x(entry["survives"]) + 4:.1f}" '
                          f'y="{y + 12}" font-size="10">survives {entry["survives"]:.1f}</text>')
+    if axis > 5:  # beyond ImageNet-C's strongest severity the scale is extrapolated: shaded
+        parts.append(f'<rect x="{x(5):.1f}" y="{top - 4}" width="{x(axis) - x(5):.1f}" height="{height - top - 16}" '
+                     f'fill="#000" fill-opacity="0.04"><title>beyond severity 5: extrapolated</title></rect>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle" font-size="11">'
-                 f'ImageNet-C severity units (perceptual strength)</text></svg>')
+                 f'ImageNet-C severity units (perceptual strength; shaded: beyond 5, extrapolated)</text></svg>')
     return "".join(parts)
 
 
@@ -6616,9 +6670,9 @@ same intensity in <a href="#severity">severity units</a>.{% endif %}</p>
 <p>An intensity means something else for every augmentation; a <b>severity</b> does not: it is how different the
 augmented images look from the originals (1 - SSIM of their luminance plus their CIEDE2000 colour difference / 100,
 measured on {{ strength_images }} of the searched images), in the units of ImageNet-C's corruptions: 3.0 looks as
-strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}). Red: the severity at which half the
-outputs changed; outlined: augmentations that changed fewer than half up to intensity 1, and the severity they
-survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
+strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}); beyond 5, ImageNet-C's strongest,
+the scale goes on linearly (extrapolated). Red: the severity at which half the outputs changed; outlined:
+augmentations that changed fewer than half up to intensity 1, and the severity they survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
 {{ severity_chart }}
 {% endif %}
 {% if classes %}
@@ -7004,8 +7058,9 @@ class _ReportWriter:
         ranking = _severity_ranking(self.analysis, summaries)
         html = environment.from_string(_REPORT_TEMPLATE).render(
             severity_chart=Markup(_severity_chart(ranking)) if ranking else None,
-            severity_example=_severity_example(ranking), strength_images=_STRENGTH_IMAGES,
-            calibration=SEVERITY_CALIBRATION,
+            severity_example=_severity_example(ranking),
+            strength_images=settings.get("severity_images") or f"up to {_STRENGTH_IMAGES}",
+            calibration=settings.get("severity_calibration") or SEVERITY_CALIBRATION,
             classes=classes, class_rows=class_rows,
             class_source="group_by of each label" if self.analysis.group_by is not None else "the labels",
             rows=rows, gallery=self.gallery(summaries), frames_json={r["name"]: r["frames"] for r in rows},
@@ -7132,7 +7187,7 @@ class Comparison:
 _COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step) on the "
                    "coarsest search's grid, also in ImageNet-C severity units where a perceptual strength was "
                    "measured (each mean read on the baseline's strength curve); "
-                   f"coarsest search's grid; 95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
+                   f"95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
                    f"resamples, seeded; verdict from whether the interval excludes 0 (no verdict under "
                    f"{_MIN_IMAGES} images)")
 
@@ -7645,9 +7700,10 @@ class SamplingPolicy:
             pick = int(pool[int(cdf.searchsorted(rng.random(), side="right"))])
             chosen.append(pick)
             open_ &= families != families[pick]
+        # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
         steps = [(names[k], max(1e-6, round(floors[k] + (limits[k] - floors[k]) * int(rng.integers(
             0 if floors[k] > 0 else 1, _LEVELS + 1)) / _LEVELS, 6))) for k in chosen]
-        return steps, int(rng.integers(2**31 - 1))  # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
+        return steps, int(rng.integers(2**31 - 1))
 
     @functools.cached_property
     def _table(self) -> tuple[list[str], np.ndarray, np.ndarray, list[float], list[float]]:
@@ -8498,7 +8554,9 @@ class ImageAugmenter:
     ``perceptual_ceiling``: realism's limits also stop where an augmentation looks stronger
     than ``realism_severity_ceiling(realism)`` ImageNet-C severity units (realism 0.5: 2), so
     a mild realism stays mild where the model never fails (needs the analysis' perceptual
-    strengths; off by default until the retraining study has compared both).
+    strengths; geometric augmentations keep the model's limits; off by default until the
+    retraining study has compared both). ``perceptual_strength``: False skips measuring the
+    strengths at the end of a search (about 0.1 s per augmentation).
 
     >>> augmenter = ImageAugmenter(lambda imgs: [int(i.mean() > 127) for i in imgs], batch_size=32)
     >>> augmenter.augmentations[:3]
@@ -8526,6 +8584,7 @@ class ImageAugmenter:
         describe: Callable[[Any], str] | None = None,
         group_by: Callable[[Any], Any] | None = None,
         perceptual_ceiling: bool = False,
+        perceptual_strength: bool = True,
     ):
         for name, value in (("my_predict", my_predict), ("diff_error", diff_error), ("describe", describe),
                             ("predict_factory", predict_factory), ("group_by", group_by)):
@@ -8548,7 +8607,11 @@ class ImageAugmenter:
         label_format = _normal_label_format(label_format)  # checked before any long work
         self.my_predict, self.predict_factory, self.diff_error = my_predict, predict_factory, diff_error
         self.label_format, self.rotate_method, self.describe = label_format, rotate_method, describe
+        for name, value in (("perceptual_ceiling", perceptual_ceiling), ("perceptual_strength", perceptual_strength)):
+            if not isinstance(value, bool):
+                raise AugmentError(f"{name} must be True or False, got {value!r}")
         self.group_by, self.perceptual_ceiling = group_by, bool(perceptual_ceiling)
+        self.measure_strength = bool(perceptual_strength)
         self.seed = _check_int(seed, "seed", -2**63)
         self.batch_size = _check_int(batch_size, "batch_size", 1, allow_none=True)
         self.max_image_pixels = _check_int(max_image_pixels, "max_image_pixels", 1, allow_none=True)
@@ -8638,7 +8701,8 @@ class ImageAugmenter:
     def _settings(self) -> _SearchSettings:
         return _SearchSettings(tuple(self.augmentations), self.seed, self.failure_threshold, self.label_format,
                                self.rotate_method, self.model_id, self.max_image_pixels, self.batch_size or 64,
-                               self.checkpoint_seconds, self.progress, self.describe, self.group_by)
+                               self.checkpoint_seconds, self.progress, self.describe, self.group_by,
+                               self.measure_strength)
 
     def _use(self, analysis: Analysis, path: str | None, sources: list[_Source] | None = None) -> None:
         self.analysis, self.analysis_path, self._searched = analysis, path, sources
@@ -8742,7 +8806,9 @@ class ImageAugmenter:
     def _realism_limit(self, curve: AugmentationCurve, realism: float) -> float:
         """The realism rule's limit (model-based), under the perceptual ceiling when it is on."""
         limit = realism_max_intensity(realism, curve.onset_intensity, curve.failure_intensity)
-        if not self.perceptual_ceiling:
+        if not self.perceptual_ceiling or CATALOGUE[curve.name].geometric:
+            # a distance that compares pixels in place calls a 10 degree rotation or a small crop a
+            # severe change: geometric augmentations keep the model's limits
             return limit
         if curve.perceptual_strength is None:
             raise AugmentError(f"perceptual_ceiling needs the analysis' perceptual strengths, and {curve.name} has "
@@ -9148,7 +9214,8 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
                           label_format=label_format, seed=args.seed, batch_size=args.batch_size,
                           predict_input=args.predict_input, failure_threshold=args.failure_threshold,
                           on_error=args.on_error, max_image_pixels=args.max_image_pixels, model_id=args.model_id,
-                          rotate_method=args.rotate_method)
+                          rotate_method=args.rotate_method,
+                          perceptual_ceiling=bool(getattr(args, "perceptual_ceiling", False)))
 
 
 def _inputs(args: argparse.Namespace) -> tuple[list[str], list | None]:
@@ -9254,9 +9321,14 @@ def _command_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+_CEILING_HELP = ("bound realism's limits by 3 - 2 x realism ImageNet-C severity units too (the analysis' perceptual "
+                 "strengths; geometric augmentations keep the model's limits)")
+
+
 def _command_policy(args: argparse.Namespace) -> int:
     custom = _registered_from(args)
-    augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS + custom)
+    augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS + custom,
+                               perceptual_ceiling=args.perceptual_ceiling)
     augmenter.load_analysis(args.cache)
     missing = [name for name in augmenter.augmentations if name not in augmenter.analysis.curves]
     if args.augmentations and missing:
@@ -9265,7 +9337,9 @@ def _command_policy(args: argparse.Namespace) -> int:
     policy = augmenter._drawable_policy(args.realism, args.min_augmentations, args.max_augmentations)
     policy.save(args.out)
     limits = ", ".join(f"{name} {limit:g}" for name, limit in policy.limits.items())
-    print(f"policy written to {args.out} (realism {args.realism:g}; largest intensities: {limits})")
+    ceiling = ("" if policy.severity_ceiling is None else
+               f", perceptual ceiling: severity {policy.severity_ceiling:g}")
+    print(f"policy written to {args.out} (realism {args.realism:g}{ceiling}; largest intensities: {limits})")
     return 0
 
 
@@ -9389,6 +9463,7 @@ def _parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--min-diff-error", type=float, default=0.0)
     synthesize.add_argument("--max-diff-error", type=float, default=1.0)
     synthesize.add_argument("--output-dir", default="generated")
+    synthesize.add_argument("--perceptual-ceiling", action="store_true", help=_CEILING_HELP)
     synthesize.set_defaults(run=_command_synthesize)
 
     policy = commands.add_parser("policy", help="save the sampling policy at a realism (for a training transform)")
@@ -9399,6 +9474,7 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("--min-augmentations", type=int, default=3)
     policy.add_argument("--max-augmentations", type=int, default=8)
     policy.add_argument("--out", default="policy.json", help="policy file to write (default: %(default)s)")
+    policy.add_argument("--perceptual-ceiling", action="store_true", help=_CEILING_HELP)
     policy.set_defaults(run=_command_policy)
 
     comparing = commands.add_parser("compare", help="compare analyses of two or more models (baseline first)")

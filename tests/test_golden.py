@@ -7,7 +7,7 @@ the training transform reuses built transforms), the analyses were not until iss
 derived fields to their summaries (bootstrap intervals, none for these four images; the per-class
 breakdown) and each image's pixel digest (every other byte unchanged, checked before writing them
 again), and again when issue 28 added each augmentation's perceptual strength and the analysis'
-severity calibration (every other field equal, checked before writing). A change that is
+severity calibration, and with version 0.4.0 (every other field equal, checked before writing). A change that is
 meant to change these files regenerates them with ``python tests/test_golden.py --write`` and
 says why in its commit; any other change must leave them as they are.
 """

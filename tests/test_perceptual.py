@@ -42,9 +42,9 @@ def test_every_augmentation_is_zero_at_zero_and_grows_with_its_intensity(name):
     photos = natural_images((48, 64))[:2]
     grid = [k / 10 for k in range(11)]
     strength = augment.perceptual_strength(photos, name, grid, [1, 2])
-    assert strength[0] == 0.0 and all(a <= b for a, b in zip(strength, strength[1:]))
-    assert strength[-1] > 0.2, strength  # on photos every augmentation changes something
-    # the raw means, before the running maximum, rise too (a dip means a non-monotone definition)
+    assert strength[0] == 0.0 and strength[-1] > 0.2, strength  # on photos every augmentation changes something
+    # the raw means (the strength keeps a running maximum of them) rise too: a dip means a
+    # non-monotone definition
     raw = [np.mean([augment.perceptual_distance(p, augment.augment_image(p, name, t, s)) for p, s in
                     zip(photos, [1, 2])]) for t in grid]
     dips = [a - b for a, b in zip(raw, raw[1:]) if b < a]
@@ -52,6 +52,21 @@ def test_every_augmentation_is_zero_at_zero_and_grows_with_its_intensity(name):
 
 
 SEARCHED: dict = {}
+
+
+def test_a_severity_belongs_to_the_picture_not_to_its_resolution():
+    # every picture is compared (and the strength rendered) on a copy 96 px on its short side: the same
+    # photo at 3000 px or at 100 px looks as strong under an augmentation whose sizes are fractions of the
+    # side (a picture under 96 px is scaled up: it has less fine detail to lose, and reads milder)
+    import cv2
+
+    photo = natural_images((384, 512))[1]
+    smaller = [cv2.resize(photo, (512 // k, 384 // k), interpolation=cv2.INTER_AREA) for k in (2, 4)]
+    for name in ("GaussianBlur", "Brighten", "Hue", "Downscale", "SafeRotate"):
+        strengths = [augment.perceptual_strength([image], name, [0.0, 0.3, 0.6], [1]) for image in [photo] + smaller]
+        assert all(np.allclose(strengths[0], other, atol=0.05) for other in strengths[1:]), (name, strengths)
+    # before the copies were resampled to one size, 224 and 96 px pictures of one scene read 4.3 and 0.8
+    # under one blur: now a 4 x smaller file of the same picture reads what the large one reads
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +138,8 @@ def test_realism_with_the_perceptual_ceiling_never_draws_beyond_it_on_the_digits
         severities = []
         for _ in range(1500):
             transform(image)
-            severities += [analysis.curves[name].severity_at(t) for name, t in transform.params["steps"]]
+            severities += [analysis.curves[name].severity_at(t) for name, t in transform.params["steps"]
+                           if not augment.CATALOGUE[name].geometric]  # those keep the model's limits (below)
         return severities
 
     for realism, ceiling in ((0.5, 2.0), (0.0, 3.0)):
@@ -131,9 +147,12 @@ def test_realism_with_the_perceptual_ceiling_never_draws_beyond_it_on_the_digits
         assert max(drawn_severities(bounded, realism)) <= ceiling + 1e-3, realism
     # the control: without the ceiling, realism 0.5 draws far stronger changes where the CNN never fails
     assert max(drawn_severities(free, 0.5)) > 4.0
-    # the model-based limit still applies where it is lower; realism 1 still draws nothing
+    # the model-based limit still applies where it is lower, geometric augmentations keep it (a distance
+    # that compares pixels in place calls a small rotation severe); realism 1 still draws nothing
     limits, free_limits = bounded.intensity_limits(0.5), free.intensity_limits(0.5)
     assert all(limits[name] <= free_limits[name] for name in limits)
+    assert all(limits[name] == free_limits[name] for name in limits if augment.CATALOGUE[name].geometric)
+    assert any(limits[name] < free_limits[name] for name in limits)
     assert all(limit == 0.0 for limit in bounded.intensity_limits(1.0).values())
     # the policy file records the ceiling; a policy file without one (every earlier file) loads unchanged
     policy = bounded.sampling_policy(0.5)
@@ -145,6 +164,27 @@ def test_realism_with_the_perceptual_ceiling_never_draws_beyond_it_on_the_digits
     del document["severity_ceiling"]
     assert augment.SamplingPolicy.from_json(document).severity_ceiling is None
     assert free.sampling_policy(0.5).severity_ceiling is None
+    # the command line writes the same policy
+    result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "policy", "--cache", str(digits_search),
+                             "--realism", "0.5", "--perceptual-ceiling", "--out", str(tmp_path / "cli.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "perceptual ceiling: severity 2" in result.stdout
+    assert augment.SamplingPolicy.load(tmp_path / "cli.json").limits == policy.limits
+    with pytest.raises(augment.AugmentError, match="perceptual_ceiling must be True or False"):
+        augment.ImageAugmenter(perceptual_ceiling="no")
+
+
+def test_a_damaged_strength_in_an_analysis_file_is_named(digits_search, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(digits_search.parent, folder)
+    document = json.loads((folder / "analysis.json").read_text())
+    document["augmentations"]["Hue"]["perceptual_strength"] = [0.0, 2.0, 1.0]
+    (folder / "analysis.json").write_text(json.dumps(document))
+    with pytest.raises(augment.AugmentError, match="Hue's perceptual_strength must be 21 non-negative"):
+        augment.load_analysis(folder / "analysis.json")
 
 
 def test_the_command_line_summary_and_compare_speak_severity(digits_search, tmp_path):
@@ -160,9 +200,19 @@ def test_the_command_line_summary_and_compare_speak_severity(digits_search, tmp_
                              str(digits_search), "--names", "before", "after"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "severity shift" in result.stdout.splitlines()[0]
-    comparison = augment.compare({"before": digits_search, "after": digits_search})
+    # against a model that never changes its answer: every shift is up to intensity 1 (never = 1 + step)
+    never = augment.ImageAugmenter(lambda images: [0] * len(images), batch_size=256, progress=False)
+    files = sorted(str(p) for p in digits_search.parent.glob("*.png"))
+    robust = never.search_randomization_boundaries(files, None, 0.05, tmp_path / "never.json")
+    comparison = augment.compare({"before": digits_search, "after": robust})
     shift = next(s for s in comparison.shifts if s.augmentation == "SafeRotate")
-    assert shift.severity_shift == 0.0 and shift.baseline_severity == curve.severity_at(shift.baseline_mean)
+    assert shift.model_mean == 1.05 and shift.shift > 0.3
+    assert shift.baseline_severity == pytest.approx(curve.severity_at(shift.baseline_mean), abs=1e-3)
+    assert shift.model_severity == pytest.approx(curve.perceptual_strength[-1], abs=1e-3)
+    assert shift.severity_shift == pytest.approx(shift.model_severity - shift.baseline_severity, abs=1e-3)
+    assert shift.severity_shift > 0
+    low, high = shift.severity_interval
+    assert low <= shift.severity_shift <= high
 
 
 @pytest.mark.browser

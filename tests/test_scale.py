@@ -170,6 +170,23 @@ def test_the_default_strategy_is_the_grid_for_small_searches_and_guided_from_200
     assert auto_model.calls <= 0.25 * grid_model.calls  # the originals, the sample, ~3 per other pair
 
 
+def test_an_auto_search_over_a_file_keeps_the_strategy_it_was_searched_with(tmp_path):
+    images = uniform_images([int(v) for v in np.linspace(0, 255, 1000)], (8, 8))
+    path = tmp_path / "analysis.json"
+    first = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.05, path)
+    assert first.settings["strategy"] == "guided"  # 2 x 1000 pairs
+    # one augmentation more would be 1,000 pairs (grid) on its own: the file's strategy is kept, nothing
+    # searched is measured again, and the new augmentation is searched the guided way
+    model = BrightnessModel()
+    more = make(model, augmentations=["Brighten", "Darken", "Contrast"]).search_randomization_boundaries(
+        images, None, 0.05, path)
+    assert more.settings["strategy"] == "guided" and more.settings["grid_sample"] == first.settings["grid_sample"]
+    assert model.calls < 0.25 * len(images) * 21
+    subset = BrightnessModel()
+    again = make(subset, augmentations=["Brighten"]).search_randomization_boundaries(images, None, 0.05, path)
+    assert subset.calls == 0 and again.settings["strategy"] == "guided"
+
+
 def test_guided_goes_on_after_a_block_whose_images_are_all_unreadable(tmp_path):
     files = write_pngs(tmp_path / "imgs", uniform_images(VALUES * 3))
     for path in files[:8]:  # the whole first block (no full-grid sample)

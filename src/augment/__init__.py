@@ -70,7 +70,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.3.0"  # 0.3: one generated file from src/augment/; rotated boxes compared with a range; no no-op draws
+__version__ = "0.4.0"  # 0.4: perceptual strengths (severity units); strategy "auto"; faster Superpixels, elastic
 
 __all__ = [
     "ALL_AUGMENTATIONS",
@@ -104,6 +104,7 @@ __all__ = [
     "clear_caches",
     "compare",
     "default_diff_error",
+    "distance_to_severity",
     "file_schema",
     "format_summary",
     "gradcam_frames",
@@ -111,7 +112,6 @@ __all__ = [
     "load_image",
     "main",
     "outputs_equal",
-    "distance_to_severity",
     "perceptual_distance",
     "perceptual_strength",
     "read_manifest",

@@ -343,6 +343,17 @@ _CURVE_COLUMNS = frozenset({"diff_errors", "label_errors", "last_success_output"
                             "last_success_view", "first_failure_view"})
 
 
+def _check_strength(strength: list[float] | None, intensities: Sequence[float], name: str, where: str) -> None:
+    """A stored perceptual strength is one non-negative, non-decreasing value per intensity."""
+    if strength is None:
+        return
+    if len(strength) != len(intensities) or any(value < 0 for value in strength) or any(
+            b < a for a, b in zip(strength, strength[1:])):
+        raise AugmentError(f"{where}: {name}'s perceptual_strength must be {len(intensities)} non-negative, "
+                           f"non-decreasing severities (one per intensity), got {strength[:8]}"
+                           + ("..." if len(strength) > 8 else ""))
+
+
 def _or_two(intensity: float | None) -> float:
     return 2.0 if intensity is None else intensity  # "never" sorts after every intensity
 
@@ -528,6 +539,8 @@ class Analysis:
         settings = {**data["settings"], **document.settings.model_dump(exclude_unset=True)}
         intensities, threshold = document.settings.intensities, document.settings.failure_threshold
         images = [ImageRecord(**record.model_dump()) for record in document.images]
+        for name, curve in document.augmentations.items():
+            _check_strength(curve.perceptual_strength, intensities, name, where)
         curves = {name: AugmentationCurve(name=name, intensities=intensities, failure_threshold=threshold,
                                           strategy=settings.get("strategy", "grid"), **curve.model_dump())
                   for name, curve in document.augmentations.items()}
@@ -780,6 +793,7 @@ class Analysis:
             first = files.index(since[key]) if since[key] is not None else 0
             columns = _ShardColumns(paths[first:], key, entry.definition, count, width, bool(settings.get("labels")),
                                     views)
+            _check_strength(entry.perceptual_strength, settings["intensities"], key, real)
             curves[key] = AugmentationCurve._from_shards(key, data["augmentations"][key], settings, columns)
         analysis = cls(fingerprint=document.fingerprint, settings=settings, images=records, curves=curves)
         analysis._seen[real] = data["rows"]["shards"]  # as the file has them (what a save compares)

@@ -221,7 +221,8 @@ def _augmenter_from_args(args: argparse.Namespace) -> ImageAugmenter:
                           label_format=label_format, seed=args.seed, batch_size=args.batch_size,
                           predict_input=args.predict_input, failure_threshold=args.failure_threshold,
                           on_error=args.on_error, max_image_pixels=args.max_image_pixels, model_id=args.model_id,
-                          rotate_method=args.rotate_method)
+                          rotate_method=args.rotate_method,
+                          perceptual_ceiling=bool(getattr(args, "perceptual_ceiling", False)))
 
 
 def _inputs(args: argparse.Namespace) -> tuple[list[str], list | None]:
@@ -327,9 +328,14 @@ def _command_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+_CEILING_HELP = ("bound realism's limits by 3 - 2 x realism ImageNet-C severity units too (the analysis' perceptual "
+                 "strengths; geometric augmentations keep the model's limits)")
+
+
 def _command_policy(args: argparse.Namespace) -> int:
     custom = _registered_from(args)
-    augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS + custom)
+    augmenter = ImageAugmenter(augmentations=args.augmentations or ALL_AUGMENTATIONS + custom,
+                               perceptual_ceiling=args.perceptual_ceiling)
     augmenter.load_analysis(args.cache)
     missing = [name for name in augmenter.augmentations if name not in augmenter.analysis.curves]
     if args.augmentations and missing:
@@ -338,7 +344,9 @@ def _command_policy(args: argparse.Namespace) -> int:
     policy = augmenter._drawable_policy(args.realism, args.min_augmentations, args.max_augmentations)
     policy.save(args.out)
     limits = ", ".join(f"{name} {limit:g}" for name, limit in policy.limits.items())
-    print(f"policy written to {args.out} (realism {args.realism:g}; largest intensities: {limits})")
+    ceiling = ("" if policy.severity_ceiling is None else
+               f", perceptual ceiling: severity {policy.severity_ceiling:g}")
+    print(f"policy written to {args.out} (realism {args.realism:g}{ceiling}; largest intensities: {limits})")
     return 0
 
 
@@ -462,6 +470,7 @@ def _parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--min-diff-error", type=float, default=0.0)
     synthesize.add_argument("--max-diff-error", type=float, default=1.0)
     synthesize.add_argument("--output-dir", default="generated")
+    synthesize.add_argument("--perceptual-ceiling", action="store_true", help=_CEILING_HELP)
     synthesize.set_defaults(run=_command_synthesize)
 
     policy = commands.add_parser("policy", help="save the sampling policy at a realism (for a training transform)")
@@ -472,6 +481,7 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("--min-augmentations", type=int, default=3)
     policy.add_argument("--max-augmentations", type=int, default=8)
     policy.add_argument("--out", default="policy.json", help="policy file to write (default: %(default)s)")
+    policy.add_argument("--perceptual-ceiling", action="store_true", help=_CEILING_HELP)
     policy.set_defaults(run=_command_policy)
 
     comparing = commands.add_parser("compare", help="compare analyses of two or more models (baseline first)")

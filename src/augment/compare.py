@@ -129,7 +129,7 @@ class Comparison:
 _COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step) on the "
                    "coarsest search's grid, also in ImageNet-C severity units where a perceptual strength was "
                    "measured (each mean read on the baseline's strength curve); "
-                   f"coarsest search's grid; 95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
+                   f"95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
                    f"resamples, seeded; verdict from whether the interval excludes 0 (no verdict under "
                    f"{_MIN_IMAGES} images)")
 

@@ -55,7 +55,7 @@ def _formats() -> Any:
         definition: str
         rows_since: str | None = None  # the first listed shard holding this augmentation's rows
         summary: dict | None = None  # derived; recomputed from the rows when it lacks a field
-        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4)
+        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4.0)
 
     class AnalysisIndex(BaseModel):
         """analysis.json, format 4: settings, per augmentation its definition and summary, and the
@@ -96,7 +96,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         rotate_method: str = "largest_box"
         strategy: str = "grid"
         grid_sample: list[int] | None = None
-        severity_calibration: str | None = None  # the perceptual scale its strengths are in (since 0.4)
+        severity_calibration: str | None = None  # the perceptual scale its strengths are in (since 0.4.0)
 
         @field_validator("intensities")
         @classmethod
@@ -124,7 +124,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         first_failure_output: list[str | None]
         last_success_view: list | None = None
         first_failure_view: list | None = None
-        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4)
+        perceptual_strength: list[float] | None = None  # severity units per intensity (since 0.4.0)
 
     return SettingsEntry, ImageEntry, CurveEntry
 
@@ -207,7 +207,7 @@ def _policy_model() -> type:
         tool_version: str | None = None
         realism: float | None = None
         model_id: str | None = None
-        severity_ceiling: float | None = Field(None, ge=0)  # since 0.4: limits bounded by perception
+        severity_ceiling: float | None = Field(None, ge=0)  # since 0.4.0: limits bounded by perception
         min_augmentations: int = Field(ge=1)
         max_augmentations: int = Field(ge=1)
         augmentations: list[PolicyEntry] = Field(min_length=1)

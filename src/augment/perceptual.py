@@ -11,58 +11,71 @@ import numpy as np
 from .catalogue import _apply_augmentation
 from .helpers import AugmentError
 
-# Distances are measured on copies area-resized to at most this many px on the short side: the
-# severity of a change is a property of the picture, not of its resolution, and SSIM plus
-# CIEDE2000 on 96 px cost about 2 ms where 224 px cost 12 ms.
+# Every image is compared on a copy resampled to exactly this many px on its short side (area
+# averaging down, bilinear up), so a severity does not depend on the image's resolution: an
+# augmentation's sizes are fractions of the short side, and the strength of a search renders it
+# on that copy. SSIM there and CIEDE2000 on a copy half that size cost about 1.4 ms per pair.
 _WORK_SIDE = 96
+_COLOUR_SIDE = 48
 # CIEDE2000 of 100 is black against white, and 1 - SSIM of unrelated images is about 1: both terms
 # run from 0 to about 1, so neither decides alone.
 _COLOUR_SCALE = 100.0
+_STRENGTH_POINTS = 11  # intensities 0, 0.1, ..., 1 are measured; a finer grid is interpolated
+_LONGEST = 1024  # px: the long side of a copy at most (a very long, thin image stays thinner than 96 px)
 
 # The calibration: the mean perceptual distance of ImageNet-C's 15 corruptions (imagecorruptions)
 # at severities 1..5 on the reference photos, written by `python tools/calibrate_severity.py`
 # (which says how closely each corruption's own severities come back). Severity s lies where the
 # distance is SEVERITY_DISTANCES[s - 1]; between and beyond, linearly.
-SEVERITY_CALIBRATION = "imagenet-c 15 corruptions, 6 reference photos at 224 px, v1"
-SEVERITY_DISTANCES = (0.2289, 0.3244, 0.417, 0.5004, 0.5736)
+SEVERITY_CALIBRATION = "imagenet-c 15 corruptions, 6 reference photos at 224 px, 96 px copies, v2"
+SEVERITY_DISTANCES = (0.2227, 0.3159, 0.4063, 0.487, 0.5589)
 
 
-def _working_copy(image: np.ndarray) -> np.ndarray:
+def _resampled(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` resized so that its short side is ``side`` px (the aspect ratio kept)."""
     import cv2
 
     height, width = image.shape[:2]
-    scale = _WORK_SIDE / min(height, width)
-    if scale >= 1.0:
+    scale = min(side / min(height, width), _LONGEST / max(height, width))  # a 1 x 4000 strip stays small
+    if scale == 1.0:
         return image
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """perceptual_distance of two working copies (short side _WORK_SIDE px)."""
+    from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
+    from skimage.metrics import structural_similarity
+
+    if np.array_equal(a, b):
+        return 0.0
+    side = min(a.shape[:2])
+    if side >= 3:
+        window = min(7, side if side % 2 else side - 1)  # SSIM's window must fit the copy and be odd
+        structure = 1.0 - structural_similarity(rgb2gray(a), rgb2gray(b), data_range=1.0, win_size=window)
+    else:  # a strip too thin for a window: the luminance difference alone
+        structure = float(np.abs(rgb2gray(a) - rgb2gray(b)).mean())
+    small_a, small_b = _resampled(a, _COLOUR_SIDE), _resampled(b, _COLOUR_SIDE)
+    colour = float(deltaE_ciede2000(rgb2lab(small_a), rgb2lab(small_b)).mean()) / _COLOUR_SCALE
+    return round(max(0.0, float(structure)) + colour, 6)
 
 
 def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
     """How different two (H, W, 3) uint8 images of one size look: 1 - SSIM of their luminance
-    plus their mean CIEDE2000 colour difference / 100 (0: the same picture).
+    plus their mean CIEDE2000 colour difference / 100 (0: the same picture), both on copies
+    resampled to 96 px on the short side (colour on a 48 px copy).
 
     >>> image = np.full((16, 16, 3), 120, np.uint8)
     >>> perceptual_distance(image, image)
     0.0
     """
-    from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
-    from skimage.metrics import structural_similarity
-
     if original.shape != augmented.shape or original.ndim != 3 or original.shape[2] != 3:
         raise AugmentError(f"perceptual_distance needs two (H, W, 3) images of one shape, got {original.shape} "
                            f"and {augmented.shape}")
     if np.array_equal(original, augmented):
         return 0.0
-    a, b = _working_copy(original), _working_copy(augmented)
-    side = min(a.shape[:2])
-    if side >= 3:
-        window = min(7, side if side % 2 else side - 1)  # SSIM's window must fit the image and be odd
-        structure = 1.0 - structural_similarity(rgb2gray(a), rgb2gray(b), data_range=1.0, win_size=window)
-    else:  # too small for a window: the luminance difference alone
-        structure = float(np.abs(rgb2gray(a) - rgb2gray(b)).mean())
-    colour = float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean()) / _COLOUR_SCALE
-    return round(max(0.0, float(structure)) + colour, 6)
+    return _distance(_resampled(original, _WORK_SIDE), _resampled(augmented, _WORK_SIDE))
 
 
 def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_DISTANCES) -> float:
@@ -81,8 +94,11 @@ def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_
 
 def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Sequence[float],
                         seeds: Sequence[int]) -> list[float]:
-    """Per intensity, the severity of augmentation ``name`` on ``images`` (each rendered with its
-    seed, as the search renders it): the severity of the mean perceptual distance.
+    """Per intensity, the severity of augmentation ``name`` on ``images``: each image's 96 px copy
+    rendered with its seed (an augmentation's sizes are fractions of the short side, so the copy
+    shows what the full image shows) and compared with the copy; the severity of the mean
+    distance. Measured at 0, 0.1, ..., 1 (or at ``intensities`` when they are fewer) and
+    interpolated between.
 
     0 at intensity 0, and never lower at a larger intensity (a random draw can make one intensity
     look closer than a smaller one; the strength keeps the largest so far, so that a ceiling in
@@ -95,16 +111,17 @@ def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Se
     """
     if not images:
         raise AugmentError("perceptual_strength needs at least one image")
+    copies = [_resampled(image, _WORK_SIDE) for image in images]
+    measured = sorted(set(intensities)) if len(set(intensities)) <= _STRENGTH_POINTS else [
+        k / (_STRENGTH_POINTS - 1) for k in range(_STRENGTH_POINTS)]
     strength, largest = [], 0.0
-    for intensity in intensities:
-        if intensity <= 0.0:
-            strength.append(0.0)
-            continue
-        mean = float(np.mean([perceptual_distance(image, _apply_augmentation(image, name, intensity, seed))
-                              for image, seed in zip(images, seeds)]))
-        largest = max(largest, distance_to_severity(mean))
+    for intensity in measured:
+        if intensity > 0.0:
+            mean = float(np.mean([_distance(copy, _apply_augmentation(copy, name, intensity, seed))
+                                  for copy, seed in zip(copies, seeds)]))
+            largest = max(largest, distance_to_severity(mean))
         strength.append(largest)
-    return strength
+    return [round(float(value), 4) for value in np.interp(intensities, measured, strength)]
 
 
 def intensity_at_severity(strength: Sequence[float], intensities: Sequence[float], ceiling: float) -> float:

@@ -129,9 +129,10 @@ class SamplingPolicy:
             pick = int(pool[int(cdf.searchsorted(rng.random(), side="right"))])
             chosen.append(pick)
             open_ &= families != families[pick]
+        # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
         steps = [(names[k], max(1e-6, round(floors[k] + (limits[k] - floors[k]) * int(rng.integers(
             0 if floors[k] > 0 else 1, _LEVELS + 1)) / _LEVELS, 6))) for k in chosen]
-        return steps, int(rng.integers(2**31 - 1))  # (a tiny limit's lowest levels would round to 0: 1e-6 at least)
+        return steps, int(rng.integers(2**31 - 1))
 
     @functools.cached_property
     def _table(self) -> tuple[list[str], np.ndarray, np.ndarray, list[float], list[float]]:

@@ -184,6 +184,7 @@ class _SearchSettings:
     progress: bool
     describe: Callable[[Any], str] | None = None
     group_by: Callable[[Any], Any] | None = None
+    measure_strength: bool = True  # the perceptual strengths at the end of a search
 
     @functools.cached_property
     def label_form(self) -> _LabelFormat:

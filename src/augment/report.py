@@ -4,6 +4,7 @@ Add a report section here."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ def _svg_plot(intensities: Sequence[float], series: Sequence[tuple[str, str, Seq
 def _severity_ranking(analysis: Analysis, summaries: dict[str, CurveSummary]) -> list[dict]:
     """Per augmentation with a perceptual strength: the severity at which half the images changed
     output ("breaks"), or, where they never did, the severity at intensity 1 it survives; most
-    fragile first, then the survivors, strongest survived last."""
+    fragile first, then the survivors, the strongest survived first."""
     entries = []
     for name, summary in summaries.items():
         curve = analysis.curves[name]
@@ -148,7 +149,8 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" class="plot" id="severity-chart">']
-    for tick in range(0, int(axis) + 1):
+    every = max(1, math.ceil(axis / 12))  # at most about a dozen ticks, however strong the strongest
+    for tick in range(0, int(axis) + 1, every):
         parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 4}" y2="{height - 20}" stroke="#ddd"/>'
                      f'<text x="{x(tick):.1f}" y="{top - 8}" text-anchor="middle" font-size="10">{tick}</text>')
     for k, entry in enumerate(entries):
@@ -166,8 +168,11 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
                          f'{entry["name"]}: fewer than half the outputs changed up to intensity 1, severity '
                          f'{entry["survives"]:.1f}</title></rect><text x="{x(entry["survives"]) + 4:.1f}" '
                          f'y="{y + 12}" font-size="10">survives {entry["survives"]:.1f}</text>')
+    if axis > 5:  # beyond ImageNet-C's strongest severity the scale is extrapolated: shaded
+        parts.append(f'<rect x="{x(5):.1f}" y="{top - 4}" width="{x(axis) - x(5):.1f}" height="{height - top - 16}" '
+                     f'fill="#000" fill-opacity="0.04"><title>beyond severity 5: extrapolated</title></rect>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle" font-size="11">'
-                 f'ImageNet-C severity units (perceptual strength)</text></svg>')
+                 f'ImageNet-C severity units (perceptual strength; shaded: beyond 5, extrapolated)</text></svg>')
     return "".join(parts)
 
 
@@ -222,9 +227,9 @@ same intensity in <a href="#severity">severity units</a>.{% endif %}</p>
 <p>An intensity means something else for every augmentation; a <b>severity</b> does not: it is how different the
 augmented images look from the originals (1 - SSIM of their luminance plus their CIEDE2000 colour difference / 100,
 measured on {{ strength_images }} of the searched images), in the units of ImageNet-C's corruptions: 3.0 looks as
-strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}). Red: the severity at which half the
-outputs changed; outlined: augmentations that changed fewer than half up to intensity 1, and the severity they
-survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
+strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}); beyond 5, ImageNet-C's strongest,
+the scale goes on linearly (extrapolated). Red: the severity at which half the outputs changed; outlined:
+augmentations that changed fewer than half up to intensity 1, and the severity they survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
 {{ severity_chart }}
 {% endif %}
 {% if classes %}
@@ -610,8 +615,9 @@ class _ReportWriter:
         ranking = _severity_ranking(self.analysis, summaries)
         html = environment.from_string(_REPORT_TEMPLATE).render(
             severity_chart=Markup(_severity_chart(ranking)) if ranking else None,
-            severity_example=_severity_example(ranking), strength_images=_STRENGTH_IMAGES,
-            calibration=SEVERITY_CALIBRATION,
+            severity_example=_severity_example(ranking),
+            strength_images=settings.get("severity_images") or f"up to {_STRENGTH_IMAGES}",
+            calibration=settings.get("severity_calibration") or SEVERITY_CALIBRATION,
             classes=classes, class_rows=class_rows,
             class_source="group_by of each label" if self.analysis.group_by is not None else "the labels",
             rows=rows, gallery=self.gallery(summaries), frames_json={r["name"]: r["frames"] for r in rows},

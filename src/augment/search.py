@@ -125,6 +125,20 @@ class _SearchRequest:
     images_per_shard: int | None
     images_in_flight: int | None
     release_rows: bool = False  # rows stay in the analysis file's shards, not in memory (see _Column)
+    auto: bool = False  # strategy="auto": a file searched before keeps the strategy it was searched with
+
+    def keep_strategy_of(self, analysis: Analysis) -> None:
+        """strategy="auto" over an analysis that holds results: its strategy and full-grid sample
+        (a search of a few augmentations more, or a subset, must not re-measure the rest, nor
+        relabel full rows as a guided sample)."""
+        stored = analysis.settings.get("strategy")
+        if not self.auto or stored not in ("grid", "guided") or stored == self.strategy:
+            return
+        if not any(curve.searched_count for curve in analysis.curves.values()):
+            return
+        self.strategy = stored
+        sample = analysis.settings.get("grid_sample") or []
+        self.full_grid = frozenset(range(len(self.sources))) if stored == "grid" else frozenset(sample)
 
     @classmethod
     def checked(cls, images: Any, labels: Any, step_size_percent: Any, analytics_cache: Any, strategy: Any,
@@ -134,7 +148,7 @@ class _SearchRequest:
         sources = _sources(images, "training_img_filenames")
         labels = _check_labels(labels, len(sources), "training_labels")
         step = _check_step(step_size_percent)
-        strategy = _resolved_strategy(strategy, len(sources) * augmentations)
+        requested, strategy = strategy, _resolved_strategy(strategy, len(sources) * augmentations)
         full_grid = frozenset(range(len(sources))) if strategy == "grid" else _grid_sample(len(sources), grid_sample,
                                                                                            seed, strategy)
         if executor is not None and not callable(getattr(executor, "submit", None)):
@@ -142,7 +156,7 @@ class _SearchRequest:
         request = cls(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
                       _check_int(num_workers, "num_workers", 0, allow_none=True), executor,
                       _check_int(images_per_shard, "images_per_shard", 1, allow_none=True),
-                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True))
+                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True), auto=requested == "auto")
         if rows_in_memory is not None and not isinstance(rows_in_memory, (bool, np.bool_)):
             raise AugmentError(f"rows_in_memory must be True, False or None (by size), got {rows_in_memory!r}")
         rows_in_memory = None if rows_in_memory is None else bool(rows_in_memory)
@@ -218,6 +232,7 @@ class _SearchRun:
         with _lock_for_file(path) if path is not None else contextlib.nullcontext():
             analysis = Analysis.resume_or_start(path, settings.fingerprint(sources, labels, request.step), settings,
                                                 sources, labels, request.step, request.release_rows)
+            request.keep_strategy_of(analysis)
             for curve in analysis.curves.values():
                 curve.failure_threshold, curve.strategy = settings.failure_threshold, request.strategy
             analysis.settings["strategy"], analysis.group_by = request.strategy, settings.group_by
@@ -248,6 +263,7 @@ class _SearchRun:
         holds the whole search, with no lock and nothing written; anything else is an error."""
         settings, request = self.settings, self.request
         cached = load_analysis(path)
+        request.keep_strategy_of(cached)
         fingerprint = settings.fingerprint(request.sources, request.labels, request.step)
         changed = [name for name in settings.augmentations
                    if name not in cached.curves or cached.curves[name].definition != CATALOGUE[name].definition]
@@ -459,6 +475,8 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
     that lack one or were measured on another calibration: on up to _STRENGTH_IMAGES searched images
     (the full-grid sample first), rendered with the search's own seeds. Returns whether any curve
     changed. A failure is a warning: the search's results stand without it."""
+    if not settings.measure_strength:
+        return False
     stale = analysis.settings.get("severity_calibration") != SEVERITY_CALIBRATION
     todo = [name for name, curve in analysis.curves.items() if stale or curve.perceptual_strength is None]
     usable = [k for k, record in enumerate(analysis.images) if not record.error and record.digest]
@@ -476,7 +494,7 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
         warnings.warn(f"augment.py: the perceptual strengths were not measured ({exc}); the report shows "
                       f"intensities only", stacklevel=4)
         return False
-    analysis.settings["severity_calibration"] = SEVERITY_CALIBRATION
+    analysis.settings["severity_calibration"], analysis.settings["severity_images"] = SEVERITY_CALIBRATION, len(chosen)
     return True
 
 
