@@ -6282,7 +6282,8 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
     if not settings.measure_strength:
         return False
     stale = analysis.settings.get("severity_calibration") != SEVERITY_CALIBRATION
-    todo = [name for name, curve in analysis.curves.items() if stale or curve.perceptual_strength is None]
+    todo = [name for name, curve in analysis.curves.items()
+            if name in CATALOGUE and (stale or curve.perceptual_strength is None)]
     usable = [k for k, record in enumerate(analysis.images) if not record.error and record.digest]
     if not todo or not usable:
         return False
@@ -6290,14 +6291,22 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
     chosen = (sample + [k for k in usable if k not in sample])[:_STRENGTH_IMAGES]
     try:
         images = [sources[k].load(settings.max_image_pixels) for k in chosen]
-        for name in todo:
-            seeds = [_derive_seed(settings.seed, analysis.images[k].digest, name) for k in chosen]
-            analysis.curves[name].perceptual_strength = perceptual_strength(images, name,
-                                                                            analysis.curves[name].intensities, seeds)
-    except (OSError, AugmentError, ValueError) as exc:
+    except (OSError, AugmentError) as exc:
         warnings.warn(f"augment.py: the perceptual strengths were not measured ({exc}); the report shows "
                       f"intensities only", stacklevel=4)
         return False
+    failed = []
+    for name in todo:
+        curve = analysis.curves[name]
+        seeds = [_derive_seed(settings.seed, analysis.images[k].digest, name) for k in chosen]
+        try:
+            curve.perceptual_strength = perceptual_strength(images, name, curve.intensities, seeds)
+        except Exception as exc:  # a registered augmentation's own code, on a 96 px copy: the search stands
+            curve.perceptual_strength = None
+            failed.append(f"{name} ({type(exc).__name__}: {exc})")
+    if failed:
+        warnings.warn(f"augment.py: no perceptual strength for {'; '.join(failed)}; the report shows their "
+                      f"intensities only", stacklevel=4)
     analysis.settings["severity_calibration"], analysis.settings["severity_images"] = SEVERITY_CALIBRATION, len(chosen)
     return True
 

@@ -297,3 +297,23 @@ def test_an_unchanged_definition_has_the_same_digest_in_every_process(tmp_path, 
                               check=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
                for seed in (1, 2)}
     assert len(digests) == 1, digests  # the cache answers in a new process (was: searched again every time)
+
+
+def test_a_registered_augmentation_that_fails_on_the_strength_copy_costs_only_its_own_strength(tmp_path):
+    # the search renders at the image's own size; the perceptual strength renders on a 96 px copy, where
+    # this one refuses to work: the search stands, with a warning that names it, and the others get theirs
+    def picky(image, intensity, rng):
+        if image.shape[0] == 96:
+            raise RuntimeError(f"no {image.shape[0]} px images")
+        return np.clip(image.astype(int) + round(200 * intensity), 0, 255).astype(np.uint8)
+
+    augment.register_augmentation("Picky", function=picky)
+    augmenter = augment.ImageAugmenter(BrightnessModel(), augmentations=["Brighten", "Picky"], batch_size=16,
+                                       progress=False)
+    with pytest.warns(UserWarning, match=r"no perceptual strength for Picky \(RuntimeError: no 96 px images"):
+        analysis = augmenter.search_randomization_boundaries(uniform_images([40, 90]), None, 0.1,
+                                                             tmp_path / "analysis.json")
+    assert analysis.curves["Picky"].first_failure_intensities[0] is not None
+    assert analysis.curves["Picky"].perceptual_strength is None
+    assert analysis.curves["Brighten"].perceptual_strength[-1] > 0
+    assert "Picky" in augment.format_summary(augment.load_analysis(tmp_path / "analysis.json"))
