@@ -2245,6 +2245,12 @@ def _distance(a: np.ndarray, b: np.ndarray) -> float:
     return round(max(0.0, float(structure)) + colour, 6)
 
 
+def _check_rgb(image: object, what: str) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        described = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise AugmentError(f"{what} must be an (H, W, 3) uint8 RGB array (load_image makes one), got {described}")
+
+
 def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
     """How different two (H, W, 3) uint8 images of one size look: 1 - SSIM of their luminance
     plus their mean CIEDE2000 colour difference / 100 (0: the same picture), both on copies
@@ -2254,9 +2260,11 @@ def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
     >>> perceptual_distance(image, image)
     0.0
     """
-    if original.shape != augmented.shape or original.ndim != 3 or original.shape[2] != 3:
-        raise AugmentError(f"perceptual_distance needs two (H, W, 3) images of one shape, got {original.shape} "
-                           f"and {augmented.shape}")
+    _check_rgb(original, "original")
+    _check_rgb(augmented, "augmented")
+    if original.shape != augmented.shape:
+        raise AugmentError(f"perceptual_distance needs two images of one shape, got {original.shape} and "
+                           f"{augmented.shape}")
     if np.array_equal(original, augmented):
         return 0.0
     return _distance(_resampled(original, _WORK_SIDE), _resampled(augmented, _WORK_SIDE))
@@ -2269,7 +2277,11 @@ def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_
     >>> distance_to_severity(0.0), distance_to_severity(SEVERITY_DISTANCES[2])
     (0.0, 3.0)
     """
+    distance = _check_number(distance, "distance", 0.0, 1e6)
     points = np.concatenate([[0.0], np.asarray(distances, dtype=float)])
+    if len(points) < 3 or not np.all(np.isfinite(points)) or np.any(np.diff(points) <= 0):
+        raise AugmentError(f"distances must be two or more increasing positive distances (severities 1, 2, ...), "
+                           f"got {list(distances)}")
     if distance <= points[-1]:
         return round(float(np.interp(distance, points, np.arange(len(points)))), 4)
     slope = 1.0 / (points[-1] - points[-2])
@@ -2293,8 +2305,13 @@ def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Se
     >>> strength[0], strength[1] <= strength[2]
     (0.0, True)
     """
-    if not images:
-        raise AugmentError("perceptual_strength needs at least one image")
+    if not images or len(seeds) != len(images):
+        raise AugmentError(f"perceptual_strength needs one or more images and one seed per image, got "
+                           f"{len(images)} images and {len(seeds)} seeds")
+    name = _check_augmentation_name(name)
+    intensities = [_check_intensity(intensity, name) for intensity in intensities]
+    for k, image in enumerate(images):
+        _check_rgb(image, f"images[{k}]")
     copies = [_resampled(image, _WORK_SIDE) for image in images]
     measured = sorted(set(intensities)) if len(set(intensities)) <= _STRENGTH_POINTS else [
         k / (_STRENGTH_POINTS - 1) for k in range(_STRENGTH_POINTS)]
@@ -2315,7 +2332,7 @@ def intensity_at_severity(strength: Sequence[float], intensities: Sequence[float
     >>> intensity_at_severity([0.0, 1.0, 2.0, 4.0], [0.0, 0.25, 0.5, 1.0], 3.0)
     0.75
     """
-    if ceiling <= 0.0:
+    if ceiling <= 0.0 or strength[0] > ceiling:
         return 0.0
     for k in range(1, len(strength)):
         if strength[k] > ceiling:
@@ -2338,7 +2355,7 @@ def realism_severity_ceiling(realism: float) -> float:
     >>> realism_severity_ceiling(0.5), realism_severity_ceiling(0), realism_severity_ceiling(-0.5)
     (2.0, 3.0, 4.0)
     """
-    return round(3.0 - 2.0 * realism, 6)
+    return round(3.0 - 2.0 * _check_number(realism, "realism", -1.0, 1.0), 6)
 
 
 ###############################################################################
@@ -3975,6 +3992,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         strategy: str = "grid"
         grid_sample: list[int] | None = None
         severity_calibration: str | None = None  # the perceptual scale its strengths are in (since 0.4.0)
+        severity_images: int | None = Field(None, ge=1)  # images the strengths were measured on (since 0.4.0)
 
         @field_validator("intensities")
         @classmethod
@@ -5297,10 +5315,10 @@ def _check_strength(strength: list[float] | None, intensities: Sequence[float], 
     """A stored perceptual strength is one non-negative, non-decreasing value per intensity."""
     if strength is None:
         return
-    if len(strength) != len(intensities) or any(value < 0 for value in strength) or any(
+    if len(strength) != len(intensities) or strength[0] != 0 or any(value < 0 for value in strength) or any(
             b < a for a, b in zip(strength, strength[1:])):
         raise AugmentError(f"{where}: {name}'s perceptual_strength must be {len(intensities)} non-negative, "
-                           f"non-decreasing severities (one per intensity), got {strength[:8]}"
+                           f"non-decreasing severities from 0 (one per intensity), got {strength[:8]}"
                            + ("..." if len(strength) > 8 else ""))
 
 
@@ -5936,12 +5954,12 @@ class _SearchRequest:
         (a search of a few augmentations more, or a subset, must not re-measure the rest, nor
         relabel full rows as a guided sample)."""
         stored = analysis.settings.get("strategy")
-        if not self.auto or stored not in ("grid", "guided") or stored == self.strategy:
+        if not self.auto or stored not in ("grid", "adaptive", "guided"):
             return
         if not any(curve.searched_count for curve in analysis.curves.values()):
             return
-        self.strategy = stored
         sample = analysis.settings.get("grid_sample") or []
+        self.strategy = stored
         self.full_grid = frozenset(range(len(self.sources))) if stored == "grid" else frozenset(sample)
 
     @classmethod
@@ -7119,7 +7137,7 @@ class AugmentationShift:
     moved: tuple[float, float, float] | None = None
     # the mean first failures and the shift in ImageNet-C severity units (the baseline's perceptual
     # strength of the augmentation, read at each mean intensity; "never" read at intensity 1); None
-    # where neither analysis measured a strength
+    # where neither analysis measured a strength, and for geometric augmentations
     baseline_severity: float | None = None
     model_severity: float | None = None
     severity_shift: float | None = None
@@ -7195,7 +7213,9 @@ class Comparison:
 
 _COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step) on the "
                    "coarsest search's grid, also in ImageNet-C severity units where a perceptual strength was "
-                   "measured (each mean read on the baseline's strength curve); "
+                   "measured (each mean read on the baseline's strength curve, the model's where the baseline "
+                   "has none; not for geometric augmentations, whose strength a pixel distance misjudges; no "
+                   "interval where a bound passes intensity 1); "
                    f"95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
                    f"resamples, seeded; verdict from whether the interval excludes 0 (no verdict under "
                    f"{_MIN_IMAGES} images)")
@@ -7249,15 +7269,18 @@ def _in_severity(shift: AugmentationShift, analyses: dict[str, Analysis]) -> Aug
     """``shift`` with its means, shift and interval also in severity units (see AugmentationShift)."""
     curve = next((a.curves[shift.augmentation] for a in (analyses[shift.baseline], analyses[shift.model])
                   if a.curves[shift.augmentation].perceptual_strength is not None), None)
-    if curve is None:
+    if curve is None or CATALOGUE[shift.augmentation].geometric:  # a pixel distance misjudges geometry
         return shift
 
     def severity(intensity: float) -> float:
         return curve.severity_at(min(1.0, max(0.0, intensity)))
 
     base, model = severity(shift.baseline_mean), severity(shift.model_mean)
-    interval = None if shift.interval is None else tuple(
-        round(severity(shift.baseline_mean + bound) - base, 4) for bound in shift.interval)
+    # the interval's bounds read on the curve, unless one lies past intensity 1 ("never" counts as 1 +
+    # step, and the strength ends at 1): a clamped bound would claim a certainty the curve cannot give
+    bounds = None if shift.interval is None else [shift.baseline_mean + bound for bound in shift.interval]
+    interval = None if bounds is None or not all(0.0 <= b <= 1.0 for b in bounds) else tuple(
+        round(severity(b) - base, 4) for b in bounds)
     return dataclasses.replace(shift, baseline_severity=round(base, 4), model_severity=round(model, 4),
                                severity_shift=round(model - base, 4), severity_interval=interval)
 
@@ -7656,7 +7679,8 @@ class SamplingPolicy:
     model_id: str | None = None
     floors: dict[str, float] = field(default_factory=dict)  # smallest intensity drawn (default 0)
     # the perceptual ceiling (ImageNet-C severity units) the limits were bounded by, for people reading
-    # a policy file; None: limits from the model alone (see ImageAugmenter's perceptual_ceiling)
+    # a policy file (with per-augmentation realism, the largest of them); None: limits from the model
+    # alone (see ImageAugmenter's perceptual_ceiling)
     severity_ceiling: float | None = None
 
     def __post_init__(self) -> None:
@@ -8840,7 +8864,12 @@ class ImageAugmenter:
         return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, fewest,
                               max_random_augmentations, float(realism),
                               self._require_analysis("sample").settings.get("model_id"), floors,
-                              realism_severity_ceiling(float(realism)) if self.perceptual_ceiling else None)
+                              self._largest_ceiling(realism, ordered) if self.perceptual_ceiling else None)
+
+    def _largest_ceiling(self, realism: float, names: Iterable[str]) -> float:
+        """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's)."""
+        realisms = [self.realism_overrides.get(name, float(realism)) for name in names] or [float(realism)]
+        return max(realism_severity_ceiling(value) for value in realisms)
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:

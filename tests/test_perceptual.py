@@ -173,6 +173,29 @@ def test_realism_with_the_perceptual_ceiling_never_draws_beyond_it_on_the_digits
     assert augment.SamplingPolicy.load(tmp_path / "cli.json").limits == policy.limits
     with pytest.raises(augment.AugmentError, match="perceptual_ceiling must be True or False"):
         augment.ImageAugmenter(perceptual_ceiling="no")
+    # one augmentation's own realism has its own ceiling: the policy records the largest in use
+    bounded.set_augmentation_realism("GaussianBlur", -1.0)
+    policy = bounded.sampling_policy(0.5)
+    assert policy.severity_ceiling == 5.0
+    assert analysis.curves["GaussianBlur"].severity_at(policy.limits["GaussianBlur"]) <= 5.0 + 1e-3
+
+
+def test_the_public_perceptual_functions_name_a_bad_argument():
+    photo = natural_images((32, 32))[0]
+    cases = [
+        (lambda: augment.perceptual_distance(photo.astype(float), photo), "original must be an \\(H, W, 3\\) uint8"),
+        (lambda: augment.perceptual_distance(photo, list(photo)), "augmented must be"),
+        (lambda: augment.perceptual_strength([photo, photo], "Brighten", [0, 0.5], [1]), "one seed per image"),
+        (lambda: augment.perceptual_strength([photo], "Brighten", [0, 1.5], [1]), "must be in \\[0, 1\\]"),
+        (lambda: augment.perceptual_strength([photo], "Brigthen", [0, 0.5], [1]), "Brighten"),
+        (lambda: augment.distance_to_severity(float("nan")), "distance must be a number"),
+        (lambda: augment.distance_to_severity(0.3, []), "two or more increasing"),
+        (lambda: augment.distance_to_severity(0.3, [0.3, 0.2]), "two or more increasing"),
+        (lambda: augment.realism_severity_ceiling(2), "realism must be in \\[-1.0, 1.0\\]"),
+    ]
+    for call, message in cases:
+        with pytest.raises((augment.AugmentError, ValueError), match=message):
+            call()
 
 
 def test_a_damaged_strength_in_an_analysis_file_is_named(digits_search, tmp_path):
@@ -184,6 +207,15 @@ def test_a_damaged_strength_in_an_analysis_file_is_named(digits_search, tmp_path
     document["augmentations"]["Hue"]["perceptual_strength"] = [0.0, 2.0, 1.0]
     (folder / "analysis.json").write_text(json.dumps(document))
     with pytest.raises(augment.AugmentError, match="Hue's perceptual_strength must be 21 non-negative"):
+        augment.load_analysis(folder / "analysis.json")
+    document["augmentations"]["Hue"]["perceptual_strength"] = [5.0] * 21  # every search measures 0 at 0
+    (folder / "analysis.json").write_text(json.dumps(document))
+    with pytest.raises(augment.AugmentError, match="severities from 0"):
+        augment.load_analysis(folder / "analysis.json")
+    document["augmentations"]["Hue"]["perceptual_strength"] = [0.0] * 21
+    document["settings"]["severity_images"] = "four"
+    (folder / "analysis.json").write_text(json.dumps(document))
+    with pytest.raises(augment.AugmentError, match="severity_images"):
         augment.load_analysis(folder / "analysis.json")
 
 
@@ -205,14 +237,20 @@ def test_the_command_line_summary_and_compare_speak_severity(digits_search, tmp_
     files = sorted(str(p) for p in digits_search.parent.glob("*.png"))
     robust = never.search_randomization_boundaries(files, None, 0.05, tmp_path / "never.json")
     comparison = augment.compare({"before": digits_search, "after": robust})
-    shift = next(s for s in comparison.shifts if s.augmentation == "SafeRotate")
+    blur = analysis.curves["Brighten"]
+    shift = next(s for s in comparison.shifts if s.augmentation == "Brighten")
     assert shift.model_mean == 1.05 and shift.shift > 0.3
-    assert shift.baseline_severity == pytest.approx(curve.severity_at(shift.baseline_mean), abs=1e-3)
-    assert shift.model_severity == pytest.approx(curve.perceptual_strength[-1], abs=1e-3)
+    assert shift.baseline_severity == pytest.approx(blur.severity_at(shift.baseline_mean), abs=1e-3)
+    assert shift.model_severity == pytest.approx(blur.perceptual_strength[-1], abs=1e-3)
     assert shift.severity_shift == pytest.approx(shift.model_severity - shift.baseline_severity, abs=1e-3)
     assert shift.severity_shift > 0
-    low, high = shift.severity_interval
-    assert low <= shift.severity_shift <= high
+    assert shift.severity_interval is None  # its bounds pass intensity 1: no interval rather than a clamped one
+    rotation = next(s for s in comparison.shifts if s.augmentation == "SafeRotate")
+    assert rotation.verdict == "improved" and rotation.severity_shift is None  # geometric: a pixel distance misjudges
+    # two searches of one model on the same images: a shift of 0 and an interval around it
+    same = augment.compare({"before": digits_search, "again": digits_search})
+    unchanged = next(s for s in same.shifts if s.augmentation == "Brighten")
+    assert unchanged.severity_shift == 0.0 and unchanged.severity_interval == (0.0, 0.0)
 
 
 @pytest.mark.browser

@@ -185,6 +185,14 @@ def test_an_auto_search_over_a_file_keeps_the_strategy_it_was_searched_with(tmp_
     subset = BrightnessModel()
     again = make(subset, augmentations=["Brighten"]).search_randomization_boundaries(images, None, 0.05, path)
     assert subset.calls == 0 and again.settings["strategy"] == "guided"
+    # a file searched adaptively (any size) stays adaptive, its sample untouched
+    adaptive_path = tmp_path / "adaptive.json"
+    adaptive = make(BrightnessModel()).search_randomization_boundaries(images[:300], None, 0.05, adaptive_path,
+                                                                       strategy="adaptive")
+    quiet = BrightnessModel()
+    kept = make(quiet).search_randomization_boundaries(images[:300], None, 0.05, adaptive_path)
+    assert quiet.calls == 0 and kept.settings["strategy"] == "adaptive"
+    assert kept.settings["grid_sample"] == adaptive.settings["grid_sample"]
 
 
 def test_guided_goes_on_after_a_block_whose_images_are_all_unreadable(tmp_path):

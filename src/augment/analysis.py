@@ -347,10 +347,10 @@ def _check_strength(strength: list[float] | None, intensities: Sequence[float], 
     """A stored perceptual strength is one non-negative, non-decreasing value per intensity."""
     if strength is None:
         return
-    if len(strength) != len(intensities) or any(value < 0 for value in strength) or any(
+    if len(strength) != len(intensities) or strength[0] != 0 or any(value < 0 for value in strength) or any(
             b < a for a, b in zip(strength, strength[1:])):
         raise AugmentError(f"{where}: {name}'s perceptual_strength must be {len(intensities)} non-negative, "
-                           f"non-decreasing severities (one per intensity), got {strength[:8]}"
+                           f"non-decreasing severities from 0 (one per intensity), got {strength[:8]}"
                            + ("..." if len(strength) > 8 else ""))
 
 

@@ -346,7 +346,12 @@ class ImageAugmenter:
         return SamplingPolicy(ordered, {name: self.weights[name] for name in ordered}, fewest,
                               max_random_augmentations, float(realism),
                               self._require_analysis("sample").settings.get("model_id"), floors,
-                              realism_severity_ceiling(float(realism)) if self.perceptual_ceiling else None)
+                              self._largest_ceiling(realism, ordered) if self.perceptual_ceiling else None)
+
+    def _largest_ceiling(self, realism: float, names: Iterable[str]) -> float:
+        """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's)."""
+        realisms = [self.realism_overrides.get(name, float(realism)) for name in names] or [float(realism)]
+        return max(realism_severity_ceiling(value) for value in realisms)
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:

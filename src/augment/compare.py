@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .analysis import Analysis, load_analysis
-from .catalogue import augment_image, augmentation_seed
+from .catalogue import CATALOGUE, augment_image, augmentation_seed
 from .files import _lock_for_folder, _output_folder, _own_folder, _remove_temporaries, _temporary_prefix, _write_atomic
 from .gradcam import _display_size
 from .helpers import AugmentError, _digest, _format_intensity, _natural_key, _printable, _truncate, _unique_file_name
@@ -52,7 +52,7 @@ class AugmentationShift:
     moved: tuple[float, float, float] | None = None
     # the mean first failures and the shift in ImageNet-C severity units (the baseline's perceptual
     # strength of the augmentation, read at each mean intensity; "never" read at intensity 1); None
-    # where neither analysis measured a strength
+    # where neither analysis measured a strength, and for geometric augmentations
     baseline_severity: float | None = None
     model_severity: float | None = None
     severity_shift: float | None = None
@@ -128,7 +128,9 @@ class Comparison:
 
 _COMPARE_METHOD = ("shift = difference of mean first-failure intensities (never changed = 1 + step) on the "
                    "coarsest search's grid, also in ImageNet-C severity units where a perceptual strength was "
-                   "measured (each mean read on the baseline's strength curve); "
+                   "measured (each mean read on the baseline's strength curve, the model's where the baseline "
+                   "has none; not for geometric augmentations, whose strength a pixel distance misjudges; no "
+                   "interval where a bound passes intensity 1); "
                    f"95 % percentile bootstrap over images, {_BOOTSTRAP_RESAMPLES} "
                    f"resamples, seeded; verdict from whether the interval excludes 0 (no verdict under "
                    f"{_MIN_IMAGES} images)")
@@ -182,15 +184,18 @@ def _in_severity(shift: AugmentationShift, analyses: dict[str, Analysis]) -> Aug
     """``shift`` with its means, shift and interval also in severity units (see AugmentationShift)."""
     curve = next((a.curves[shift.augmentation] for a in (analyses[shift.baseline], analyses[shift.model])
                   if a.curves[shift.augmentation].perceptual_strength is not None), None)
-    if curve is None:
+    if curve is None or CATALOGUE[shift.augmentation].geometric:  # a pixel distance misjudges geometry
         return shift
 
     def severity(intensity: float) -> float:
         return curve.severity_at(min(1.0, max(0.0, intensity)))
 
     base, model = severity(shift.baseline_mean), severity(shift.model_mean)
-    interval = None if shift.interval is None else tuple(
-        round(severity(shift.baseline_mean + bound) - base, 4) for bound in shift.interval)
+    # the interval's bounds read on the curve, unless one lies past intensity 1 ("never" counts as 1 +
+    # step, and the strength ends at 1): a clamped bound would claim a certainty the curve cannot give
+    bounds = None if shift.interval is None else [shift.baseline_mean + bound for bound in shift.interval]
+    interval = None if bounds is None or not all(0.0 <= b <= 1.0 for b in bounds) else tuple(
+        round(severity(b) - base, 4) for b in bounds)
     return dataclasses.replace(shift, baseline_severity=round(base, 4), model_severity=round(model, 4),
                                severity_shift=round(model - base, 4), severity_interval=interval)
 

@@ -97,6 +97,7 @@ def _analysis_parts() -> tuple[type, type, type]:
         strategy: str = "grid"
         grid_sample: list[int] | None = None
         severity_calibration: str | None = None  # the perceptual scale its strengths are in (since 0.4.0)
+        severity_images: int | None = Field(None, ge=1)  # images the strengths were measured on (since 0.4.0)
 
         @field_validator("intensities")
         @classmethod

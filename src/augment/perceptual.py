@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .catalogue import _apply_augmentation
-from .helpers import AugmentError
+from .catalogue import _apply_augmentation, _check_augmentation_name, _check_intensity
+from .helpers import AugmentError, _check_number
 
 # Every image is compared on a copy resampled to exactly this many px on its short side (area
 # averaging down, bilinear up), so a severity does not depend on the image's resolution: an
@@ -61,6 +61,12 @@ def _distance(a: np.ndarray, b: np.ndarray) -> float:
     return round(max(0.0, float(structure)) + colour, 6)
 
 
+def _check_rgb(image: object, what: str) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        described = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise AugmentError(f"{what} must be an (H, W, 3) uint8 RGB array (load_image makes one), got {described}")
+
+
 def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
     """How different two (H, W, 3) uint8 images of one size look: 1 - SSIM of their luminance
     plus their mean CIEDE2000 colour difference / 100 (0: the same picture), both on copies
@@ -70,9 +76,11 @@ def perceptual_distance(original: np.ndarray, augmented: np.ndarray) -> float:
     >>> perceptual_distance(image, image)
     0.0
     """
-    if original.shape != augmented.shape or original.ndim != 3 or original.shape[2] != 3:
-        raise AugmentError(f"perceptual_distance needs two (H, W, 3) images of one shape, got {original.shape} "
-                           f"and {augmented.shape}")
+    _check_rgb(original, "original")
+    _check_rgb(augmented, "augmented")
+    if original.shape != augmented.shape:
+        raise AugmentError(f"perceptual_distance needs two images of one shape, got {original.shape} and "
+                           f"{augmented.shape}")
     if np.array_equal(original, augmented):
         return 0.0
     return _distance(_resampled(original, _WORK_SIDE), _resampled(augmented, _WORK_SIDE))
@@ -85,7 +93,11 @@ def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_
     >>> distance_to_severity(0.0), distance_to_severity(SEVERITY_DISTANCES[2])
     (0.0, 3.0)
     """
+    distance = _check_number(distance, "distance", 0.0, 1e6)
     points = np.concatenate([[0.0], np.asarray(distances, dtype=float)])
+    if len(points) < 3 or not np.all(np.isfinite(points)) or np.any(np.diff(points) <= 0):
+        raise AugmentError(f"distances must be two or more increasing positive distances (severities 1, 2, ...), "
+                           f"got {list(distances)}")
     if distance <= points[-1]:
         return round(float(np.interp(distance, points, np.arange(len(points)))), 4)
     slope = 1.0 / (points[-1] - points[-2])
@@ -109,8 +121,13 @@ def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Se
     >>> strength[0], strength[1] <= strength[2]
     (0.0, True)
     """
-    if not images:
-        raise AugmentError("perceptual_strength needs at least one image")
+    if not images or len(seeds) != len(images):
+        raise AugmentError(f"perceptual_strength needs one or more images and one seed per image, got "
+                           f"{len(images)} images and {len(seeds)} seeds")
+    name = _check_augmentation_name(name)
+    intensities = [_check_intensity(intensity, name) for intensity in intensities]
+    for k, image in enumerate(images):
+        _check_rgb(image, f"images[{k}]")
     copies = [_resampled(image, _WORK_SIDE) for image in images]
     measured = sorted(set(intensities)) if len(set(intensities)) <= _STRENGTH_POINTS else [
         k / (_STRENGTH_POINTS - 1) for k in range(_STRENGTH_POINTS)]
@@ -131,7 +148,7 @@ def intensity_at_severity(strength: Sequence[float], intensities: Sequence[float
     >>> intensity_at_severity([0.0, 1.0, 2.0, 4.0], [0.0, 0.25, 0.5, 1.0], 3.0)
     0.75
     """
-    if ceiling <= 0.0:
+    if ceiling <= 0.0 or strength[0] > ceiling:
         return 0.0
     for k in range(1, len(strength)):
         if strength[k] > ceiling:
@@ -154,4 +171,4 @@ def realism_severity_ceiling(realism: float) -> float:
     >>> realism_severity_ceiling(0.5), realism_severity_ceiling(0), realism_severity_ceiling(-0.5)
     (2.0, 3.0, 4.0)
     """
-    return round(3.0 - 2.0 * realism, 6)
+    return round(3.0 - 2.0 * _check_number(realism, "realism", -1.0, 1.0), 6)

@@ -76,7 +76,8 @@ class SamplingPolicy:
     model_id: str | None = None
     floors: dict[str, float] = field(default_factory=dict)  # smallest intensity drawn (default 0)
     # the perceptual ceiling (ImageNet-C severity units) the limits were bounded by, for people reading
-    # a policy file; None: limits from the model alone (see ImageAugmenter's perceptual_ceiling)
+    # a policy file (with per-augmentation realism, the largest of them); None: limits from the model
+    # alone (see ImageAugmenter's perceptual_ceiling)
     severity_ceiling: float | None = None
 
     def __post_init__(self) -> None:

@@ -132,12 +132,12 @@ class _SearchRequest:
         (a search of a few augmentations more, or a subset, must not re-measure the rest, nor
         relabel full rows as a guided sample)."""
         stored = analysis.settings.get("strategy")
-        if not self.auto or stored not in ("grid", "guided") or stored == self.strategy:
+        if not self.auto or stored not in ("grid", "adaptive", "guided"):
             return
         if not any(curve.searched_count for curve in analysis.curves.values()):
             return
-        self.strategy = stored
         sample = analysis.settings.get("grid_sample") or []
+        self.strategy = stored
         self.full_grid = frozenset(range(len(self.sources))) if stored == "grid" else frozenset(sample)
 
     @classmethod
