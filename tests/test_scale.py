@@ -52,12 +52,13 @@ def test_adaptive_measures_a_seeded_sample_on_the_whole_grid_for_the_curves(tmp_
     assert [k for k, row in enumerate(curve.diff_errors) if None not in row] == sample
     assert curve.full_grid_count == 3 and curve.adaptive_agreement == 1.0
     assert len(curve.mean_diff_error) == 11
-    # the same seed picks the same sample; a grid run over the cache completes the other rows
+    # the same seed picks the same sample; a grid run over the cache completes the other rows (an "auto" one
+    # would keep the file's strategy)
     again = make(BrightnessModel()).search_randomization_boundaries(images, None, 0.1, None,
                                                                     strategy="adaptive", grid_sample=3)
     assert again.settings["grid_sample"] == sample
     model = BrightnessModel()
-    full = make(model).search_randomization_boundaries(images, None, 0.1, path)
+    full = make(model).search_randomization_boundaries(images, None, 0.1, path, strategy="grid")
     assert model.calls == (len(images) - 3) * (1 + 2 * 10)
     assert full.curves["Brighten"].full_grid_count == len(images)
 
