@@ -71,14 +71,14 @@ def test_a_severity_belongs_to_the_picture_not_to_its_resolution():
 
 @pytest.fixture(scope="module")
 def digits_search(tmp_path_factory):
-    """40 training digits as PNG files, every augmentation, searched from the command line (the full
-    grid: 960 pairs) with the bundled CNN; the command's output in SEARCHED["stdout"]."""
+    """24 training digits as PNG files, every augmentation, searched from the command line (the full
+    grid: 576 pairs) with the bundled CNN; the command's output in SEARCHED["stdout"]."""
     from PIL import Image
 
     images, _ = digits_model.load_digits_rgb()
     train, _ = digits_model.train_test_indices(len(images))
     folder = tmp_path_factory.mktemp("digits")
-    for k in train[:40]:
+    for k in train[:24]:
         Image.fromarray(images[k]).save(folder / f"digit-{k:04d}.png")
     path = folder / "analysis.json"
     result = subprocess.run([sys.executable, str(ROOT / "augment.py"), "search", "--predict",
