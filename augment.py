@@ -2278,7 +2278,10 @@ def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_
     (0.0, 3.0)
     """
     distance = _check_number(distance, "distance", 0.0, 1e6)
-    points = np.concatenate([[0.0], np.asarray(distances, dtype=float)])
+    try:
+        points = np.concatenate([[0.0], np.asarray(distances, dtype=float).reshape(-1)])
+    except (TypeError, ValueError):
+        raise AugmentError(f"distances must be numbers, got {distances!r}") from None
     if len(points) < 3 or not np.all(np.isfinite(points)) or np.any(np.diff(points) <= 0):
         raise AugmentError(f"distances must be two or more increasing positive distances (severities 1, 2, ...), "
                            f"got {list(distances)}")
@@ -2305,9 +2308,15 @@ def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Se
     >>> strength[0], strength[1] <= strength[2]
     (0.0, True)
     """
-    if not images or len(seeds) != len(images):
-        raise AugmentError(f"perceptual_strength needs one or more images and one seed per image, got "
-                           f"{len(images)} images and {len(seeds)} seeds")
+    try:
+        images, seeds, intensities = list(images), [int(seed) for seed in seeds], list(intensities)
+    except TypeError as exc:
+        raise AugmentError(f"perceptual_strength takes a sequence of images, of seeds and of intensities ({exc})") \
+            from None
+    if not images or len(seeds) != len(images) or not intensities:
+        raise AugmentError(f"perceptual_strength needs one or more images, one seed per image and one or more "
+                           f"intensities, got {len(images)} images, {len(seeds)} seeds and {len(intensities)} "
+                           f"intensities")
     name = _check_augmentation_name(name)
     intensities = [_check_intensity(intensity, name) for intensity in intensities]
     for k, image in enumerate(images):
@@ -5948,6 +5957,7 @@ class _SearchRequest:
     images_in_flight: int | None
     release_rows: bool = False  # rows stay in the analysis file's shards, not in memory (see _Column)
     auto: bool = False  # strategy="auto": a file searched before keeps the strategy it was searched with
+    sample_given: bool = False  # grid_sample was given (not the strategy's default)
 
     def keep_strategy_of(self, analysis: Analysis) -> None:
         """strategy="auto" over an analysis that holds results: its strategy and full-grid sample
@@ -5957,6 +5967,8 @@ class _SearchRequest:
         if not self.auto or stored not in ("grid", "adaptive", "guided"):
             return
         if not any(curve.searched_count for curve in analysis.curves.values()):
+            return
+        if stored == self.strategy and self.sample_given:  # the caller's own sample stands
             return
         sample = analysis.settings.get("grid_sample") or []
         self.strategy = stored
@@ -5978,7 +5990,8 @@ class _SearchRequest:
         request = cls(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
                       _check_int(num_workers, "num_workers", 0, allow_none=True), executor,
                       _check_int(images_per_shard, "images_per_shard", 1, allow_none=True),
-                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True), auto=requested == "auto")
+                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True), auto=requested == "auto",
+                      sample_given=grid_sample is not None)
         if rows_in_memory is not None and not isinstance(rows_in_memory, (bool, np.bool_)):
             raise AugmentError(f"rows_in_memory must be True, False or None (by size), got {rows_in_memory!r}")
         rows_in_memory = None if rows_in_memory is None else bool(rows_in_memory)
@@ -6625,7 +6638,8 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
                      f'<text x="{x(tick):.1f}" y="{top - 8}" text-anchor="middle" font-size="10">{tick}</text>')
     for k, entry in enumerate(entries):
         y = top + k * row_height
-        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" font-size="11">{entry["name"]}</text>')
+        mark = " \u2020" if CATALOGUE[entry["name"]].geometric else ""  # a pixel distance reads geometry high
+        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" font-size="11">{entry["name"]}{mark}</text>')
         if entry["breaks"] is not None:
             parts.append(f'<rect class="breaks" x="{left}" y="{y + 3}" width="{x(entry["breaks"]) - left:.1f}" '
                          f'height="{row_height - 6}" fill="#d62728"><title>{entry["name"]}: half the outputs changed '
@@ -6699,7 +6713,9 @@ augmented images look from the originals (1 - SSIM of their luminance plus their
 measured on {{ strength_images }} of the searched images), in the units of ImageNet-C's corruptions: 3.0 looks as
 strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}); beyond 5, ImageNet-C's strongest,
 the scale goes on linearly (extrapolated). Red: the severity at which half the outputs changed; outlined:
-augmentations that changed fewer than half up to intensity 1, and the severity they survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
+augmentations that changed fewer than half up to intensity 1, and the severity they survive. &dagger;: geometric
+augmentations, which a distance comparing pixels in place reads high (a small rotation moves every pixel); the
+perceptual ceiling and compare leave them out. {% if severity_example %}{{ severity_example }}{% endif %}</p>
 {{ severity_chart }}
 {% endif %}
 {% if classes %}
@@ -8847,7 +8863,7 @@ class ImageAugmenter:
             raise AugmentError(f"perceptual_ceiling needs the analysis' perceptual strengths, and {curve.name} has "
                                f"none: search again with this augment.py (it measures them on a few of the images)")
         return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities,
-                                                realism_severity_ceiling(realism)))
+                                                realism_severity_ceiling(max(-1.0, realism))))
 
     def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
                         max_random_augmentations: int = 8) -> SamplingPolicy:
@@ -8867,9 +8883,11 @@ class ImageAugmenter:
                               self._largest_ceiling(realism, ordered) if self.perceptual_ceiling else None)
 
     def _largest_ceiling(self, realism: float, names: Iterable[str]) -> float:
-        """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's)."""
-        realisms = [self.realism_overrides.get(name, float(realism)) for name in names] or [float(realism)]
-        return max(realism_severity_ceiling(value) for value in realisms)
+        """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's;
+        geometric augmentations keep the model's limits and are bounded by none)."""
+        realisms = [self.realism_overrides.get(name, float(realism)) for name in names
+                    if not CATALOGUE[name].geometric] or [float(realism)]
+        return max(realism_severity_ceiling(max(-1.0, value)) for value in realisms)
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:
@@ -9185,7 +9203,8 @@ def format_summary(analysis: Analysis) -> str:
     lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}  {'50% 95% CI':<12}  "
              + (f"{'50% sev':>7}  " if severities else "") + f"(intensity at which that share of "
              f"{len(analysis.images) - len(analysis.skipped)} images changed output; CI: bootstrap over images"
-             + ("; sev: the 50 % intensity in ImageNet-C severity units" if severities else "") + ")"]
+             + ("; sev: the 50 % intensity in ImageNet-C severity units, + geometric (a pixel distance reads it "
+                "high)" if severities else "") + ")"]
     for name, summary in analysis.summaries().items():
         cells = [_format_intensity(v) for v in (summary.safe_intensity, summary.intensity_at_10,
                                                 summary.intensity_at_50, summary.intensity_at_90)]
@@ -9195,7 +9214,7 @@ def format_summary(analysis: Analysis) -> str:
             curve = analysis.curves[name]
             severity = curve.severity_at(summary.intensity_at_50)
             text = ("-" if curve.perceptual_strength is None else f"{severity:.1f}" if severity is not None
-                    else f">{curve.perceptual_strength[-1]:.1f}")
+                    else f">{curve.perceptual_strength[-1]:.1f}") + ("+" if CATALOGUE[name].geometric else "")
             line += f"  {text:>7}"
         lines.append(line.rstrip())
     return "\n".join(lines)

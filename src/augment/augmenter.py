@@ -329,7 +329,7 @@ class ImageAugmenter:
             raise AugmentError(f"perceptual_ceiling needs the analysis' perceptual strengths, and {curve.name} has "
                                f"none: search again with this augment.py (it measures them on a few of the images)")
         return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities,
-                                                realism_severity_ceiling(realism)))
+                                                realism_severity_ceiling(max(-1.0, realism))))
 
     def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
                         max_random_augmentations: int = 8) -> SamplingPolicy:
@@ -349,9 +349,11 @@ class ImageAugmenter:
                               self._largest_ceiling(realism, ordered) if self.perceptual_ceiling else None)
 
     def _largest_ceiling(self, realism: float, names: Iterable[str]) -> float:
-        """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's)."""
-        realisms = [self.realism_overrides.get(name, float(realism)) for name in names] or [float(realism)]
-        return max(realism_severity_ceiling(value) for value in realisms)
+        """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's;
+        geometric augmentations keep the model's limits and are bounded by none)."""
+        realisms = [self.realism_overrides.get(name, float(realism)) for name in names
+                    if not CATALOGUE[name].geometric] or [float(realism)]
+        return max(realism_severity_ceiling(max(-1.0, value)) for value in realisms)
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:

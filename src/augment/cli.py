@@ -154,7 +154,8 @@ def format_summary(analysis: Analysis) -> str:
     lines = [f"{'augmentation':<20} {'safe':>5} {'10%':>5} {'50%':>5} {'90%':>5}  {'50% 95% CI':<12}  "
              + (f"{'50% sev':>7}  " if severities else "") + f"(intensity at which that share of "
              f"{len(analysis.images) - len(analysis.skipped)} images changed output; CI: bootstrap over images"
-             + ("; sev: the 50 % intensity in ImageNet-C severity units" if severities else "") + ")"]
+             + ("; sev: the 50 % intensity in ImageNet-C severity units, + geometric (a pixel distance reads it "
+                "high)" if severities else "") + ")"]
     for name, summary in analysis.summaries().items():
         cells = [_format_intensity(v) for v in (summary.safe_intensity, summary.intensity_at_10,
                                                 summary.intensity_at_50, summary.intensity_at_90)]
@@ -164,7 +165,7 @@ def format_summary(analysis: Analysis) -> str:
             curve = analysis.curves[name]
             severity = curve.severity_at(summary.intensity_at_50)
             text = ("-" if curve.perceptual_strength is None else f"{severity:.1f}" if severity is not None
-                    else f">{curve.perceptual_strength[-1]:.1f}")
+                    else f">{curve.perceptual_strength[-1]:.1f}") + ("+" if CATALOGUE[name].geometric else "")
             line += f"  {text:>7}"
         lines.append(line.rstrip())
     return "\n".join(lines)

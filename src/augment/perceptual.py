@@ -94,7 +94,10 @@ def distance_to_severity(distance: float, distances: Sequence[float] = SEVERITY_
     (0.0, 3.0)
     """
     distance = _check_number(distance, "distance", 0.0, 1e6)
-    points = np.concatenate([[0.0], np.asarray(distances, dtype=float)])
+    try:
+        points = np.concatenate([[0.0], np.asarray(distances, dtype=float).reshape(-1)])
+    except (TypeError, ValueError):
+        raise AugmentError(f"distances must be numbers, got {distances!r}") from None
     if len(points) < 3 or not np.all(np.isfinite(points)) or np.any(np.diff(points) <= 0):
         raise AugmentError(f"distances must be two or more increasing positive distances (severities 1, 2, ...), "
                            f"got {list(distances)}")
@@ -121,9 +124,15 @@ def perceptual_strength(images: Sequence[np.ndarray], name: str, intensities: Se
     >>> strength[0], strength[1] <= strength[2]
     (0.0, True)
     """
-    if not images or len(seeds) != len(images):
-        raise AugmentError(f"perceptual_strength needs one or more images and one seed per image, got "
-                           f"{len(images)} images and {len(seeds)} seeds")
+    try:
+        images, seeds, intensities = list(images), [int(seed) for seed in seeds], list(intensities)
+    except TypeError as exc:
+        raise AugmentError(f"perceptual_strength takes a sequence of images, of seeds and of intensities ({exc})") \
+            from None
+    if not images or len(seeds) != len(images) or not intensities:
+        raise AugmentError(f"perceptual_strength needs one or more images, one seed per image and one or more "
+                           f"intensities, got {len(images)} images, {len(seeds)} seeds and {len(intensities)} "
+                           f"intensities")
     name = _check_augmentation_name(name)
     intensities = [_check_intensity(intensity, name) for intensity in intensities]
     for k, image in enumerate(images):

@@ -155,7 +155,8 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
                      f'<text x="{x(tick):.1f}" y="{top - 8}" text-anchor="middle" font-size="10">{tick}</text>')
     for k, entry in enumerate(entries):
         y = top + k * row_height
-        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" font-size="11">{entry["name"]}</text>')
+        mark = " \u2020" if CATALOGUE[entry["name"]].geometric else ""  # a pixel distance reads geometry high
+        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" font-size="11">{entry["name"]}{mark}</text>')
         if entry["breaks"] is not None:
             parts.append(f'<rect class="breaks" x="{left}" y="{y + 3}" width="{x(entry["breaks"]) - left:.1f}" '
                          f'height="{row_height - 6}" fill="#d62728"><title>{entry["name"]}: half the outputs changed '
@@ -229,7 +230,9 @@ augmented images look from the originals (1 - SSIM of their luminance plus their
 measured on {{ strength_images }} of the searched images), in the units of ImageNet-C's corruptions: 3.0 looks as
 strong as an average ImageNet-C corruption at severity 3 ({{ calibration }}); beyond 5, ImageNet-C's strongest,
 the scale goes on linearly (extrapolated). Red: the severity at which half the outputs changed; outlined:
-augmentations that changed fewer than half up to intensity 1, and the severity they survive. {% if severity_example %}{{ severity_example }}{% endif %}</p>
+augmentations that changed fewer than half up to intensity 1, and the severity they survive. &dagger;: geometric
+augmentations, which a distance comparing pixels in place reads high (a small rotation moves every pixel); the
+perceptual ceiling and compare leave them out. {% if severity_example %}{{ severity_example }}{% endif %}</p>
 {{ severity_chart }}
 {% endif %}
 {% if classes %}

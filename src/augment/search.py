@@ -126,6 +126,7 @@ class _SearchRequest:
     images_in_flight: int | None
     release_rows: bool = False  # rows stay in the analysis file's shards, not in memory (see _Column)
     auto: bool = False  # strategy="auto": a file searched before keeps the strategy it was searched with
+    sample_given: bool = False  # grid_sample was given (not the strategy's default)
 
     def keep_strategy_of(self, analysis: Analysis) -> None:
         """strategy="auto" over an analysis that holds results: its strategy and full-grid sample
@@ -135,6 +136,8 @@ class _SearchRequest:
         if not self.auto or stored not in ("grid", "adaptive", "guided"):
             return
         if not any(curve.searched_count for curve in analysis.curves.values()):
+            return
+        if stored == self.strategy and self.sample_given:  # the caller's own sample stands
             return
         sample = analysis.settings.get("grid_sample") or []
         self.strategy = stored
@@ -156,7 +159,8 @@ class _SearchRequest:
         request = cls(sources, labels, step, _check_cache_path(analytics_cache), strategy, full_grid,
                       _check_int(num_workers, "num_workers", 0, allow_none=True), executor,
                       _check_int(images_per_shard, "images_per_shard", 1, allow_none=True),
-                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True), auto=requested == "auto")
+                      _check_int(images_in_flight, "images_in_flight", 1, allow_none=True), auto=requested == "auto",
+                      sample_given=grid_sample is not None)
         if rows_in_memory is not None and not isinstance(rows_in_memory, (bool, np.bool_)):
             raise AugmentError(f"rows_in_memory must be True, False or None (by size), got {rows_in_memory!r}")
         rows_in_memory = None if rows_in_memory is None else bool(rows_in_memory)
