@@ -158,6 +158,34 @@ def test_guided_measures_an_augmentation_on_the_full_grid_where_most_sample_rows
     assert sum(calls) < 10 * (1 + 2 * 20)
 
 
+def test_a_guided_search_with_the_full_grid_fallback_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
+    class CrashingBand(Band):  # Band, and a crash after ``fail_after`` predictions
+        def __init__(self, fail_after=None):
+            self.calls, self.fail_after = 0, fail_after
+
+        def __call__(self, images):
+            if self.fail_after is not None and self.calls + len(images) > self.fail_after:
+                raise RuntimeError("model crashed")
+            self.calls += len(images)
+            return super().__call__(images)
+
+    images = uniform_images([100] * 12 + [30] * 12)
+    whole = make(CrashingBand(), augmentations=["Brighten", "Darken"]).search_randomization_boundaries(
+        images, None, 0.05, None, strategy="guided", grid_sample=4)
+    assert all(None not in row for row in whole.curves["Brighten"].diff_errors)  # the fallback fired
+    path = tmp_path / "analysis.json"
+    for fail_after in (150, 400):  # in the sample block, then after it
+        if path.exists():
+            path.unlink()
+        crashing = make(CrashingBand(fail_after), augmentations=["Brighten", "Darken"], checkpoint_seconds=0)
+        with pytest.raises(RuntimeError, match="model crashed"):
+            crashing.search_randomization_boundaries(images, None, 0.05, path, strategy="guided", grid_sample=4)
+        resumed = make(CrashingBand(), augmentations=["Brighten", "Darken"]).search_randomization_boundaries(
+            images, None, 0.05, path, strategy="guided", grid_sample=4)
+        for name in ("Brighten", "Darken"):
+            assert list(resumed.curves[name].diff_errors) == list(whole.curves[name].diff_errors), (fail_after, name)
+
+
 def test_the_default_strategy_is_the_grid_for_small_searches_and_guided_from_2000_pairs():
     small = make(BrightnessModel()).search_randomization_boundaries(uniform_images(VALUES, (8, 8)), None, 0.05, None)
     assert small.settings["strategy"] == "grid" and small.settings["grid_sample"] is None
