@@ -1904,40 +1904,25 @@ def _pointwise_table(name: str, intensity: float) -> np.ndarray:
     return table
 
 
-def _apply_steps_to_image(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int,
-                          rotate_method: str = "largest_box") -> np.ndarray:
+def _apply_steps_to_image(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int) -> np.ndarray:
     """``steps`` [(name, intensity)] applied in order to an (H, W, 3) uint8 image alone, each
-    transform seeded with ``seed``: the pixels of ``A.Compose(transforms, seed=seed)``.
+    rendered as the search renders it with ``seed``: the pixels of ``A.Compose(transforms, seed=seed)``.
 
-    A training transform pays albumentations' per-call machinery for every step of every image,
-    so consecutive pointwise colour steps (Brighten, Darken, the channel shifts) fold into one
-    byte lookup table (a table of a table is exact), and steps that draw nothing skip seeding.
+    A training transform pays for every step of every image, so consecutive pointwise colour steps
+    (Brighten, Darken, the channel shifts) fold into one byte lookup table (a table of a table is exact).
     """
     import cv2
 
     table = None
     for name, intensity in steps:
-        intensity = round(intensity, 6)
-        if intensity <= 0.0:
-            continue
-        if name in _POINTWISE:
-            step = _pointwise_table(name, intensity)[:, 0, :]  # (256, 3): value -> value, per channel
+        if name in _POINTWISE and round(intensity, 6) > 0.0:
+            step = _pointwise_table(name, round(intensity, 6))[:, 0, :]  # (256, 3): value -> value, per channel
             table = step if table is None else np.take_along_axis(step, table.astype(np.intp), axis=0)
             continue
         if table is not None:
             image, table = cv2.LUT(image, np.ascontiguousarray(table[:, None, :])), None
-        transform = _transform(name, intensity, image.shape[0], image.shape[1], rotate_method)
-        if transform is None:
-            continue
-        transform.set_processors({})  # a cached transform may still hold a parent Compose's
-        if name not in _SEED_FREE:
-            transform.set_random_seed(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            image = transform(force_apply=True, image=image)["image"]
-    if table is not None:
-        image = cv2.LUT(image, np.ascontiguousarray(table[:, None, :]))
-    return np.ascontiguousarray(image)
+        image = _apply_augmentation(image, name, intensity, seed)
+    return image if table is None else cv2.LUT(image, np.ascontiguousarray(table[:, None, :]))
 
 
 def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: int) -> np.ndarray:
@@ -6318,8 +6303,9 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
     usable = [k for k, record in enumerate(analysis.images) if not record.error and record.digest]
     if not todo or not usable:
         return False
-    sample = [k for k in analysis.settings.get("grid_sample") or [] if k in set(usable)]
-    chosen = (sample + [k for k in usable if k not in sample])[:_STRENGTH_IMAGES]
+    allowed = set(usable)
+    sample = [k for k in analysis.settings.get("grid_sample") or [] if k in allowed][:_STRENGTH_IMAGES]
+    chosen = sample + [k for k in usable[:2 * _STRENGTH_IMAGES] if k not in sample][:_STRENGTH_IMAGES - len(sample)]
     try:
         images = [sources[k].load(settings.max_image_pixels) for k in chosen]
     except (OSError, AugmentError) as exc:
@@ -6592,8 +6578,7 @@ def _severity_ranking(analysis: Analysis, summaries: dict[str, CurveSummary]) ->
         if curve.perceptual_strength is None:
             continue
         breaks = curve.severity_at(summary.intensity_at_50)
-        entries.append({"name": name, "breaks": breaks, "survives": curve.perceptual_strength[-1],
-                        "intensity": summary.intensity_at_50})
+        entries.append({"name": name, "breaks": breaks, "survives": curve.perceptual_strength[-1]})
     return sorted(entries, key=lambda e: (e["breaks"] is None, e["breaks"] if e["breaks"] is not None
                                           else -e["survives"], e["name"]))
 
@@ -6624,7 +6609,7 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
     """A horizontal bar per augmentation on one axis of ImageNet-C severity units: filled to where
     the model breaks, outlined to what it survives where it never breaks."""
     left, right, top = 150, 110, 22
-    axis = max(5.0, *(e["breaks"] or e["survives"] for e in entries)) if entries else 5.0
+    axis = max([5.0] + [e["survives"] if e["breaks"] is None else e["breaks"] for e in entries])
     plot_w, height = width - left - right, top + row_height * len(entries) + 24
 
     def x(value: float) -> float:
@@ -8513,7 +8498,7 @@ def _realism_transform_class() -> type:
                 drawn = self.draw(force_apply)
                 # not augmented (p < 1): the same form as an augmented one (RGBA -> RGB, I;16 -> RGB), so a
                 # DataLoader's batch never mixes shapes or modes
-                return back(image if drawn is None else _apply_steps_to_image(image, *drawn, self.rotate_method))
+                return back(image if drawn is None else _apply_steps_to_image(image, *drawn))
             if "image" not in data:
                 raise AugmentError(f"call with image=... (got {', '.join(sorted(data)) or 'no arguments'})")
             if self._inside:  # the parent Compose prepared the data and moves what its processors know
@@ -8855,15 +8840,21 @@ class ImageAugmenter:
     def _realism_limit(self, curve: AugmentationCurve, realism: float) -> float:
         """The realism rule's limit (model-based), under the perceptual ceiling when it is on."""
         limit = realism_max_intensity(realism, curve.onset_intensity, curve.failure_intensity)
-        if not self.perceptual_ceiling or CATALOGUE[curve.name].geometric:
-            # a distance that compares pixels in place calls a 10 degree rotation or a small crop a
-            # severe change: geometric augmentations keep the model's limits
+        if (ceiling := self._ceiling(curve.name, realism)) is None:
             return limit
         if curve.perceptual_strength is None:
             raise AugmentError(f"perceptual_ceiling needs the analysis' perceptual strengths, and {curve.name} has "
                                f"none: search again with this augment.py (it measures them on a few of the images)")
-        return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities,
-                                                realism_severity_ceiling(max(-1.0, realism))))
+        return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities, ceiling))
+
+    def _ceiling(self, name: str, realism: float) -> float | None:
+        """The perceptual ceiling (severity units) of augmentation ``name`` at ``realism``; None: none
+        applies (the ceiling is off, or ``name`` is geometric: a distance that compares pixels in place
+        calls a 10 degree rotation or a small crop a severe change, so those keep the model's limits).
+        A realism below -1 counts as -1."""
+        if not self.perceptual_ceiling or CATALOGUE[name].geometric:
+            return None
+        return realism_severity_ceiling(max(-1.0, realism))
 
     def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
                         max_random_augmentations: int = 8) -> SamplingPolicy:
@@ -8885,9 +8876,8 @@ class ImageAugmenter:
     def _largest_ceiling(self, realism: float, names: Iterable[str]) -> float:
         """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's;
         geometric augmentations keep the model's limits and are bounded by none)."""
-        realisms = [self.realism_overrides.get(name, float(realism)) for name in names
-                    if not CATALOGUE[name].geometric] or [float(realism)]
-        return max(realism_severity_ceiling(max(-1.0, value)) for value in realisms)
+        ceilings = [self._ceiling(name, self.realism_overrides.get(name, float(realism))) for name in names]
+        return max([c for c in ceilings if c is not None] or [realism_severity_ceiling(max(-1.0, float(realism)))])
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     print(f"\nread back vs their severity: mean |error| {errors.mean():.2f}, median {np.median(errors):.2f}, "
           f"90th percentile {np.percentile(errors, 90):.2f} severity units (75 corruption x severity cells); "
           f"the mean of the 15 at each severity: exactly 1..5 by construction")
-    half = len(reference_photos()) // 2
+    half = len(next(iter(per_photo.values()))) // 2  # of the reference photos
     first, second = scale(per_photo, slice(None, half)), scale(per_photo, slice(half, None))
     back = [augment.distance_to_severity(d, first) for d in second]
     largest = max(abs(b - s) for b, s in zip(back, range(1, 6)))

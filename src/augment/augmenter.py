@@ -321,15 +321,21 @@ class ImageAugmenter:
     def _realism_limit(self, curve: AugmentationCurve, realism: float) -> float:
         """The realism rule's limit (model-based), under the perceptual ceiling when it is on."""
         limit = realism_max_intensity(realism, curve.onset_intensity, curve.failure_intensity)
-        if not self.perceptual_ceiling or CATALOGUE[curve.name].geometric:
-            # a distance that compares pixels in place calls a 10 degree rotation or a small crop a
-            # severe change: geometric augmentations keep the model's limits
+        if (ceiling := self._ceiling(curve.name, realism)) is None:
             return limit
         if curve.perceptual_strength is None:
             raise AugmentError(f"perceptual_ceiling needs the analysis' perceptual strengths, and {curve.name} has "
                                f"none: search again with this augment.py (it measures them on a few of the images)")
-        return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities,
-                                                realism_severity_ceiling(max(-1.0, realism))))
+        return min(limit, intensity_at_severity(curve.perceptual_strength, curve.intensities, ceiling))
+
+    def _ceiling(self, name: str, realism: float) -> float | None:
+        """The perceptual ceiling (severity units) of augmentation ``name`` at ``realism``; None: none
+        applies (the ceiling is off, or ``name`` is geometric: a distance that compares pixels in place
+        calls a 10 degree rotation or a small crop a severe change, so those keep the model's limits).
+        A realism below -1 counts as -1."""
+        if not self.perceptual_ceiling or CATALOGUE[name].geometric:
+            return None
+        return realism_severity_ceiling(max(-1.0, realism))
 
     def sampling_policy(self, realism: float = 0.5, min_random_augmentations: int = 3,
                         max_random_augmentations: int = 8) -> SamplingPolicy:
@@ -351,9 +357,8 @@ class ImageAugmenter:
     def _largest_ceiling(self, realism: float, names: Iterable[str]) -> float:
         """The largest perceptual ceiling any of ``names`` is bounded by (its own realism override's;
         geometric augmentations keep the model's limits and are bounded by none)."""
-        realisms = [self.realism_overrides.get(name, float(realism)) for name in names
-                    if not CATALOGUE[name].geometric] or [float(realism)]
-        return max(realism_severity_ceiling(max(-1.0, value)) for value in realisms)
+        ceilings = [self._ceiling(name, self.realism_overrides.get(name, float(realism))) for name in names]
+        return max([c for c in ceilings if c is not None] or [realism_severity_ceiling(max(-1.0, float(realism)))])
 
     def transform(self, realism: float = 0.5, min_random_augmentations: int = 3, max_random_augmentations: int = 8,
                   *, seed: int | None = None, p: float = 1.0) -> Any:

@@ -414,40 +414,25 @@ def _pointwise_table(name: str, intensity: float) -> np.ndarray:
     return table
 
 
-def _apply_steps_to_image(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int,
-                          rotate_method: str = "largest_box") -> np.ndarray:
+def _apply_steps_to_image(image: np.ndarray, steps: Sequence[tuple[str, float]], seed: int) -> np.ndarray:
     """``steps`` [(name, intensity)] applied in order to an (H, W, 3) uint8 image alone, each
-    transform seeded with ``seed``: the pixels of ``A.Compose(transforms, seed=seed)``.
+    rendered as the search renders it with ``seed``: the pixels of ``A.Compose(transforms, seed=seed)``.
 
-    A training transform pays albumentations' per-call machinery for every step of every image,
-    so consecutive pointwise colour steps (Brighten, Darken, the channel shifts) fold into one
-    byte lookup table (a table of a table is exact), and steps that draw nothing skip seeding.
+    A training transform pays for every step of every image, so consecutive pointwise colour steps
+    (Brighten, Darken, the channel shifts) fold into one byte lookup table (a table of a table is exact).
     """
     import cv2
 
     table = None
     for name, intensity in steps:
-        intensity = round(intensity, 6)
-        if intensity <= 0.0:
-            continue
-        if name in _POINTWISE:
-            step = _pointwise_table(name, intensity)[:, 0, :]  # (256, 3): value -> value, per channel
+        if name in _POINTWISE and round(intensity, 6) > 0.0:
+            step = _pointwise_table(name, round(intensity, 6))[:, 0, :]  # (256, 3): value -> value, per channel
             table = step if table is None else np.take_along_axis(step, table.astype(np.intp), axis=0)
             continue
         if table is not None:
             image, table = cv2.LUT(image, np.ascontiguousarray(table[:, None, :])), None
-        transform = _transform(name, intensity, image.shape[0], image.shape[1], rotate_method)
-        if transform is None:
-            continue
-        transform.set_processors({})  # a cached transform may still hold a parent Compose's
-        if name not in _SEED_FREE:
-            transform.set_random_seed(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            image = transform(force_apply=True, image=image)["image"]
-    if table is not None:
-        image = cv2.LUT(image, np.ascontiguousarray(table[:, None, :]))
-    return np.ascontiguousarray(image)
+        image = _apply_augmentation(image, name, intensity, seed)
+    return image if table is None else cv2.LUT(image, np.ascontiguousarray(table[:, None, :]))
 
 
 def _apply_augmentation(image: np.ndarray, name: str, intensity: float, seed: int) -> np.ndarray:

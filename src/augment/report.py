@@ -109,8 +109,7 @@ def _severity_ranking(analysis: Analysis, summaries: dict[str, CurveSummary]) ->
         if curve.perceptual_strength is None:
             continue
         breaks = curve.severity_at(summary.intensity_at_50)
-        entries.append({"name": name, "breaks": breaks, "survives": curve.perceptual_strength[-1],
-                        "intensity": summary.intensity_at_50})
+        entries.append({"name": name, "breaks": breaks, "survives": curve.perceptual_strength[-1]})
     return sorted(entries, key=lambda e: (e["breaks"] is None, e["breaks"] if e["breaks"] is not None
                                           else -e["survives"], e["name"]))
 
@@ -141,7 +140,7 @@ def _severity_chart(entries: Sequence[dict], width: int = 640, row_height: int =
     """A horizontal bar per augmentation on one axis of ImageNet-C severity units: filled to where
     the model breaks, outlined to what it survives where it never breaks."""
     left, right, top = 150, 110, 22
-    axis = max(5.0, *(e["breaks"] or e["survives"] for e in entries)) if entries else 5.0
+    axis = max([5.0] + [e["survives"] if e["breaks"] is None else e["breaks"] for e in entries])
     plot_w, height = width - left - right, top + row_height * len(entries) + 24
 
     def x(value: float) -> float:

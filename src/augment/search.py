@@ -487,8 +487,9 @@ def _measure_strengths(analysis: Analysis, sources: Sequence[_Source], settings:
     usable = [k for k, record in enumerate(analysis.images) if not record.error and record.digest]
     if not todo or not usable:
         return False
-    sample = [k for k in analysis.settings.get("grid_sample") or [] if k in set(usable)]
-    chosen = (sample + [k for k in usable if k not in sample])[:_STRENGTH_IMAGES]
+    allowed = set(usable)
+    sample = [k for k in analysis.settings.get("grid_sample") or [] if k in allowed][:_STRENGTH_IMAGES]
+    chosen = sample + [k for k in usable[:2 * _STRENGTH_IMAGES] if k not in sample][:_STRENGTH_IMAGES - len(sample)]
     try:
         images = [sources[k].load(settings.max_image_pixels) for k in chosen]
     except (OSError, AugmentError) as exc:

@@ -233,7 +233,7 @@ def _realism_transform_class() -> type:
                 drawn = self.draw(force_apply)
                 # not augmented (p < 1): the same form as an augmented one (RGBA -> RGB, I;16 -> RGB), so a
                 # DataLoader's batch never mixes shapes or modes
-                return back(image if drawn is None else _apply_steps_to_image(image, *drawn, self.rotate_method))
+                return back(image if drawn is None else _apply_steps_to_image(image, *drawn))
             if "image" not in data:
                 raise AugmentError(f"call with image=... (got {', '.join(sorted(data)) or 'no arguments'})")
             if self._inside:  # the parent Compose prepared the data and moves what its processors know
